@@ -1,0 +1,85 @@
+"""taskmesh-api: serves JobService and AuthService."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from api_server.accounts import Accounts
+from api_server.jobs import Jobs
+from api_server.servicers import AuthServicer, JobServicer
+from taskmesh.auth.tokens import TokenCodec
+from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
+from taskmesh.db.engine import make_engine
+from taskmesh.db.jobs import JobRepository
+from taskmesh.db.runs import RunRepository
+from taskmesh.db.schema import ensure_schema
+from taskmesh.db.users import UserRepository
+from taskmesh.logs import configure_logging
+from taskmesh.names import Names
+from taskmesh.process import run_until_signalled
+from taskmesh.rpc.server import build_server
+from taskmesh.settings import DEV_ADMIN_PASSWORD, Settings, get_settings
+from taskmesh.states import Role
+from taskmesh.v1 import auth_service_pb2, auth_service_pb2_grpc, job_service_pb2, job_service_pb2_grpc
+
+log = logging.getLogger("api_server")
+
+JOB_SERVICE = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+AUTH_SERVICE = auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    settings.check_secure()
+    await asyncio.to_thread(ensure_schema, settings.database_url)
+    engine = make_engine(settings.database_url, settings.database_pool_size)
+    redis = connect_redis(settings.redis_url)
+    tokens = TokenCodec(settings.jwt_secret, settings.jwt_ttl_seconds)
+    cache = StatusCache(redis, Names(settings.namespace), settings.status_cache_ttl)
+    cache_writer = CacheWriter(cache)
+    accounts = Accounts(UserRepository(engine), tokens)
+    await accounts.ensure_account(settings.admin_username, settings.admin_password, Role.ADMIN)
+    await accounts.ensure_account(settings.worker_username, settings.worker_password, Role.WORKER)
+    if settings.is_development and settings.admin_password == DEV_ADMIN_PASSWORD:
+        log.warning("development mode: admin account %r has the default password", settings.admin_username)
+    jobs = Jobs(JobRepository(engine), RunRepository(engine), cache, cache_writer)
+
+    built = build_server(
+        settings.api_listen,
+        tokens,
+        [
+            (
+                JOB_SERVICE,
+                lambda s: job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(jobs), s),
+            ),
+            (
+                AUTH_SERVICE,
+                lambda s: auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), s),
+            ),
+        ],
+    )
+    await built.server.start()
+    await built.set_serving(True)
+    writer_task = asyncio.create_task(cache_writer.run_forever())
+    log.info("api_server listening on %s", settings.api_listen)
+    await stop.wait()
+    log.info("api_server stopping: draining in-flight calls")
+    await built.set_serving(False)
+    await built.server.stop(grace=10)
+    await cache_writer.flush()
+    writer_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer_task
+    await redis.aclose()
+    await engine.dispose()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("api_server", settings.log_level, settings.log_json)
+    run_until_signalled(lambda stop: serve(settings, stop))
+
+
+if __name__ == "__main__":
+    main()

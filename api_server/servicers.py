@@ -1,0 +1,173 @@
+"""Thin gRPC adapters: request -> validated values -> domain call -> response.
+
+Errors are raised as taskmesh errors; the guard interceptor turns them into status codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.empty_pb2 import Empty
+
+from api_server import validation
+from api_server.accounts import Accounts
+from api_server.jobs import Jobs
+from taskmesh import listing
+from taskmesh.convert import job_to_proto, run_to_proto, to_json, user_to_proto
+from taskmesh.errors import InvalidArgument
+from taskmesh.records import JobChanges
+from taskmesh.rpc.guard import current_principal
+from taskmesh.states import RunState, Trigger
+from taskmesh.v1 import (
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+    job_pb2,
+    job_service_pb2,
+    job_service_pb2_grpc,
+    run_pb2,
+)
+
+Context = Any  # grpc.aio.ServicerContext
+
+JOB_FILTER_FIELDS = {"name": ("=", "!=", ":"), "state": ("=", "!="), "labels.*": ("=", "!=", ":")}
+RUN_FILTER_FIELDS = {"state": ("=", "!="), "trigger": ("=", "!=")}
+FILTER_VALUES = {
+    "state": frozenset(s.value for s in RunState),
+    "trigger": frozenset(t.value for t in Trigger),
+}
+UPDATABLE_PATHS = ("name", "description", "executor", "labels")
+
+
+class JobServicer(job_service_pb2_grpc.JobServiceServicer):
+    def __init__(self, jobs: Jobs) -> None:
+        self._jobs = jobs
+
+    async def CreateJob(self, request: job_service_pb2.CreateJobRequest, context: Context) -> job_pb2.Job:
+        if not request.HasField("job"):
+            raise InvalidArgument("job", "is required")
+        job = request.job
+        record = await self._jobs.create(
+            name=validation.job_name(job.name),
+            description=validation.description(job.description),
+            executor=to_json(validation.executor(job.executor)),
+            labels=validation.labels(dict(job.labels)),
+        )
+        return job_to_proto(record)
+
+    async def GetJob(self, request: job_service_pb2.GetJobRequest, context: Context) -> job_pb2.Job:
+        return job_to_proto(await self._jobs.get(validation.require_id(request.id)))
+
+    async def ListJobs(
+        self, request: job_service_pb2.ListJobsRequest, context: Context
+    ) -> job_service_pb2.ListJobsResponse:
+        limit = listing.page_size(request.page_size)
+        conditions = listing.parse_filter(request.filter, JOB_FILTER_FIELDS, FILTER_VALUES)
+        page = listing.decode_page_token(request.page_token)
+        jobs = await self._jobs.list_jobs(conditions, page, limit + 1)
+        token = ""
+        if len(jobs) > limit:
+            jobs = jobs[:limit]
+            token = listing.encode_page_token(jobs[-1].create_time, jobs[-1].id)
+        return job_service_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs], next_page_token=token)
+
+    async def UpdateJob(self, request: job_service_pb2.UpdateJobRequest, context: Context) -> job_pb2.Job:
+        if not request.HasField("job"):
+            raise InvalidArgument("job", "is required")
+        job_id = validation.require_id(request.job.id, "job.id")
+        changes = _job_changes(request.job, list(request.update_mask.paths))
+        return job_to_proto(await self._jobs.update(job_id, changes))
+
+    async def DeleteJob(self, request: job_service_pb2.DeleteJobRequest, context: Context) -> Empty:
+        await self._jobs.delete(validation.require_id(request.id))
+        return Empty()
+
+    async def TriggerJob(self, request: job_service_pb2.TriggerJobRequest, context: Context) -> run_pb2.Run:
+        return run_to_proto(await self._jobs.trigger(validation.require_id(request.id)))
+
+    async def GetJobStatus(
+        self, request: job_service_pb2.GetJobStatusRequest, context: Context
+    ) -> job_service_pb2.JobStatus:
+        view = await self._jobs.status(validation.require_id(request.id))
+        status = job_service_pb2.JobStatus(job_id=view.job_id, job_name=view.job_name)
+        if view.last_run is not None:
+            status.state = view.last_run.state
+            status.last_run.CopyFrom(view.last_run)
+        return status
+
+    async def ListRuns(
+        self, request: job_service_pb2.ListRunsRequest, context: Context
+    ) -> job_service_pb2.ListRunsResponse:
+        job_id = validation.require_id(request.job_id, "job_id") if request.job_id else None
+        limit = listing.page_size(request.page_size)
+        conditions = listing.parse_filter(request.filter, RUN_FILTER_FIELDS, FILTER_VALUES)
+        page = listing.decode_page_token(request.page_token)
+        runs = await self._jobs.list_runs(job_id, conditions, page, limit + 1)
+        token = ""
+        if len(runs) > limit:
+            runs = runs[:limit]
+            token = listing.encode_page_token(runs[-1].queue_time, runs[-1].id)
+        return job_service_pb2.ListRunsResponse(runs=[run_to_proto(r) for r in runs], next_page_token=token)
+
+    async def GetRun(self, request: job_service_pb2.GetRunRequest, context: Context) -> run_pb2.Run:
+        return run_to_proto(await self._jobs.get_run(validation.require_id(request.id)))
+
+
+def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
+    """The changes an update names; with no mask, every field the request populates (AIP-134)."""
+    if not paths:
+        paths = [p for p in UPDATABLE_PATHS if _populated(job, p)]
+        if not paths:
+            raise InvalidArgument("job", "names no field to update")
+    unknown = [p for p in paths if p not in UPDATABLE_PATHS]
+    if unknown:
+        raise InvalidArgument("update_mask", f"unknown or read-only paths {unknown}; use {list(UPDATABLE_PATHS)}")
+    return JobChanges(
+        name=validation.job_name(job.name) if "name" in paths else None,
+        description=validation.description(job.description) if "description" in paths else None,
+        executor=to_json(validation.executor(job.executor)) if "executor" in paths else None,
+        labels=validation.labels(dict(job.labels)) if "labels" in paths else None,
+    )
+
+
+def _populated(job: job_pb2.Job, path: str) -> bool:
+    if path == "executor":
+        return job.HasField("executor")
+    if path == "labels":
+        return len(job.labels) > 0
+    return bool(getattr(job, path))
+
+
+class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
+
+    async def Login(
+        self, request: auth_service_pb2.LoginRequest, context: Context
+    ) -> auth_service_pb2.LoginResponse:
+        if not request.username:
+            raise InvalidArgument("username", "is required")
+        if not request.password:
+            raise InvalidArgument("password", "is required")
+        issued = await self._accounts.login(request.username, request.password)
+        return auth_service_pb2.LoginResponse(
+            access_token=issued.token, token_type="Bearer", expires_in=issued.expires_in
+        )
+
+    async def CreateUser(
+        self, request: auth_service_pb2.CreateUserRequest, context: Context
+    ) -> auth_service_pb2.User:
+        user = await self._accounts.create_user(
+            validation.username(request.username),
+            validation.new_password(request.password),
+            validation.role(request.role),
+        )
+        return user_to_proto(user)
+
+    async def ListUsers(
+        self, request: auth_service_pb2.ListUsersRequest, context: Context
+    ) -> auth_service_pb2.ListUsersResponse:
+        users = await self._accounts.list_users()
+        return auth_service_pb2.ListUsersResponse(users=[user_to_proto(u) for u in users])
+
+    async def DeleteUser(self, request: auth_service_pb2.DeleteUserRequest, context: Context) -> Empty:
+        await self._accounts.delete_user(validation.username(request.username), current_principal())
+        return Empty()

@@ -1,0 +1,136 @@
+"""Request validation: protobuf in, typed values out, InvalidArgument naming the field otherwise."""
+
+from __future__ import annotations
+
+import math
+import re
+from urllib.parse import urlsplit
+
+from google.protobuf.duration_pb2 import Duration
+
+from taskmesh.errors import InvalidArgument
+from taskmesh.ids import is_uuid
+from taskmesh.states import Role
+from taskmesh.v1 import auth_service_pb2, job_pb2
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+LABEL_KEY_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$")
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HEADER_NAME_PATTERN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
+MAX_DESCRIPTION = 4096
+MAX_LABELS = 64
+MAX_LABEL_VALUE = 256
+MAX_SLEEP_SECONDS = 86_400.0
+MAX_HTTP_TIMEOUT = 3_600.0
+MAX_SHELL_TIMEOUT = 86_400.0
+MAX_BODY = 1 << 20
+
+
+def require_id(value: str, field: str = "id") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not is_uuid(value):
+        raise InvalidArgument(field, f"must be a UUID, got {value!r}")
+    return value.lower()
+
+
+def job_name(value: str, field: str = "job.name") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not NAME_PATTERN.match(value):
+        raise InvalidArgument(
+            field, "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def description(value: str, field: str = "job.description") -> str:
+    if len(value) > MAX_DESCRIPTION:
+        raise InvalidArgument(field, f"must be at most {MAX_DESCRIPTION} characters")
+    return value
+
+
+def labels(values: dict[str, str], field: str = "job.labels") -> dict[str, str]:
+    if len(values) > MAX_LABELS:
+        raise InvalidArgument(field, f"at most {MAX_LABELS} labels")
+    for key, value in values.items():
+        if not LABEL_KEY_PATTERN.match(key):
+            raise InvalidArgument(f"{field}.{key}", "keys are 1-63 lowercase letters, digits, '.', '_', '/', '-'")
+        if len(value) > MAX_LABEL_VALUE:
+            raise InvalidArgument(f"{field}.{key}", f"values are at most {MAX_LABEL_VALUE} characters")
+    return dict(values)
+
+
+def _seconds(duration: Duration) -> float:
+    return duration.seconds + duration.nanos / 1e9
+
+
+def _timeout(parent: job_pb2.HttpExecutor | job_pb2.ShellExecutor, field: str, maximum: float) -> None:
+    if parent.HasField("timeout") and not 0 < _seconds(parent.timeout) <= maximum:
+        raise InvalidArgument(field, f"must be more than 0s and at most {maximum:.0f}s")
+
+
+def executor(value: job_pb2.Executor, field: str = "job.executor") -> job_pb2.Executor:
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        raise InvalidArgument(field, "is required: set exactly one of noop, sleep, http, shell")
+    if kind == "sleep":
+        seconds = value.sleep.seconds
+        if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SLEEP_SECONDS:
+            raise InvalidArgument(f"{field}.sleep.seconds", f"must be between 0 and {MAX_SLEEP_SECONDS:.0f}")
+    elif kind == "http":
+        _http(value.http, f"{field}.http")
+    elif kind == "shell":
+        _shell(value.shell, f"{field}.shell")
+    return value
+
+
+def _http(spec: job_pb2.HttpExecutor, field: str) -> None:
+    if spec.method and spec.method.upper() not in HTTP_METHODS:
+        raise InvalidArgument(f"{field}.method", f"must be one of {', '.join(sorted(HTTP_METHODS))}")
+    if not spec.url:
+        raise InvalidArgument(f"{field}.url", "is required")
+    parts = urlsplit(spec.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgument(f"{field}.url", "must be an absolute http:// or https:// URL")
+    for name in spec.headers:
+        if not HEADER_NAME_PATTERN.match(name):
+            raise InvalidArgument(f"{field}.headers", f"{name!r} is not a valid header name")
+    if len(spec.body.encode()) > MAX_BODY:
+        raise InvalidArgument(f"{field}.body", "must be at most 1 MiB")
+    _timeout(spec, f"{field}.timeout", MAX_HTTP_TIMEOUT)
+
+
+def _shell(spec: job_pb2.ShellExecutor, field: str) -> None:
+    if not spec.argv or not spec.argv[0]:
+        raise InvalidArgument(f"{field}.argv", "is required: the program and its arguments")
+    if any("\x00" in arg for arg in spec.argv):
+        raise InvalidArgument(f"{field}.argv", "must not contain NUL characters")
+    for name, value in spec.env.items():
+        if not ENV_NAME_PATTERN.match(name) or "\x00" in value:
+            raise InvalidArgument(f"{field}.env", f"{name!r} is not a valid environment variable")
+    _timeout(spec, f"{field}.timeout", MAX_SHELL_TIMEOUT)
+
+
+def username(value: str, field: str = "username") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not USERNAME_PATTERN.match(value):
+        raise InvalidArgument(field, "must be 1-64 letters, digits, '.', '_', '@' or '-'")
+    return value
+
+
+def new_password(value: str, field: str = "password") -> str:
+    if len(value) < 8:
+        raise InvalidArgument(field, "must be at least 8 characters")
+    if len(value) > 1024:
+        raise InvalidArgument(field, "must be at most 1024 characters")
+    return value
+
+
+def role(value: int, field: str = "role") -> Role:
+    if value == auth_service_pb2.ROLE_UNSPECIFIED or value not in auth_service_pb2.Role.values():
+        raise InvalidArgument(field, "must be one of ADMIN, OPERATOR, VIEWER, WORKER")
+    return Role(auth_service_pb2.Role.Name(value))

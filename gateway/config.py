@@ -1,0 +1,148 @@
+"""The Envoy configuration of the gateway, built from settings.
+
+One listener serves REST/JSON (transcoded to gRPC from the protos' google.api.http
+annotations) and native gRPC (grpcurl, generated clients) on the same port, routing each gRPC
+service to its upstream. Upstreams are health-checked with the gRPC health service, and a
+failed upstream gets no traffic (no panic routing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DESCRIPTOR_SET = Path(__file__).parent / "generated" / "taskmesh.pb"
+TYPE = "type.googleapis.com/envoy.extensions"
+TRANSCODED_SERVICES = ["taskmesh.v1.JobService", "taskmesh.v1.AuthService"]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str
+    address: str  # host:port
+
+    @property
+    def host(self) -> str:
+        return self.address.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    listen_host: str
+    port: int
+    admin_port: int
+    api_server: Upstream
+    scheduler: Upstream
+    descriptor_set: Path = DESCRIPTOR_SET
+
+
+def _route(prefix: str, cluster: str, timeout: str = "60s") -> dict[str, Any]:
+    return {"match": {"prefix": prefix}, "route": {"cluster": cluster, "timeout": timeout}}
+
+
+def routes() -> list[dict[str, Any]]:
+    return [
+        # Long-lived streams: no route timeout.
+        _route("/taskmesh.v1.WorkerService/", "scheduler", "0s"),
+        _route("/taskmesh.v1.JobService/WatchRun", "api_server", "0s"),
+        _route("/taskmesh.v1.JobService/", "api_server"),
+        _route("/taskmesh.v1.AuthService/", "api_server"),
+        _route("/grpc.reflection.", "api_server", "0s"),
+        _route("/grpc.health.v1.Health/", "api_server"),
+    ]
+
+
+def _cluster(upstream: Upstream) -> dict[str, Any]:
+    address = {"socket_address": {"address": upstream.host, "port_value": upstream.port}}
+    return {
+        "name": upstream.name,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_ONLY",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": upstream.name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": f"{TYPE}.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": "2s",
+                "no_traffic_interval": "2s",
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {},
+            }
+        ],
+        # Never route to a host that failed its health check, even if all have.
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+    }
+
+
+def _transcoder(descriptor_set: Path) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.grpc_json_transcoder",
+        "typed_config": {
+            "@type": f"{TYPE}.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+            "proto_descriptor": str(descriptor_set),
+            "services": TRANSCODED_SERVICES,
+            "print_options": {"always_print_primitive_fields": True},
+            "convert_grpc_status": True,
+            "request_validation_options": {
+                "reject_unknown_method": True,
+                "reject_unknown_query_parameters": True,
+            },
+        },
+    }
+
+
+def envoy_config(config: GatewayConfig) -> dict[str, Any]:
+    connection_manager = {
+        "@type": f"{TYPE}.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "gateway",
+        "codec_type": "AUTO",
+        "generate_request_id": True,
+        "route_config": {
+            "name": "taskmesh",
+            "virtual_hosts": [{"name": "taskmesh", "domains": ["*"], "routes": routes()}],
+        },
+        "http_filters": [
+            _transcoder(config.descriptor_set),
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+            },
+        ],
+    }
+    return {
+        "admin": {"address": {"socket_address": {"address": config.listen_host, "port_value": config.admin_port}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "gateway",
+                    "address": {"socket_address": {"address": config.listen_host, "port_value": config.port}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": connection_manager,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [_cluster(config.api_server), _cluster(config.scheduler)],
+        },
+    }

@@ -1,0 +1,88 @@
+"""taskmesh-scheduler: serves WorkerService and relays the outbox to RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from scheduler.attempts import AttemptLedger
+from scheduler.relay import OutboxRelay
+from scheduler.worker_servicer import WorkerServicer
+from taskmesh.auth.tokens import TokenCodec
+from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
+from taskmesh.db.engine import make_engine
+from taskmesh.db.listen import listen_forever
+from taskmesh.db.outbox import NOTIFY_CHANNEL, OutboxRepository
+from taskmesh.db.runs import RunRepository
+from taskmesh.db.schema import ensure_schema
+from taskmesh.logs import configure_logging
+from taskmesh.names import Names
+from taskmesh.process import run_until_signalled
+from taskmesh.rpc.server import build_server
+from taskmesh.settings import Settings, get_settings
+from taskmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
+
+log = logging.getLogger("scheduler")
+
+WORKER_SERVICE = worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    settings.check_secure()
+    await asyncio.to_thread(ensure_schema, settings.database_url)
+    names = Names(settings.namespace)
+    engine = make_engine(settings.database_url, settings.database_pool_size)
+    redis = connect_redis(settings.redis_url)
+    cache_writer = CacheWriter(StatusCache(redis, names, settings.status_cache_ttl))
+    ledger = AttemptLedger(RunRepository(engine), cache_writer, settings.lease_seconds)
+    outbox_wake = asyncio.Event()
+    relay = OutboxRelay(
+        OutboxRepository(engine),
+        settings.amqp_url,
+        names,
+        outbox_wake,
+        settings.relay_batch_size,
+        settings.relay_poll_interval,
+    )
+    servicer = WorkerServicer(ledger, settings.lease_seconds)
+    built = build_server(
+        settings.scheduler_listen,
+        TokenCodec(settings.jwt_secret, settings.jwt_ttl_seconds),
+        [
+            (
+                WORKER_SERVICE,
+                lambda s: worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, s),
+            )
+        ],
+    )
+    await built.server.start()
+    await built.set_serving(True)
+    background = [
+        asyncio.create_task(listen_forever(settings.database_url, NOTIFY_CHANNEL, outbox_wake)),
+        asyncio.create_task(relay.run_forever()),
+        asyncio.create_task(cache_writer.run_forever()),
+    ]
+    log.info("scheduler listening on %s", settings.scheduler_listen)
+    await stop.wait()
+    log.info("scheduler stopping")
+    await built.set_serving(False)
+    await built.server.stop(grace=10)
+    for task in background:
+        task.cancel()
+    for task in background:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await cache_writer.flush()
+    await redis.aclose()
+    await engine.dispose()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("scheduler", settings.log_level, settings.log_json)
+    run_until_signalled(lambda stop: serve(settings, stop))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The outbox relay: publishes work units written by run-creating transactions to RabbitMQ.
+
+Rows are deleted in the same transaction that waited for RabbitMQ's publisher confirms, so a
+row disappears only once its message is durable. A crash in between republishes it; fencing
+on the attempt number makes the duplicate harmless. Several relays (one per scheduler) share
+the outbox through FOR UPDATE SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from taskmesh.aio import wait_event
+from taskmesh.broker.amqp import AmqpChannel, AmqpConnection
+from taskmesh.broker.topology import declare_topology
+from taskmesh.db.outbox import OutboxRepository
+from taskmesh.errors import BrokerUnavailable, DatabaseUnavailable
+from taskmesh.names import WORK_ROUTING_KEY, Names
+from taskmesh.v1 import worker_service_pb2
+
+log = logging.getLogger(__name__)
+
+WORK_UNIT_TYPE = worker_service_pb2.WorkUnit.DESCRIPTOR.full_name
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        outbox: OutboxRepository,
+        amqp_url: str,
+        names: Names,
+        wake: asyncio.Event,
+        batch_size: int,
+        poll_interval: float,
+    ) -> None:
+        self._outbox = outbox
+        self._amqp_url = amqp_url
+        self._names = names
+        self._wake = wake
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self.published = 0
+
+    async def run_forever(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                connection = await AmqpConnection.open(self._amqp_url, name="taskmesh-relay")
+                try:
+                    channel = await connection.channel()
+                    await declare_topology(channel, self._names)
+                    await channel.enable_confirms()
+                    delay = 0.5
+                    await self._relay(channel)
+                finally:
+                    await connection.close()
+            except (BrokerUnavailable, DatabaseUnavailable) as error:
+                log.warning("outbox relay interrupted (%s); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _relay(self, channel: AmqpChannel) -> None:
+        while True:
+            while await self._publish_batch(channel) == self._batch_size:
+                pass
+            await wait_event(self._wake, self._poll_interval)
+            self._wake.clear()
+
+    async def _publish_batch(self, channel: AmqpChannel) -> int:
+        async with self._outbox.take_batch(self._batch_size) as units:
+            if units:
+                bodies = [
+                    worker_service_pb2.WorkUnit(run_id=u.run_id, attempt=u.attempt).SerializeToString()
+                    for u in units
+                ]
+                await channel.publish_confirmed(
+                    self._names.work_exchange, WORK_ROUTING_KEY, bodies, WORK_UNIT_TYPE
+                )
+        self.published += len(units)
+        return len(units)

@@ -1,0 +1,1 @@
+"""Passwords, tokens and the permission table shared by every gRPC server."""

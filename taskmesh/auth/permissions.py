@@ -1,0 +1,46 @@
+"""Which roles may call which method. A method missing from the table is refused."""
+
+from __future__ import annotations
+
+from taskmesh.states import Role
+
+READ = frozenset({Role.ADMIN, Role.OPERATOR, Role.VIEWER})
+WRITE = frozenset({Role.ADMIN, Role.OPERATOR})
+ADMIN = frozenset({Role.ADMIN})
+WORKER = frozenset({Role.WORKER, Role.ADMIN})
+
+# Methods anyone may call without a token.
+PUBLIC_METHODS = frozenset(
+    {
+        "/taskmesh.v1.AuthService/Login",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.health.v1.Health/List",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "/taskmesh.v1.JobService/CreateJob": WRITE,
+    "/taskmesh.v1.JobService/GetJob": READ,
+    "/taskmesh.v1.JobService/ListJobs": READ,
+    "/taskmesh.v1.JobService/UpdateJob": WRITE,
+    "/taskmesh.v1.JobService/DeleteJob": WRITE,
+    "/taskmesh.v1.JobService/TriggerJob": WRITE,
+    "/taskmesh.v1.JobService/GetJobStatus": READ,
+    "/taskmesh.v1.JobService/ListRuns": READ,
+    "/taskmesh.v1.JobService/GetRun": READ,
+    "/taskmesh.v1.AuthService/CreateUser": ADMIN,
+    "/taskmesh.v1.AuthService/ListUsers": ADMIN,
+    "/taskmesh.v1.AuthService/DeleteUser": ADMIN,
+    "/taskmesh.v1.WorkerService/Connect": WORKER,
+}
+
+
+def is_public(method: str) -> bool:
+    return method in PUBLIC_METHODS
+
+
+def allowed(method: str, role: Role) -> bool:
+    return role in PERMISSIONS.get(method, frozenset())

@@ -1,0 +1,1 @@
+"""RabbitMQ: pika's asyncio adapter wrapped in futures, and the queue topology."""

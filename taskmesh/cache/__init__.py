@@ -1,0 +1,1 @@
+"""Redis: the job status cache (and, later, pub/sub for live watches)."""

@@ -1,0 +1,137 @@
+"""The job status cache: each job's latest run, written through on every run transition.
+
+Writes are ordered by (queue_time, run id, version): a write about an older run, or an older
+version of the same run, never overwrites a newer one, whatever order writes arrive in.
+Losing Redis loses nothing: readers fall back to PostgreSQL, writers mark what they could not
+write and delete it once Redis answers again, and every entry expires as a backstop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from taskmesh.aio import wait_event
+from taskmesh.convert import run_to_proto
+from taskmesh.errors import CacheUnavailable
+from taskmesh.names import Names
+from taskmesh.records import RunRecord
+from taskmesh.v1 import run_pb2
+
+log = logging.getLogger(__name__)
+
+PUT_IF_NEWER = """
+local cur = redis.call('HMGET', KEYS[1], 'q', 'r', 'v')
+local q, r, v = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local newer
+if not cur[1] then
+  newer = true
+elseif r == cur[2] then
+  newer = v > tonumber(cur[3])
+elseif q ~= tonumber(cur[1]) then
+  newer = q > tonumber(cur[1])
+else
+  newer = r > cur[2]
+end
+if newer then
+  redis.call('HSET', KEYS[1], 'q', ARGV[1], 'r', r, 'v', ARGV[3], 'p', ARGV[4])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return newer and 1 or 0
+"""
+
+
+def connect_redis(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+
+class StatusCache:
+    def __init__(self, client: aioredis.Redis, names: Names, ttl_seconds: int) -> None:
+        self._redis = client
+        self._names = names
+        self._ttl = ttl_seconds
+        self._put = client.register_script(PUT_IF_NEWER)
+        self._dirty: set[str] = set()  # jobs whose entry may be stale
+
+    @property
+    def has_stale_entries(self) -> bool:
+        return bool(self._dirty)
+
+    async def get(self, job_id: str) -> run_pb2.Run | None:
+        """The cached latest run of a job; None on a miss. Raises CacheUnavailable."""
+        if job_id in self._dirty:
+            return None
+        try:
+            payload = await self._redis.hget(self._names.job_status_key(job_id), "p")
+        except (RedisError, OSError) as error:
+            raise CacheUnavailable() from error
+        if payload is None:
+            return None
+        return run_pb2.Run.FromString(payload if isinstance(payload, bytes) else payload.encode())
+
+    async def forget(self, job_id: str) -> None:
+        """Drop a job's entry (the job was deleted)."""
+        try:
+            await self._redis.delete(self._names.job_status_key(job_id))
+        except (RedisError, OSError):
+            self._dirty.add(job_id)
+
+    async def put(self, runs: Sequence[RunRecord]) -> None:
+        """Write runs through; never raises (a failed write marks the job dirty)."""
+        if not runs and not self._dirty:
+            return
+        dirty = set(self._dirty)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id in dirty:
+                    pipe.delete(self._names.job_status_key(job_id))
+                for run in runs:
+                    await self._put(
+                        keys=[self._names.job_status_key(run.job_id)],
+                        args=[
+                            int(run.queue_time.timestamp() * 1_000_000),
+                            run.id,
+                            run.version,
+                            run_to_proto(run).SerializeToString(),
+                            self._ttl,
+                        ],
+                        client=pipe,
+                    )
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            self._dirty.update(run.job_id for run in runs)
+            log.warning("status cache write failed (%s); %d jobs marked stale", error, len(self._dirty))
+            return
+        self._dirty -= dirty
+
+
+class CacheWriter:
+    """Writes runs to the cache in the background, batching whatever accumulated meanwhile, so
+    that a transition never waits for Redis."""
+
+    def __init__(self, cache: StatusCache) -> None:
+        self._cache = cache
+        self._pending: list[RunRecord] = []
+        self._wake = asyncio.Event()
+
+    def enqueue(self, runs: Sequence[RunRecord]) -> None:
+        self._pending.extend(runs)
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            # While some entries may be stale, retry deleting them every second.
+            timeout = 1.0 if self._cache.has_stale_entries else None
+            await wait_event(self._wake, timeout)
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            await self._cache.put(batch)
+
+    async def flush(self) -> None:
+        """Write whatever is pending now (used at shutdown and in tests)."""
+        batch, self._pending = self._pending, []
+        await self._cache.put(batch)

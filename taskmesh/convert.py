@@ -1,0 +1,78 @@
+"""Records <-> protobuf messages. JSON columns hold protobuf JSON (json_format) of their message."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from taskmesh.records import JobRecord, Json, RunRecord, UserRecord
+from taskmesh.states import RunState, Trigger
+from taskmesh.v1 import auth_service_pb2, job_pb2, run_pb2
+
+M = TypeVar("M", bound=Message)
+
+
+def to_json(message: Message) -> Json:
+    return json_format.MessageToDict(message)
+
+
+def from_json(data: Json, message_type: type[M]) -> M:
+    return json_format.ParseDict(data, message_type())
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def job_to_proto(job: JobRecord) -> job_pb2.Job:
+    return job_pb2.Job(
+        id=job.id,
+        name=job.name,
+        description=job.description,
+        executor=from_json(job.executor, job_pb2.Executor),
+        labels=job.labels,
+        create_time=timestamp(job.create_time),
+        update_time=timestamp(job.update_time),
+    )
+
+
+def run_to_proto(run: RunRecord) -> run_pb2.Run:
+    message = run_pb2.Run(
+        id=run.id,
+        job_id=run.job_id,
+        job_name=run.job_name,
+        state=run.state.value,
+        attempt=run.attempt,
+        trigger=run.trigger.value,
+        queue_time=timestamp(run.queue_time),
+        start_time=timestamp(run.start_time),
+        finish_time=timestamp(run.finish_time),
+        worker_id=run.worker_id or "",
+    )
+    if run.result:
+        json_format.ParseDict(run.result, message.result)
+    if run.error:
+        json_format.ParseDict(run.error, message.error)
+    return message
+
+
+def run_state_name(value: int) -> RunState:
+    return RunState(run_pb2.Run.State.Name(value))
+
+
+def trigger_name(value: int) -> Trigger:
+    return Trigger(run_pb2.Run.Trigger.Name(value))
+
+
+def user_to_proto(user: UserRecord) -> auth_service_pb2.User:
+    return auth_service_pb2.User(
+        username=user.username, role=user.role.value, create_time=timestamp(user.create_time)
+    )

@@ -1,0 +1,52 @@
+"""The async engine and the translation of driver errors into taskmesh errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from taskmesh.errors import AlreadyExists, DatabaseUnavailable
+
+
+def make_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def is_unique_violation(error: exc.IntegrityError) -> bool:
+    return isinstance(error.orig, psycopg.errors.UniqueViolation)
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One transaction; connection failures become DatabaseUnavailable."""
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    except exc.IntegrityError as error:
+        if is_unique_violation(error):
+            raise AlreadyExists(_constraint_message(error)) from error
+        raise
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        raise DatabaseUnavailable() from error
+    except exc.DBAPIError as error:
+        if error.connection_invalidated:
+            raise DatabaseUnavailable() from error
+        raise
+    except OSError as error:
+        raise DatabaseUnavailable() from error
+
+
+def _constraint_message(error: exc.IntegrityError) -> str:
+    diag = getattr(error.orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or "a unique constraint"
+    return f"already exists ({constraint})"

@@ -1,0 +1,79 @@
+"""List requests: page sizes, opaque page tokens (keyset positions) and AIP-160-style filters."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+
+from taskmesh.errors import InvalidArgument
+from taskmesh.ids import is_uuid
+from taskmesh.records import Condition, Page
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(value: int, field: str = "page_size") -> int:
+    if value == 0:
+        return DEFAULT_PAGE_SIZE
+    if value < 0 or value > MAX_PAGE_SIZE:
+        raise InvalidArgument(field, f"must be between 1 and {MAX_PAGE_SIZE}")
+    return value
+
+
+def encode_page_token(after_time: datetime, after_id: str) -> str:
+    raw = json.dumps({"t": after_time.isoformat(), "i": after_id}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, field: str = "page_token") -> Page | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        page = Page(after_time=datetime.fromisoformat(data["t"]), after_id=str(data["i"]))
+    except (binascii.Error, ValueError, KeyError, TypeError) as error:
+        raise InvalidArgument(field, "is not a token returned by a previous page") from error
+    if not is_uuid(page.after_id) or page.after_time.tzinfo is None:
+        raise InvalidArgument(field, "is not a token returned by a previous page")
+    return page
+
+
+_TERM = re.compile(
+    r"""\s*(?P<field>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_./-]+)?)\s*(?P<op>!=|=|:)\s*
+        (?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[A-Za-z0-9_.@/-]+))\s*""",
+    re.VERBOSE,
+)
+
+
+def parse_filter(
+    text: str,
+    allowed: Mapping[str, tuple[str, ...]],
+    values: Mapping[str, frozenset[str]] | None = None,
+    field: str = "filter",
+) -> list[Condition]:
+    """Parse 'a = "x" AND b != y AND c : z'. `allowed` maps each field (or 'labels.*') to its
+    operators; `values` optionally restricts a field's values (enum names)."""
+    if not text.strip():
+        return []
+    conditions = []
+    for part in re.split(r"\s+AND\s+", text.strip()):
+        match = _TERM.fullmatch(part)
+        if match is None:
+            raise InvalidArgument(field, f"cannot parse {part!r}; expected field=value joined by AND")
+        name, op = match["field"], match["op"]
+        value = match["bare"] if match["bare"] is not None else re.sub(r"\\(.)", r"\1", match["quoted"])
+        key = "labels.*" if name.startswith("labels.") else name
+        if key not in allowed:
+            raise InvalidArgument(field, f"unknown field {name!r}; filterable: {', '.join(sorted(allowed))}")
+        if op not in allowed[key]:
+            raise InvalidArgument(field, f"{name} does not support {op!r}")
+        if values and key in values and value not in values[key]:
+            raise InvalidArgument(field, f"{name} must be one of {', '.join(sorted(values[key]))}")
+        conditions.append(Condition(field=name, op=op, value=value))
+    return conditions

@@ -1,0 +1,41 @@
+"""Every name shared across processes: queues, exchanges, Redis keys, NOTIFY channels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Names:
+    """Names derived from one namespace, so that meshes sharing services stay apart."""
+
+    namespace: str
+
+    # RabbitMQ
+    @property
+    def work_exchange(self) -> str:
+        return f"{self.namespace}.work"
+
+    @property
+    def work_queue(self) -> str:
+        return f"{self.namespace}.runs"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dead"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.namespace}.runs.dead"
+
+    # PostgreSQL NOTIFY channels (wake-ups only; correctness never depends on them)
+    @property
+    def outbox_channel(self) -> str:
+        return f"{self.namespace}_outbox"
+
+    # Redis
+    def job_status_key(self, job_id: str) -> str:
+        return f"{self.namespace}:job-status:{job_id}"
+
+
+WORK_ROUTING_KEY = "run"

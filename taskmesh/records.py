@@ -1,0 +1,107 @@
+"""Plain records the repository layer returns: frozen dataclasses, no SQLAlchemy, no protobuf."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from taskmesh.states import Role, RunState, Trigger
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    username: str
+    password_hash: str
+    role: Role
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    name: str
+    description: str
+    executor: Json  # taskmesh.v1.Executor as protobuf JSON
+    labels: dict[str, str]
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class JobChanges:
+    """New values for the fields an UpdateJob names; None leaves a field alone."""
+
+    name: str | None = None
+    description: str | None = None
+    executor: Json | None = None
+    labels: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    job_id: str
+    job_name: str
+    state: RunState
+    attempt: int
+    trigger: Trigger
+    version: int
+    queue_time: datetime
+    start_time: datetime | None = None
+    finish_time: datetime | None = None
+    worker_id: str | None = None
+    result: Json | None = None
+    error: Json | None = None
+    attempts: list[Json] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AttemptRef:
+    run_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    ref: AttemptRef
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class ClaimedAttempt:
+    """A granted claim: the run as it now is, and what to execute."""
+
+    run: RunRecord
+    executor: Json
+
+
+@dataclass(frozen=True)
+class OutcomeReport:
+    """A worker's report that an attempt ended; new_state is what the run moves to."""
+
+    ref: AttemptRef
+    worker_id: str
+    attempt_status: RunState  # SUCCEEDED, FAILED or CANCELLED: how the attempt itself ended
+    new_state: RunState
+    result: Json | None
+    error: Json | None
+
+
+@dataclass(frozen=True)
+class Page:
+    """A keyset position: the (create or queue time, id) of the last item of the previous page."""
+
+    after_time: datetime
+    after_id: str
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One term of a list filter: field is 'name', 'state', 'trigger' or 'labels.<key>'."""
+
+    field: str
+    op: str  # '=', '!=' or ':' (contains)
+    value: str

@@ -1,0 +1,52 @@
+"""Build a grpc.aio server with the guard, health and reflection; running it is the caller's job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from taskmesh.auth.tokens import TokenCodec
+from taskmesh.rpc.guard import GuardInterceptor
+
+AddServicer = Callable[[aio.Server], None]
+
+
+@dataclass
+class BuiltServer:
+    server: aio.Server
+    health: health.aio.HealthServicer
+    service_names: Sequence[str]
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *self.service_names):
+            await self.health.set(name, status)
+
+
+def build_server(listen: str, tokens: TokenCodec, services: Sequence[tuple[str, AddServicer]]) -> BuiltServer:
+    """services: (full service name, function adding its servicer to a server)."""
+    server = aio.server(
+        interceptors=[GuardInterceptor(tokens)],
+        options=[
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+    )
+    for _, add in services:
+        add(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [name for name, _ in services]
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
+    bound = server.add_insecure_port(listen)
+    if bound == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return BuiltServer(server=server, health=health_servicer, service_names=names)

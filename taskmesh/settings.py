@@ -1,0 +1,94 @@
+"""One typed settings object for every process, read from TASKMESH_* environment variables.
+
+The defaults run the whole mesh on a developer machine (local PostgreSQL, RabbitMQ guest/guest,
+Redis). Outside development (TASKMESH_ENVIRONMENT != "development") the processes refuse to
+start with the development JWT secret or admin password.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "taskmesh-development-secret-change-me-0123456789"
+DEV_ADMIN_PASSWORD = "admin"
+DEV_WORKER_PASSWORD = "worker-dev-password"
+
+
+class InsecureSettingsError(RuntimeError):
+    """Raised at start-up when production runs with development secrets."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKMESH_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    # Prefix of every queue, exchange, Redis key and NOTIFY channel: lets several meshes
+    # (or test sessions) share one RabbitMQ, Redis and PostgreSQL.
+    namespace: str = Field(default="taskmesh", pattern=r"^[a-z][a-z0-9_]{0,39}$")
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/taskmesh"
+    database_pool_size: int = 10
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Seconds a cached job status lives without being refreshed (a backstop only:
+    # every run transition writes the cache through).
+    status_cache_ttl: int = 600
+
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_ttl_seconds: int = 3600
+    admin_username: str = "admin"
+    admin_password: str = DEV_ADMIN_PASSWORD
+    # The account workers log in with; created at first start like the admin.
+    worker_username: str = "worker"
+    worker_password: str = DEV_WORKER_PASSWORD
+
+    api_listen: str = "127.0.0.1:50051"
+    scheduler_listen: str = "127.0.0.1:50052"
+    # Where workers log in (AuthService) and connect (WorkerService).
+    api_address: str = "127.0.0.1:50051"
+    scheduler_address: str = "127.0.0.1:50052"
+
+    gateway_port: int = 8080
+    gateway_admin_port: int = 9901
+
+    worker_id: str = ""
+    worker_slots: int = 16
+    # Unacknowledged work units a worker holds beyond its slots, to hide queue latency.
+    worker_prefetch_extra: int = 16
+    worker_shell_enabled: bool = False
+    # Seconds a claimed attempt stays leased without a heartbeat.
+    lease_seconds: float = 30.0
+
+    relay_batch_size: int = 500
+    # Seconds between outbox polls when no NOTIFY arrives (NOTIFY only speeds things up).
+    relay_poll_interval: float = 1.0
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    def check_secure(self) -> None:
+        """Refuse production start-up with secrets anyone can read in this repository."""
+        if self.is_development:
+            return
+        problems = []
+        if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
+            problems.append("TASKMESH_JWT_SECRET must be set to a secret of at least 32 characters")
+        if self.admin_password == DEV_ADMIN_PASSWORD:
+            problems.append("TASKMESH_ADMIN_PASSWORD must be set to a non-default password")
+        if self.worker_password == DEV_WORKER_PASSWORD:
+            problems.append("TASKMESH_WORKER_PASSWORD must be set to a non-default password")
+        if problems:
+            raise InsecureSettingsError("; ".join(problems))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

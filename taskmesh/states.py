@@ -1,0 +1,61 @@
+"""Run states and the transitions the lifecycle allows (see README "Run lifecycle").
+
+The enum mirrors taskmesh.v1.Run.State by name. The table below is documentation made
+executable: every guarded UPDATE in taskmesh.db.runs moves a run along one of these edges, and
+unit tests check the two agree.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunState(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    RETRY_WAIT = "RETRY_WAIT"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    @property
+    def is_active(self) -> bool:
+        """Holds (or is about to hold) a worker."""
+        return self in (RunState.QUEUED, RunState.RUNNING, RunState.CANCELLING)
+
+
+TERMINAL_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+
+ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED}),
+    RunState.RUNNING: frozenset(
+        {RunState.SUCCEEDED, RunState.FAILED, RunState.RETRY_WAIT, RunState.CANCELLING, RunState.CANCELLED}
+    ),
+    RunState.RETRY_WAIT: frozenset({RunState.QUEUED, RunState.CANCELLED}),
+    RunState.CANCELLING: frozenset({RunState.CANCELLED, RunState.SUCCEEDED, RunState.FAILED, RunState.RETRY_WAIT}),
+    RunState.SUCCEEDED: frozenset(),
+    RunState.FAILED: frozenset(),
+    RunState.CANCELLED: frozenset(),
+}
+
+
+def can_transition(current: RunState, new: RunState) -> bool:
+    return new in ALLOWED_TRANSITIONS[current]
+
+
+class Trigger(StrEnum):
+    MANUAL = "MANUAL"
+    SCHEDULE = "SCHEDULE"
+    RETRY = "RETRY"
+
+
+class Role(StrEnum):
+    ADMIN = "ADMIN"
+    OPERATOR = "OPERATOR"
+    VIEWER = "VIEWER"
+    WORKER = "WORKER"

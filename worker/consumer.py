@@ -1,0 +1,74 @@
+"""Consumes work units from RabbitMQ (manual acks, bounded prefetch), reconnecting on loss."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from taskmesh.aio import wait_event
+from taskmesh.broker.amqp import AmqpConnection, Delivery
+from taskmesh.broker.topology import declare_topology
+from taskmesh.errors import BrokerUnavailable
+from taskmesh.names import Names
+from worker.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class WorkConsumer:
+    def __init__(self, amqp_url: str, names: Names, pipeline: Pipeline, prefetch: int) -> None:
+        self._amqp_url = amqp_url
+        self._names = names
+        self._pipeline = pipeline
+        self._prefetch = prefetch
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self.consuming = asyncio.Event()
+
+    async def run_until_stopped(self) -> None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self._consume_once()
+                delay = 0.5
+            except BrokerUnavailable as error:
+                log.warning("RabbitMQ consumer interrupted (%s); reconnecting in %.1fs", error, delay)
+                self.consuming.clear()
+                await wait_event(self._stopping, delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _consume_once(self) -> None:
+        connection = await AmqpConnection.open(self._amqp_url, name="taskmesh-worker")
+        try:
+            channel = await connection.channel()
+            await declare_topology(channel, self._names)
+            await channel.set_prefetch(self._prefetch)
+            consumer_tag = channel.consume(self._names.work_queue, self._on_delivery)
+            self.consuming.set()
+            log.info("consuming %s (prefetch %d)", self._names.work_queue, self._prefetch)
+            stop = asyncio.ensure_future(self._stopping.wait())
+            watched: set[asyncio.Future[Any]] = {stop, connection.closed, channel.closed}
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if self._stopping.is_set() and channel.is_open:
+                await channel.cancel(consumer_tag)  # take no more work, keep acking what we hold
+                await self.drain()
+            elif not self._stopping.is_set():
+                raise BrokerUnavailable("connection to RabbitMQ lost")
+        finally:
+            self.consuming.clear()
+            await connection.close()
+
+    def _on_delivery(self, delivery: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(self._pipeline.handle(delivery))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for the work units in hand to finish."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)

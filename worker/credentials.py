@@ -1,0 +1,40 @@
+"""The worker's access token: obtained with Login and renewed before it expires."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+from grpc import aio
+
+from taskmesh.v1 import auth_service_pb2, auth_service_pb2_grpc
+
+RENEW_MARGIN_SECONDS = 120
+
+
+class TokenSource:
+    def __init__(self, api_address: str, username: str, password: str) -> None:
+        self._api_address = api_address
+        self._username = username
+        self._password = password
+        self._token = ""
+        self._expires_at = 0.0
+
+    async def token(self) -> str:
+        if time.monotonic() > self._expires_at - RENEW_MARGIN_SECONDS:
+            await self._login()
+        return self._token
+
+    async def _login(self) -> None:
+        async with aio.insecure_channel(self._api_address) as channel:
+            stub = auth_service_pb2_grpc.AuthServiceStub(channel)
+            response = await stub.Login(
+                auth_service_pb2.LoginRequest(username=self._username, password=self._password), timeout=10
+            )
+        self._token = response.access_token
+        self._expires_at = time.monotonic() + response.expires_in
+
+
+def is_auth_failure(error: grpc.RpcError) -> bool:
+    code = error.code() if isinstance(error, aio.AioRpcError) else None
+    return code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)

@@ -1,0 +1,1 @@
+"""Executors: each turns an Executor spec into an ExecutionOutcome."""

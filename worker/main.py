@@ -1,0 +1,72 @@
+"""taskmesh-worker: takes work units off RabbitMQ and runs them under the scheduler's eye."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+
+from taskmesh.logs import configure_logging
+from taskmesh.names import Names
+from taskmesh.process import run_until_signalled
+from taskmesh.settings import Settings, get_settings
+from taskmesh.v1 import worker_service_pb2 as pb
+from worker.consumer import WorkConsumer
+from worker.credentials import TokenSource
+from worker.executors.registry import ExecutorRegistry
+from worker.pipeline import Pipeline
+from worker.session import SchedulerSession
+
+log = logging.getLogger("worker")
+
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+def worker_id(settings: Settings) -> str:
+    return settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    identity = worker_id(settings)
+    executors = ExecutorRegistry(settings.worker_shell_enabled)
+    tokens = TokenSource(settings.api_address, settings.worker_username, settings.worker_password)
+    hello = pb.Hello(worker_id=identity, executors=executors.kinds, slots=settings.worker_slots)
+    session = SchedulerSession(settings.scheduler_address, tokens, hello)
+    pipeline = Pipeline(session, executors, settings.worker_slots)
+    consumer = WorkConsumer(
+        settings.amqp_url,
+        Names(settings.namespace),
+        pipeline,
+        prefetch=settings.worker_slots + settings.worker_prefetch_extra,
+    )
+    session_task = asyncio.create_task(session.run_forever())
+    consumer_task = asyncio.create_task(consumer.run_until_stopped())
+    log.info(
+        "worker %s started (%d slots, executors: %s)",
+        identity,
+        settings.worker_slots,
+        ", ".join(executors.kinds),
+    )
+    await stop.wait()
+    log.info("worker %s stopping: finishing work in hand (up to %.0fs)", identity, SHUTDOWN_GRACE_SECONDS)
+    consumer.stop()
+    try:
+        await asyncio.wait_for(consumer_task, SHUTDOWN_GRACE_SECONDS)
+    except TimeoutError:
+        log.warning("grace period over; unfinished work units return to the queue")
+    session_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await session_task
+    await executors.close()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("worker", settings.log_level, settings.log_json)
+    run_until_signalled(lambda stop: serve(settings, stop))
+
+
+if __name__ == "__main__":
+    main()
