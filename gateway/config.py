@@ -98,6 +98,8 @@ def _transcoder(descriptor_set: Path) -> dict[str, Any]:
             "services": TRANSCODED_SERVICES,
             "print_options": {"always_print_primitive_fields": True},
             "convert_grpc_status": True,
+            # Browsers and HTTP libraries encode spaces in query strings as '+'.
+            "query_param_unescape_plus": True,
             "request_validation_options": {
                 "reject_unknown_method": True,
                 "reject_unknown_query_parameters": True,
@@ -125,6 +127,17 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
         ],
     }
     return {
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": f"{TYPE}.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": 10000,
+                    },
+                }
+            ]
+        },
         "admin": {"address": {"socket_address": {"address": config.listen_host, "port_value": config.admin_port}}},
         "static_resources": {
             "listeners": [

@@ -12,6 +12,7 @@ from taskmesh.states import Role
 
 ALGORITHM = "HS256"
 ISSUER = "taskmesh"
+VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class TokenCodec:
     def __init__(self, secret: str, ttl_seconds: int) -> None:
         self._secret = secret
         self._ttl = ttl_seconds
+        # Tokens already verified, with their expiry: a client sends the same token many times.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue(self, principal: Principal) -> IssuedToken:
         now = int(time.time())
@@ -45,6 +48,16 @@ class TokenCodec:
         return IssuedToken(token=jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires_in=self._ttl)
 
     def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
+        principal, expires_at = self._decode(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, expires_at)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -61,7 +74,7 @@ class TokenCodec:
             role = Role(claims["role"])
         except ValueError as error:
             raise Unauthenticated("the access token carries an unknown role") from error
-        return Principal(username=str(claims["sub"]), role=role)
+        return Principal(username=str(claims["sub"]), role=role), float(claims["exp"])
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -45,6 +46,20 @@ return newer and 1 or 0
 """
 
 
+def _order(run: RunRecord) -> tuple[datetime, str, int]:
+    return (run.queue_time, run.id, run.version)
+
+
+def latest_per_job(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    """Only the newest write per job matters: a burst on one job costs one Redis call."""
+    latest: dict[str, RunRecord] = {}
+    for run in runs:
+        current = latest.get(run.job_id)
+        if current is None or _order(run) > _order(current):
+            latest[run.job_id] = run
+    return list(latest.values())
+
+
 def connect_redis(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
 
@@ -54,7 +69,6 @@ class StatusCache:
         self._redis = client
         self._names = names
         self._ttl = ttl_seconds
-        self._put = client.register_script(PUT_IF_NEWER)
         self._dirty: set[str] = set()  # jobs whose entry may be stale
 
     @property
@@ -84,22 +98,24 @@ class StatusCache:
         """Write runs through; never raises (a failed write marks the job dirty)."""
         if not runs and not self._dirty:
             return
+        runs = latest_per_job(runs)
         dirty = set(self._dirty)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for job_id in dirty:
                     pipe.delete(self._names.job_status_key(job_id))
                 for run in runs:
-                    await self._put(
-                        keys=[self._names.job_status_key(run.job_id)],
-                        args=[
-                            int(run.queue_time.timestamp() * 1_000_000),
-                            run.id,
-                            run.version,
-                            run_to_proto(run).SerializeToString(),
-                            self._ttl,
-                        ],
-                        client=pipe,
+                    # EVAL, not a registered Script: in a pipeline redis-py would first ask
+                    # SCRIPT EXISTS, a round trip per write.
+                    pipe.eval(
+                        PUT_IF_NEWER,
+                        1,
+                        self._names.job_status_key(run.job_id),
+                        int(run.queue_time.timestamp() * 1_000_000),
+                        run.id,
+                        run.version,
+                        run_to_proto(run).SerializeToString(),
+                        self._ttl,
                     )
                 await pipe.execute()
         except (RedisError, OSError) as error:

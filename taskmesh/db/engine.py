@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import psycopg
 from sqlalchemy import exc
@@ -17,7 +17,8 @@ def make_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping (a round trip per checkout): a connection found dead fails one call with
+        # DatabaseUnavailable and SQLAlchemy then recycles the whole pool.
         pool_recycle=1800,
     )
 
@@ -28,10 +29,26 @@ def is_unique_violation(error: exc.IntegrityError) -> bool:
 
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """One transaction; connection failures become DatabaseUnavailable."""
-    try:
+    """One transaction (BEGIN ... COMMIT) for work that spans several statements."""
+    with translated_errors():
         async with engine.begin() as conn:
             yield conn
+
+
+@asynccontextmanager
+async def statement(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection in autocommit mode, for one statement (atomic by itself, CTEs included):
+    one round trip instead of three."""
+    with translated_errors():
+        async with engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Driver errors -> taskmesh errors."""
+    try:
+        yield
     except exc.IntegrityError as error:
         if is_unique_violation(error):
             raise AlreadyExists(_constraint_message(error)) from error

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskmesh.db.engine import transaction
+from taskmesh.db.engine import statement
 from taskmesh.errors import AlreadyExists, NotFound
 from taskmesh.records import Condition, JobChanges, JobRecord, Json, Page
 
@@ -44,14 +44,14 @@ class JobRepository:
             "labels": json.dumps(labels),
         }
         try:
-            async with transaction(self._engine) as conn:
+            async with statement(self._engine) as conn:
                 row = (await conn.execute(INSERT_JOB, params)).one()
         except AlreadyExists as error:
             raise AlreadyExists(f"a job named {name!r} already exists") from error
         return _job(row)
 
     async def get(self, job_id: str) -> JobRecord:
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             row = (await conn.execute(SELECT_JOB, {"id": job_id})).first()
         if row is None:
             raise NotFound(f"job {job_id} not found")
@@ -67,7 +67,7 @@ class JobRepository:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY j.create_time, j.id LIMIT :limit"
         params["limit"] = limit
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             rows = (await conn.execute(text(sql), params)).all()
         return [_job(row) for row in rows]
 
@@ -88,7 +88,7 @@ class JobRepository:
             params["labels"] = json.dumps(changes.labels)
         sql = text(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
         try:
-            async with transaction(self._engine) as conn:
+            async with statement(self._engine) as conn:
                 row = (await conn.execute(sql, params)).first()
         except AlreadyExists as error:
             raise AlreadyExists(f"a job named {changes.name!r} already exists") from error
@@ -97,7 +97,7 @@ class JobRepository:
         return _job(row)
 
     async def delete(self, job_id: str) -> None:
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             result = await conn.execute(DELETE_JOB, {"id": job_id})
         if result.rowcount == 0:
             raise NotFound(f"job {job_id} not found")

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskmesh.db.engine import transaction
+from taskmesh.db.engine import statement
 from taskmesh.errors import NotFound
 from taskmesh.records import (
     ClaimedAttempt,
@@ -25,6 +25,16 @@ from taskmesh.records import (
     RunRecord,
 )
 from taskmesh.states import RunState, Trigger
+
+# The lifecycle edges each guarded statement below implements: (guard states, new states).
+# tests/unit/test_states.py checks them against taskmesh.states.ALLOWED_TRANSITIONS.
+TRANSITIONS: dict[str, tuple[frozenset[RunState], frozenset[RunState]]] = {
+    "claim": (frozenset({RunState.QUEUED}), frozenset({RunState.RUNNING})),
+    "record_outcomes": (
+        frozenset({RunState.RUNNING, RunState.CANCELLING}),
+        frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.RETRY_WAIT, RunState.CANCELLED}),
+    ),
+}
 
 # Every query that returns runs selects these, with jobs joined as j for the name.
 RUN_COLUMNS = """
@@ -102,7 +112,7 @@ class RunRepository:
     async def create(self, run_ids: Sequence[str], job_ids: Sequence[str], trigger: Trigger) -> list[RunRecord]:
         """Insert QUEUED runs and their outbox rows in one transaction; unknown jobs are skipped."""
         params = {"run_ids": list(run_ids), "job_ids": list(job_ids), "trigger": trigger.value}
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             rows = (await conn.execute(CREATE_RUNS, params)).all()
         return [_run(row) for row in rows]
 
@@ -115,7 +125,7 @@ class RunRepository:
             "positions": list(range(len(requests))),
             "lease_seconds": lease_seconds,
         }
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             rows = (await conn.execute(CLAIM_ATTEMPTS, params)).all()
         granted: list[ClaimedAttempt | None] = [None] * len(requests)
         for row in rows:
@@ -134,7 +144,7 @@ class RunRepository:
             "errors": [_json_or_none(r.error) for r in reports],
             "positions": list(range(len(reports))),
         }
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             rows = (await conn.execute(RECORD_OUTCOMES, params)).all()
         recorded: list[RunRecord | None] = [None] * len(reports)
         for row in rows:
@@ -142,14 +152,14 @@ class RunRepository:
         return recorded
 
     async def get(self, run_id: str) -> RunRecord:
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             row = (await conn.execute(SELECT_RUN, {"id": run_id})).first()
         if row is None:
             raise NotFound(f"run {run_id} not found")
         return _run(row)
 
     async def latest_for_job(self, job_id: str) -> RunRecord | None:
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             row = (await conn.execute(SELECT_LATEST_RUN, {"job_id": job_id})).first()
         return None if row is None else _run(row)
 
@@ -174,7 +184,7 @@ class RunRepository:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY r.queue_time DESC, r.id DESC LIMIT :limit"
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             rows = (await conn.execute(text(sql), params)).all()
         return [_run(row) for row in rows]
 

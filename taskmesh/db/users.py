@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskmesh.db.engine import transaction
+from taskmesh.db.engine import statement
 from taskmesh.errors import AlreadyExists, NotFound
 from taskmesh.records import UserRecord
 from taskmesh.states import Role
@@ -34,7 +34,7 @@ class UserRepository:
     async def create(self, username: str, password_hash: str, role: Role) -> UserRecord:
         params = {"username": username, "password_hash": password_hash, "role": role.value}
         try:
-            async with transaction(self._engine) as conn:
+            async with statement(self._engine) as conn:
                 row = (await conn.execute(INSERT_USER, params)).one()
         except AlreadyExists as error:
             raise AlreadyExists(f"user {username!r} already exists") from error
@@ -42,22 +42,22 @@ class UserRepository:
 
     async def create_if_missing(self, username: str, password_hash: str, role: Role) -> bool:
         params = {"username": username, "password_hash": password_hash, "role": role.value}
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             result = await conn.execute(INSERT_USER_IF_MISSING, params)
         return bool(result.rowcount)
 
     async def find(self, username: str) -> UserRecord | None:
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             row = (await conn.execute(SELECT_USER, {"username": username})).first()
         return None if row is None else _user(row)
 
     async def all(self) -> list[UserRecord]:
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             rows = (await conn.execute(SELECT_USERS)).all()
         return [_user(row) for row in rows]
 
     async def delete(self, username: str) -> None:
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             result = await conn.execute(DELETE_USER, {"username": username})
         if result.rowcount == 0:
             raise NotFound(f"user {username!r} not found")

@@ -7,7 +7,7 @@ import contextvars
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from grpc import aio
@@ -19,7 +19,7 @@ from taskmesh.rpc.errors import status_for
 
 log = logging.getLogger(__name__)
 
-Handler = grpc.RpcMethodHandler[Any, Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Context = Any  # grpc.aio.ServicerContext; typed loosely because grpc's stubs mix sync and aio
 Authorize = Callable[[Context], Principal | None]
 

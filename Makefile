@@ -1,0 +1,45 @@
+# Two commands for a fresh machine: `make up` runs the whole mesh, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+GENERATED := gateway/generated/taskmesh.pb
+PROTOS := $(shell find protos -name '*.proto')
+
+.PHONY: up test generate lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(GENERATED): $(STAMP) $(PROTOS) scripts/generate.py
+	$(BIN)/python scripts/generate.py
+
+generate: $(STAMP)
+	$(BIN)/python scripts/generate.py
+
+up: $(GENERATED)
+	$(BIN)/taskmesh-up --workers 2
+
+test: $(GENERATED)
+	$(BIN)/buf lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/buf lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(GENERATED)
+	$(BIN)/mypy
+
+bench: $(GENERATED)
+	$(BIN)/python bench/trigger_throughput.py
+
+clean:
+	rm -rf $(VENV) gateway/generated taskmesh/v1/*_pb2*.py*

@@ -1,0 +1,82 @@
+"""Shared by the benchmarks: a private mesh (own database, namespace and ports) and helpers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import psycopg
+from grpc import aio
+
+from taskmesh.launcher import Mesh
+from taskmesh.v1 import auth_service_pb2, auth_service_pb2_grpc, job_pb2, job_service_pb2, job_service_pb2_grpc
+
+BENCH_DB = "taskmesh_bench"
+BENCH_ENV = {
+    "TASKMESH_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{BENCH_DB}",
+    "TASKMESH_NAMESPACE": "tmbench",
+    "TASKMESH_API_LISTEN": "127.0.0.1:50151",
+    "TASKMESH_API_ADDRESS": "127.0.0.1:50151",
+    "TASKMESH_SCHEDULER_LISTEN": "127.0.0.1:50152",
+    "TASKMESH_SCHEDULER_ADDRESS": "127.0.0.1:50152",
+    "TASKMESH_GATEWAY_PORT": "8180",
+    "TASKMESH_GATEWAY_ADMIN_PORT": "9981",
+    "TASKMESH_LOG_LEVEL": "WARNING",
+}
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def reset_database(name: str = BENCH_DB) -> None:
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def bench_mesh(workers: int, schedulers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[Mesh]:
+    reset_database()
+    env = {**os.environ, **BENCH_ENV, **(extra_env or {})}
+    log_dir = Path(tempfile.mkdtemp(prefix="taskmesh-bench-"))
+    mesh = Mesh(env, log_dir=log_dir)
+    try:
+        mesh.start_all(workers=workers)
+        for index in range(1, schedulers):
+            port = 50152 + index * 10
+            mesh.start_scheduler(f"scheduler-{index + 1}", {"TASKMESH_SCHEDULER_LISTEN": f"127.0.0.1:{port}"})
+        print(f"(process logs in {log_dir})")
+        yield mesh
+    finally:
+        mesh.stop_all()
+
+
+def db_url() -> str:
+    return f"{PG}/{BENCH_DB}"
+
+
+async def login(channel: aio.Channel, username: str = "admin", password: str = "admin") -> str:
+    stub = auth_service_pb2_grpc.AuthServiceStub(channel)
+    response = await stub.Login(auth_service_pb2.LoginRequest(username=username, password=password))
+    return response.access_token
+
+
+async def create_job(channel: aio.Channel, token: str, name: str, executor: job_pb2.Executor) -> str:
+    stub = job_service_pb2_grpc.JobServiceStub(channel)
+    job = await stub.CreateJob(
+        job_service_pb2.CreateJobRequest(job=job_pb2.Job(name=name, executor=executor)),
+        metadata=(("authorization", f"Bearer {token}"),),
+    )
+    return job.id
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def is_rpc_error(error: BaseException) -> bool:
+    return isinstance(error, grpc.RpcError)

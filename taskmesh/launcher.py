@@ -1,0 +1,240 @@
+"""taskmesh-up: run the whole mesh (gateway, api_server, scheduler, workers) in the foreground.
+
+Development defaults need no configuration: local PostgreSQL (database `taskmesh`, created if
+missing), RabbitMQ guest/guest and Redis. Ctrl-C stops every process. The Mesh class is also
+what the end-to-end tests use to start and kill processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from taskmesh.db.schema import ensure_database, ensure_schema
+from taskmesh.settings import Settings
+
+COLOURS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m"]
+RESET = "\033[0m"
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path | None = None
+    popen: subprocess.Popen[bytes] | None = None
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self, echo: Callable[[str, bytes], None] | None = None) -> None:
+        if self.log_path is not None:
+            self._log_file = self.log_path.open("ab")
+            self.popen = subprocess.Popen(
+                self.command, env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT
+            )
+            return
+        self.popen = subprocess.Popen(self.command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if echo is not None:
+            threading.Thread(target=self._pump, args=(echo,), daemon=True).start()
+
+    def _pump(self, echo: Callable[[str, bytes], None]) -> None:
+        assert self.popen is not None and self.popen.stdout is not None
+        for line in self.popen.stdout:
+            echo(self.name, line)
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            assert self.popen is not None
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+        if self.popen is None:
+            return None
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+        return self.popen.returncode
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+class Mesh:
+    """The processes of one mesh, configured by TASKMESH_* variables in `env`."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path | None = None) -> None:
+        self.env = dict(env)
+        self.settings = _settings_from(self.env)
+        self.log_dir = log_dir
+        self.processes: dict[str, ManagedProcess] = {}
+        self._echo_lock = threading.Lock()
+        self._worker_count = 0
+
+    def _echo(self, name: str, line: bytes) -> None:
+        colour = COLOURS[hash(name) % len(COLOURS)]
+        with self._echo_lock:
+            sys.stdout.write(f"{colour}{name:<10}{RESET} {line.decode(errors='replace')}")
+            sys.stdout.flush()
+
+    def spawn(self, name: str, command: list[str], extra_env: Mapping[str, str] | None = None) -> ManagedProcess:
+        env = {**self.env, **(extra_env or {})}
+        log_path = self.log_dir / f"{name}.log" if self.log_dir else None
+        process = ManagedProcess(name, command, env, log_path)
+        process.start(self._echo)
+        self.processes[name] = process
+        return process
+
+    def migrate(self) -> None:
+        ensure_database(self.settings.database_url)
+        ensure_schema(self.settings.database_url)
+
+    def start_api_server(self) -> ManagedProcess:
+        return self.spawn("api_server", [_bin("taskmesh-api")])
+
+    def start_scheduler(
+        self, name: str = "scheduler", extra_env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
+        return self.spawn(name, [_bin("taskmesh-scheduler")], extra_env)
+
+    def start_worker(self, extra_env: Mapping[str, str] | None = None) -> ManagedProcess:
+        self._worker_count += 1
+        name = f"worker-{self._worker_count}"
+        return self.spawn(name, [_bin("taskmesh-worker")], {"TASKMESH_WORKER_ID": name, **(extra_env or {})})
+
+    def start_gateway(self) -> ManagedProcess:
+        return self.spawn("gateway", [_bin("taskmesh-gateway")])
+
+    def start_all(self, workers: int = 2) -> None:
+        self.migrate()
+        api = self.start_api_server()
+        scheduler = self.start_scheduler()
+        wait_serving(self.settings.api_address, process=api)
+        wait_serving(self.settings.scheduler_address, process=scheduler)
+        for _ in range(workers):
+            self.start_worker()
+        gateway = self.start_gateway()
+        wait_serving(f"127.0.0.1:{self.settings.gateway_port}", process=gateway)
+
+    def stop_all(self) -> None:
+        order = sorted(self.processes.values(), key=lambda p: 0 if p.name.startswith("worker") else 1)
+        for process in order:
+            process.signal(signal.SIGTERM)
+        for process in order:
+            process.stop()
+
+    def exited(self) -> list[ManagedProcess]:
+        return [p for p in self.processes.values() if p.popen is not None and not p.alive()]
+
+
+def _settings_from(env: Mapping[str, str]) -> Settings:
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def wait_serving(address: str, timeout: float = 30.0, process: ManagedProcess | None = None) -> None:
+    """Wait until the gRPC health service at `address` answers SERVING."""
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process is not None and process.popen is not None and not process.alive():
+                raise RuntimeError(f"{process.name} exited with code {process.popen.returncode} while starting")
+            try:
+                response = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last_error = f"status {response.status}"
+            except grpc.RpcError as error:
+                last_error = str(error.code())
+            time.sleep(0.1)
+    raise TimeoutError(f"{address} not serving after {timeout:.0f}s ({last_error})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the whole Taskmesh mesh in the foreground.")
+    parser.add_argument("--workers", type=int, default=2, help="number of worker processes (default 2)")
+    parser.add_argument("--shell", action="store_true", help="let workers run shell executors")
+    args = parser.parse_args()
+    env = dict(os.environ)
+    env.setdefault("TASKMESH_LOG_JSON", "false")
+    if args.shell:
+        env["TASKMESH_WORKER_SHELL_ENABLED"] = "true"
+    mesh = Mesh(env)
+    settings = mesh.settings
+    # `kill` (SIGTERM) or a closed terminal (SIGHUP) stops the mesh like Ctrl-C does.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_keyboard_interrupt)
+    try:
+        mesh.start_all(workers=args.workers)
+    except BaseException:
+        mesh.stop_all()
+        raise
+    _print_banner(settings, args.workers)
+    try:
+        while not mesh.exited():
+            time.sleep(0.5)
+        for process in mesh.exited():
+            print(f"{process.name} exited with code {process.popen.returncode if process.popen else '?'}")
+    except KeyboardInterrupt:
+        print("\nstopping the mesh...")
+    finally:
+        mesh.stop_all()
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_banner(settings: Settings, workers: int) -> None:
+    gateway = f"http://127.0.0.1:{settings.gateway_port}"
+    password = "admin (development default)" if settings.is_development else "(TASKMESH_ADMIN_PASSWORD)"
+    print(
+        f"""
+Taskmesh is up ({workers} workers). Ctrl-C stops everything.
+  REST + gRPC gateway  {gateway}   (grpcurl -plaintext 127.0.0.1:{settings.gateway_port} list)
+  Envoy admin          http://127.0.0.1:{settings.gateway_admin_port}   (/ready, /stats/prometheus)
+  api_server (gRPC)    {settings.api_address}
+  scheduler  (gRPC)    {settings.scheduler_address}
+  Log in as            {settings.admin_username} / {password}
+""",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from taskmesh.db.engine import make_engine
+from taskmesh.db.jobs import JobRepository
+from tests.support import Isolation
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def engine(integration_isolation: Isolation) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(integration_isolation.database_url, pool_size=4)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def job_id(engine: AsyncEngine, request: pytest.FixtureRequest) -> str:
+    from taskmesh.ids import new_id
+
+    name = f"{request.node.name[:80]}-{new_id()[-12:]}".replace("[", "-").replace("]", "")
+    job = await JobRepository(engine).create(new_id(), name, "", {"noop": {}}, {})
+    return job.id

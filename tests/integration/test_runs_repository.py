@@ -1,0 +1,85 @@
+"""Run creation and guarded transitions against the real PostgreSQL."""
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from taskmesh.db.runs import RunRepository
+from taskmesh.ids import new_id
+from taskmesh.records import AttemptRef, ClaimRequest, OutcomeReport
+from taskmesh.states import RunState, Trigger
+
+pytestmark = pytest.mark.integration
+
+
+async def _outbox_rows(engine: AsyncEngine, run_ids: list[str]) -> int:
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            text("SELECT count(*) FROM outbox WHERE run_id = ANY(CAST(:ids AS uuid[]))"), {"ids": run_ids}
+        )
+        return int(result.scalar_one())
+
+
+async def test_created_runs_come_with_their_outbox_rows(engine: AsyncEngine, job_id: str) -> None:
+    runs = RunRepository(engine)
+    ids = [new_id() for _ in range(3)]
+    created = await runs.create(ids, [job_id] * 3, Trigger.MANUAL)
+    assert sorted(r.id for r in created) == sorted(ids)
+    assert all(r.state == RunState.QUEUED and r.attempt == 1 for r in created)
+    assert await _outbox_rows(engine, ids) == 3
+
+
+async def test_unknown_jobs_create_nothing(engine: AsyncEngine) -> None:
+    run_id = new_id()
+    created = await RunRepository(engine).create([run_id], [new_id()], Trigger.MANUAL)
+    assert created == []
+    assert await _outbox_rows(engine, [run_id]) == 0
+
+
+async def test_claim_is_fenced_by_state_and_attempt(engine: AsyncEngine, job_id: str) -> None:
+    runs = RunRepository(engine)
+    (run,) = await runs.create([new_id()], [job_id], Trigger.MANUAL)
+    ref = AttemptRef(run.id, 1)
+    # the same work unit delivered twice, to two workers, claimed in one batch: one wins
+    results = await runs.claim([ClaimRequest(ref, "w1"), ClaimRequest(ref, "w2")], lease_seconds=30)
+    granted = [r for r in results if r is not None]
+    assert len(granted) == 1
+    assert granted[0].run.state == RunState.RUNNING
+    assert granted[0].executor == {"noop": {}}
+    # later duplicates and stale attempts lose too
+    assert await runs.claim([ClaimRequest(ref, "w3")], 30) == [None]
+    assert await runs.claim([ClaimRequest(AttemptRef(run.id, 2), "w3")], 30) == [None]
+    assert await runs.claim([ClaimRequest(AttemptRef(new_id(), 1), "w3")], 30) == [None]
+
+
+async def test_outcome_is_recorded_once_and_only_by_the_claiming_worker(engine: AsyncEngine, job_id: str) -> None:
+    runs = RunRepository(engine)
+    (run,) = await runs.create([new_id()], [job_id], Trigger.MANUAL)
+    ref = AttemptRef(run.id, 1)
+    (claimed,) = await runs.claim([ClaimRequest(ref, "w1")], 30)
+    assert claimed is not None
+
+    def report(worker: str, status: RunState) -> OutcomeReport:
+        return OutcomeReport(ref, worker, status, status, {"shell": {"exitCode": 0}}, None)
+
+    assert await runs.record_outcomes([report("zombie", RunState.FAILED)]) == [None]
+    (recorded,) = await runs.record_outcomes([report("w1", RunState.SUCCEEDED)])
+    assert recorded is not None and recorded.state == RunState.SUCCEEDED
+    assert recorded.finish_time is not None and recorded.start_time is not None
+    assert recorded.version == run.version + 2
+    assert await runs.record_outcomes([report("w1", RunState.FAILED)]) == [None]  # a duplicate report
+    final = await runs.get(run.id)
+    assert final.state == RunState.SUCCEEDED
+    assert len(final.attempts) == 1
+    assert final.attempts[0]["worker_id"] == "w1"
+    assert final.attempts[0]["status"] == "SUCCEEDED"
+
+
+async def test_latest_run_and_listing_newest_first(engine: AsyncEngine, job_id: str) -> None:
+    runs = RunRepository(engine)
+    first = (await runs.create([new_id()], [job_id], Trigger.MANUAL))[0]
+    second = (await runs.create([new_id()], [job_id], Trigger.MANUAL))[0]
+    latest = await runs.latest_for_job(job_id)
+    assert latest is not None and latest.id == second.id
+    listed = await runs.list_page(job_id, [], None, 10)
+    assert [r.id for r in listed[:2]] == [second.id, first.id]

@@ -1,0 +1,122 @@
+"""Helpers shared by the integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import psycopg
+import redis
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, message: str = "") -> T:
+    """Poll until condition() returns something truthy; return it or fail with `message`."""
+    deadline = time.monotonic() + timeout
+    last: T = condition()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message or condition}")
+        time.sleep(interval)
+        last = condition()
+    return last
+
+
+@dataclass
+class Isolation:
+    """A private database, namespace (queues, Redis keys) and set of ports for one test session."""
+
+    suffix: str
+    database: str
+    namespace: str
+    api_port: int
+    scheduler_port: int
+    gateway_port: int
+    admin_port: int
+
+    @classmethod
+    def create(cls, label: str = "t") -> Isolation:
+        suffix = f"{os.getpid()}_{secrets.token_hex(3)}"
+        return cls(
+            suffix=suffix,
+            database=f"tm_{label}_{suffix}",
+            namespace=f"tm{label}{suffix}",
+            api_port=free_port(),
+            scheduler_port=free_port(),
+            gateway_port=free_port(),
+            admin_port=free_port(),
+        )
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.database}"
+
+    @property
+    def libpq_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:5432/{self.database}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "TASKMESH_DATABASE_URL": self.database_url,
+            "TASKMESH_NAMESPACE": self.namespace,
+            "TASKMESH_API_LISTEN": f"127.0.0.1:{self.api_port}",
+            "TASKMESH_API_ADDRESS": f"127.0.0.1:{self.api_port}",
+            "TASKMESH_SCHEDULER_LISTEN": f"127.0.0.1:{self.scheduler_port}",
+            "TASKMESH_SCHEDULER_ADDRESS": f"127.0.0.1:{self.scheduler_port}",
+            "TASKMESH_GATEWAY_PORT": str(self.gateway_port),
+            "TASKMESH_GATEWAY_ADMIN_PORT": str(self.admin_port),
+            "TASKMESH_LOG_JSON": "true",
+        }
+
+    def drop(self) -> None:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        client = redis.Redis()
+        keys = list(client.scan_iter(f"{self.namespace}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        delete_rabbitmq_namespace(self.namespace)
+
+
+def delete_rabbitmq_namespace(namespace: str) -> None:
+    """Delete the queues and exchanges a test session declared (best effort)."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+    try:
+        channel = connection.channel()
+        for queue in (f"{namespace}.runs", f"{namespace}.runs.dead"):
+            channel.queue_delete(queue)
+        for exchange in (f"{namespace}.work", f"{namespace}.dead"):
+            channel.exchange_delete(exchange)
+    finally:
+        connection.close()
+
+
+def queue_counts(namespace: str, queue_suffix: str = "runs") -> tuple[int, int]:
+    """(messages ready + unacknowledged, consumers) of a queue, from rabbitmqctl."""
+    output = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "messages", "consumers", "--no-table-headers"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for line in output.splitlines():
+        parts = line.split()
+        if parts and parts[0] == f"{namespace}.{queue_suffix}":
+            return int(parts[1]), int(parts[2])
+    return 0, 0

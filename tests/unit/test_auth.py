@@ -1,0 +1,103 @@
+import time
+
+import jwt
+import pytest
+
+from taskmesh.auth import permissions
+from taskmesh.auth.passwords import hash_password, verify_password
+from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
+from taskmesh.errors import Unauthenticated
+from taskmesh.settings import InsecureSettingsError, Settings
+from taskmesh.states import Role
+from taskmesh.v1 import auth_service_pb2, job_service_pb2, worker_service_pb2
+
+SECRET = "unit-test-secret-unit-test-secret-0123"
+
+
+def test_tokens_round_trip_with_role() -> None:
+    codec = TokenCodec(SECRET, 60)
+    issued = codec.issue(Principal("ann", Role.OPERATOR))
+    assert issued.expires_in == 60
+    assert codec.verify(issued.token) == Principal("ann", Role.OPERATOR)
+
+
+def test_expired_token_is_rejected() -> None:
+    token = jwt.encode(
+        {"sub": "ann", "role": "ADMIN", "exp": int(time.time()) - 5, "iss": "taskmesh"}, SECRET, algorithm="HS256"
+    )
+    with pytest.raises(Unauthenticated, match="expired"):
+        TokenCodec(SECRET, 60).verify(token)
+
+
+def test_token_signed_with_another_secret_is_rejected() -> None:
+    issued = TokenCodec("another-secret-another-secret-012345", 60).issue(Principal("ann", Role.ADMIN))
+    with pytest.raises(Unauthenticated, match="invalid"):
+        TokenCodec(SECRET, 60).verify(issued.token)
+
+
+def test_unsigned_token_is_rejected() -> None:
+    token = jwt.encode(
+        {"sub": "ann", "role": "ADMIN", "exp": int(time.time()) + 60, "iss": "taskmesh"}, None, algorithm="none"
+    )
+    with pytest.raises(Unauthenticated):
+        TokenCodec(SECRET, 60).verify(token)
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer ", "token"])
+def test_malformed_authorization_is_unauthenticated(header: str | None) -> None:
+    with pytest.raises(Unauthenticated):
+        bearer_token(header)
+
+
+def test_passwords_hash_and_verify() -> None:
+    hashed = hash_password("correct horse")
+    assert hashed != "correct horse"
+    assert verify_password(hashed, "correct horse")
+    assert not verify_password(hashed, "wrong horse")
+    assert not verify_password(None, "anything")
+
+
+def _methods(module: object, service: str) -> list[str]:
+    descriptor = module.DESCRIPTOR.services_by_name[service]  # type: ignore[attr-defined]
+    return [f"/{descriptor.full_name}/{m.name}" for m in descriptor.methods]
+
+
+def test_every_rpc_is_in_the_permission_table() -> None:
+    methods = (
+        _methods(job_service_pb2, "JobService")
+        + _methods(auth_service_pb2, "AuthService")
+        + _methods(worker_service_pb2, "WorkerService")
+    )
+    for method in methods:
+        assert permissions.is_public(method) or method in permissions.PERMISSIONS, method
+
+
+def test_role_table() -> None:
+    create = "/taskmesh.v1.JobService/CreateJob"
+    read = "/taskmesh.v1.JobService/GetJob"
+    users = "/taskmesh.v1.AuthService/CreateUser"
+    connect = "/taskmesh.v1.WorkerService/Connect"
+    assert permissions.allowed(read, Role.VIEWER)
+    assert not permissions.allowed(create, Role.VIEWER)
+    assert permissions.allowed(create, Role.OPERATOR)
+    assert not permissions.allowed(users, Role.OPERATOR)
+    assert permissions.allowed(users, Role.ADMIN)
+    assert permissions.allowed(connect, Role.WORKER)
+    assert not permissions.allowed(read, Role.WORKER)
+    assert not permissions.allowed(connect, Role.OPERATOR)
+    assert not permissions.allowed("/taskmesh.v1.JobService/Unknown", Role.ADMIN)
+    assert permissions.is_public("/taskmesh.v1.AuthService/Login")
+
+
+def test_production_refuses_development_secrets() -> None:
+    with pytest.raises(InsecureSettingsError) as caught:
+        Settings(environment="production").check_secure()
+    assert "TASKMESH_JWT_SECRET" in str(caught.value)
+    assert "TASKMESH_ADMIN_PASSWORD" in str(caught.value)
+    Settings(environment="development").check_secure()
+    Settings(
+        environment="production",
+        jwt_secret="a-real-secret-that-is-long-enough-1234",
+        admin_password="s3cret-admin",
+        worker_password="s3cret-worker",
+    ).check_secure()

@@ -1,0 +1,132 @@
+"""Executors run for real here (subprocesses, a local HTTP server); no Taskmesh services."""
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+from taskmesh.v1 import job_pb2, run_pb2, worker_service_pb2
+from worker.executors.registry import ExecutorRegistry
+
+SUCCEEDED = worker_service_pb2.Outcome.SUCCEEDED
+FAILED = worker_service_pb2.Outcome.FAILED
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        status = int(self.path.strip("/") or 200)
+        body = b"x" * 10_000 if status == 200 else b"nope"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        echoed = self.rfile.read(length) + b"|" + (self.headers.get("X-Token") or "").encode()
+        self.send_response(201)
+        self.send_header("Content-Length", str(len(echoed)))
+        self.end_headers()
+        self.wfile.write(echoed)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_base() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+async def registry() -> ExecutorRegistry:
+    return ExecutorRegistry(shell_enabled=True)
+
+
+async def test_noop_and_sleep(registry: ExecutorRegistry) -> None:
+    assert (await registry.execute(job_pb2.Executor(noop=job_pb2.NoopExecutor()))).status == SUCCEEDED
+    started = time.monotonic()
+    outcome = await registry.execute(job_pb2.Executor(sleep=job_pb2.SleepExecutor(seconds=0.2)))
+    assert outcome.status == SUCCEEDED
+    assert time.monotonic() - started >= 0.2
+
+
+async def test_http_success_keeps_status_and_excerpt(registry: ExecutorRegistry, http_base: str) -> None:
+    outcome = await registry.execute(job_pb2.Executor(http=job_pb2.HttpExecutor(url=f"{http_base}/200")))
+    assert outcome.status == SUCCEEDED
+    assert outcome.result is not None
+    assert outcome.result.http.status_code == 200
+    assert len(outcome.result.http.body_excerpt) == 4096
+
+
+async def test_http_post_sends_body_and_headers(registry: ExecutorRegistry, http_base: str) -> None:
+    spec = job_pb2.HttpExecutor(method="POST", url=f"{http_base}/", body="hello", headers={"X-Token": "t1"})
+    outcome = await registry.execute(job_pb2.Executor(http=spec))
+    assert outcome.status == SUCCEEDED
+    assert outcome.result is not None and outcome.result.http.body_excerpt == "hello|t1"
+
+
+async def test_http_failure_status_is_a_failure_with_result(registry: ExecutorRegistry, http_base: str) -> None:
+    outcome = await registry.execute(job_pb2.Executor(http=job_pb2.HttpExecutor(url=f"{http_base}/404")))
+    assert outcome.status == FAILED
+    assert outcome.error is not None and outcome.error.message == "HTTP 404"
+    assert not outcome.error.retryable
+    assert outcome.result is not None and outcome.result.http.status_code == 404
+    outcome = await registry.execute(job_pb2.Executor(http=job_pb2.HttpExecutor(url=f"{http_base}/503")))
+    assert outcome.error is not None and outcome.error.retryable
+
+
+async def test_http_connection_refused_is_a_failure(registry: ExecutorRegistry) -> None:
+    outcome = await registry.execute(job_pb2.Executor(http=job_pb2.HttpExecutor(url="http://127.0.0.1:1/")))
+    assert outcome.status == FAILED
+    assert outcome.error is not None and "request failed" in outcome.error.message
+
+
+async def test_shell_runs_argv_without_a_shell(registry: ExecutorRegistry) -> None:
+    spec = job_pb2.ShellExecutor(argv=["echo", "$HOME; rm -rf /"], env={"UNUSED": "1"})
+    outcome = await registry.execute(job_pb2.Executor(shell=spec))
+    assert outcome.status == SUCCEEDED
+    assert outcome.result is not None
+    assert outcome.result.shell.exit_code == 0
+    assert outcome.result.shell.output_excerpt == "$HOME; rm -rf /\n"
+
+
+async def test_shell_env_and_nonzero_exit(registry: ExecutorRegistry) -> None:
+    spec = job_pb2.ShellExecutor(argv=["sh", "-c", 'echo "$GREETING"; exit 3'], env={"GREETING": "hi"})
+    outcome = await registry.execute(job_pb2.Executor(shell=spec))
+    assert outcome.status == FAILED
+    assert outcome.result is not None
+    assert outcome.result.shell.exit_code == 3
+    assert outcome.result.shell.output_excerpt == "hi\n"
+    assert outcome.error is not None and "code 3" in outcome.error.message
+
+
+async def test_shell_missing_program_is_not_retryable(registry: ExecutorRegistry) -> None:
+    spec = job_pb2.ShellExecutor(argv=["/no/such/program"])
+    outcome = await registry.execute(job_pb2.Executor(shell=spec))
+    assert outcome.status == FAILED
+    assert outcome.error is not None and not outcome.error.retryable
+
+
+async def test_shell_timeout_kills_the_process_group(registry: ExecutorRegistry) -> None:
+    spec = job_pb2.ShellExecutor(argv=["sh", "-c", "sleep 30 & sleep 30"], timeout=Duration(nanos=300_000_000))
+    started = time.monotonic()
+    outcome = await registry.execute(job_pb2.Executor(shell=spec))
+    assert time.monotonic() - started < 5
+    assert outcome.status == FAILED
+    assert outcome.error is not None and outcome.error.kind == run_pb2.RunError.TIMEOUT
+
+
+async def test_shell_disabled_by_default() -> None:
+    registry = ExecutorRegistry(shell_enabled=False)
+    assert "shell" not in registry.kinds
+    outcome = await registry.execute(job_pb2.Executor(shell=job_pb2.ShellExecutor(argv=["true"])))
+    assert outcome.status == FAILED
+    assert outcome.error is not None
+    assert outcome.error.kind == run_pb2.RunError.UNSUPPORTED and not outcome.error.retryable

@@ -1,0 +1,105 @@
+"""The guard interceptor on a real in-process gRPC server: auth, roles and error mapping."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from grpc import aio
+
+from taskmesh.auth.tokens import Principal, TokenCodec
+from taskmesh.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from taskmesh.rpc.server import build_server
+from taskmesh.states import Role
+from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+from tests.support import free_port
+
+SECRET = "unit-test-secret-unit-test-secret-0123"
+
+
+class ScriptedJobs(job_service_pb2_grpc.JobServiceServicer):
+    """GetJob raises whatever the request id names."""
+
+    async def GetJob(self, request: job_service_pb2.GetJobRequest, context: Any) -> job_pb2.Job:
+        errors: dict[str, Exception] = {
+            "invalid": InvalidArgument("job.name", "is required"),
+            "missing": NotFound("job x not found"),
+            "busy": FailedPrecondition("job is paused"),
+            "down": Unavailable(),
+            "bug": RuntimeError("secret internals"),
+        }
+        if request.id in errors:
+            raise errors[request.id]
+        return job_pb2.Job(id=request.id, name="ok")
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[aio.Channel]:
+    address = f"127.0.0.1:{free_port()}"
+    built = build_server(
+        address,
+        TokenCodec(SECRET, 60),
+        [
+            (
+                "taskmesh.v1.JobService",
+                lambda s: job_service_pb2_grpc.add_JobServiceServicer_to_server(ScriptedJobs(), s),
+            )
+        ],
+    )
+    await built.server.start()
+    async with aio.insecure_channel(address) as chan:
+        yield chan
+    await built.server.stop(None)
+
+
+def _auth(role: Role) -> tuple[tuple[str, str]]:
+    token = TokenCodec(SECRET, 60).issue(Principal("tester", role)).token
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def _get(channel: aio.Channel, job_id: str, metadata: Any = None) -> job_pb2.Job:
+    stub = job_service_pb2_grpc.JobServiceStub(channel)
+    return await stub.GetJob(job_service_pb2.GetJobRequest(id=job_id), metadata=metadata)
+
+
+async def test_no_token_is_unauthenticated(channel: aio.Channel) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await _get(channel, "fine")
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_worker_role_cannot_read_jobs(channel: aio.Channel) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await _get(channel, "fine", _auth(Role.WORKER))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "WORKER" in (caught.value.details() or "")
+
+
+async def test_viewer_reads(channel: aio.Channel) -> None:
+    assert (await _get(channel, "fine", _auth(Role.VIEWER))).name == "ok"
+
+
+@pytest.mark.parametrize(
+    ("job_id", "code", "detail"),
+    [
+        ("invalid", grpc.StatusCode.INVALID_ARGUMENT, "job.name: is required"),
+        ("missing", grpc.StatusCode.NOT_FOUND, "job x not found"),
+        ("busy", grpc.StatusCode.FAILED_PRECONDITION, "job is paused"),
+        ("down", grpc.StatusCode.UNAVAILABLE, "unavailable"),
+    ],
+)
+async def test_domain_errors_map_to_status_codes(
+    channel: aio.Channel, job_id: str, code: grpc.StatusCode, detail: str
+) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await _get(channel, job_id, _auth(Role.ADMIN))
+    assert caught.value.code() == code
+    assert detail in (caught.value.details() or "")
+
+
+async def test_unexpected_errors_are_internal_without_leaking(channel: aio.Channel) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await _get(channel, "bug", _auth(Role.ADMIN))
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret internals" not in (caught.value.details() or "")
+    assert "Exception calling application" not in (caught.value.details() or "")
