@@ -8,12 +8,16 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     Text,
+    UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -22,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 RUN_STATES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "RETRY_WAIT", "CANCELLING", "CANCELLED")
 ROLES = ("ADMIN", "OPERATOR", "VIEWER", "WORKER")
+SKIP_REASONS = ("MISFIRED", "OVERLAP", "OUTSIDE_CATCH_UP_WINDOW")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -44,7 +49,10 @@ class User(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("jobs_create_time_id", "create_time", "id"),)
+    __table_args__ = (
+        Index("jobs_create_time_id", "create_time", "id"),
+        Index("jobs_due", "next_fire_at", postgresql_where=text("next_fire_at IS NOT NULL AND NOT paused")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     name: Mapped[str] = mapped_column(Text, unique=True)
@@ -54,6 +62,17 @@ class Job(Base):
     labels: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # taskmesh.v1.Schedule / RetryPolicy in protobuf JSON; NULL when unset.
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    attempt_timeout_seconds: Mapped[float | None] = mapped_column(Float)
+    paused: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # The next nominal slot to fire; schedulers claim due jobs with FOR UPDATE SKIP LOCKED.
+    next_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_fire_lag_seconds: Mapped[float | None] = mapped_column(Float)
+    misfired_slots: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    skipped_slots: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class Run(Base):
@@ -63,6 +82,15 @@ class Run(Base):
         CheckConstraint("attempt >= 1", name="runs_attempt_positive"),
         Index("runs_job_recent", "job_id", text("queue_time DESC"), text("id DESC")),
         Index("runs_recent", text("queue_time DESC"), text("id DESC")),
+        UniqueConstraint("job_id", "slot_time", name="runs_one_per_slot"),
+        UniqueConstraint("job_id", "idempotency_key", name="runs_idempotency_key"),
+        Index("runs_retry_due", "retry_at", postgresql_where=text("state = 'RETRY_WAIT'")),
+        Index("runs_leased", "lease_expires_at", postgresql_where=text("state IN ('RUNNING', 'CANCELLING')")),
+        Index(
+            "runs_active_per_job",
+            "job_id",
+            postgresql_where=text("state IN ('QUEUED', 'RUNNING', 'CANCELLING', 'RETRY_WAIT')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -84,6 +112,52 @@ class Run(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # One object per finished attempt: attempt, worker_id, start/finish time, status, result, error.
     attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # Snapshots of the job's policies when the run was created.
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    attempt_timeout_seconds: Mapped[float | None] = mapped_column(Float)
+    slot_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
+    retried_from: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    cancel_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SkippedSlot(Base):
+    __tablename__ = "skipped_slots"
+    __table_args__ = (
+        UniqueConstraint("job_id", "slot_time", name="skipped_slots_once"),
+        CheckConstraint(_in("reason", SKIP_REASONS), name="skipped_slots_reason"),
+        Index("skipped_slots_recent", "job_id", text("slot_time DESC")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID, ForeignKey("jobs.id", ondelete="CASCADE"))
+    slot_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text)
+    record_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
+    active_run_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+
+
+class RunLog(Base):
+    """Output lines of attempts, capped per attempt (see AttemptLogUsage)."""
+
+    __tablename__ = "run_logs"
+    __table_args__ = (Index("run_logs_by_run", "run_id", "attempt", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(UUID, ForeignKey("runs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class AttemptLogUsage(Base):
+    __tablename__ = "attempt_log_usage"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(UUID, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    truncated: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class Outbox(Base):

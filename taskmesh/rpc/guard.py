@@ -63,6 +63,8 @@ class GuardInterceptor(aio.ServerInterceptor):
 async def _fail(context: Context, error: Exception, method: str) -> None:
     if isinstance(error, TaskmeshError):
         await context.abort(status_for(error), error.message)
+    if isinstance(error, NotImplementedError):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
     log.exception("unhandled error in %s", method)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
 
