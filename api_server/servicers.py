@@ -4,6 +4,7 @@ Errors are raised as taskmesh errors; the guard interceptor turns them into stat
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from google.protobuf.empty_pb2 import Empty
@@ -109,6 +110,36 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     async def GetRun(self, request: job_service_pb2.GetRunRequest, context: Context) -> run_pb2.Run:
         return run_to_proto(await self._jobs.get_run(validation.require_id(request.id)))
+
+
+    # Designed, not built yet: issue 3 (schedules) and issue 4 (reliable execution).
+    async def PauseJob(self, request: job_service_pb2.PauseJobRequest, context: Context) -> job_pb2.Job:
+        raise NotImplementedError
+
+    async def ResumeJob(self, request: job_service_pb2.ResumeJobRequest, context: Context) -> job_pb2.Job:
+        raise NotImplementedError
+
+    async def ListSkippedSlots(
+        self, request: job_service_pb2.ListSkippedSlotsRequest, context: Context
+    ) -> job_service_pb2.ListSkippedSlotsResponse:
+        raise NotImplementedError
+
+    async def CancelRun(self, request: job_service_pb2.CancelRunRequest, context: Context) -> run_pb2.Run:
+        raise NotImplementedError
+
+    async def RetryRun(self, request: job_service_pb2.RetryRunRequest, context: Context) -> run_pb2.Run:
+        raise NotImplementedError
+
+    async def WatchRun(
+        self, request: job_service_pb2.WatchRunRequest, context: Context
+    ) -> AsyncIterator[job_service_pb2.RunEvent]:
+        raise NotImplementedError
+        yield
+
+    async def ListRunLogs(
+        self, request: job_service_pb2.ListRunLogsRequest, context: Context
+    ) -> job_service_pb2.ListRunLogsResponse:
+        raise NotImplementedError
 
 
 def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
