@@ -111,7 +111,6 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def GetRun(self, request: job_service_pb2.GetRunRequest, context: Context) -> run_pb2.Run:
         return run_to_proto(await self._jobs.get_run(validation.require_id(request.id)))
 
-
     # Designed, not built yet: issue 3 (schedules) and issue 4 (reliable execution).
     async def PauseJob(self, request: job_service_pb2.PauseJobRequest, context: Context) -> job_pb2.Job:
         raise NotImplementedError
