@@ -30,6 +30,10 @@ from taskmesh.states import RunState, Trigger
 # tests/unit/test_states.py checks them against taskmesh.states.ALLOWED_TRANSITIONS.
 TRANSITIONS: dict[str, tuple[frozenset[RunState], frozenset[RunState]]] = {
     "claim": (frozenset({RunState.QUEUED}), frozenset({RunState.RUNNING})),
+    "cancel": (
+        frozenset({RunState.QUEUED, RunState.RETRY_WAIT, RunState.RUNNING}),
+        frozenset({RunState.CANCELLED, RunState.CANCELLING}),
+    ),
     "record_outcomes": (
         frozenset({RunState.RUNNING, RunState.CANCELLING}),
         frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.RETRY_WAIT, RunState.CANCELLED}),
@@ -95,6 +99,23 @@ RECORD_OUTCOMES = text(
     """
 )
 
+# QUEUED or RETRY_WAIT -> CANCELLED at once (a work unit still queued is dropped at claim);
+# RUNNING -> CANCELLING: the worker holding the attempt is told to stop it and reports CANCELLED.
+# Runs in other states are left alone (and not returned).
+CANCEL_RUNS = text(
+    f"""
+    WITH now_ts AS (SELECT clock_timestamp() AS t)
+    UPDATE runs AS r
+    SET state = CASE WHEN r.state = 'RUNNING' THEN 'CANCELLING' ELSE 'CANCELLED' END,
+        finish_time = CASE WHEN r.state = 'RUNNING' THEN r.finish_time ELSE now_ts.t END,
+        cancel_time = now_ts.t, retry_at = NULL, version = r.version + 1
+    FROM jobs j, now_ts
+    WHERE r.id = ANY(CAST(:run_ids AS uuid[])) AND r.state IN ('QUEUED', 'RETRY_WAIT', 'RUNNING')
+      AND j.id = r.job_id
+    RETURNING {RUN_COLUMNS}
+    """
+)
+
 SELECT_RUN = text(f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = :id")
 
 SELECT_LATEST_RUN = text(
@@ -150,6 +171,12 @@ class RunRepository:
         for row in rows:
             recorded[row.position] = _run(row)
         return recorded
+
+    async def cancel(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """Cancel the given runs that are still active; returns them as they now are."""
+        async with statement(self._engine) as conn:
+            rows = (await conn.execute(CANCEL_RUNS, {"run_ids": list(run_ids)})).all()
+        return [_run(row) for row in rows]
 
     async def get(self, run_id: str) -> RunRecord:
         async with statement(self._engine) as conn:

@@ -83,3 +83,26 @@ async def test_latest_run_and_listing_newest_first(engine: AsyncEngine, job_id: 
     assert latest is not None and latest.id == second.id
     listed = await runs.list_page(job_id, [], None, 10)
     assert [r.id for r in listed[:2]] == [second.id, first.id]
+
+
+async def test_cancel_ends_queued_runs_and_asks_running_ones_to_stop(engine: AsyncEngine, job_id: str) -> None:
+    runs = RunRepository(engine)
+    queued, running, finished = await runs.create([new_id(), new_id(), new_id()], [job_id] * 3, Trigger.MANUAL)
+    await runs.claim(
+        [ClaimRequest(AttemptRef(running.id, 1), "w1"), ClaimRequest(AttemptRef(finished.id, 1), "w1")], 30
+    )
+    ok = OutcomeReport(AttemptRef(finished.id, 1), "w1", RunState.SUCCEEDED, RunState.SUCCEEDED, None, None)
+    await runs.record_outcomes([ok])
+
+    cancelled = {r.id: r for r in await runs.cancel([queued.id, running.id, finished.id])}
+    assert cancelled[queued.id].state == RunState.CANCELLED
+    assert cancelled[queued.id].finish_time is not None
+    assert cancelled[running.id].state == RunState.CANCELLING
+    assert cancelled[running.id].finish_time is None
+    assert finished.id not in cancelled  # finished runs are left alone
+    # the queued run's work unit is dropped at claim time
+    assert await runs.claim([ClaimRequest(AttemptRef(queued.id, 1), "w2")], 30) == [None]
+    # the running attempt may still report; it ends as the worker says
+    stopped = OutcomeReport(AttemptRef(running.id, 1), "w1", RunState.CANCELLED, RunState.CANCELLED, None, None)
+    (recorded,) = await runs.record_outcomes([stopped])
+    assert recorded is not None and recorded.state == RunState.CANCELLED
