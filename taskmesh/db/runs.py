@@ -26,17 +26,16 @@ from taskmesh.records import (
 )
 from taskmesh.states import RunState, Trigger
 
-# The lifecycle edges each guarded statement below implements: (guard states, new states).
+# The lifecycle edges each guarded statement below implements (from state, to state).
 # tests/unit/test_states.py checks them against taskmesh.states.ALLOWED_TRANSITIONS.
-TRANSITIONS: dict[str, tuple[frozenset[RunState], frozenset[RunState]]] = {
-    "claim": (frozenset({RunState.QUEUED}), frozenset({RunState.RUNNING})),
-    "cancel": (
-        frozenset({RunState.QUEUED, RunState.RETRY_WAIT, RunState.RUNNING}),
-        frozenset({RunState.CANCELLED, RunState.CANCELLING}),
-    ),
-    "record_outcomes": (
-        frozenset({RunState.RUNNING, RunState.CANCELLING}),
-        frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.RETRY_WAIT, RunState.CANCELLED}),
+Q, R, C, CI = RunState.QUEUED, RunState.RUNNING, RunState.CANCELLED, RunState.CANCELLING
+TRANSITIONS: dict[str, frozenset[tuple[RunState, RunState]]] = {
+    "claim": frozenset({(Q, R)}),
+    "cancel": frozenset({(Q, C), (RunState.RETRY_WAIT, C), (R, CI)}),
+    "record_outcomes": frozenset(
+        (source, target)
+        for source in (R, CI)
+        for target in (RunState.SUCCEEDED, RunState.FAILED, RunState.RETRY_WAIT, C)
     ),
 }
 

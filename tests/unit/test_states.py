@@ -25,10 +25,9 @@ def test_lifecycle_edges_from_the_design() -> None:
 
 
 def test_guarded_statements_only_move_along_allowed_edges() -> None:
-    for name, (guards, targets) in runs.TRANSITIONS.items():
-        for guard in guards:
-            for target in targets:
-                assert can_transition(guard, target), f"{name}: {guard} -> {target} is not in the lifecycle"
+    for name, edges in runs.TRANSITIONS.items():
+        for source, target in edges:
+            assert can_transition(source, target), f"{name}: {source} -> {target} is not in the lifecycle"
 
 
 def test_claim_statement_is_guarded_by_state_and_attempt() -> None:
