@@ -6,15 +6,13 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from taskmesh.batching import GroupCommitter
 from taskmesh.cache.status import CacheWriter, StatusCache
 from taskmesh.convert import run_to_proto
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.runs import RunRepository
-from taskmesh.errors import CacheUnavailable, NotFound
+from taskmesh.errors import CacheUnavailable
 from taskmesh.ids import new_id
-from taskmesh.records import Condition, JobChanges, JobRecord, Json, Page, RunRecord
-from taskmesh.states import Trigger
+from taskmesh.records import Condition, JobChanges, JobRecord, Json, Page
 from taskmesh.v1 import run_pb2
 
 
@@ -33,8 +31,6 @@ class Jobs:
         self._runs = runs
         self._cache = cache
         self._cache_writer = cache_writer
-        # Concurrent triggers share one transaction (group commit).
-        self._triggers: GroupCommitter[str, RunRecord] = GroupCommitter(self._create_runs, max_batch=500)
 
     async def create(self, name: str, description: str, executor: Json, labels: dict[str, str]) -> JobRecord:
         return await self._jobs.create(new_id(), name, description, executor, labels)
@@ -52,18 +48,6 @@ class Jobs:
         await self._jobs.delete(job_id)
         await self._cache.forget(job_id)
 
-    async def trigger(self, job_id: str) -> RunRecord:
-        return await self._triggers.submit(job_id)
-
-    async def _create_runs(self, job_ids: Sequence[str]) -> list[RunRecord | BaseException]:
-        run_ids = [new_id() for _ in job_ids]
-        created = {run.id: run for run in await self._runs.create(run_ids, job_ids, Trigger.MANUAL)}
-        self._cache_writer.enqueue(list(created.values()))
-        return [
-            created.get(run_id) or NotFound(f"job {job_id} not found")
-            for run_id, job_id in zip(run_ids, job_ids, strict=True)
-        ]
-
     async def status(self, job_id: str) -> JobStatusView:
         try:
             cached = await self._cache.get(job_id)
@@ -76,13 +60,3 @@ class Jobs:
             return JobStatusView(job_id=job_id, job_name=job.name, last_run=None)
         self._cache_writer.enqueue([latest])  # read-through: the next read is a hit
         return JobStatusView(job_id=job_id, job_name=job.name, last_run=run_to_proto(latest))
-
-    async def get_run(self, run_id: str) -> RunRecord:
-        return await self._runs.get(run_id)
-
-    async def list_runs(
-        self, job_id: str | None, conditions: Sequence[Condition], page: Page | None, limit: int
-    ) -> list[RunRecord]:
-        if job_id is not None:
-            await self._jobs.get(job_id)  # NOT_FOUND rather than an empty list
-        return await self._runs.list_page(job_id, conditions, page, limit)

@@ -8,11 +8,14 @@ import logging
 
 from api_server.accounts import Accounts
 from api_server.jobs import Jobs
+from api_server.runs import Runs
 from api_server.servicers import AuthServicer, JobServicer
+from api_server.watch import RunWatcher
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db.engine import make_engine
 from taskmesh.db.jobs import JobRepository
+from taskmesh.db.logs import LogRepository
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.db.users import UserRepository
@@ -36,14 +39,18 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     engine = make_engine(settings.database_url, settings.database_pool_size)
     redis = connect_redis(settings.redis_url)
     tokens = TokenCodec(settings.jwt_secret, settings.jwt_ttl_seconds)
-    cache = StatusCache(redis, Names(settings.namespace), settings.status_cache_ttl)
+    names = Names(settings.namespace)
+    cache = StatusCache(redis, names, settings.status_cache_ttl)
     cache_writer = CacheWriter(cache)
     accounts = Accounts(UserRepository(engine), tokens)
     await accounts.ensure_account(settings.admin_username, settings.admin_password, Role.ADMIN)
     await accounts.ensure_account(settings.worker_username, settings.worker_password, Role.WORKER)
     if settings.is_development and settings.admin_password == DEV_ADMIN_PASSWORD:
         log.warning("development mode: admin account %r has the default password", settings.admin_username)
-    jobs = Jobs(JobRepository(engine), RunRepository(engine), cache, cache_writer)
+    job_repository, run_repository = JobRepository(engine), RunRepository(engine)
+    jobs = Jobs(job_repository, run_repository, cache, cache_writer)
+    runs = Runs(job_repository, run_repository, LogRepository(engine), cache_writer)
+    job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, redis, names))
 
     built = build_server(
         settings.api_listen,
@@ -51,7 +58,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         [
             (
                 JOB_SERVICE,
-                lambda s: job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(jobs), s),
+                lambda s: job_service_pb2_grpc.add_JobServiceServicer_to_server(job_servicer, s),
             ),
             (
                 AUTH_SERVICE,

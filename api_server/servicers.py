@@ -12,8 +12,10 @@ from google.protobuf.empty_pb2 import Empty
 from api_server import validation
 from api_server.accounts import Accounts
 from api_server.jobs import Jobs
+from api_server.runs import Runs
+from api_server.watch import RunWatcher
 from taskmesh import listing
-from taskmesh.convert import job_to_proto, run_to_proto, to_json, user_to_proto
+from taskmesh.convert import job_to_proto, log_line_to_proto, run_to_proto, to_json, user_to_proto
 from taskmesh.errors import InvalidArgument
 from taskmesh.records import JobChanges
 from taskmesh.rpc.guard import current_principal
@@ -39,8 +41,10 @@ UPDATABLE_PATHS = ("name", "description", "executor", "labels")
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, jobs: Jobs) -> None:
+    def __init__(self, jobs: Jobs, runs: Runs, watcher: RunWatcher) -> None:
         self._jobs = jobs
+        self._runs = runs
+        self._watcher = watcher
 
     async def CreateJob(self, request: job_service_pb2.CreateJobRequest, context: Context) -> job_pb2.Job:
         if not request.HasField("job"):
@@ -82,7 +86,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return Empty()
 
     async def TriggerJob(self, request: job_service_pb2.TriggerJobRequest, context: Context) -> run_pb2.Run:
-        return run_to_proto(await self._jobs.trigger(validation.require_id(request.id)))
+        key = validation.idempotency_key(request.idempotency_key)
+        return run_to_proto(await self._runs.trigger(validation.require_id(request.id), key))
 
     async def GetJobStatus(
         self, request: job_service_pb2.GetJobStatusRequest, context: Context
@@ -101,7 +106,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         limit = listing.page_size(request.page_size)
         conditions = listing.parse_filter(request.filter, RUN_FILTER_FIELDS, FILTER_VALUES)
         page = listing.decode_page_token(request.page_token)
-        runs = await self._jobs.list_runs(job_id, conditions, page, limit + 1)
+        runs = await self._runs.list_runs(job_id, conditions, page, limit + 1)
         token = ""
         if len(runs) > limit:
             runs = runs[:limit]
@@ -109,7 +114,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return job_service_pb2.ListRunsResponse(runs=[run_to_proto(r) for r in runs], next_page_token=token)
 
     async def GetRun(self, request: job_service_pb2.GetRunRequest, context: Context) -> run_pb2.Run:
-        return run_to_proto(await self._jobs.get_run(validation.require_id(request.id)))
+        return run_to_proto(await self._runs.get(validation.require_id(request.id)))
 
     # Designed, not built yet: issue 3 (schedules) and issue 4 (reliable execution).
     async def PauseJob(self, request: job_service_pb2.PauseJobRequest, context: Context) -> job_pb2.Job:
@@ -124,21 +129,26 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         raise NotImplementedError
 
     async def CancelRun(self, request: job_service_pb2.CancelRunRequest, context: Context) -> run_pb2.Run:
-        raise NotImplementedError
+        return run_to_proto(await self._runs.cancel(validation.require_id(request.id)))
 
     async def RetryRun(self, request: job_service_pb2.RetryRunRequest, context: Context) -> run_pb2.Run:
-        raise NotImplementedError
+        return run_to_proto(await self._runs.retry(validation.require_id(request.id)))
 
     async def WatchRun(
         self, request: job_service_pb2.WatchRunRequest, context: Context
     ) -> AsyncIterator[job_service_pb2.RunEvent]:
-        raise NotImplementedError
-        yield
+        async for event in self._watcher.watch(validation.require_id(request.id)):
+            yield event
 
     async def ListRunLogs(
         self, request: job_service_pb2.ListRunLogsRequest, context: Context
     ) -> job_service_pb2.ListRunLogsResponse:
-        raise NotImplementedError
+        if request.attempt < 0:
+            raise InvalidArgument("attempt", "must be 0 (all attempts) or an attempt number")
+        logs = await self._runs.logs(validation.require_id(request.id), request.attempt or None)
+        return job_service_pb2.ListRunLogsResponse(
+            lines=[log_line_to_proto(entry) for entry in logs.lines], truncated_attempts=logs.truncated_attempts
+        )
 
 
 def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:

@@ -36,6 +36,15 @@ def require_id(value: str, field: str = "id") -> str:
     return value.lower()
 
 
+MAX_IDEMPOTENCY_KEY = 256
+
+
+def idempotency_key(value: str, field: str = "idempotency_key") -> str | None:
+    if len(value) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidArgument(field, f"must be at most {MAX_IDEMPOTENCY_KEY} characters")
+    return value or None
+
+
 def job_name(value: str, field: str = "job.name") -> str:
     if not value:
         raise InvalidArgument(field, "is required")

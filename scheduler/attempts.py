@@ -1,43 +1,57 @@
-"""Claims and outcome reports from every connected worker, group-committed to PostgreSQL."""
+"""Claims, outcome reports and heartbeats from every connected worker, group-committed to
+PostgreSQL, and the changes written through to Redis."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from scheduler.outcomes import AttemptEnding, resolve
 from taskmesh.batching import GroupCommitter
 from taskmesh.cache.status import CacheWriter
+from taskmesh.db.logs import LogRepository
 from taskmesh.db.runs import RunRepository
-from taskmesh.records import ClaimedAttempt, ClaimRequest, OutcomeReport, RunRecord
+from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, RunRecord
 from taskmesh.states import RunState
 
 
-def next_state(attempt_status: RunState) -> RunState:
-    """The state a run moves to when its attempt ends this way."""
-    return attempt_status
-
-
 class AttemptLedger:
-    def __init__(self, runs: RunRepository, cache_writer: CacheWriter, lease_seconds: float) -> None:
+    def __init__(
+        self, runs: RunRepository, logs: LogRepository, cache_writer: CacheWriter, lease_seconds: float
+    ) -> None:
         self._runs = runs
+        self._logs = logs
         self._cache_writer = cache_writer
-        self._lease_seconds = lease_seconds
+        self.lease_seconds = lease_seconds
         self._claims: GroupCommitter[ClaimRequest, ClaimedAttempt | None] = GroupCommitter(self._claim_batch)
-        self._reports: GroupCommitter[OutcomeReport, RunRecord | None] = GroupCommitter(self._report_batch)
+        self._endings: GroupCommitter[AttemptEnding, RunRecord | None] = GroupCommitter(self._ending_batch)
 
     async def claim(self, request: ClaimRequest) -> ClaimedAttempt | None:
         """The claimed attempt, or None if it is not claimable (stale, duplicate, cancelled, gone)."""
         return await self._claims.submit(request)
 
-    async def record(self, report: OutcomeReport) -> RunRecord | None:
-        """The run after the outcome, or None if the report lost the fencing race."""
-        return await self._reports.submit(report)
+    async def record(self, ending: AttemptEnding) -> RunRecord | None:
+        """The run after the attempt ended, or None if the report lost the fencing race."""
+        return await self._endings.submit(ending)
+
+    async def heartbeat(self, worker_id: str, refs: Sequence[AttemptRef]) -> dict[AttemptRef, RunState]:
+        """Extend the worker's leases; returns the attempts it still holds, with their state."""
+        if not refs:
+            return {}
+        return await self._runs.extend_leases(worker_id, refs, self.lease_seconds)
+
+    async def append_logs(self, worker_id: str, entries: Sequence[LogEntry]) -> None:
+        stored = await self._logs.append(worker_id, entries)
+        self._cache_writer.enqueue_logs(stored)
 
     async def _claim_batch(self, requests: Sequence[ClaimRequest]) -> list[ClaimedAttempt | None]:
-        claimed = await self._runs.claim(requests, self._lease_seconds)
+        claimed = await self._runs.claim(requests, self.lease_seconds)
         self._cache_writer.enqueue([c.run for c in claimed if c is not None])
         return claimed
 
-    async def _report_batch(self, reports: Sequence[OutcomeReport]) -> list[RunRecord | None]:
+    async def _ending_batch(self, endings: Sequence[AttemptEnding]) -> list[RunRecord | None]:
+        failed = [e.ref.run_id for e in endings if e.status == RunState.FAILED]
+        policies = await self._runs.retry_policies(failed) if failed else {}
+        reports = [resolve(e, policies.get(e.ref.run_id)) for e in endings]
         recorded = await self._runs.record_outcomes(reports)
         self._cache_writer.enqueue([r for r in recorded if r is not None])
         return recorded

@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from scheduler.attempts import AttemptLedger
+from scheduler.maintenance import Maintenance
 from scheduler.relay import OutboxRelay
 from scheduler.worker_servicer import WorkerServicer
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db.engine import make_engine
 from taskmesh.db.listen import listen_forever
+from taskmesh.db.logs import LogRepository
 from taskmesh.db.outbox import NOTIFY_CHANNEL, OutboxRepository
-from taskmesh.db.runs import RunRepository
+from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.logs import configure_logging
 from taskmesh.names import Names
 from taskmesh.process import run_until_signalled
+from taskmesh.records import AttemptRef
 from taskmesh.rpc.server import build_server
 from taskmesh.settings import Settings, get_settings
 from taskmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
@@ -35,7 +39,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     engine = make_engine(settings.database_url, settings.database_pool_size)
     redis = connect_redis(settings.redis_url)
     cache_writer = CacheWriter(StatusCache(redis, names, settings.status_cache_ttl))
-    ledger = AttemptLedger(RunRepository(engine), cache_writer, settings.lease_seconds)
+    runs = RunRepository(engine)
+    ledger = AttemptLedger(runs, LogRepository(engine), cache_writer, settings.lease_seconds)
+    maintenance = Maintenance(runs, cache_writer, settings.timeout_grace_seconds)
     outbox_wake = asyncio.Event()
     relay = OutboxRelay(
         OutboxRepository(engine),
@@ -45,7 +51,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         settings.relay_batch_size,
         settings.relay_poll_interval,
     )
-    servicer = WorkerServicer(ledger, settings.lease_seconds)
+    servicer = WorkerServicer(ledger)
     built = build_server(
         settings.scheduler_listen,
         TokenCodec(settings.jwt_secret, settings.jwt_ttl_seconds),
@@ -59,8 +65,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await built.server.start()
     await built.set_serving(True)
     background = [
-        asyncio.create_task(listen_forever(settings.database_url, NOTIFY_CHANNEL, outbox_wake)),
+        asyncio.create_task(listen_forever(settings.database_url, NOTIFY_CHANNEL, lambda _: outbox_wake.set())),
+        asyncio.create_task(listen_forever(settings.database_url, CANCEL_CHANNEL, _cancel_pusher(servicer))),
         asyncio.create_task(relay.run_forever()),
+        asyncio.create_task(maintenance.run_forever()),
         asyncio.create_task(cache_writer.run_forever()),
     ]
     log.info("scheduler listening on %s", settings.scheduler_listen)
@@ -76,6 +84,18 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await cache_writer.flush()
     await redis.aclose()
     await engine.dispose()
+
+
+def _cancel_pusher(servicer: WorkerServicer) -> Callable[[str], None]:
+    """NOTIFY payload 'run_id:attempt:worker_id' (trigger run_cancelling_notify) -> push."""
+
+    def push(payload: str) -> None:
+        run_id, _, rest = payload.partition(":")
+        attempt, _, worker_id = rest.partition(":")
+        if run_id and attempt.isdigit() and worker_id:
+            servicer.push_cancel(AttemptRef(run_id, int(attempt)), worker_id)
+
+    return push
 
 
 def main() -> None:

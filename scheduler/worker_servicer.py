@@ -1,67 +1,76 @@
-"""WorkerService.Connect: one stream per worker; claims and reports in, answers and cancels out."""
+"""WorkerService.Connect: one stream per worker. Claims, reports, heartbeats and log lines come
+in; answers and cancellations go out. Each message is handled in its own task so that batches
+from many workers meet in the ledger's group commits."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from datetime import UTC
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
-from scheduler.attempts import AttemptLedger, next_state
+from scheduler.attempts import AttemptLedger
+from scheduler.outcomes import AttemptEnding
 from taskmesh.convert import from_json, to_json
 from taskmesh.errors import InvalidArgument, Unavailable
 from taskmesh.ids import is_uuid
-from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, OutcomeReport, RunRecord
+from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, RunRecord
 from taskmesh.states import RunState
-from taskmesh.v1 import job_pb2, worker_service_pb2, worker_service_pb2_grpc
+from taskmesh.v1 import job_pb2, worker_service_pb2_grpc
+from taskmesh.v1 import worker_service_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 Context = Any  # grpc.aio.ServicerContext
-Request = worker_service_pb2.ConnectRequest
-Response = worker_service_pb2.ConnectResponse
 
 ATTEMPT_STATUS = {
-    worker_service_pb2.Outcome.SUCCEEDED: RunState.SUCCEEDED,
-    worker_service_pb2.Outcome.FAILED: RunState.FAILED,
-    worker_service_pb2.Outcome.CANCELLED: RunState.CANCELLED,
+    pb.Outcome.SUCCEEDED: RunState.SUCCEEDED,
+    pb.Outcome.FAILED: RunState.FAILED,
+    pb.Outcome.CANCELLED: RunState.CANCELLED,
 }
 
 
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, ledger: AttemptLedger, lease_seconds: float) -> None:
+    def __init__(self, ledger: AttemptLedger) -> None:
         self._ledger = ledger
-        self._lease_seconds = lease_seconds
+        self._sessions: dict[str, _Session] = {}
 
-    async def Connect(self, requests: AsyncIterator[Request], context: Context) -> AsyncIterator[Response]:
+    def push_cancel(self, ref: AttemptRef, worker_id: str) -> None:
+        """Tell the worker holding `ref` to stop it, if that worker is connected here."""
+        session = self._sessions.get(worker_id)
+        if session is not None:
+            session.cancel(ref)
+
+    async def Connect(
+        self, requests: AsyncIterator[pb.ConnectRequest], context: Context
+    ) -> AsyncIterator[pb.ConnectResponse]:
         hello = await _first_hello(requests)
         session = _Session(hello.worker_id, self._ledger)
-        log.info(
-            "worker %s connected (%d slots)",
-            hello.worker_id,
-            hello.slots,
-            extra={"worker_id": hello.worker_id},
-        )
+        extra = {"worker_id": hello.worker_id}
+        previous = self._sessions.get(hello.worker_id)
+        if previous is not None:
+            previous.close()  # the worker reconnected before we noticed its old stream died
+        self._sessions[hello.worker_id] = session
+        log.info("worker %s connected (%d slots)", hello.worker_id, hello.slots, extra=extra)
         lease = Duration()
-        lease.FromNanoseconds(int(self._lease_seconds * 1e9))
-        yield Response(welcome=worker_service_pb2.Welcome(lease=lease))
+        lease.FromNanoseconds(int(self._ledger.lease_seconds * 1e9))
+        yield pb.ConnectResponse(welcome=pb.Welcome(lease=lease))
         reader = asyncio.create_task(session.read(requests))
         try:
             async for response in session.responses(reader):
                 yield response
         finally:
             reader.cancel()
-            await session.close()
-            log.info("worker %s disconnected", hello.worker_id, extra={"worker_id": hello.worker_id})
+            session.close()
+            if self._sessions.get(hello.worker_id) is session:
+                del self._sessions[hello.worker_id]
+            log.info("worker %s disconnected", hello.worker_id, extra=extra)
 
 
-def _well_formed(ref: worker_service_pb2.AttemptRef) -> bool:
-    return ref.attempt >= 1 and is_uuid(ref.run_id)
-
-
-async def _first_hello(requests: AsyncIterator[Request]) -> worker_service_pb2.Hello:
+async def _first_hello(requests: AsyncIterator[pb.ConnectRequest]) -> pb.Hello:
     try:
         first = await anext(requests)
     except StopAsyncIteration as error:
@@ -71,25 +80,38 @@ async def _first_hello(requests: AsyncIterator[Request]) -> worker_service_pb2.H
     return first.hello
 
 
-class _Session:
-    """One worker's stream: each claim or report message is handled in its own task, so that
-    batches from many workers meet in the ledger's group commits."""
+def _well_formed(ref: pb.AttemptRef) -> bool:
+    return ref.attempt >= 1 and is_uuid(ref.run_id)
 
+
+def _ref(ref: pb.AttemptRef) -> AttemptRef:
+    return AttemptRef(ref.run_id, ref.attempt)
+
+
+def _proto_ref(ref: AttemptRef) -> pb.AttemptRef:
+    return pb.AttemptRef(run_id=ref.run_id, attempt=ref.attempt)
+
+
+class _Session:
     def __init__(self, worker_id: str, ledger: AttemptLedger) -> None:
         self.worker_id = worker_id
         self._ledger = ledger
-        self._outbound: asyncio.Queue[Response] = asyncio.Queue()
+        self._outbound: asyncio.Queue[pb.ConnectResponse] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def read(self, requests: AsyncIterator[Request]) -> None:
+    async def read(self, requests: AsyncIterator[pb.ConnectRequest]) -> None:
+        handlers = {
+            "claim": lambda r: self._claim(r.claim),
+            "report": lambda r: self._report(r.report),
+            "heartbeat": lambda r: self._heartbeat(r.heartbeat),
+            "logs": lambda r: self._logs(r.logs),
+        }
         async for request in requests:
-            kind = request.WhichOneof("message")
-            if kind == "claim":
-                self._spawn(self._claim(request.claim))
-            elif kind == "report":
-                self._spawn(self._report(request.report))
+            handler = handlers.get(request.WhichOneof("message") or "")
+            if handler is not None:
+                self._spawn(handler(request))
 
-    async def responses(self, reader: asyncio.Task[None]) -> AsyncIterator[Response]:
+    async def responses(self, reader: asyncio.Task[None]) -> AsyncIterator[pb.ConnectResponse]:
         while True:
             getter = asyncio.ensure_future(self._outbound.get())
             done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -100,72 +122,104 @@ class _Session:
             reader.result()  # re-raise what ended the reader, if anything
             return
 
-    def _spawn(self, coro: Any) -> None:
+    def cancel(self, ref: AttemptRef) -> None:
+        self._outbound.put_nowait(pb.ConnectResponse(cancel=pb.CancelAttempt(attempt=_proto_ref(ref))))
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-
-    async def _claim(self, message: worker_service_pb2.ClaimRuns) -> None:
+    async def _claim(self, message: pb.ClaimRuns) -> None:
         results = await asyncio.gather(*(self._claim_one(a) for a in message.attempts), return_exceptions=True)
-        claims = []
-        for ref, result in zip(message.attempts, results, strict=True):
-            claim = worker_service_pb2.Claim(attempt=ref)
-            if isinstance(result, Unavailable):
-                claim.retry_later = True
-                claim.reason = result.message
-            elif isinstance(result, BaseException):
-                log.error("claim of %s failed: %r", ref.run_id, result, extra={"run_id": ref.run_id})
-                claim.retry_later = True
-                claim.reason = "internal error"
-            elif result is None:
-                claim.reason = "not claimable: already claimed, stale attempt, cancelled or deleted"
-            else:
-                claim.granted = True
-                claim.execution.job_id = result.run.job_id
-                claim.execution.job_name = result.run.job_name
-                claim.execution.executor.CopyFrom(from_json(result.executor, job_pb2.Executor))
-            claims.append(claim)
-        await self._outbound.put(Response(claimed=worker_service_pb2.ClaimRunsResult(claims=claims)))
+        claims = [_claim_answer(ref, result) for ref, result in zip(message.attempts, results, strict=True)]
+        await self._outbound.put(pb.ConnectResponse(claimed=pb.ClaimRunsResult(claims=claims)))
 
-    async def _claim_one(self, ref: worker_service_pb2.AttemptRef) -> ClaimedAttempt | None:
+    async def _claim_one(self, ref: pb.AttemptRef) -> ClaimedAttempt | None:
         if not _well_formed(ref):
             return None  # a malformed reference must not fail the batch it would join
-        return await self._ledger.claim(ClaimRequest(AttemptRef(ref.run_id, ref.attempt), self.worker_id))
+        return await self._ledger.claim(ClaimRequest(_ref(ref), self.worker_id))
 
-    async def _report_one(self, outcome: worker_service_pb2.Outcome) -> RunRecord | None:
+    async def _report(self, message: pb.ReportOutcomes) -> None:
+        results = await asyncio.gather(*(self._report_one(o) for o in message.outcomes), return_exceptions=True)
+        acks = [_outcome_ack(o.attempt, result) for o, result in zip(message.outcomes, results, strict=True)]
+        await self._outbound.put(pb.ConnectResponse(recorded=pb.ReportOutcomesResult(acks=acks)))
+
+    async def _report_one(self, outcome: pb.Outcome) -> RunRecord | None:
         if not _well_formed(outcome.attempt):
             return None
-        return await self._ledger.record(self._outcome_report(outcome))
-
-    async def _report(self, message: worker_service_pb2.ReportOutcomes) -> None:
-        results = await asyncio.gather(*(self._report_one(o) for o in message.outcomes), return_exceptions=True)
-        acks = []
-        for outcome, result in zip(message.outcomes, results, strict=True):
-            ack = worker_service_pb2.OutcomeAck(attempt=outcome.attempt)
-            if isinstance(result, BaseException):
-                if not isinstance(result, Unavailable):
-                    log.error("report of %s failed: %r", outcome.attempt.run_id, result)
-                ack.reason = "not recorded yet; report again"
-            elif result is None:
-                ack.settled = True
-                ack.reason = "stale report: the attempt is no longer this worker's"
-            else:
-                ack.settled = True
-                ack.recorded = True
-            acks.append(ack)
-        await self._outbound.put(Response(recorded=worker_service_pb2.ReportOutcomesResult(acks=acks)))
-
-    def _outcome_report(self, outcome: worker_service_pb2.Outcome) -> OutcomeReport:
-        status = ATTEMPT_STATUS.get(outcome.status, RunState.FAILED)
-        return OutcomeReport(
-            ref=AttemptRef(outcome.attempt.run_id, outcome.attempt.attempt),
+        ending = AttemptEnding(
+            ref=_ref(outcome.attempt),
             worker_id=self.worker_id,
-            attempt_status=status,
-            new_state=next_state(status),
+            status=ATTEMPT_STATUS.get(outcome.status, RunState.FAILED),
             result=to_json(outcome.result) if outcome.HasField("result") else None,
             error=to_json(outcome.error) if outcome.HasField("error") else None,
         )
+        return await self._ledger.record(ending)
+
+    async def _heartbeat(self, message: pb.Heartbeat) -> None:
+        refs = [_ref(a) for a in message.attempts if _well_formed(a)]
+        try:
+            held = await self._ledger.heartbeat(self.worker_id, refs)
+        except Unavailable:
+            return  # leases are not extended; the worker heartbeats again soon
+        lost = [r for r in refs if r not in held]
+        await self._outbound.put(
+            pb.ConnectResponse(heartbeat=pb.HeartbeatResult(lost=[_proto_ref(r) for r in lost]))
+        )
+        for ref, state in held.items():
+            if state == RunState.CANCELLING:  # in case the NOTIFY push was missed
+                self.cancel(ref)
+
+    async def _logs(self, message: pb.AppendLogs) -> None:
+        entries = [
+            LogEntry(_ref(item.attempt), line.time.ToDatetime(tzinfo=UTC), line.text)
+            for item in message.attempts
+            if _well_formed(item.attempt)
+            for line in item.lines
+        ]
+        if not entries:
+            return
+        try:
+            await self._ledger.append_logs(self.worker_id, entries)
+        except Unavailable as error:
+            log.warning("dropped %d log lines from %s: %s", len(entries), self.worker_id, error)
+
+
+def _claim_answer(ref: pb.AttemptRef, result: ClaimedAttempt | BaseException | None) -> pb.Claim:
+    claim = pb.Claim(attempt=ref)
+    if isinstance(result, Unavailable):
+        claim.retry_later = True
+        claim.reason = result.message
+    elif isinstance(result, BaseException):
+        log.error("claim of %s failed: %r", ref.run_id, result, extra={"run_id": ref.run_id})
+        claim.retry_later = True
+        claim.reason = "internal error"
+    elif result is None:
+        claim.reason = "not claimable: already claimed, stale attempt, cancelled or deleted"
+    else:
+        claim.granted = True
+        claim.execution.job_id = result.run.job_id
+        claim.execution.job_name = result.run.job_name
+        claim.execution.executor.CopyFrom(from_json(result.executor, job_pb2.Executor))
+        claim.execution.timeout.FromNanoseconds(int(result.timeout_seconds * 1e9))
+    return claim
+
+
+def _outcome_ack(ref: pb.AttemptRef, result: RunRecord | BaseException | None) -> pb.OutcomeAck:
+    ack = pb.OutcomeAck(attempt=ref)
+    if isinstance(result, BaseException):
+        if not isinstance(result, Unavailable):
+            log.error("report of %s failed: %r", ref.run_id, result, extra={"run_id": ref.run_id})
+        ack.reason = "not recorded yet; report again"
+    elif result is None:
+        ack.settled = True
+        ack.reason = "stale report: the attempt is no longer this worker's"
+    else:
+        ack.settled = True
+        ack.recorded = True
+    return ack

@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from taskmesh.records import JobRecord, Json, RunRecord, UserRecord
+from taskmesh.records import JobRecord, Json, LogEntry, RunRecord, UserRecord
 from taskmesh.states import RunState, Trigger
 from taskmesh.v1 import auth_service_pb2, job_pb2, run_pb2
 
@@ -56,12 +56,45 @@ def run_to_proto(run: RunRecord) -> run_pb2.Run:
         start_time=timestamp(run.start_time),
         finish_time=timestamp(run.finish_time),
         worker_id=run.worker_id or "",
+        slot_time=timestamp(run.slot_time),
+        retry_time=timestamp(run.retry_at),
+        idempotency_key=run.idempotency_key or "",
+        retried_from_run_id=run.retried_from or "",
+        cancel_time=timestamp(run.cancel_time),
+        version=run.version,
     )
     if run.result:
         json_format.ParseDict(run.result, message.result)
     if run.error:
         json_format.ParseDict(run.error, message.error)
+    for attempt in run.attempts:
+        message.attempts.append(_attempt_to_proto(attempt))
     return message
+
+
+def _attempt_to_proto(attempt: Json) -> run_pb2.Attempt:
+    """An entry of runs.attempts (written by RECORD_OUTCOMES in taskmesh.db.runs)."""
+    message = run_pb2.Attempt(
+        attempt=int(attempt["attempt"]),
+        worker_id=attempt.get("worker_id") or "",
+        state=attempt["state"],
+        start_time=_parse_time(attempt.get("start_time")),
+        finish_time=_parse_time(attempt.get("finish_time")),
+    )
+    if attempt.get("result"):
+        json_format.ParseDict(attempt["result"], message.result)
+    if attempt.get("error"):
+        json_format.ParseDict(attempt["error"], message.error)
+    return message
+
+
+def _parse_time(value: str | None) -> Timestamp | None:
+    """PostgreSQL's JSON rendering of timestamptz ("2026-11-26T23:02:05.772892+00:00")."""
+    return timestamp(datetime.fromisoformat(value)) if value else None
+
+
+def log_line_to_proto(entry: LogEntry) -> run_pb2.LogLine:
+    return run_pb2.LogLine(attempt=entry.ref.attempt, time=timestamp(entry.time), text=entry.text)
 
 
 def run_state_name(value: int) -> RunState:

@@ -37,5 +37,9 @@ class Names:
     def job_status_key(self, job_id: str) -> str:
         return f"{self.namespace}:job-status:{job_id}"
 
+    def run_events_channel(self, run_id: str) -> str:
+        """Pub/sub channel carrying a run's changes and log lines (taskmesh.v1.RunEvent)."""
+        return f"{self.namespace}:run-events:{run_id}"
+
 
 WORK_ROUTING_KEY = "run"

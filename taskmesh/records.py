@@ -56,12 +56,37 @@ class RunRecord:
     result: Json | None = None
     error: Json | None = None
     attempts: list[Json] = field(default_factory=list)
+    slot_time: datetime | None = None
+    retry_at: datetime | None = None
+    idempotency_key: str | None = None
+    retried_from: str | None = None
+    cancel_time: datetime | None = None
 
 
 @dataclass(frozen=True)
 class AttemptRef:
     run_id: str
     attempt: int
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run to create: its id is chosen by the caller, so answers map back to requests."""
+
+    run_id: str
+    job_id: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ExpiredAttempt:
+    """An attempt the reaper found: its lease expired, or it overran its timeout."""
+
+    ref: AttemptRef
+    state: RunState
+    worker_id: str
+    retry_policy: Json | None
+    lease_expired: bool
 
 
 @dataclass(frozen=True)
@@ -72,10 +97,11 @@ class ClaimRequest:
 
 @dataclass(frozen=True)
 class ClaimedAttempt:
-    """A granted claim: the run as it now is, and what to execute."""
+    """A granted claim: the run as it now is, and what to execute for how long at most."""
 
     run: RunRecord
     executor: Json
+    timeout_seconds: float
 
 
 @dataclass(frozen=True)
@@ -88,6 +114,22 @@ class OutcomeReport:
     new_state: RunState
     result: Json | None
     error: Json | None
+    retry_delay: float | None = None  # seconds, when new_state is RETRY_WAIT
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """A line of output of an attempt."""
+
+    ref: AttemptRef
+    time: datetime
+    text: str
+
+
+@dataclass(frozen=True)
+class RunLogs:
+    lines: list[LogEntry]
+    truncated_attempts: list[int]
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,13 @@ class Settings(BaseSettings):
     # Unacknowledged work units a worker holds beyond its slots, to hide queue latency.
     worker_prefetch_extra: int = 16
     worker_shell_enabled: bool = False
-    # Seconds a claimed attempt stays leased without a heartbeat.
+    # Seconds a claimed attempt stays leased without a heartbeat (workers beat every third).
     lease_seconds: float = 30.0
+    # After TERM, seconds a timed-out or cancelled shell process gets before KILL.
+    worker_kill_grace_seconds: float = 5.0
+    # Seconds past an attempt's timeout before the scheduler fails it itself (the worker's own
+    # timeout normally fires first).
+    timeout_grace_seconds: float = 15.0
 
     relay_batch_size: int = 500
     # Seconds between outbox polls when no NOTIFY arrives (NOTIFY only speeds things up).

@@ -34,7 +34,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     tokens = TokenSource(settings.api_address, settings.worker_username, settings.worker_password)
     hello = pb.Hello(worker_id=identity, executors=executors.kinds, slots=settings.worker_slots)
     session = SchedulerSession(settings.scheduler_address, tokens, hello)
-    pipeline = Pipeline(session, executors, settings.worker_slots)
+    pipeline = Pipeline(session, executors, settings.worker_slots, settings.worker_kill_grace_seconds)
+    session.executing = pipeline.executing
+    session.on_stop = pipeline.stop
     consumer = WorkConsumer(
         settings.amqp_url,
         Names(settings.namespace),

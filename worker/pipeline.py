@@ -1,4 +1,5 @@
-"""What happens to one work unit: parse, claim, execute, report, acknowledge.
+"""What happens to one work unit: parse, claim, execute (within the attempt's timeout, until
+cancelled), report, acknowledge.
 
 The delivery is acknowledged only after the scheduler settled the outcome (recorded it, or
 refused it as stale), so a worker dying at any point leaves the message to be redelivered,
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
 from taskmesh.broker.amqp import Delivery
 from taskmesh.ids import is_uuid
 from taskmesh.records import AttemptRef
+from taskmesh.v1 import run_pb2
 from taskmesh.v1 import worker_service_pb2 as pb
-from worker.executors.base import ExecutionOutcome, failed
+from worker.executors.base import ExecutionContext, ExecutionOutcome, cancelled, failed
 from worker.executors.registry import ExecutorRegistry
 from worker.session import SchedulerSession, SessionLost
 
@@ -40,18 +43,39 @@ def parse_work_unit(delivery: Delivery) -> AttemptRef | None:
     return AttemptRef(unit.run_id, unit.attempt)
 
 
+@dataclass
+class _Execution:
+    task: asyncio.Task[ExecutionOutcome]
+    stop_reason: str | None = None  # "cancelled" (asked by the server) or "lost" (lease gone)
+
+
 class Pipeline:
-    def __init__(self, session: SchedulerSession, executors: ExecutorRegistry, slots: int) -> None:
+    def __init__(
+        self, session: SchedulerSession, executors: ExecutorRegistry, slots: int, kill_grace_seconds: float = 5.0
+    ) -> None:
         self._session = session
         self._executors = executors
         self._slots = asyncio.Semaphore(slots)
-        self._active: set[AttemptRef] = set()
+        self._kill_grace = kill_grace_seconds
+        self._held: set[AttemptRef] = set()  # taken off the queue, not yet acknowledged
+        self._executions: dict[AttemptRef, _Execution] = {}
         self.dead_lettered = 0
         self.executed = 0
 
     @property
     def busy(self) -> int:
-        return len(self._active)
+        return len(self._executions)
+
+    def executing(self) -> list[AttemptRef]:
+        return list(self._executions)
+
+    def stop(self, ref: AttemptRef, reason: str) -> None:
+        """Stop executing an attempt: the server cancelled it, or this worker lost its lease."""
+        execution = self._executions.get(ref)
+        if execution is not None and execution.stop_reason is None:
+            log.info("stopping attempt: %s", reason, extra={"run_id": ref.run_id, "attempt": ref.attempt})
+            execution.stop_reason = reason
+            execution.task.cancel()
 
     async def handle(self, delivery: Delivery) -> None:
         ref = parse_work_unit(delivery)
@@ -64,18 +88,17 @@ class Pipeline:
             self.dead_lettered += 1
             delivery.dead_letter()
             return
-        if ref in self._active:  # a duplicate of something this worker already holds
+        if ref in self._held:  # a duplicate of something this worker already holds
             delivery.ack()
             return
-        self._active.add(ref)
+        self._held.add(ref)
         try:
             async with self._slots:
                 await self._claim_and_run(ref, delivery)
         finally:
-            self._active.discard(ref)
+            self._held.discard(ref)
 
     async def _claim_and_run(self, ref: AttemptRef, delivery: Delivery) -> None:
-        log_extra = {"run_id": ref.run_id, "attempt": ref.attempt}
         try:
             claim = await self._session.claim(ref)
         except SessionLost:
@@ -87,19 +110,48 @@ class Pipeline:
             delivery.requeue()
             return
         if not claim.granted:
-            log.info("dropped work unit: %s", claim.reason, extra=log_extra)
+            log.info("dropped work unit: %s", claim.reason, extra={"run_id": ref.run_id, "attempt": ref.attempt})
             delivery.ack()
             return
-        outcome = await self._execute(claim.execution, log_extra)
+        outcome = await self._execute(ref, claim.execution)
         await self._report_until_settled(ref, outcome)
         self.executed += 1
         delivery.ack()
 
-    async def _execute(self, execution: pb.Execution, log_extra: dict[str, object]) -> ExecutionOutcome:
+    async def _execute(self, ref: AttemptRef, execution: pb.Execution) -> ExecutionOutcome:
+        context = ExecutionContext(
+            run_id=ref.run_id,
+            attempt=ref.attempt,
+            job_id=execution.job_id,
+            job_name=execution.job_name,
+            log=lambda line: self._session.log(ref, line),
+            kill_grace_seconds=self._kill_grace,
+        )
+        timeout = execution.timeout.ToTimedelta().total_seconds() if execution.HasField("timeout") else None
+        task = asyncio.create_task(self._run_executor(execution, context, timeout))
+        entry = _Execution(task)
+        self._executions[ref] = entry
         try:
-            return await self._executors.execute(execution.executor)
+            return await task
+        except asyncio.CancelledError:
+            if entry.stop_reason is None:
+                raise  # the worker itself is being cancelled
+            if entry.stop_reason == "cancelled":
+                return cancelled()
+            return failed("the attempt was taken away from this worker (lease lost)", kind=run_pb2.RunError.LOST)
+        finally:
+            del self._executions[ref]
+
+    async def _run_executor(
+        self, execution: pb.Execution, context: ExecutionContext, timeout: float | None
+    ) -> ExecutionOutcome:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._executors.execute(execution.executor, context)
+        except TimeoutError:
+            return failed(f"the attempt timed out after {timeout:g}s", kind=run_pb2.RunError.TIMEOUT)
         except Exception as error:  # an executor bug must not lose the run
-            log.exception("executor crashed", extra=log_extra)
+            log.exception("executor crashed", extra={"run_id": context.run_id, "attempt": context.attempt})
             return failed(f"worker error: {error.__class__.__name__}: {error}")
 
     async def _report_until_settled(self, ref: AttemptRef, outcome: ExecutionOutcome) -> None:

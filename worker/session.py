@@ -15,8 +15,8 @@ import grpc
 from grpc import aio
 
 from taskmesh.records import AttemptRef
+from taskmesh.v1 import run_pb2, worker_service_pb2_grpc
 from taskmesh.v1 import worker_service_pb2 as pb
-from taskmesh.v1 import worker_service_pb2_grpc
 from worker.credentials import TokenSource
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, int]
 T = TypeVar("T")
 CONNECT_WAIT_SECONDS = 10.0
+MAX_UNSENT_LOG_LINES = 10_000
 
 
 class SessionLost(Exception):
@@ -35,17 +36,15 @@ def _key(ref: pb.AttemptRef | AttemptRef) -> Key:
 
 
 class SchedulerSession:
-    def __init__(
-        self,
-        address: str,
-        tokens: TokenSource,
-        hello: pb.Hello,
-        on_cancel: Callable[[AttemptRef], None] = lambda ref: None,
-    ) -> None:
+    def __init__(self, address: str, tokens: TokenSource, hello: pb.Hello) -> None:
         self._address = address
         self._tokens = tokens
         self._hello = hello
-        self._on_cancel = on_cancel
+        # Set by the pipeline: what the worker executes, and how to stop one attempt.
+        self.executing: Callable[[], list[AttemptRef]] = list
+        self.on_stop: Callable[[AttemptRef, str], None] = lambda ref, reason: None
+        self._heartbeat_interval = 10.0
+        self._unsent_logs: list[pb.AttemptLog] = []
         self._connected = asyncio.Event()
         self._wake_sender = asyncio.Event()
         self._claims: dict[Key, asyncio.Future[pb.Claim]] = {}
@@ -79,6 +78,18 @@ class SchedulerSession:
         self._wake_sender.set()
         return await future
 
+    def log(self, ref: AttemptRef, text: str) -> None:
+        """Queue an output line of an attempt; sent with the next batch (dropped if the buffer
+        is full while disconnected)."""
+        if len(self._unsent_logs) >= MAX_UNSENT_LOG_LINES:
+            return
+        line = run_pb2.LogLine(attempt=ref.attempt, text=text)
+        line.time.GetCurrentTime()
+        self._unsent_logs.append(
+            pb.AttemptLog(attempt=pb.AttemptRef(run_id=ref.run_id, attempt=ref.attempt), lines=[line])
+        )
+        self._wake_sender.set()
+
     async def run_forever(self) -> None:
         delay = 0.2
         while True:
@@ -104,11 +115,16 @@ class SchedulerSession:
             welcome = await call.read()
             if not isinstance(welcome, pb.ConnectResponse) or welcome.WhichOneof("message") != "welcome":
                 raise SessionLost("the scheduler did not welcome this worker")
-            log.info("connected to scheduler at %s", self._address)
+            lease = welcome.welcome.lease.ToTimedelta().total_seconds()
+            self._heartbeat_interval = max(0.2, lease / 3)
+            log.info("connected to scheduler at %s (lease %.1fs)", self._address, lease)
             self._connected.set()
-            sender = asyncio.create_task(self._send_loop(call))
-            reader = asyncio.create_task(self._read_loop(call))
-            done, pending = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+            tasks = {
+                asyncio.create_task(self._send_loop(call)),
+                asyncio.create_task(self._read_loop(call)),
+                asyncio.create_task(self._heartbeat_loop(call)),
+            }
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
             call.cancel()
@@ -125,6 +141,15 @@ class SchedulerSession:
             if self._unsent_reports:
                 reports, self._unsent_reports = self._unsent_reports, []
                 await call.write(pb.ConnectRequest(report=pb.ReportOutcomes(outcomes=reports)))
+            if self._unsent_logs:
+                logs, self._unsent_logs = self._unsent_logs, []
+                await call.write(pb.ConnectRequest(logs=pb.AppendLogs(attempts=logs)))
+
+    async def _heartbeat_loop(self, call: aio.StreamStreamCall[pb.ConnectRequest, pb.ConnectResponse]) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            attempts = [pb.AttemptRef(run_id=r.run_id, attempt=r.attempt) for r in self.executing()]
+            await call.write(pb.ConnectRequest(heartbeat=pb.Heartbeat(attempts=attempts)))
 
     async def _read_loop(self, call: aio.StreamStreamCall[pb.ConnectRequest, pb.ConnectResponse]) -> None:
         while True:
@@ -139,7 +164,10 @@ class SchedulerSession:
                 for ack in message.recorded.acks:
                     _resolve(self._reports, _key(ack.attempt), ack)
             elif kind == "cancel":
-                self._on_cancel(AttemptRef(message.cancel.attempt.run_id, message.cancel.attempt.attempt))
+                self.on_stop(_attempt(message.cancel.attempt), "cancelled")
+            elif kind == "heartbeat":
+                for ref in message.heartbeat.lost:
+                    self.on_stop(_attempt(ref), "lost")
 
     def _fail_pending(self, error: Exception) -> None:
         for pending in (self._claims, self._reports):
@@ -149,12 +177,17 @@ class SchedulerSession:
             pending.clear()
         self._unsent_claims.clear()
         self._unsent_reports.clear()
+        self._unsent_logs.clear()
 
 
 def _resolve(pending: dict[Key, asyncio.Future[T]], key: Key, value: T) -> None:
     future = pending.pop(key, None)
     if future is not None and not future.done():
         future.set_result(value)
+
+
+def _attempt(ref: pb.AttemptRef) -> AttemptRef:
+    return AttemptRef(ref.run_id, ref.attempt)
 
 
 def _describe(error: BaseException) -> str:

@@ -17,11 +17,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from taskmesh.aio import wait_event
-from taskmesh.convert import run_to_proto
+from taskmesh.convert import log_line_to_proto, run_to_proto
 from taskmesh.errors import CacheUnavailable
 from taskmesh.names import Names
-from taskmesh.records import RunRecord
-from taskmesh.v1 import run_pb2
+from taskmesh.records import LogEntry, RunRecord
+from taskmesh.v1 import job_service_pb2, run_pb2
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +94,25 @@ class StatusCache:
         except (RedisError, OSError):
             self._dirty.add(job_id)
 
-    async def put(self, runs: Sequence[RunRecord]) -> None:
-        """Write runs through; never raises (a failed write marks the job dirty)."""
-        if not runs and not self._dirty:
+    async def put(self, runs: Sequence[RunRecord], logs: Sequence[LogEntry] = ()) -> None:
+        """Write runs through and publish them and the log lines to their runs' event channels.
+        Never raises: a failed write marks the jobs dirty; a lost event only delays a watcher
+        until it re-reads the run from PostgreSQL."""
+        if not runs and not logs and not self._dirty:
             return
-        runs = latest_per_job(runs)
         dirty = set(self._dirty)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for job_id in dirty:
                     pipe.delete(self._names.job_status_key(job_id))
-                for run in runs:
+                snapshots = {run.id + str(run.version): run_to_proto(run) for run in runs}
+                for run_proto in snapshots.values():
+                    event = job_service_pb2.RunEvent(run=run_proto)
+                    pipe.publish(self._names.run_events_channel(run_proto.id), event.SerializeToString())
+                for entry in logs:
+                    event = job_service_pb2.RunEvent(log=log_line_to_proto(entry))
+                    pipe.publish(self._names.run_events_channel(entry.ref.run_id), event.SerializeToString())
+                for run in latest_per_job(runs):
                     # EVAL, not a registered Script: in a pipeline redis-py would first ask
                     # SCRIPT EXISTS, a round trip per write.
                     pipe.eval(
@@ -114,7 +122,7 @@ class StatusCache:
                         int(run.queue_time.timestamp() * 1_000_000),
                         run.id,
                         run.version,
-                        run_to_proto(run).SerializeToString(),
+                        snapshots[run.id + str(run.version)].SerializeToString(),
                         self._ttl,
                     )
                 await pipe.execute()
@@ -126,16 +134,21 @@ class StatusCache:
 
 
 class CacheWriter:
-    """Writes runs to the cache in the background, batching whatever accumulated meanwhile, so
-    that a transition never waits for Redis."""
+    """Writes run changes to Redis in the background (status cache and event channels),
+    batching whatever accumulated meanwhile, so that a transition never waits for Redis."""
 
     def __init__(self, cache: StatusCache) -> None:
         self._cache = cache
         self._pending: list[RunRecord] = []
+        self._pending_logs: list[LogEntry] = []
         self._wake = asyncio.Event()
 
     def enqueue(self, runs: Sequence[RunRecord]) -> None:
         self._pending.extend(runs)
+        self._wake.set()
+
+    def enqueue_logs(self, entries: Sequence[LogEntry]) -> None:
+        self._pending_logs.extend(entries)
         self._wake.set()
 
     async def run_forever(self) -> None:
@@ -144,10 +157,10 @@ class CacheWriter:
             timeout = 1.0 if self._cache.has_stale_entries else None
             await wait_event(self._wake, timeout)
             self._wake.clear()
-            batch, self._pending = self._pending, []
-            await self._cache.put(batch)
+            await self.flush()
 
     async def flush(self) -> None:
         """Write whatever is pending now (used at shutdown and in tests)."""
-        batch, self._pending = self._pending, []
-        await self._cache.put(batch)
+        runs, self._pending = self._pending, []
+        logs, self._pending_logs = self._pending_logs, []
+        await self._cache.put(runs, logs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import psycopg
 from sqlalchemy import make_url
@@ -20,8 +21,9 @@ def libpq_url(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def listen_forever(database_url: str, channel: str, wake: asyncio.Event) -> None:
-    """Set `wake` on every notification on `channel`; reconnect with backoff on failure."""
+async def listen_forever(database_url: str, channel: str, on_notify: Callable[[str], None]) -> None:
+    """Call on_notify(payload) for every notification on `channel`, and on_notify("") whenever
+    (re)connected, since notifications sent meanwhile are lost. Reconnects with backoff."""
     delay = 0.5
     while True:
         try:
@@ -29,9 +31,9 @@ async def listen_forever(database_url: str, channel: str, wake: asyncio.Event) -
             async with conn:
                 await conn.execute(f'LISTEN "{channel}"')
                 delay = 0.5
-                wake.set()  # anything inserted while we were not listening
-                async for _ in conn.notifies():
-                    wake.set()
+                on_notify("")
+                async for notification in conn.notifies():
+                    on_notify(notification.payload)
         except asyncio.CancelledError:
             raise
         except (psycopg.Error, OSError) as error:

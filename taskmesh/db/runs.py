@@ -8,51 +8,65 @@ Statements take batches (arrays bound with unnest) so that a burst costs one rou
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskmesh.db.engine import statement
-from taskmesh.errors import NotFound
+from taskmesh.db.engine import statement, transaction
+from taskmesh.errors import FailedPrecondition, NotFound
 from taskmesh.records import (
+    AttemptRef,
     ClaimedAttempt,
     ClaimRequest,
     Condition,
+    ExpiredAttempt,
     OutcomeReport,
     Page,
     RunRecord,
+    RunRequest,
 )
+from taskmesh.retry import DEFAULT_ATTEMPT_TIMEOUT
 from taskmesh.states import RunState, Trigger
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# NOTIFY channel of the run_cancelling_notify trigger (migration 0002): 'run_id:attempt:worker_id'.
+CANCEL_CHANNEL = "taskmesh_cancel"
 
 # The lifecycle edges each guarded statement below implements (from state, to state).
 # tests/unit/test_states.py checks them against taskmesh.states.ALLOWED_TRANSITIONS.
-Q, R, C, CI = RunState.QUEUED, RunState.RUNNING, RunState.CANCELLED, RunState.CANCELLING
+Q, R, C, CI, RW = RunState.QUEUED, RunState.RUNNING, RunState.CANCELLED, RunState.CANCELLING, RunState.RETRY_WAIT
+ENDINGS = (RunState.SUCCEEDED, RunState.FAILED, RW, C)
 TRANSITIONS: dict[str, frozenset[tuple[RunState, RunState]]] = {
     "claim": frozenset({(Q, R)}),
-    "cancel": frozenset({(Q, C), (RunState.RETRY_WAIT, C), (R, CI)}),
-    "record_outcomes": frozenset(
-        (source, target)
-        for source in (R, CI)
-        for target in (RunState.SUCCEEDED, RunState.FAILED, RunState.RETRY_WAIT, C)
-    ),
+    "cancel": frozenset({(Q, C), (RW, C), (R, CI)}),
+    "record_outcomes": frozenset((source, target) for source in (R, CI) for target in ENDINGS),
+    "promote_retries": frozenset({(RW, Q)}),
 }
 
 # Every query that returns runs selects these, with jobs joined as j for the name.
 RUN_COLUMNS = """
     r.id::text AS id, r.job_id::text AS job_id, j.name AS job_name, r.state, r.attempt, r.trigger,
-    r.version, r.queue_time, r.start_time, r.finish_time, r.worker_id, r.result, r.error, r.attempts
+    r.version, r.queue_time, r.start_time, r.finish_time, r.worker_id, r.result, r.error, r.attempts,
+    r.slot_time, r.retry_at, r.idempotency_key, r.retried_from::text AS retried_from, r.cancel_time
 """
 
+# New QUEUED runs with their outbox rows, in one statement. A key already used for the job
+# creates nothing (the caller looks the earlier run up).
 CREATE_RUNS = text(
     f"""
     WITH request AS (
-        SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:job_ids AS uuid[])) AS t(run_id, job_id)
+        SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:job_ids AS uuid[]), CAST(:keys AS text[]))
+            AS t(run_id, job_id, idempotency_key)
     ), created AS (
-        INSERT INTO runs (id, job_id, state, attempt, trigger, executor, queue_time)
-        SELECT request.run_id, jobs.id, 'QUEUED', 1, :trigger, jobs.executor, clock_timestamp()
+        INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
+                          idempotency_key, queue_time)
+        SELECT request.run_id, jobs.id, 'QUEUED', 1, :trigger, jobs.executor, jobs.retry_policy,
+               jobs.attempt_timeout_seconds, request.idempotency_key, clock_timestamp()
         FROM request JOIN jobs ON jobs.id = request.job_id
+        ON CONFLICT (job_id, idempotency_key) DO NOTHING
         RETURNING *
     ), dispatched AS (
         INSERT INTO outbox (run_id, attempt) SELECT id, attempt FROM created
@@ -61,7 +75,42 @@ CREATE_RUNS = text(
     """
 )
 
-# QUEUED -> RUNNING
+SELECT_BY_IDEMPOTENCY_KEY = text(
+    f"""
+    SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id
+    JOIN unnest(CAST(:job_ids AS uuid[]), CAST(:keys AS text[])) AS k(job_id, idempotency_key)
+      ON r.job_id = k.job_id AND r.idempotency_key = k.idempotency_key
+    """
+)
+
+# A key older than the idempotency window is released so that it can be used again.
+RELEASE_EXPIRED_KEYS = text(
+    """
+    UPDATE runs SET idempotency_key = NULL
+    WHERE id = ANY(CAST(:run_ids AS uuid[])) AND queue_time < clock_timestamp() - :window
+    """
+)
+
+# A finished run -> a fresh run (attempt 1) of the same executor and policies.
+RETRY_RUN = text(
+    f"""
+    WITH source AS (
+        SELECT * FROM runs WHERE id = :source_id AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')
+    ), created AS (
+        INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
+                          retried_from, queue_time)
+        SELECT :run_id, job_id, 'QUEUED', 1, 'RETRY', executor, retry_policy, attempt_timeout_seconds, id,
+               clock_timestamp()
+        FROM source
+        RETURNING *
+    ), dispatched AS (
+        INSERT INTO outbox (run_id, attempt) SELECT id, attempt FROM created
+    )
+    SELECT {RUN_COLUMNS} FROM created r JOIN jobs j ON j.id = r.job_id
+    """
+)
+
+# QUEUED -> RUNNING, with a lease.
 CLAIM_ATTEMPTS = text(
     f"""
     WITH now_ts AS (SELECT clock_timestamp() AS t)
@@ -72,7 +121,8 @@ CLAIM_ATTEMPTS = text(
                 CAST(:positions AS int[])) AS claim(run_id, attempt, worker_id, position),
          jobs j, now_ts
     WHERE r.id = claim.run_id AND r.attempt = claim.attempt AND r.state = 'QUEUED' AND j.id = r.job_id
-    RETURNING claim.position, r.executor, {RUN_COLUMNS}
+    RETURNING claim.position, r.executor, COALESCE(r.attempt_timeout_seconds, {DEFAULT_ATTEMPT_TIMEOUT})
+        AS timeout_seconds, {RUN_COLUMNS}
     """
 )
 
@@ -81,22 +131,74 @@ RECORD_OUTCOMES = text(
     f"""
     WITH now_ts AS (SELECT clock_timestamp() AS t)
     UPDATE runs AS r
-    SET state = report.new_state, finish_time = now_ts.t, result = report.result, error = report.error,
-        lease_expires_at = NULL, version = r.version + 1,
+    SET state = report.new_state, result = report.result, error = report.error, lease_expires_at = NULL,
+        finish_time = CASE WHEN report.new_state = 'RETRY_WAIT' THEN NULL ELSE now_ts.t END,
+        retry_at = now_ts.t + make_interval(secs => report.retry_delay),
+        version = r.version + 1,
         attempts = r.attempts || jsonb_build_array(jsonb_build_object(
             'attempt', r.attempt, 'worker_id', r.worker_id, 'start_time', r.start_time,
-            'finish_time', now_ts.t, 'status', report.attempt_status,
+            'finish_time', now_ts.t, 'state', report.attempt_status,
             'result', report.result, 'error', report.error))
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:worker_ids AS text[]),
                 CAST(:new_states AS text[]), CAST(:attempt_statuses AS text[]),
-                CAST(:results AS jsonb[]), CAST(:errors AS jsonb[]), CAST(:positions AS int[]))
-         AS report(run_id, attempt, worker_id, new_state, attempt_status, result, error, position),
+                CAST(:results AS jsonb[]), CAST(:errors AS jsonb[]), CAST(:retry_delays AS float8[]),
+                CAST(:positions AS int[]))
+         AS report(run_id, attempt, worker_id, new_state, attempt_status, result, error, retry_delay, position),
          jobs j, now_ts
     WHERE r.id = report.run_id AND r.attempt = report.attempt AND r.worker_id = report.worker_id
       AND r.state IN ('RUNNING', 'CANCELLING') AND j.id = r.job_id
     RETURNING report.position, {RUN_COLUMNS}
     """
 )
+
+# Heartbeats: extend the leases of the attempts a worker still holds (no state change).
+EXTEND_LEASES = text(
+    """
+    UPDATE runs AS r SET lease_expires_at = clock_timestamp() + make_interval(secs => :lease_seconds)
+    FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[])) AS hb(run_id, attempt)
+    WHERE r.id = hb.run_id AND r.attempt = hb.attempt AND r.worker_id = :worker_id
+      AND r.state IN ('RUNNING', 'CANCELLING')
+    RETURNING r.id::text AS run_id, r.attempt, r.state
+    """
+)
+
+# Attempts whose worker vanished (lease expired) or overran their timeout (the server's
+# backstop to the worker's own timeout), locked for the reaper's transaction.
+SELECT_EXPIRED = text(
+    """
+    SELECT r.id::text AS run_id, r.attempt, r.state, r.worker_id, r.retry_policy,
+           r.lease_expires_at < clock_timestamp() AS lease_expired
+    FROM runs r
+    WHERE r.state IN ('RUNNING', 'CANCELLING')
+      AND (r.lease_expires_at < clock_timestamp()
+           OR r.start_time + make_interval(secs => COALESCE(r.attempt_timeout_seconds, :default_timeout)
+                                                   + :grace_seconds) < clock_timestamp())
+    ORDER BY r.lease_expires_at
+    LIMIT :limit
+    FOR UPDATE OF r SKIP LOCKED
+    """
+)
+
+# RETRY_WAIT -> QUEUED as attempt + 1 when due, with a new outbox row.
+PROMOTE_RETRIES = text(
+    f"""
+    WITH due AS (
+        SELECT id FROM runs WHERE state = 'RETRY_WAIT' AND retry_at <= clock_timestamp()
+        ORDER BY retry_at LIMIT :limit FOR UPDATE SKIP LOCKED
+    ), promoted AS (
+        UPDATE runs AS r
+        SET state = 'QUEUED', attempt = r.attempt + 1, retry_at = NULL, start_time = NULL, worker_id = NULL,
+            lease_expires_at = NULL, version = r.version + 1
+        FROM due WHERE r.id = due.id AND r.state = 'RETRY_WAIT'
+        RETURNING r.*
+    ), dispatched AS (
+        INSERT INTO outbox (run_id, attempt) SELECT id, attempt FROM promoted
+    )
+    SELECT {RUN_COLUMNS} FROM promoted r JOIN jobs j ON j.id = r.job_id
+    """
+)
+
+NEXT_RETRY_DUE = text("SELECT min(retry_at) FROM runs WHERE state = 'RETRY_WAIT'")
 
 # QUEUED or RETRY_WAIT -> CANCELLED at once (a work unit still queued is dropped at claim);
 # RUNNING -> CANCELLING: the worker holding the attempt is told to stop it and reports CANCELLED.
@@ -124,17 +226,76 @@ SELECT_LATEST_RUN = text(
     """
 )
 
+SELECT_RETRY_POLICIES = text(
+    "SELECT id::text AS id, retry_policy FROM runs WHERE id = ANY(CAST(:run_ids AS uuid[]))"
+)
+
+# Decides what an expired attempt becomes (see scheduler.reaper).
+ExpiryDecision = Callable[[ExpiredAttempt], OutcomeReport]
+
 
 class RunRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def create(self, run_ids: Sequence[str], job_ids: Sequence[str], trigger: Trigger) -> list[RunRecord]:
-        """Insert QUEUED runs and their outbox rows in one transaction; unknown jobs are skipped."""
-        params = {"run_ids": list(run_ids), "job_ids": list(job_ids), "trigger": trigger.value}
+    async def create(self, requests: Sequence[RunRequest], trigger: Trigger) -> list[RunRecord | None]:
+        """Insert QUEUED runs and their outbox rows in one statement. Each request gets its new
+        run, the earlier run of the same idempotency key, or None when its job does not exist."""
+        created = await self._insert(requests, trigger)
+        by_id = {run.id: run for run in created}
+        results: list[RunRecord | None] = [by_id.get(r.run_id) for r in requests]
+        keyed = [i for i, r in enumerate(requests) if results[i] is None and r.idempotency_key]
+        if keyed:
+            await self._resolve_keys([requests[i] for i in keyed], trigger, keyed, results)
+        return results
+
+    async def _insert(self, requests: Sequence[RunRequest], trigger: Trigger) -> list[RunRecord]:
+        params = {
+            "run_ids": [r.run_id for r in requests],
+            "job_ids": [r.job_id for r in requests],
+            "keys": [r.idempotency_key for r in requests],
+            "trigger": trigger.value,
+        }
         async with statement(self._engine) as conn:
             rows = (await conn.execute(CREATE_RUNS, params)).all()
         return [_run(row) for row in rows]
+
+    async def _resolve_keys(
+        self, requests: list[RunRequest], trigger: Trigger, positions: list[int], results: list[RunRecord | None]
+    ) -> None:
+        """Requests whose key was taken: the earlier run, or a new one if the key has expired."""
+        params = {"job_ids": [r.job_id for r in requests], "keys": [r.idempotency_key for r in requests]}
+        async with statement(self._engine) as conn:
+            earlier = {
+                (run.job_id, run.idempotency_key): run
+                for run in map(_run, (await conn.execute(SELECT_BY_IDEMPOTENCY_KEY, params)).all())
+            }
+            cutoff = datetime.now(UTC) - IDEMPOTENCY_WINDOW  # rechecked against the database clock
+            expired = [run.id for run in earlier.values() if run.queue_time < cutoff]
+            if expired:
+                await conn.execute(RELEASE_EXPIRED_KEYS, {"run_ids": expired, "window": IDEMPOTENCY_WINDOW})
+        retry = []
+        for position, request in zip(positions, requests, strict=True):
+            run = earlier.get((request.job_id, request.idempotency_key))
+            if run is not None and run.id not in expired:
+                results[position] = run
+            elif run is not None:
+                retry.append((position, request))
+        if retry:
+            recreated = {run.id: run for run in await self._insert([r for _, r in retry], trigger)}
+            for position, request in retry:
+                results[position] = recreated.get(request.run_id)
+
+    async def retry_run(self, source_id: str, run_id: str) -> RunRecord:
+        """A fresh run from a finished one; FailedPrecondition while the source is active."""
+        async with statement(self._engine) as conn:
+            row = (await conn.execute(RETRY_RUN, {"source_id": source_id, "run_id": run_id})).first()
+        if row is not None:
+            return _run(row)
+        source = await self.get(source_id)
+        raise FailedPrecondition(
+            f"run {source_id} is {source.state.value}; only SUCCEEDED, FAILED or CANCELLED runs can be retried"
+        )
 
     async def claim(self, requests: Sequence[ClaimRequest], lease_seconds: float) -> list[ClaimedAttempt | None]:
         """QUEUED -> RUNNING for each request; None where the guard failed (stale or duplicate)."""
@@ -149,27 +310,67 @@ class RunRepository:
             rows = (await conn.execute(CLAIM_ATTEMPTS, params)).all()
         granted: list[ClaimedAttempt | None] = [None] * len(requests)
         for row in rows:
-            granted[row.position] = ClaimedAttempt(run=_run(row), executor=row.executor)
+            granted[row.position] = ClaimedAttempt(
+                run=_run(row), executor=row.executor, timeout_seconds=float(row.timeout_seconds)
+            )
         return granted
 
     async def record_outcomes(self, reports: Sequence[OutcomeReport]) -> list[RunRecord | None]:
         """Close each reported attempt; None where the report lost the fencing race."""
+        async with statement(self._engine) as conn:
+            return await _record_outcomes(conn, reports)
+
+    async def retry_policies(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        async with statement(self._engine) as conn:
+            rows = (await conn.execute(SELECT_RETRY_POLICIES, {"run_ids": list(run_ids)})).all()
+        return {row.id: row.retry_policy for row in rows}
+
+    async def extend_leases(
+        self, worker_id: str, refs: Sequence[AttemptRef], lease_seconds: float
+    ) -> dict[AttemptRef, RunState]:
+        """Extend the leases the worker still holds; returns those attempts with their state."""
         params = {
-            "run_ids": [r.ref.run_id for r in reports],
-            "attempts": [r.ref.attempt for r in reports],
-            "worker_ids": [r.worker_id for r in reports],
-            "new_states": [r.new_state.value for r in reports],
-            "attempt_statuses": [r.attempt_status.value for r in reports],
-            "results": [_json_or_none(r.result) for r in reports],
-            "errors": [_json_or_none(r.error) for r in reports],
-            "positions": list(range(len(reports))),
+            "run_ids": [r.run_id for r in refs],
+            "attempts": [r.attempt for r in refs],
+            "worker_id": worker_id,
+            "lease_seconds": lease_seconds,
         }
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(RECORD_OUTCOMES, params)).all()
-        recorded: list[RunRecord | None] = [None] * len(reports)
-        for row in rows:
-            recorded[row.position] = _run(row)
-        return recorded
+            rows = (await conn.execute(EXTEND_LEASES, params)).all()
+        return {AttemptRef(row.run_id, row.attempt): RunState(row.state) for row in rows}
+
+    async def expire_attempts(
+        self, decide: ExpiryDecision, grace_seconds: float, limit: int = 500
+    ) -> list[RunRecord]:
+        """Close attempts whose lease expired or that overran their timeout, as `decide` says.
+        Several schedulers may reap at once: rows are locked with SKIP LOCKED."""
+        params = {"grace_seconds": grace_seconds, "default_timeout": DEFAULT_ATTEMPT_TIMEOUT, "limit": limit}
+        async with transaction(self._engine) as conn:
+            rows = (await conn.execute(SELECT_EXPIRED, params)).all()
+            if not rows:
+                return []
+            expired = [
+                ExpiredAttempt(
+                    ref=AttemptRef(row.run_id, row.attempt),
+                    state=RunState(row.state),
+                    worker_id=row.worker_id,
+                    retry_policy=row.retry_policy,
+                    lease_expired=bool(row.lease_expired),
+                )
+                for row in rows
+            ]
+            recorded = await _record_outcomes(conn, [decide(e) for e in expired])
+        return [run for run in recorded if run is not None]
+
+    async def promote_retries(self, limit: int = 500) -> list[RunRecord]:
+        """Queue the next attempt of every run whose retry is due (with its work unit)."""
+        async with statement(self._engine) as conn:
+            rows = (await conn.execute(PROMOTE_RETRIES, {"limit": limit})).all()
+        return [_run(row) for row in rows]
+
+    async def next_retry_due(self) -> Any:
+        async with statement(self._engine) as conn:
+            return (await conn.execute(NEXT_RETRY_DUE)).scalar_one()
 
     async def cancel(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """Cancel the given runs that are still active; returns them as they now are."""
@@ -215,6 +416,25 @@ class RunRepository:
         return [_run(row) for row in rows]
 
 
+async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[RunRecord | None]:
+    params = {
+        "run_ids": [r.ref.run_id for r in reports],
+        "attempts": [r.ref.attempt for r in reports],
+        "worker_ids": [r.worker_id for r in reports],
+        "new_states": [r.new_state.value for r in reports],
+        "attempt_statuses": [r.attempt_status.value for r in reports],
+        "results": [_json_or_none(r.result) for r in reports],
+        "errors": [_json_or_none(r.error) for r in reports],
+        "retry_delays": [r.retry_delay for r in reports],
+        "positions": list(range(len(reports))),
+    }
+    rows = (await conn.execute(RECORD_OUTCOMES, params)).all()
+    recorded: list[RunRecord | None] = [None] * len(reports)
+    for row in rows:
+        recorded[row.position] = _run(row)
+    return recorded
+
+
 def _json_or_none(value: dict[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -235,4 +455,9 @@ def _run(row: Row[Any]) -> RunRecord:
         result=row.result,
         error=row.error,
         attempts=row.attempts,
+        slot_time=row.slot_time,
+        retry_at=row.retry_at,
+        idempotency_key=row.idempotency_key,
+        retried_from=row.retried_from,
+        cancel_time=row.cancel_time,
     )

@@ -13,6 +13,7 @@ from taskmesh.db.outbox import OutboxRepository
 from taskmesh.db.runs import RunRepository
 from taskmesh.ids import new_id
 from taskmesh.names import Names
+from taskmesh.records import RunRequest
 from taskmesh.states import Trigger
 from taskmesh.v1 import worker_service_pb2
 from tests.support import Isolation, delete_rabbitmq_namespace
@@ -26,7 +27,7 @@ async def test_relay_publishes_each_outbox_row_and_deletes_it(
 ) -> None:
     names = Names(integration_isolation.namespace + "relay")
     run_ids = [new_id() for _ in range(25)]
-    await RunRepository(engine).create(run_ids, [job_id] * 25, Trigger.MANUAL)
+    await RunRepository(engine).create([RunRequest(r, job_id) for r in run_ids], Trigger.MANUAL)
 
     connection = await AmqpConnection.open(AMQP)
     channel = await connection.channel()

@@ -6,10 +6,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskmesh.db.runs import RunRepository
 from taskmesh.ids import new_id
-from taskmesh.records import AttemptRef, ClaimRequest, OutcomeReport
+from taskmesh.records import AttemptRef, ClaimRequest, OutcomeReport, RunRecord, RunRequest
 from taskmesh.states import RunState, Trigger
 
 pytestmark = pytest.mark.integration
+
+
+async def _create(runs: RunRepository, job_id: str, count: int) -> list[RunRecord]:
+    created = await runs.create([RunRequest(new_id(), job_id) for _ in range(count)], Trigger.MANUAL)
+    assert all(run is not None for run in created)
+    return [run for run in created if run is not None]
 
 
 async def _outbox_rows(engine: AsyncEngine, run_ids: list[str]) -> int:
@@ -23,7 +29,7 @@ async def _outbox_rows(engine: AsyncEngine, run_ids: list[str]) -> int:
 async def test_created_runs_come_with_their_outbox_rows(engine: AsyncEngine, job_id: str) -> None:
     runs = RunRepository(engine)
     ids = [new_id() for _ in range(3)]
-    created = await runs.create(ids, [job_id] * 3, Trigger.MANUAL)
+    created = [r for r in await runs.create([RunRequest(i, job_id) for i in ids], Trigger.MANUAL) if r]
     assert sorted(r.id for r in created) == sorted(ids)
     assert all(r.state == RunState.QUEUED and r.attempt == 1 for r in created)
     assert await _outbox_rows(engine, ids) == 3
@@ -31,14 +37,14 @@ async def test_created_runs_come_with_their_outbox_rows(engine: AsyncEngine, job
 
 async def test_unknown_jobs_create_nothing(engine: AsyncEngine) -> None:
     run_id = new_id()
-    created = await RunRepository(engine).create([run_id], [new_id()], Trigger.MANUAL)
-    assert created == []
+    created = await RunRepository(engine).create([RunRequest(run_id, new_id())], Trigger.MANUAL)
+    assert created == [None]
     assert await _outbox_rows(engine, [run_id]) == 0
 
 
 async def test_claim_is_fenced_by_state_and_attempt(engine: AsyncEngine, job_id: str) -> None:
     runs = RunRepository(engine)
-    (run,) = await runs.create([new_id()], [job_id], Trigger.MANUAL)
+    (run,) = await _create(runs, job_id, 1)
     ref = AttemptRef(run.id, 1)
     # the same work unit delivered twice, to two workers, claimed in one batch: one wins
     results = await runs.claim([ClaimRequest(ref, "w1"), ClaimRequest(ref, "w2")], lease_seconds=30)
@@ -54,7 +60,7 @@ async def test_claim_is_fenced_by_state_and_attempt(engine: AsyncEngine, job_id:
 
 async def test_outcome_is_recorded_once_and_only_by_the_claiming_worker(engine: AsyncEngine, job_id: str) -> None:
     runs = RunRepository(engine)
-    (run,) = await runs.create([new_id()], [job_id], Trigger.MANUAL)
+    (run,) = await _create(runs, job_id, 1)
     ref = AttemptRef(run.id, 1)
     (claimed,) = await runs.claim([ClaimRequest(ref, "w1")], 30)
     assert claimed is not None
@@ -72,13 +78,13 @@ async def test_outcome_is_recorded_once_and_only_by_the_claiming_worker(engine: 
     assert final.state == RunState.SUCCEEDED
     assert len(final.attempts) == 1
     assert final.attempts[0]["worker_id"] == "w1"
-    assert final.attempts[0]["status"] == "SUCCEEDED"
+    assert final.attempts[0]["state"] == "SUCCEEDED"
 
 
 async def test_latest_run_and_listing_newest_first(engine: AsyncEngine, job_id: str) -> None:
     runs = RunRepository(engine)
-    first = (await runs.create([new_id()], [job_id], Trigger.MANUAL))[0]
-    second = (await runs.create([new_id()], [job_id], Trigger.MANUAL))[0]
+    (first,) = await _create(runs, job_id, 1)
+    (second,) = await _create(runs, job_id, 1)
     latest = await runs.latest_for_job(job_id)
     assert latest is not None and latest.id == second.id
     listed = await runs.list_page(job_id, [], None, 10)
@@ -87,7 +93,7 @@ async def test_latest_run_and_listing_newest_first(engine: AsyncEngine, job_id: 
 
 async def test_cancel_ends_queued_runs_and_asks_running_ones_to_stop(engine: AsyncEngine, job_id: str) -> None:
     runs = RunRepository(engine)
-    queued, running, finished = await runs.create([new_id(), new_id(), new_id()], [job_id] * 3, Trigger.MANUAL)
+    queued, running, finished = await _create(runs, job_id, 3)
     await runs.claim(
         [ClaimRequest(AttemptRef(running.id, 1), "w1"), ClaimRequest(AttemptRef(finished.id, 1), "w1")], 30
     )

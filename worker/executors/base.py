@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from taskmesh.v1 import job_pb2, run_pb2, worker_service_pb2
@@ -45,7 +46,22 @@ def tail_excerpt(data: bytes) -> str:
     return data[-EXCERPT_BYTES:].decode("utf-8", errors="replace")
 
 
+LogSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    """Who is executing and where output lines go."""
+
+    run_id: str
+    attempt: int
+    job_id: str
+    job_name: str
+    log: LogSink = field(default=lambda line: None)
+    kill_grace_seconds: float = 5.0
+
+
 class Executor(Protocol):
     kind: str
 
-    async def execute(self, spec: job_pb2.Executor) -> ExecutionOutcome: ...
+    async def execute(self, spec: job_pb2.Executor, context: ExecutionContext) -> ExecutionOutcome: ...

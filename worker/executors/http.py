@@ -1,11 +1,23 @@
-"""http: one request; any 2xx is success. Status code and a body excerpt are kept either way."""
+"""http: one request; any 2xx is success. Status code and a body excerpt are kept either way.
+
+The request carries X-Taskmesh-Run-Id and X-Taskmesh-Attempt, so that the receiver can make
+its effect idempotent (delivery is at least once)."""
 
 from __future__ import annotations
+
+import time
 
 import httpx
 
 from taskmesh.v1 import job_pb2, run_pb2
-from worker.executors.base import EXCERPT_BYTES, ExecutionOutcome, failed, head_excerpt, succeeded
+from worker.executors.base import (
+    EXCERPT_BYTES,
+    ExecutionContext,
+    ExecutionOutcome,
+    failed,
+    head_excerpt,
+    succeeded,
+)
 
 DEFAULT_TIMEOUT = 30.0
 # Statuses worth retrying: the server may answer differently later.
@@ -18,22 +30,34 @@ class HttpExecutor:
     def __init__(self) -> None:
         self._client = httpx.AsyncClient(follow_redirects=True)
 
-    async def execute(self, spec: job_pb2.Executor) -> ExecutionOutcome:
+    async def execute(self, spec: job_pb2.Executor, context: ExecutionContext) -> ExecutionOutcome:
         http = spec.http
+        method = http.method.upper() or "GET"
         timeout = http.timeout.ToTimedelta().total_seconds() if http.HasField("timeout") else DEFAULT_TIMEOUT
+        headers = {
+            **dict(http.headers),
+            "X-Taskmesh-Run-Id": context.run_id,
+            "X-Taskmesh-Attempt": str(context.attempt),
+        }
+        context.log(f"{method} {http.url}")
+        started = time.monotonic()
         try:
             async with self._client.stream(
-                http.method.upper() or "GET",
+                method,
                 http.url,
-                headers=dict(http.headers),
+                headers=headers,
                 content=http.body.encode() if http.body else None,
                 timeout=timeout,
             ) as response:
                 body = await _read_head(response)
         except httpx.TimeoutException:
+            context.log(f"timed out after {timeout:g}s")
             return failed(f"request timed out after {timeout:g}s", kind=run_pb2.RunError.TIMEOUT)
         except httpx.HTTPError as error:
+            context.log(f"failed: {error.__class__.__name__}: {error}")
             return failed(f"request failed: {error.__class__.__name__}: {error}")
+        elapsed_ms = (time.monotonic() - started) * 1000
+        context.log(f"HTTP {response.status_code} {response.reason_phrase} in {elapsed_ms:.0f} ms")
         result = run_pb2.RunResult(
             http=run_pb2.HttpResult(status_code=response.status_code, body_excerpt=head_excerpt(body))
         )
@@ -41,7 +65,7 @@ class HttpExecutor:
             return succeeded(result)
         return failed(
             f"HTTP {response.status_code}",
-            retryable=response.status_code in RETRYABLE_STATUSES,
+            retryable=response.status_code in RETRYABLE_STATUSES or response.status_code >= 500,
             result=result,
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taskmesh.v1 import job_pb2, run_pb2
-from worker.executors.base import ExecutionOutcome, Executor, failed
+from worker.executors.base import ExecutionContext, ExecutionOutcome, Executor, failed
 from worker.executors.http import HttpExecutor
 from worker.executors.shell import ShellExecutor
 from worker.executors.simple import NoopExecutor, SleepExecutor
@@ -17,7 +17,7 @@ class ExecutorRegistry:
         }
         self.kinds = sorted(kind for kind in self._by_kind if kind != "shell" or shell_enabled)
 
-    async def execute(self, spec: job_pb2.Executor) -> ExecutionOutcome:
+    async def execute(self, spec: job_pb2.Executor, context: ExecutionContext) -> ExecutionOutcome:
         kind = spec.WhichOneof("kind")
         executor = self._by_kind.get(kind or "")
         if executor is None:
@@ -26,7 +26,7 @@ class ExecutorRegistry:
                 retryable=False,
                 kind=run_pb2.RunError.UNSUPPORTED,
             )
-        return await executor.execute(spec)
+        return await executor.execute(spec, context)
 
     async def close(self) -> None:
         await self._http.close()

@@ -1,7 +1,9 @@
 """shell: runs argv directly (never through a shell), in its own process group.
 
-Disabled unless the worker starts with TASKMESH_WORKER_SHELL_ENABLED=true. On cancellation or
-timeout the whole process group gets SIGTERM, then SIGKILL after a grace period.
+Disabled unless the worker starts with TASKMESH_WORKER_SHELL_ENABLED=true. Output lines are
+streamed to the run's log as they come. On cancellation or timeout the whole process group
+gets SIGTERM, then SIGKILL after a grace period. The process sees TASKMESH_RUN_ID,
+TASKMESH_ATTEMPT, TASKMESH_JOB_ID and TASKMESH_JOB_NAME, to make its effect idempotent.
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ import os
 import signal
 
 from taskmesh.v1 import job_pb2, run_pb2
-from worker.executors.base import EXCERPT_BYTES, ExecutionOutcome, failed, succeeded, tail_excerpt
+from worker.executors.base import (
+    EXCERPT_BYTES,
+    ExecutionContext,
+    ExecutionOutcome,
+    LogSink,
+    failed,
+    succeeded,
+    tail_excerpt,
+)
 
-DEFAULT_TIMEOUT = 3600.0
-KILL_GRACE_SECONDS = 5.0
+MAX_LINE_BYTES = 64 * 1024
 
 
 class ShellExecutor:
@@ -24,7 +33,7 @@ class ShellExecutor:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
 
-    async def execute(self, spec: job_pb2.Executor) -> ExecutionOutcome:
+    async def execute(self, spec: job_pb2.Executor, context: ExecutionContext) -> ExecutionOutcome:
         if not self.enabled:
             return failed(
                 "shell execution is disabled on this worker (TASKMESH_WORKER_SHELL_ENABLED=false)",
@@ -32,27 +41,28 @@ class ShellExecutor:
                 kind=run_pb2.RunError.UNSUPPORTED,
             )
         shell = spec.shell
-        timeout = shell.timeout.ToTimedelta().total_seconds() if shell.HasField("timeout") else DEFAULT_TIMEOUT
         try:
             process = await asyncio.create_subprocess_exec(
                 *shell.argv,
-                env={**os.environ, **dict(shell.env)},
+                env={**os.environ, **_identity(context), **dict(shell.env)},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                limit=MAX_LINE_BYTES,
             )
         except OSError as error:
             return failed(f"cannot start {shell.argv[0]!r}: {error.strerror or error}", retryable=False)
+        timeout = shell.timeout.ToTimedelta().total_seconds() if shell.HasField("timeout") else None
         try:
             async with asyncio.timeout(timeout):
-                output = await _collect_tail(process)
+                output = await _stream_output(process, context.log)
                 exit_code = await process.wait()
         except TimeoutError:
-            await stop_process_group(process)
+            await stop_process_group(process, context.kill_grace_seconds)
             return failed(f"timed out after {timeout:g}s", kind=run_pb2.RunError.TIMEOUT)
-        except asyncio.CancelledError:
-            await stop_process_group(process)
+        except asyncio.CancelledError:  # cancelled, or the attempt timeout around us fired
+            await stop_process_group(process, context.kill_grace_seconds)
             raise
         result = run_pb2.RunResult(
             shell=run_pb2.ShellResult(exit_code=exit_code, output_excerpt=tail_excerpt(output))
@@ -62,15 +72,31 @@ class ShellExecutor:
         return failed(f"exited with code {exit_code}", result=result)
 
 
-async def _collect_tail(process: asyncio.subprocess.Process) -> bytes:
+def _identity(context: ExecutionContext) -> dict[str, str]:
+    return {
+        "TASKMESH_RUN_ID": context.run_id,
+        "TASKMESH_ATTEMPT": str(context.attempt),
+        "TASKMESH_JOB_ID": context.job_id,
+        "TASKMESH_JOB_NAME": context.job_name,
+    }
+
+
+async def _stream_output(process: asyncio.subprocess.Process, log: LogSink) -> bytes:
+    """Send each output line to the log; return the last EXCERPT_BYTES of the output."""
     assert process.stdout is not None
     tail = b""
-    while chunk := await process.stdout.read(65536):
-        tail = (tail + chunk)[-EXCERPT_BYTES:]
-    return tail
+    while True:
+        try:
+            line = await process.stdout.readline()
+        except ValueError:  # a line longer than the limit: take what is buffered
+            line = await process.stdout.read(MAX_LINE_BYTES)
+        if not line:
+            return tail
+        tail = (tail + line)[-EXCERPT_BYTES:]
+        log(line.decode("utf-8", errors="replace").rstrip("\n"))
 
 
-async def stop_process_group(process: asyncio.subprocess.Process, grace: float = KILL_GRACE_SECONDS) -> None:
+async def stop_process_group(process: asyncio.subprocess.Process, grace: float) -> None:
     """SIGTERM the process group, then SIGKILL it if it is still there after `grace` seconds."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):

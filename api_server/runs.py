@@ -1,0 +1,68 @@
+"""What JobService does with runs, free of gRPC: trigger, cancel, retry, read, logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from taskmesh.batching import GroupCommitter
+from taskmesh.cache.status import CacheWriter
+from taskmesh.db.jobs import JobRepository
+from taskmesh.db.logs import LogRepository
+from taskmesh.db.runs import RunRepository
+from taskmesh.errors import FailedPrecondition, NotFound
+from taskmesh.ids import new_id
+from taskmesh.records import Condition, Page, RunLogs, RunRecord, RunRequest
+from taskmesh.states import RunState, Trigger
+
+
+class Runs:
+    def __init__(
+        self, jobs: JobRepository, runs: RunRepository, logs: LogRepository, cache_writer: CacheWriter
+    ) -> None:
+        self._jobs = jobs
+        self._runs = runs
+        self._logs = logs
+        self._cache_writer = cache_writer
+        # Concurrent triggers share one statement (group commit).
+        self._triggers: GroupCommitter[RunRequest, RunRecord] = GroupCommitter(self._create_runs, max_batch=500)
+
+    async def trigger(self, job_id: str, idempotency_key: str | None) -> RunRecord:
+        return await self._triggers.submit(RunRequest(new_id(), job_id, idempotency_key))
+
+    async def _create_runs(self, requests: Sequence[RunRequest]) -> list[RunRecord | BaseException]:
+        created = await self._runs.create(requests, Trigger.MANUAL)
+        self._cache_writer.enqueue([run for run in created if run is not None])
+        return [
+            run or NotFound(f"job {request.job_id} not found")
+            for run, request in zip(created, requests, strict=True)
+        ]
+
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Cancel now if queued or waiting to retry; ask the worker to stop if running."""
+        cancelled = await self._runs.cancel([run_id])
+        if cancelled:
+            self._cache_writer.enqueue(cancelled)
+            return cancelled[0]
+        run = await self._runs.get(run_id)
+        if run.state == RunState.CANCELLING:
+            return run  # already asked: cancelling twice is not an error
+        raise FailedPrecondition(f"run {run_id} is {run.state.value}; only active runs can be cancelled")
+
+    async def retry(self, run_id: str) -> RunRecord:
+        run = await self._runs.retry_run(run_id, new_id())
+        self._cache_writer.enqueue([run])
+        return run
+
+    async def get(self, run_id: str) -> RunRecord:
+        return await self._runs.get(run_id)
+
+    async def list_runs(
+        self, job_id: str | None, conditions: Sequence[Condition], page: Page | None, limit: int
+    ) -> list[RunRecord]:
+        if job_id is not None:
+            await self._jobs.get(job_id)  # NOT_FOUND rather than an empty list
+        return await self._runs.list_page(job_id, conditions, page, limit)
+
+    async def logs(self, run_id: str, attempt: int | None) -> RunLogs:
+        await self._runs.get(run_id)  # NOT_FOUND for an unknown run
+        return await self._logs.read(run_id, attempt)

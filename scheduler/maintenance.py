@@ -1,0 +1,56 @@
+"""The scheduler's periodic duties: queue due retries, reap attempts whose worker vanished or
+that overran their timeout. Every scheduler runs them; row locks (SKIP LOCKED) keep them apart."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from scheduler.outcomes import resolve_expired
+from taskmesh.cache.status import CacheWriter
+from taskmesh.db.runs import RunRepository
+from taskmesh.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_TICK_SECONDS = 0.2
+REAP_EVERY_SECONDS = 1.0
+
+
+class Maintenance:
+    def __init__(self, runs: RunRepository, cache_writer: CacheWriter, timeout_grace_seconds: float) -> None:
+        self._runs = runs
+        self._cache_writer = cache_writer
+        self._grace = timeout_grace_seconds
+
+    async def run_forever(self) -> None:
+        next_reap = 0.0
+        while True:
+            try:
+                await self.promote_due_retries()
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + REAP_EVERY_SECONDS
+                    await self.reap()
+            except Unavailable as error:
+                log.warning("maintenance paused: %s", error)
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(RETRY_TICK_SECONDS)
+
+    async def promote_due_retries(self) -> None:
+        while promoted := await self._runs.promote_retries():
+            self._cache_writer.enqueue(promoted)
+            log.info("queued %d retries", len(promoted))
+
+    async def reap(self) -> None:
+        while reaped := await self._runs.expire_attempts(resolve_expired, self._grace):
+            self._cache_writer.enqueue(reaped)
+            for run in reaped:
+                log.warning(
+                    "attempt %d of run %s expired: %s -> %s",
+                    run.attempts[-1]["attempt"] if run.attempts else run.attempt,
+                    run.id,
+                    (run.error or {}).get("message", ""),
+                    run.state.value,
+                    extra={"run_id": run.id, "job_id": run.job_id},
+                )

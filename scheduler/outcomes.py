@@ -1,0 +1,73 @@
+"""What a run becomes when an attempt ends: pure decisions the ledger and the reaper persist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from taskmesh.records import AttemptRef, ExpiredAttempt, Json, OutcomeReport
+from taskmesh.retry import Failure, RetryPolicy, decide_retry
+from taskmesh.states import RunState
+
+
+@dataclass(frozen=True)
+class AttemptEnding:
+    """A worker's report that it stopped executing an attempt, and how."""
+
+    ref: AttemptRef
+    worker_id: str
+    status: RunState  # SUCCEEDED, FAILED or CANCELLED
+    result: Json | None
+    error: Json | None
+
+
+def resolve(ending: AttemptEnding, retry_policy: Json | None) -> OutcomeReport:
+    """SUCCEEDED and CANCELLED stand; a failure is retried or final as the run's policy says."""
+    if ending.status != RunState.FAILED:
+        return _report(ending.ref, ending.worker_id, ending.status, ending.status, ending.result, ending.error)
+    failure = Failure.from_outcome(ending.error, ending.result)
+    return _after_failure(ending.ref, ending.worker_id, failure, retry_policy, ending.result, ending.error)
+
+
+def resolve_expired(expired: ExpiredAttempt) -> OutcomeReport:
+    """An attempt nobody reported on in time: its worker vanished (LOST) or it overran (TIMEOUT)."""
+    if expired.state == RunState.CANCELLING:
+        error = {"kind": "LOST", "message": "the worker stopped answering while cancelling", "retryable": False}
+        return _report(expired.ref, expired.worker_id, RunState.CANCELLED, RunState.CANCELLED, None, error)
+    if expired.lease_expired:
+        message = f"worker {expired.worker_id} stopped heartbeating (lease expired)"
+        kind = "LOST"
+    else:
+        message = "the attempt overran its timeout and its worker did not stop it"
+        kind = "TIMEOUT"
+    error = {"kind": kind, "message": message, "retryable": True}
+    failure = Failure(kind=kind, retryable=True)
+    return _after_failure(expired.ref, expired.worker_id, failure, expired.retry_policy, None, error)
+
+
+def _after_failure(
+    ref: AttemptRef, worker_id: str, failure: Failure, policy: Json | None, result: Json | None, error: Json | None
+) -> OutcomeReport:
+    decision = decide_retry(RetryPolicy.from_json(policy), ref.attempt, failure, seed=ref.run_id)
+    if decision.retry:
+        return _report(ref, worker_id, RunState.FAILED, RunState.RETRY_WAIT, result, error, decision.delay)
+    return _report(ref, worker_id, RunState.FAILED, RunState.FAILED, result, error)
+
+
+def _report(
+    ref: AttemptRef,
+    worker_id: str,
+    attempt_status: RunState,
+    new_state: RunState,
+    result: Json | None,
+    error: Json | None,
+    retry_delay: float | None = None,
+) -> OutcomeReport:
+    return OutcomeReport(
+        ref=ref,
+        worker_id=worker_id,
+        attempt_status=attempt_status,
+        new_state=new_state,
+        result=result,
+        error=error,
+        retry_delay=retry_delay,
+    )
