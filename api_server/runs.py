@@ -63,6 +63,6 @@ class Runs:
             await self._jobs.get(job_id)  # NOT_FOUND rather than an empty list
         return await self._runs.list_page(job_id, conditions, page, limit)
 
-    async def logs(self, run_id: str, attempt: int | None) -> RunLogs:
+    async def logs(self, run_id: str, attempt: int | None, after_id: int, limit: int) -> RunLogs:
         await self._runs.get(run_id)  # NOT_FOUND for an unknown run
-        return await self._logs.read(run_id, attempt)
+        return await self._logs.read(run_id, attempt, after_id, limit)

@@ -145,9 +145,13 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     ) -> job_service_pb2.ListRunLogsResponse:
         if request.attempt < 0:
             raise InvalidArgument("attempt", "must be 0 (all attempts) or an attempt number")
-        logs = await self._runs.logs(validation.require_id(request.id), request.attempt or None)
+        limit = listing.page_size(request.page_size, default=1000, maximum=10_000)
+        after_id = listing.decode_offset_token(request.page_token)
+        logs = await self._runs.logs(validation.require_id(request.id), request.attempt or None, after_id, limit)
         return job_service_pb2.ListRunLogsResponse(
-            lines=[log_line_to_proto(entry) for entry in logs.lines], truncated_attempts=logs.truncated_attempts
+            lines=[log_line_to_proto(entry) for entry in logs.lines],
+            truncated_attempts=logs.truncated_attempts,
+            next_page_token=listing.encode_offset_token(logs.next_after_id) if logs.next_after_id else "",
         )
 
 

@@ -42,7 +42,10 @@ class GatewayConfig:
 
 
 def _route(prefix: str, cluster: str, timeout: str = "60s") -> dict[str, Any]:
-    return {"match": {"prefix": prefix}, "route": {"cluster": cluster, "timeout": timeout}}
+    route: dict[str, Any] = {"cluster": cluster, "timeout": timeout}
+    if timeout == "0s":  # a long-lived stream may stay quiet for long: no idle timeout either
+        route["idle_timeout"] = "0s"
+    return {"match": {"prefix": prefix}, "route": route}
 
 
 def routes() -> list[dict[str, Any]]:
@@ -96,7 +99,8 @@ def _transcoder(descriptor_set: Path) -> dict[str, Any]:
             "@type": f"{TYPE}.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
             "proto_descriptor": str(descriptor_set),
             "services": TRANSCODED_SERVICES,
-            "print_options": {"always_print_primitive_fields": True},
+            # Server streams (WatchRun) come out as newline-delimited JSON.
+            "print_options": {"always_print_primitive_fields": True, "stream_newline_delimited": True},
             "convert_grpc_status": True,
             # Browsers and HTTP libraries encode spaces in query strings as '+'.
             "query_param_unescape_plus": True,

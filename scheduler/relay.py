@@ -46,7 +46,7 @@ class OutboxRelay:
         delay = 0.5
         while True:
             try:
-                connection = await AmqpConnection.open(self._amqp_url, name="taskmesh-relay")
+                connection = await AmqpConnection.open(self._amqp_url, name=f"{self._names.namespace}-relay")
                 try:
                     channel = await connection.channel()
                     await declare_topology(channel, self._names)

@@ -98,6 +98,8 @@ class _Session:
         self._ledger = ledger
         self._outbound: asyncio.Queue[pb.ConnectResponse] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._log_writes: set[asyncio.Task[None]] = set()
+        self._log_order = asyncio.Lock()  # batches of one stream are stored in arrival order
 
     async def read(self, requests: AsyncIterator[pb.ConnectRequest]) -> None:
         handlers = {
@@ -107,9 +109,13 @@ class _Session:
             "logs": lambda r: self._logs(r.logs),
         }
         async for request in requests:
-            handler = handlers.get(request.WhichOneof("message") or "")
+            kind = request.WhichOneof("message") or ""
+            handler = handlers.get(kind)
             if handler is not None:
-                self._spawn(handler(request))
+                task = self._spawn(handler(request))
+                if kind == "logs":
+                    self._log_writes.add(task)
+                    task.add_done_callback(self._log_writes.discard)
 
     async def responses(self, reader: asyncio.Task[None]) -> AsyncIterator[pb.ConnectResponse]:
         while True:
@@ -129,10 +135,11 @@ class _Session:
         for task in list(self._tasks):
             task.cancel()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _claim(self, message: pb.ClaimRuns) -> None:
         results = await asyncio.gather(*(self._claim_one(a) for a in message.attempts), return_exceptions=True)
@@ -145,6 +152,10 @@ class _Session:
         return await self._ledger.claim(ClaimRequest(_ref(ref), self.worker_id))
 
     async def _report(self, message: pb.ReportOutcomes) -> None:
+        # An attempt's log lines came before its outcome: store them first, so that a finished
+        # run's logs are complete.
+        if self._log_writes:
+            await asyncio.wait(set(self._log_writes))
         results = await asyncio.gather(*(self._report_one(o) for o in message.outcomes), return_exceptions=True)
         acks = [_outcome_ack(o.attempt, result) for o, result in zip(message.outcomes, results, strict=True)]
         await self._outbound.put(pb.ConnectResponse(recorded=pb.ReportOutcomesResult(acks=acks)))
@@ -185,7 +196,8 @@ class _Session:
         if not entries:
             return
         try:
-            await self._ledger.append_logs(self.worker_id, entries)
+            async with self._log_order:
+                await self._ledger.append_logs(self.worker_id, entries)
         except Unavailable as error:
             log.warning("dropped %d log lines from %s: %s", len(entries), self.worker_id, error)
 

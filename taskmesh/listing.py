@@ -17,11 +17,30 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 
-def page_size(value: int, field: str = "page_size") -> int:
+def page_size(
+    value: int, field: str = "page_size", default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE
+) -> int:
     if value == 0:
-        return DEFAULT_PAGE_SIZE
-    if value < 0 or value > MAX_PAGE_SIZE:
-        raise InvalidArgument(field, f"must be between 1 and {MAX_PAGE_SIZE}")
+        return default
+    if value < 0 or value > maximum:
+        raise InvalidArgument(field, f"must be between 1 and {maximum}")
+    return value
+
+
+def encode_offset_token(after_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"a": after_id}).encode()).decode().rstrip("=")
+
+
+def decode_offset_token(token: str, field: str = "page_token") -> int:
+    """The position an offset token names (0 for none)."""
+    if not token:
+        return 0
+    try:
+        value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["a"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as error:
+        raise InvalidArgument(field, "is not a token returned by a previous page") from error
+    if not isinstance(value, int) or value < 0:
+        raise InvalidArgument(field, "is not a token returned by a previous page")
     return value
 
 

@@ -130,6 +130,7 @@ class LogEntry:
 class RunLogs:
     lines: list[LogEntry]
     truncated_attempts: list[int]
+    next_after_id: int | None = None  # set when more lines follow this page
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/taskmesh"
     database_pool_size: int = 10
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # AMQP heartbeat: a hung worker's connection (and the work units it holds) is given back to
+    # the queue after about two of these.
+    amqp_heartbeat_seconds: int = 10
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Seconds a cached job status lives without being refreshed (a backstop only:
     # every run transition writes the cache through).

@@ -120,3 +120,115 @@ def queue_counts(namespace: str, queue_suffix: str = "runs") -> tuple[int, int]:
         if parts and parts[0] == f"{namespace}.{queue_suffix}":
             return int(parts[1]), int(parts[2])
     return 0, 0
+
+
+def close_rabbitmq_connections(namespace: str) -> int:
+    """Close the broker connections of one mesh (named '<namespace>-relay' / '-worker'), as
+    `rabbitmqctl close_all_connections` would, without touching anybody else's."""
+    import json
+
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties", "--formatter", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    closed = 0
+    for connection in json.loads(listing or "[]"):
+        names = [value for key, _, value in connection["client_properties"] if key == "connection_name"]
+        if names and str(names[0]).startswith(f"{namespace}-"):
+            subprocess.run(
+                ["rabbitmqctl", "-q", "close_connection", connection["pid"], "taskmesh fault test"],
+                capture_output=True,
+                check=False,
+            )
+            closed += 1
+    return closed
+
+
+class EffectServer:
+    """A local HTTP target for http jobs that records each request's effect: the path and the
+    X-Taskmesh-Run-Id / X-Taskmesh-Attempt headers. Paths starting with /fail answer 500."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.hits: list[tuple[str, str, int]] = []
+        lock = threading.Lock()
+        hits = self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with lock:
+                    hits.append(
+                        (
+                            self.path,
+                            self.headers.get("X-Taskmesh-Run-Id", ""),
+                            int(self.headers.get("X-Taskmesh-Attempt", 0)),
+                        )
+                    )
+                status = 500 if self.path.startswith("/fail") else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def runs_hit(self, path: str) -> list[str]:
+        return [run_id for p, run_id, _ in list(self.hits) if p == path]
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+
+class PrivateRedis:
+    """A redis-server of our own, so that a test may stop it without disturbing anyone."""
+
+    def __init__(self, directory: str) -> None:
+        self.port = free_port()
+        self._directory = directory
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._directory,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        wait_for(lambda: _pings(client), timeout=10, message="private redis to start")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+            self._process = None
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False

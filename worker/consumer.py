@@ -17,8 +17,11 @@ log = logging.getLogger(__name__)
 
 
 class WorkConsumer:
-    def __init__(self, amqp_url: str, names: Names, pipeline: Pipeline, prefetch: int) -> None:
+    def __init__(
+        self, amqp_url: str, names: Names, pipeline: Pipeline, prefetch: int, heartbeat: int = 10
+    ) -> None:
         self._amqp_url = amqp_url
+        self._heartbeat = heartbeat
         self._names = names
         self._pipeline = pipeline
         self._prefetch = prefetch
@@ -39,7 +42,9 @@ class WorkConsumer:
                 delay = min(delay * 2, 10.0)
 
     async def _consume_once(self) -> None:
-        connection = await AmqpConnection.open(self._amqp_url, name="taskmesh-worker")
+        connection = await AmqpConnection.open(
+            self._amqp_url, name=f"{self._names.namespace}-worker", heartbeat=self._heartbeat
+        )
         try:
             channel = await connection.channel()
             await declare_topology(channel, self._names)

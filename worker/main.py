@@ -42,6 +42,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         Names(settings.namespace),
         pipeline,
         prefetch=settings.worker_slots + settings.worker_prefetch_extra,
+        heartbeat=settings.amqp_heartbeat_seconds,
     )
     session_task = asyncio.create_task(session.run_forever())
     consumer_task = asyncio.create_task(consumer.run_until_stopped())

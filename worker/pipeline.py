@@ -59,6 +59,7 @@ class Pipeline:
         self._kill_grace = kill_grace_seconds
         self._held: set[AttemptRef] = set()  # taken off the queue, not yet acknowledged
         self._executions: dict[AttemptRef, _Execution] = {}
+        self._claimed: set[AttemptRef] = set()  # granted and not yet settled: heartbeats keep them
         self.dead_lettered = 0
         self.executed = 0
 
@@ -67,7 +68,8 @@ class Pipeline:
         return len(self._executions)
 
     def executing(self) -> list[AttemptRef]:
-        return list(self._executions)
+        """Attempts whose lease this worker must keep: claimed, until the outcome is settled."""
+        return list(self._claimed)
 
     def stop(self, ref: AttemptRef, reason: str) -> None:
         """Stop executing an attempt: the server cancelled it, or this worker lost its lease."""
@@ -113,8 +115,12 @@ class Pipeline:
             log.info("dropped work unit: %s", claim.reason, extra={"run_id": ref.run_id, "attempt": ref.attempt})
             delivery.ack()
             return
-        outcome = await self._execute(ref, claim.execution)
-        await self._report_until_settled(ref, outcome)
+        self._claimed.add(ref)
+        try:
+            outcome = await self._execute(ref, claim.execution)
+            await self._report_until_settled(ref, outcome)
+        finally:
+            self._claimed.discard(ref)
         self.executed += 1
         delivery.ack()
 

@@ -47,6 +47,7 @@ class SchedulerSession:
         self._unsent_logs: list[pb.AttemptLog] = []
         self._connected = asyncio.Event()
         self._wake_sender = asyncio.Event()
+        self._heartbeat_due = False
         self._claims: dict[Key, asyncio.Future[pb.Claim]] = {}
         self._reports: dict[Key, asyncio.Future[pb.OutcomeAck]] = {}
         self._unsent_claims: list[pb.AttemptRef] = []
@@ -122,7 +123,7 @@ class SchedulerSession:
             tasks = {
                 asyncio.create_task(self._send_loop(call)),
                 asyncio.create_task(self._read_loop(call)),
-                asyncio.create_task(self._heartbeat_loop(call)),
+                asyncio.create_task(self._heartbeat_clock()),
             }
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
@@ -132,24 +133,30 @@ class SchedulerSession:
                 task.result()
 
     async def _send_loop(self, call: aio.StreamStreamCall[pb.ConnectRequest, pb.ConnectResponse]) -> None:
+        """The stream's only writer: gRPC allows one write in flight per call."""
         while True:
             await self._wake_sender.wait()
             self._wake_sender.clear()
+            if self._heartbeat_due:
+                self._heartbeat_due = False
+                attempts = [pb.AttemptRef(run_id=r.run_id, attempt=r.attempt) for r in self.executing()]
+                await call.write(pb.ConnectRequest(heartbeat=pb.Heartbeat(attempts=attempts)))
+            # Logs before reports: an attempt's lines all precede its outcome on the stream.
+            if self._unsent_logs:
+                logs, self._unsent_logs = self._unsent_logs, []
+                await call.write(pb.ConnectRequest(logs=pb.AppendLogs(attempts=logs)))
             if self._unsent_claims:
                 claims, self._unsent_claims = self._unsent_claims, []
                 await call.write(pb.ConnectRequest(claim=pb.ClaimRuns(attempts=claims)))
             if self._unsent_reports:
                 reports, self._unsent_reports = self._unsent_reports, []
                 await call.write(pb.ConnectRequest(report=pb.ReportOutcomes(outcomes=reports)))
-            if self._unsent_logs:
-                logs, self._unsent_logs = self._unsent_logs, []
-                await call.write(pb.ConnectRequest(logs=pb.AppendLogs(attempts=logs)))
 
-    async def _heartbeat_loop(self, call: aio.StreamStreamCall[pb.ConnectRequest, pb.ConnectResponse]) -> None:
+    async def _heartbeat_clock(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_interval)
-            attempts = [pb.AttemptRef(run_id=r.run_id, attempt=r.attempt) for r in self.executing()]
-            await call.write(pb.ConnectRequest(heartbeat=pb.Heartbeat(attempts=attempts)))
+            self._heartbeat_due = True
+            self._wake_sender.set()
 
     async def _read_loop(self, call: aio.StreamStreamCall[pb.ConnectRequest, pb.ConnectResponse]) -> None:
         while True:

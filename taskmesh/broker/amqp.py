@@ -59,10 +59,10 @@ class AmqpConnection:
         self.closed = closed  # resolves (with the reason) when the connection is gone
 
     @classmethod
-    async def open(cls, url: str, *, name: str = "taskmesh") -> AmqpConnection:
+    async def open(cls, url: str, *, name: str = "taskmesh", heartbeat: int = 10) -> AmqpConnection:
         loop = asyncio.get_running_loop()
         params = pika.URLParameters(url)
-        params.heartbeat = 30
+        params.heartbeat = heartbeat
         params.connection_attempts = 1
         params.socket_timeout = 5
         params.client_properties = {"connection_name": name}

@@ -40,11 +40,12 @@ MARK_TRUNCATED = text(
     WHERE attempt_log_usage.run_id = t.run_id AND attempt_log_usage.attempt = t.attempt
     """
 )
+# Lines in the order they were stored (attempts run one after another); keyset by id.
 SELECT_LINES = text(
     """
-    SELECT attempt, time, text FROM run_logs
-    WHERE run_id = :run_id AND (CAST(:attempt AS int) IS NULL OR attempt = :attempt)
-    ORDER BY attempt, id
+    SELECT id, attempt, time, text FROM run_logs
+    WHERE run_id = :run_id AND (CAST(:attempt AS int) IS NULL OR attempt = :attempt) AND id > :after_id
+    ORDER BY id LIMIT :limit
     """
 )
 SELECT_TRUNCATED = text(
@@ -98,13 +99,18 @@ class LogRepository:
                 )
         return kept
 
-    async def read(self, run_id: str, attempt: int | None) -> RunLogs:
+    async def read(self, run_id: str, attempt: int | None, after_id: int = 0, limit: int = 1000) -> RunLogs:
+        """Up to `limit` lines after the line `after_id`; next_after_id is set when more remain."""
+        params = {"run_id": run_id, "attempt": attempt, "after_id": after_id, "limit": limit + 1}
         async with statement(self._engine) as conn:
-            lines = (await conn.execute(SELECT_LINES, {"run_id": run_id, "attempt": attempt})).all()
+            lines = (await conn.execute(SELECT_LINES, params)).all()
             truncated = (await conn.execute(SELECT_TRUNCATED, {"run_id": run_id})).scalars().all()
+        more = len(lines) > limit
+        lines = lines[:limit]
         return RunLogs(
             lines=[LogEntry(AttemptRef(run_id, row.attempt), row.time, row.text) for row in lines],
             truncated_attempts=[int(a) for a in truncated if attempt is None or a == attempt],
+            next_after_id=int(lines[-1].id) if more else None,
         )
 
 

@@ -1,0 +1,95 @@
+"""A mesh of its own for the fault tests: short leases and grace periods so that dead or hung
+workers are noticed in seconds, its own Redis so that a test may stop it, and processes the
+tests kill. Nothing here touches the shared services beyond this mesh's own database,
+queues and connections."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from taskmesh.launcher import Mesh
+from tests.support import EffectServer, Isolation, PrivateRedis
+
+pytestmark = pytest.mark.e2e
+
+FAULT_SETTINGS = {
+    "TASKMESH_LEASE_SECONDS": "3",
+    "TASKMESH_WORKER_KILL_GRACE_SECONDS": "1",
+    "TASKMESH_TIMEOUT_GRACE_SECONDS": "2",
+    "TASKMESH_AMQP_HEARTBEAT_SECONDS": "2",
+    "TASKMESH_WORKER_SHELL_ENABLED": "true",
+    "TASKMESH_STATUS_CACHE_TTL": "60",
+}
+
+
+@pytest.fixture(scope="module")
+def isolation() -> Iterator[Isolation]:
+    isolation = Isolation.create("f")
+    yield isolation
+    isolation.drop()
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(str(tmp_path_factory.mktemp("redis")))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fault_mesh(
+    isolation: Isolation, private_redis: PrivateRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mesh]:
+    env = {**os.environ, **isolation.env(), **FAULT_SETTINGS, "TASKMESH_REDIS_URL": private_redis.url}
+    mesh = Mesh(env, log_dir=tmp_path_factory.mktemp("fault-logs"))
+    try:
+        mesh.start_all(workers=2)
+        yield mesh
+    finally:
+        mesh.stop_all()
+
+
+@pytest.fixture(scope="module")
+def api(fault_mesh: Mesh) -> Iterator[httpx.Client]:
+    base = f"http://127.0.0.1:{fault_mesh.settings.gateway_port}"
+    token = httpx.post(f"{base}/api/auth/login", json={"username": "admin", "password": "admin"}).json()
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {token['accessToken']}"}, timeout=30
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def effects() -> Iterator[EffectServer]:
+    server = EffectServer()
+    yield server
+    server.close()
+
+
+def set_policy(
+    isolation: Isolation,
+    job_id: str,
+    retry_policy: dict[str, Any] | None = None,
+    attempt_timeout: float | None = None,
+) -> None:
+    """Set a job's retry policy / attempt timeout (stored as CreateJob stores them)."""
+    with psycopg.connect(isolation.libpq_url) as conn:
+        conn.execute(
+            "UPDATE jobs SET retry_policy = %s, attempt_timeout_seconds = %s WHERE id = %s",
+            (json.dumps(retry_policy) if retry_policy else None, attempt_timeout, job_id),
+        )
+
+
+def ensure_workers(mesh: Mesh, count: int = 2) -> None:
+    """Replace workers a test killed, so that the next test starts with `count` alive."""
+    alive = [p for name, p in mesh.processes.items() if name.startswith("worker") and p.alive()]
+    for _ in range(count - len(alive)):
+        mesh.start_worker()
