@@ -98,7 +98,8 @@ def _transcoder(descriptor_set: Path) -> dict[str, Any]:
             "@type": f"{TYPE}.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
             "proto_descriptor": str(descriptor_set),
             "services": TRANSCODED_SERVICES,
-            "print_options": {"always_print_primitive_fields": True},
+            # Server streams as newline-delimited JSON (Envoy still labels them application/json).
+            "print_options": {"always_print_primitive_fields": True, "stream_newline_delimited": True},
             "convert_grpc_status": True,
             # Browsers and HTTP libraries encode spaces in query strings as '+'.
             "query_param_unescape_plus": True,

@@ -245,7 +245,8 @@ class _Operation:
         if self.method.proto.server_streaming:
             name = self.builder.component_name(output.lstrip("."))
             return {
-                "description": f"A stream of {name} messages, one JSON object per line.",
+                "description": f"A stream of {name} messages, one JSON object per line (Envoy labels "
+                "it `Content-Type: application/json`).",
                 "content": {NDJSON: {"schema": schema}},
             }
         return {"description": "OK", "content": {"application/json": {"schema": schema}}}
