@@ -10,6 +10,8 @@ function authorizeAfterLogin(response) {
   const path = new URL(response.url, window.location.href).pathname;
   if (response.ok && path === LOGIN_PATH && response.body && response.body.accessToken) {
     window.ui.preauthorizeApiKey(SECURITY_SCHEME, response.body.accessToken);
+    // preauthorizeApiKey skips persistAuthorization; the Authorize dialog would not.
+    window.ui.authActions.persistAuthorizationIfNeeded();
   }
   return response;
 }

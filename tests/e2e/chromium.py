@@ -23,6 +23,10 @@ FLAGS = [
 VIRTUAL_TIME_BUDGET_MS = 10_000
 
 
+# For Playwright, which drives this same Chromium (it never downloads a browser of its own here).
+LAUNCH_ARGS = [flag for flag in FLAGS if flag != "--headless"]
+
+
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
