@@ -31,6 +31,7 @@ from taskmesh.auth import permissions
 GENERATED = Path(__file__).parent / "generated"
 DESCRIPTOR_SET = GENERATED / "taskmesh.pb"
 SECURITY_SCHEME = "bearerAuth"
+LOGIN_METHOD = "/taskmesh.v1.AuthService/Login"  # its description tells how to use the token
 STATUS_SCHEMA = "google.rpc.Status"
 _VARIABLE = re.compile(r"\{([^}]*)\}")
 NDJSON = "application/x-ndjson"
@@ -168,7 +169,7 @@ class _Operation:
             parts.append(f"Roles: {', '.join(roles)}." if roles else "No role may call this method yet.")
         if self.method.proto.server_streaming:
             parts.append("Streams newline-delimited JSON: one message per line, until the stream ends.")
-        if self.method.grpc_path == "/taskmesh.v1.AuthService/Login":
+        if self.method.grpc_path == LOGIN_METHOD:
             parts.append(
                 "Send the `accessToken` of the response as `Authorization: Bearer <accessToken>` "
                 "(in Swagger UI: **Authorize**; a successful Login here authorizes the page by itself)."
