@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway import swagger_ui
+
 DESCRIPTOR_SET = Path(__file__).parent / "generated" / "taskmesh.pb"
 TYPE = "type.googleapis.com/envoy.extensions"
 TRANSCODED_SERVICES = ["taskmesh.v1.JobService", "taskmesh.v1.AuthService"]
@@ -99,7 +101,7 @@ def _transcoder(descriptor_set: Path) -> dict[str, Any]:
             "@type": f"{TYPE}.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
             "proto_descriptor": str(descriptor_set),
             "services": TRANSCODED_SERVICES,
-            # Server streams (WatchRun) come out as newline-delimited JSON.
+            # Server streams as newline-delimited JSON (Envoy still labels them application/json).
             "print_options": {"always_print_primitive_fields": True, "stream_newline_delimited": True},
             "convert_grpc_status": True,
             # Browsers and HTTP libraries encode spaces in query strings as '+'.
@@ -120,7 +122,15 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
         "generate_request_id": True,
         "route_config": {
             "name": "taskmesh",
-            "virtual_hosts": [{"name": "taskmesh", "domains": ["*"], "routes": routes()}],
+            "virtual_hosts": [
+                {
+                    "name": "taskmesh",
+                    "domains": ["*"],
+                    # The OpenAPI document and Swagger UI, generated next to the descriptor set.
+                    "routes": [*swagger_ui.routes(config.descriptor_set.parent), *routes()],
+                }
+            ],
+            "max_direct_response_body_size_bytes": swagger_ui.MAX_DIRECT_RESPONSE_BYTES,
         },
         "http_filters": [
             _transcoder(config.descriptor_set),

@@ -1,4 +1,5 @@
-"""Regenerate everything derived from protos/: Python stubs (with .pyi) and Envoy's descriptor set.
+"""Regenerate everything derived from protos/: Python stubs (with .pyi), Envoy's descriptor set and
+the OpenAPI document (gateway/generated/openapi.json and .yaml).
 
 Run with `make generate` (or `python scripts/generate.py`). Outputs are git-ignored.
 """
@@ -51,6 +52,11 @@ def main() -> int:
         print("protoc failed", file=sys.stderr)
         return int(code)
     print(f"generated stubs for {len(sources)} protos and {DESCRIPTOR_SET.relative_to(ROOT)}")
+    # The OpenAPI document comes from the descriptor set just written (imported late: it needs it).
+    from gateway.openapi import write_documents
+
+    for path in write_documents(DESCRIPTOR_SET, DESCRIPTOR_SET.parent):
+        print(f"generated {path.relative_to(ROOT)}")
     return 0
 
 

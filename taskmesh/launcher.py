@@ -227,6 +227,8 @@ def _print_banner(settings: Settings, workers: int) -> None:
         f"""
 Taskmesh is up ({workers} workers). Ctrl-C stops everything.
   REST + gRPC gateway  {gateway}   (grpcurl -plaintext 127.0.0.1:{settings.gateway_port} list)
+  OpenAPI document     {gateway}/openapi.json   ({gateway}/openapi.yaml)
+  Swagger UI           {gateway}/swagger-ui/index.html
   Envoy admin          http://127.0.0.1:{settings.gateway_admin_port}   (/ready, /stats/prometheus)
   api_server (gRPC)    {settings.api_address}
   scheduler  (gRPC)    {settings.scheduler_address}
