@@ -23,7 +23,7 @@ def resolve_job(ctx: Context, ref: str) -> str:
 def create(ctx: Context, args: argparse.Namespace) -> int:
     job = job_pb2.Job()
     if args.from_file:
-        job, _ = jobspec.load_job_file(args.from_file)
+        job, _ = jobspec.load_job_file(args.from_file, ctx.stdin)
     jobspec.apply_flags(job, args)
     ctx.show(ctx.client().create_job_from(job), output.job_fields)
     return 0
@@ -45,7 +45,7 @@ def update(ctx: Context, args: argparse.Namespace) -> int:
     job = client.get_job(resolve_job(ctx, args.job))
     touched: set[str] = set()
     if args.from_file:
-        file_job, touched = jobspec.load_job_file(args.from_file)
+        file_job, touched = jobspec.load_job_file(args.from_file, ctx.stdin)
         jobspec.overlay_file(job, file_job, touched)
     touched |= jobspec.apply_flags(job, args)
     if not touched:

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from google.protobuf import json_format
 
@@ -24,11 +24,11 @@ from taskmesh.v1 import job_pb2
 T = TypeVar("T")
 
 
-def load_job_file(path: str) -> tuple[job_pb2.Job, set[str]]:
+def load_job_file(path: str, stdin: TextIO = sys.stdin) -> tuple[job_pb2.Job, set[str]]:
     """The job a JSON file ("-" for stdin) describes, in the REST API's JSON form, and the fields
     it names. Output-only fields (id, times) are dropped, so `jobs get -o json` output works."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        text = stdin.read() if path == "-" else Path(path).read_text()
     except OSError as error:
         raise UsageError(f"--from-file: cannot read {path}: {error.strerror}") from None
     try:
