@@ -1,0 +1,297 @@
+"""How results look: aligned tables and key/value blocks for people, JSON for programs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from taskmesh.v1 import auth_service_pb2, job_pb2, job_service_pb2, run_pb2
+
+NONE = "-"
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """The protobuf JSON form (as the REST API answers), zero values included."""
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=False)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; the last column is not padded."""
+    body = [list(headers), *[list(row) for row in rows]]
+    widths = [max(len(row[i]) for row in body) for i in range(len(headers))]
+    lines = []
+    for row in body:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)] + [row[-1]]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def fields(pairs: Iterable[tuple[str, str]]) -> str:
+    """A "key: value" block, keys aligned."""
+    items = [(k, v) for k, v in pairs if v not in ("", NONE)]
+    width = max((len(k) for k, _ in items), default=0)
+    return "\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in items)
+
+
+# Scalars
+
+
+def time_text(value: Timestamp) -> str:
+    if value.seconds == 0 and value.nanos == 0:
+        return NONE
+    return value.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def clock_text(value: Timestamp) -> str:
+    if value.seconds == 0 and value.nanos == 0:
+        return NONE
+    return value.ToDatetime(tzinfo=UTC).strftime("%H:%M:%S")
+
+
+def seconds_text(seconds: float) -> str:
+    """1.5 -> "1.5s", 90 -> "1m30s", 7200 -> "2h"."""
+    if seconds < 60:
+        return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts)
+
+
+def duration_text(value: Duration) -> str:
+    return seconds_text(value.ToTimedelta().total_seconds())
+
+
+def _has(message: Message, field: str) -> bool:
+    return message.HasField(field)
+
+
+def executor_text(executor: job_pb2.Executor) -> str:
+    kind = executor.WhichOneof("kind")
+    if kind == "sleep":
+        return f"sleep {seconds_text(executor.sleep.seconds)}"
+    if kind == "http":
+        return f"http {executor.http.method or 'GET'} {executor.http.url}"
+    if kind == "shell":
+        return "shell " + " ".join(executor.shell.argv)
+    return kind or NONE
+
+
+def schedule_text(job: job_pb2.Job) -> str:
+    if not _has(job, "schedule"):
+        return "manual"
+    schedule = job.schedule
+    kind = schedule.WhichOneof("kind")
+    if kind == "cron":
+        text = f"cron {schedule.cron.expression}" + (
+            f" ({schedule.cron.timezone})" if schedule.cron.timezone else ""
+        )
+    elif kind == "interval":
+        text = f"every {duration_text(schedule.interval.every)}"
+    elif kind == "once":
+        text = f"once at {time_text(schedule.once.at)}"
+    else:
+        text = "manual"
+    return text + (" (paused)" if job.paused else "")
+
+
+def labels_text(labels: Any) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or NONE
+
+
+def state_name(state: int) -> str:
+    return run_pb2.Run.State.Name(state) if state else NONE
+
+
+def run_took(run: run_pb2.Run) -> str:
+    if not (_has(run, "start_time") and _has(run, "finish_time")):
+        return NONE
+    return seconds_text((run.finish_time.ToDatetime() - run.start_time.ToDatetime()).total_seconds())
+
+
+def result_text(result: run_pb2.RunResult) -> str:
+    kind = result.WhichOneof("kind")
+    if kind == "http":
+        return f"HTTP {result.http.status_code}: {result.http.body_excerpt[:80]!r}"
+    if kind == "shell":
+        return f"exit code {result.shell.exit_code}: {result.shell.output_excerpt[-80:]!r}"
+    return NONE
+
+
+def error_text(error: run_pb2.RunError) -> str:
+    if not error.kind and not error.message:
+        return NONE
+    kind = run_pb2.RunError.Kind.Name(error.kind) if error.kind else "ERROR"
+    return f"{kind}: {error.message}" + ("" if error.retryable else " (not retryable)")
+
+
+# Resources
+
+
+def jobs_table(jobs: Iterable[job_pb2.Job]) -> str:
+    rows = [
+        (
+            j.id,
+            j.name,
+            executor_text(j.executor),
+            schedule_text(j),
+            labels_text(j.labels),
+            time_text(j.create_time),
+        )
+        for j in jobs
+    ]
+    return table(("ID", "NAME", "EXECUTOR", "SCHEDULE", "LABELS", "CREATED"), rows)
+
+
+def job_fields(job: job_pb2.Job) -> str:
+    retry = job.retry_policy
+    return fields(
+        [
+            ("id", job.id),
+            ("name", job.name),
+            ("description", job.description),
+            ("executor", executor_text(job.executor)),
+            ("labels", labels_text(job.labels)),
+            ("schedule", schedule_text(job)),
+            ("next fires", ", ".join(time_text(t) for t in job.next_fire_times)),
+            ("last fired", time_text(job.last_fire_time)),
+            ("max attempts", str(retry.max_attempts) if retry.max_attempts else ""),
+            ("attempt timeout", duration_text(job.attempt_timeout) if _has(job, "attempt_timeout") else ""),
+            ("created", time_text(job.create_time)),
+            ("updated", time_text(job.update_time)),
+        ]
+    )
+
+
+def runs_table(runs: Iterable[run_pb2.Run]) -> str:
+    rows = [
+        (
+            r.id,
+            r.job_name or r.job_id,
+            state_name(r.state),
+            str(r.attempt),
+            run_pb2.Run.Trigger.Name(r.trigger) if r.trigger else NONE,
+            time_text(r.queue_time),
+            run_took(r),
+        )
+        for r in runs
+    ]
+    return table(("ID", "JOB", "STATE", "ATTEMPT", "TRIGGER", "QUEUED", "TOOK"), rows)
+
+
+def run_fields(run: run_pb2.Run) -> str:
+    block = fields(
+        [
+            ("id", run.id),
+            ("job", f"{run.job_name} ({run.job_id})" if run.job_name else run.job_id),
+            ("state", state_name(run.state)),
+            ("attempt", str(run.attempt)),
+            ("trigger", run_pb2.Run.Trigger.Name(run.trigger) if run.trigger else ""),
+            ("queued", time_text(run.queue_time)),
+            ("started", time_text(run.start_time)),
+            ("finished", time_text(run.finish_time)),
+            ("took", run_took(run)),
+            ("worker", run.worker_id),
+            ("result", result_text(run.result)),
+            ("error", error_text(run.error)),
+            ("next attempt at", time_text(run.retry_time)),
+            ("slot", time_text(run.slot_time)),
+            ("cancelled at", time_text(run.cancel_time)),
+            ("retried from", run.retried_from_run_id),
+            ("idempotency key", run.idempotency_key),
+        ]
+    )
+    if not run.attempts:
+        return block
+    attempts = table(
+        ("ATTEMPT", "STATE", "WORKER", "STARTED", "FINISHED", "ERROR"),
+        [
+            (
+                str(a.attempt),
+                state_name(a.state),
+                a.worker_id or NONE,
+                time_text(a.start_time),
+                time_text(a.finish_time),
+                error_text(a.error),
+            )
+            for a in run.attempts
+        ],
+    )
+    return f"{block}\n\n{attempts}"
+
+
+def status_fields(status: job_service_pb2.JobStatus) -> str:
+    health = status.schedule_health
+    pairs = [
+        ("job", f"{status.job_name} ({status.job_id})"),
+        ("state", state_name(status.state) if status.state else "never ran"),
+        ("last run", status.last_run.id if _has(status, "last_run") else ""),
+        ("attempt", str(status.last_run.attempt) if _has(status, "last_run") else ""),
+        ("queued", time_text(status.last_run.queue_time) if _has(status, "last_run") else ""),
+        ("finished", time_text(status.last_run.finish_time) if _has(status, "last_run") else ""),
+    ]
+    if _has(status, "schedule_health"):
+        pairs += [
+            ("paused", "yes" if health.paused else "no"),
+            ("next fire", time_text(health.next_fire_time)),
+            ("last fire", time_text(health.last_fire_time)),
+            ("last fire lag", duration_text(health.last_fire_lag) if _has(health, "last_fire_lag") else ""),
+            ("misfired slots", str(health.misfired_slots)),
+            ("skipped slots", str(health.skipped_slots)),
+        ]
+    return fields(pairs)
+
+
+def users_table(users: Iterable[auth_service_pb2.User]) -> str:
+    rows = [(u.username, auth_service_pb2.Role.Name(u.role), time_text(u.create_time)) for u in users]
+    return table(("USERNAME", "ROLE", "CREATED"), rows)
+
+
+def skipped_slots_table(slots: Iterable[job_service_pb2.SkippedSlot]) -> str:
+    rows = [
+        (
+            time_text(s.slot_time),
+            job_service_pb2.SkippedSlot.Reason.Name(s.reason),
+            time_text(s.record_time),
+            s.active_run_id or NONE,
+        )
+        for s in slots
+    ]
+    return table(("SLOT", "REASON", "RECORDED", "ACTIVE RUN"), rows)
+
+
+def log_line(line: run_pb2.LogLine) -> str:
+    return f"{time_text(line.time)} [{line.attempt}] {line.text}"
+
+
+def logs_text(logs: job_service_pb2.ListRunLogsResponse) -> str:
+    lines = [log_line(line) for line in logs.lines]
+    lines += [f"(output of attempt {a} was truncated at 1 MiB)" for a in logs.truncated_attempts]
+    return "\n".join(lines)
+
+
+def run_event_text(run: run_pb2.Run) -> str:
+    """One line for a state change seen by `runs watch`."""
+    when = clock_text(run.finish_time) if _has(run, "finish_time") else clock_text(run.start_time)
+    if when == NONE:
+        when = clock_text(run.queue_time)
+    text = f"{when} {state_name(run.state)} attempt {run.attempt}"
+    if run.worker_id and run.state == run_pb2.Run.RUNNING:
+        text += f" on {run.worker_id}"
+    if run.state == run_pb2.Run.RETRY_WAIT and _has(run, "retry_time"):
+        text += f", next attempt at {time_text(run.retry_time)}"
+    if _has(run, "error") and run.state in (run_pb2.Run.FAILED, run_pb2.Run.RETRY_WAIT):
+        text += f": {error_text(run.error)}"
+    return text

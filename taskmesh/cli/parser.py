@@ -1,0 +1,251 @@
+"""The argparse tree of `taskmesh`: every command, its flags and its handler."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, NoReturn
+
+from taskmesh.cli import account, jobs, runs
+from taskmesh.cli.errors import UsageError
+
+DESCRIPTION = """Manage Taskmesh jobs and runs over gRPC.
+
+The server address and token come from --server/--token, else TASKMESH_SERVER/TASKMESH_TOKEN,
+else the config file `taskmesh login` writes (~/.config/taskmesh/config.json, or
+TASKMESH_CONFIG). With TASKMESH_USERNAME and TASKMESH_PASSWORD set, the CLI logs in by itself.
+A JOB is a job id or a job name."""
+
+EPILOG = """exit codes: 0 ok; 1 the server refused the request; 2 bad usage; 3 server unreachable;
+4 `runs watch`: the run FAILED; 5 `runs watch`: the run was CANCELLED; 130 interrupted."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Reports usage errors as one line (through UsageError) rather than usage text and exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def build() -> Parser:
+    parser = Parser(
+        prog="taskmesh",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _connection_flags(parser, argparse.SUPPRESS)  # may come before or after the command
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
+    common = _common_parent()
+    listing = _output_parent()
+
+    login = commands.add_parser("login", parents=[common, listing], help="log in and store the token")
+    login.add_argument("-u", "--username", help="default: TASKMESH_USERNAME, else asked")
+    _password_flags(login, "default: TASKMESH_PASSWORD, else asked without echo")
+    login.set_defaults(handler=account.login)
+    logout = commands.add_parser("logout", parents=[common], help="forget the stored token")
+    logout.set_defaults(handler=account.logout)
+
+    _jobs(
+        commands.add_parser("jobs", help="create, list, change and trigger jobs").add_subparsers(
+            dest="action", metavar="ACTION", required=True, parser_class=Parser
+        ),
+        common,
+        listing,
+    )
+    _runs(
+        commands.add_parser("runs", help="list, inspect, cancel and follow runs").add_subparsers(
+            dest="action", metavar="ACTION", required=True, parser_class=Parser
+        ),
+        common,
+        listing,
+    )
+    _users(
+        commands.add_parser("users", help="manage users (admin)").add_subparsers(
+            dest="action", metavar="ACTION", required=True, parser_class=Parser
+        ),
+        common,
+        listing,
+    )
+    return parser
+
+
+def _connection_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--server", default=default, help="host:port or http(s)://host:port (default 127.0.0.1:8080)"
+    )
+    parser.add_argument("--token", default=default, help="bearer token (prefer TASKMESH_TOKEN or `login`)")
+    parser.add_argument("--timeout", type=float, default=default, help="seconds per call (default 30)")
+
+
+def _common_parent() -> Parser:
+    parent = Parser(add_help=False)
+    _connection_flags(parent, argparse.SUPPRESS)
+    return parent
+
+
+def _output_parent() -> Parser:
+    parent = Parser(add_help=False)
+    parent.add_argument("-o", "--output", choices=("table", "json"), default="table", help="default: table")
+    return parent
+
+
+def _password_flags(parser: argparse.ArgumentParser, note: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    group.add_argument("--password", help=f"visible to other local users; {note}")
+
+
+def _jobs(actions: Any, common: argparse.ArgumentParser, listing: argparse.ArgumentParser) -> None:
+    parents = [common, listing]
+    create = actions.add_parser(
+        "create",
+        parents=parents,
+        help="create a job",
+        description="Create a job from flags and/or --from-file (the REST API's JSON form of a job; "
+        "flags override it). Shell jobs take their program after --: "
+        "taskmesh jobs create build --shell -- make -C /srv/app",
+    )
+    create.add_argument("name", nargs="?", help="unique name (letters, digits, '.', '_', '-')")
+    _job_flags(create)
+    create.set_defaults(handler=jobs.create)
+
+    listed = actions.add_parser("list", parents=parents, help="list jobs, oldest first")
+    listed.add_argument("--filter", help='e.g. name:"nightly" AND state=FAILED AND labels.team=data')
+    _paging_flags(listed, default_limit=0)
+    listed.set_defaults(handler=jobs.list_jobs)
+
+    for name, handler, text in (
+        ("get", jobs.get, "show a job"),
+        ("status", jobs.status, "show the state of a job's latest run"),
+        ("pause", jobs.pause, "stop a job's schedule from firing"),
+        ("resume", jobs.resume, "let a job's schedule fire again"),
+    ):
+        action = actions.add_parser(name, parents=parents, help=text)
+        action.add_argument("job", metavar="JOB")
+        action.set_defaults(handler=handler)
+
+    updated = actions.add_parser(
+        "update",
+        parents=parents,
+        help="change a job",
+        description="Change the fields the flags (or --from-file) name; the rest stay as they are. "
+        "--label adds or replaces one label, --remove-label removes one.",
+    )
+    updated.add_argument("job", metavar="JOB")
+    updated.add_argument("--name", help="rename the job")
+    updated.add_argument("--remove-label", action="append", metavar="KEY")
+    updated.add_argument("--no-schedule", action="store_true", help="remove the schedule (manual triggers only)")
+    _job_flags(updated)
+    updated.set_defaults(handler=jobs.update)
+
+    deleted = actions.add_parser("delete", parents=parents, help="delete jobs and their runs")
+    deleted.add_argument("jobs", metavar="JOB", nargs="+")
+    deleted.set_defaults(handler=jobs.delete)
+
+    triggered = actions.add_parser("trigger", parents=parents, help="start a run now")
+    triggered.add_argument("job", metavar="JOB")
+    triggered.add_argument(
+        "--idempotency-key",
+        help="repeats with the same key (within 24h) return the same run; default: a fresh key per call",
+    )
+    triggered.set_defaults(handler=jobs.trigger)
+
+    slots = actions.add_parser("skipped-slots", parents=parents, help="schedule slots that did not fire")
+    slots.add_argument("job", metavar="JOB")
+    _paging_flags(slots, default_limit=50)
+    slots.set_defaults(handler=jobs.skipped_slots)
+
+
+def _job_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from-file", metavar="FILE", help="a job as JSON ('-' for stdin)")
+    parser.add_argument("--description")
+    parser.add_argument("--label", action="append", metavar="KEY=VALUE")
+
+    executor = parser.add_argument_group("executor (one of)")
+    kinds = executor.add_mutually_exclusive_group()
+    kinds.add_argument("--noop", action="store_true", help="do nothing and succeed")
+    kinds.add_argument("--sleep", metavar="DURATION", help="sleep, e.g. 2 or 1.5s")
+    kinds.add_argument("--http-url", metavar="URL", help="call this URL; 2xx is success")
+    kinds.add_argument("--shell", action="store_true", help="run the program given after --")
+    executor.add_argument("--http-method", metavar="METHOD", help="GET (default), POST, PUT, PATCH, DELETE, HEAD")
+    executor.add_argument("--http-header", action="append", metavar="'NAME: VALUE'")
+    executor.add_argument("--http-body", metavar="TEXT")
+    executor.add_argument("--http-timeout", metavar="DURATION")
+    executor.add_argument("--shell-env", action="append", metavar="NAME=VALUE")
+    executor.add_argument("--shell-timeout", metavar="DURATION")
+
+    schedule = parser.add_argument_group("schedule (one of --cron, --every, --at; none: manual triggers only)")
+    when = schedule.add_mutually_exclusive_group()
+    when.add_argument("--cron", metavar="EXPR", help='5 fields, or 6 with seconds first: "*/5 * * * *"')
+    when.add_argument("--every", metavar="DURATION", help="fixed interval, e.g. 30s, 5m, 1h")
+    when.add_argument("--at", metavar="TIME", help="once, at an RFC 3339 time: 2030-01-01T09:00:00Z")
+    schedule.add_argument("--timezone", metavar="TZ", help="IANA zone of a cron schedule, e.g. Europe/Berlin")
+    schedule.add_argument("--anchor", metavar="TIME", help="--every: slots fall on anchor + k * interval")
+    schedule.add_argument("--misfire", metavar="POLICY", help="missed slots: fire-once (default), skip, fire-all")
+    schedule.add_argument("--overlap", metavar="POLICY", help="slot while a run is active: allow, forbid, replace")
+    schedule.add_argument("--schedule-jitter", metavar="DURATION", help="spread each fire by up to this much")
+    schedule.add_argument("--catch-up-window", metavar="DURATION", help="fire-all: how far back to catch up")
+
+    retry = parser.add_argument_group("retries and timeouts (unset: the server's defaults)")
+    retry.add_argument("--max-attempts", type=int, metavar="N", help="attempts in all; 1 disables retries")
+    retry.add_argument("--initial-backoff", metavar="DURATION")
+    retry.add_argument("--backoff-multiplier", type=float, metavar="X")
+    retry.add_argument("--max-backoff", metavar="DURATION")
+    retry.add_argument("--retry-jitter", type=float, metavar="FRACTION", help="0-1")
+    retry.add_argument("--non-retryable-http-status", type=int, action="append", metavar="CODE")
+    retry.add_argument("--non-retryable-exit-code", type=int, action="append", metavar="CODE")
+    retry.add_argument("--attempt-timeout", metavar="DURATION", help="longest an attempt may run")
+
+
+def _paging_flags(parser: argparse.ArgumentParser, default_limit: int) -> None:
+    parser.add_argument(
+        "--limit", type=int, default=default_limit, help=f"at most this many (0: all; default {default_limit})"
+    )
+    parser.add_argument("--page-size", type=int, default=0, help="items per request (server default 50)")
+
+
+def _runs(actions: Any, common: argparse.ArgumentParser, listing: argparse.ArgumentParser) -> None:
+    parents = [common, listing]
+    listed = actions.add_parser("list", parents=parents, help="list runs, newest first")
+    listed.add_argument("--job", metavar="JOB", help="only this job's runs")
+    listed.add_argument("--state", action="append", metavar="STATE", help="e.g. FAILED (joined by AND)")
+    listed.add_argument("--filter", help="e.g. state=FAILED AND trigger=SCHEDULE")
+    _paging_flags(listed, default_limit=50)
+    listed.set_defaults(handler=runs.list_runs)
+
+    for name, handler, text in (
+        ("get", runs.get, "show a run and its attempts"),
+        ("cancel", runs.cancel, "cancel a queued, waiting or running run"),
+        ("retry", runs.retry, "start a fresh run of a finished run's job"),
+    ):
+        action = actions.add_parser(name, parents=parents, help=text)
+        action.add_argument("run", metavar="RUN")
+        action.set_defaults(handler=handler)
+
+    watched = actions.add_parser(
+        "watch",
+        parents=parents,
+        help="follow a run live until it finishes",
+        description="Print the run's state changes and log lines until it finishes (-o json: one "
+        "event per line). Exit code 0 if it SUCCEEDED, 4 if it FAILED, 5 if it was CANCELLED.",
+    )
+    watched.add_argument("run", metavar="RUN")
+    watched.set_defaults(handler=runs.watch)
+
+    logged = actions.add_parser("logs", parents=parents, help="print a run's log lines")
+    logged.add_argument("run", metavar="RUN")
+    logged.add_argument("--attempt", type=int, default=0, help="only this attempt's lines")
+    logged.set_defaults(handler=runs.logs)
+
+
+def _users(actions: Any, common: argparse.ArgumentParser, listing: argparse.ArgumentParser) -> None:
+    listed = actions.add_parser("list", parents=[common, listing], help="list users")
+    listed.set_defaults(handler=account.users_list)
+    created = actions.add_parser("create", parents=[common, listing], help="create a user")
+    created.add_argument("username")
+    created.add_argument("--role", required=True, choices=("admin", "operator", "viewer", "worker"))
+    _password_flags(created, "else asked without echo")
+    created.set_defaults(handler=account.users_create)
+    deleted = actions.add_parser("delete", parents=[common, listing], help="delete a user")
+    deleted.add_argument("username")
+    deleted.set_defaults(handler=account.users_delete)

@@ -1,0 +1,393 @@
+"""TaskmeshClient: every JobService and AuthService call with plain Python arguments.
+
+Synchronous, over one gRPC channel. It logs in when given a username and password (and again
+when the token expires or is refused), retries transient failures with exponential backoff
+(see retry.py for which calls), and raises taskmesh.client.errors.ApiError subclasses.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.message import Message
+
+from taskmesh.client import builders
+from taskmesh.client.auth import Credentials, IssuedToken, TokenManager
+from taskmesh.client.channel import DEFAULT_ADDRESS, open_channel, parse_address
+from taskmesh.client.errors import from_rpc_error, status_code
+from taskmesh.client.retry import CallKind, RetryPolicy, should_retry
+from taskmesh.v1 import (
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+    job_pb2,
+    job_service_pb2,
+    job_service_pb2_grpc,
+    run_pb2,
+)
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+T = TypeVar("T")
+
+ExecutorLike = job_pb2.Executor | Mapping[str, Any]
+ScheduleLike = job_pb2.Schedule | Mapping[str, Any]
+RetryPolicyLike = job_pb2.RetryPolicy | Mapping[str, Any]
+RoleLike: TypeAlias = "auth_service_pb2.Role | str"
+
+# Fields of Job that the server sets; dropped from a job before it is created or updated.
+OUTPUT_ONLY_FIELDS = ("id", "create_time", "update_time", "paused", "next_fire_times", "last_fire_time")
+# Paths UpdateJob takes (see UpdateJobRequest.update_mask).
+UPDATABLE_FIELDS = ("name", "description", "executor", "labels", "schedule", "retry_policy", "attempt_timeout")
+
+
+class TaskmeshClient:
+    """A client of one Taskmesh server (the gateway, or an api_server directly).
+
+    Give it a `token`, or a `username` and `password` to log in with (it logs in again when the
+    token is about to expire or the server refuses it), or neither and call login() later.
+    `timeout` is the deadline of each unary call in seconds; `retry` says how often and how long
+    to back off when the server is UNAVAILABLE (and, for reads, on DEADLINE_EXCEEDED).
+    Use it as a context manager, or call close().
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float | None = 30.0,
+        retry: RetryPolicy | None = None,
+        secure: bool | None = None,
+        root_certificates: bytes | None = None,
+        channel: grpc.Channel | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if (username is None) != (password is None):
+            raise ValueError("give both username and password, or neither")
+        self.target = parse_address(address, secure)
+        self._channel = channel or open_channel(self.target, root_certificates)
+        self._jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
+        self._auth = auth_service_pb2_grpc.AuthServiceStub(self._channel)
+        self._timeout = timeout
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        credentials = Credentials(username, password) if username is not None and password is not None else None
+        self._tokens = TokenManager(token, credentials, self._issue_token)
+
+    def __enter__(self) -> TaskmeshClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token the next call sends (logging in first if needed)."""
+        return self._tokens.current()
+
+    # AuthService
+
+    def login(self, username: str, password: str) -> auth_service_pb2.LoginResponse:
+        """Log in; later calls send the token and log in again with these credentials when needed."""
+        credentials = Credentials(username, password)
+        response = self._login_call(credentials)
+        self._tokens.replace(_issued(response), credentials)
+        return response
+
+    def create_user(self, username: str, password: str, role: RoleLike) -> auth_service_pb2.User:
+        """Create a user with role ADMIN, OPERATOR, VIEWER or WORKER (a name, any case, or the enum)."""
+        role_name = role.upper() if isinstance(role, str) else auth_service_pb2.Role.Name(role)
+        request = auth_service_pb2.CreateUserRequest(username=username, password=password, role=role_name)
+        return self._call(self._auth.CreateUser, request, CallKind.WRITE)
+
+    def list_users(self) -> list[auth_service_pb2.User]:
+        response = self._call(self._auth.ListUsers, auth_service_pb2.ListUsersRequest(), CallKind.READ)
+        return list(response.users)
+
+    def delete_user(self, username: str) -> None:
+        self._call(self._auth.DeleteUser, auth_service_pb2.DeleteUserRequest(username=username), CallKind.WRITE)
+
+    # Jobs
+
+    def create_job(
+        self,
+        name: str,
+        executor: ExecutorLike,
+        *,
+        description: str = "",
+        labels: Mapping[str, str] | None = None,
+        schedule: ScheduleLike | None = None,
+        retry_policy: RetryPolicyLike | None = None,
+        attempt_timeout: builders.DurationLike | None = None,
+    ) -> job_pb2.Job:
+        """Create a job. `executor` is e.g. builders.sleep(2) or {"http": {"url": "https://..."}}."""
+        job = _job(name, description, executor, labels, schedule, retry_policy, attempt_timeout)
+        return self.create_job_from(job)
+
+    def create_job_from(self, job: job_pb2.Job | Mapping[str, Any]) -> job_pb2.Job:
+        """Create a job from a Job message or its JSON form (output-only fields are ignored)."""
+        message = job_pb2.Job()
+        message.CopyFrom(builders.message(job, job_pb2.Job))
+        for field in OUTPUT_ONLY_FIELDS:
+            message.ClearField(field)
+        request = job_service_pb2.CreateJobRequest(job=message)
+        return self._call(self._jobs.CreateJob, request, CallKind.WRITE)
+
+    def get_job(self, job_id: str) -> job_pb2.Job:
+        return self._call(self._jobs.GetJob, job_service_pb2.GetJobRequest(id=job_id), CallKind.READ)
+
+    def find_job(self, name: str) -> job_pb2.Job | None:
+        """The job with exactly this name, or None."""
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        page = self.list_jobs(filter=f'name="{quoted}"', page_size=1)
+        return page.jobs[0] if page.jobs else None
+
+    def list_jobs(
+        self, *, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> job_service_pb2.ListJobsResponse:
+        """One page of jobs, oldest first. See iter_jobs() to walk every page."""
+        request = job_service_pb2.ListJobsRequest(filter=filter, page_size=page_size, page_token=page_token)
+        return self._call(self._jobs.ListJobs, request, CallKind.READ)
+
+    def iter_jobs(self, *, filter: str = "", page_size: int = 0) -> Iterator[job_pb2.Job]:
+        """Every job matching `filter` (e.g. 'labels.team=data AND state=FAILED'), page by page."""
+
+        def fetch(token: str) -> tuple[Sequence[job_pb2.Job], str]:
+            page = self.list_jobs(filter=filter, page_size=page_size, page_token=token)
+            return page.jobs, page.next_page_token
+
+        return _paginate(fetch)
+
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        executor: ExecutorLike | None = None,
+        labels: Mapping[str, str] | None = None,
+        schedule: ScheduleLike | None = None,
+        retry_policy: RetryPolicyLike | None = None,
+        attempt_timeout: builders.DurationLike | None = None,
+        clear: Iterable[str] = (),
+    ) -> job_pb2.Job:
+        """Change the fields given (labels and schedule are replaced whole); `clear` names fields
+        to reset to their defaults, e.g. clear=["schedule"] makes the job manual-only."""
+        job = _job(name or "", description or "", executor, labels, schedule, retry_policy, attempt_timeout)
+        job.id = job_id
+        given = {
+            "name": name,
+            "description": description,
+            "executor": executor,
+            "labels": labels,
+            "schedule": schedule,
+            "retry_policy": retry_policy,
+            "attempt_timeout": attempt_timeout,
+        }
+        cleared = list(clear)
+        unknown = [path for path in cleared if path not in UPDATABLE_FIELDS]
+        if unknown:
+            raise ValueError(f"cannot clear {unknown}; use some of {list(UPDATABLE_FIELDS)}")
+        paths = [path for path, value in given.items() if value is not None] + cleared
+        if not paths:
+            raise ValueError("nothing to update: give at least one field")
+        return self.update_job_from(job, paths)
+
+    def update_job_from(self, job: job_pb2.Job | Mapping[str, Any], paths: Sequence[str]) -> job_pb2.Job:
+        """UpdateJob as is: `job` carries the id and new values, `paths` the update mask."""
+        message = builders.message(job, job_pb2.Job)
+        request = job_service_pb2.UpdateJobRequest(job=message, update_mask=FieldMask(paths=list(paths)))
+        return self._call(self._jobs.UpdateJob, request, CallKind.WRITE)
+
+    def delete_job(self, job_id: str) -> None:
+        self._call(self._jobs.DeleteJob, job_service_pb2.DeleteJobRequest(id=job_id), CallKind.WRITE)
+
+    def trigger_job(self, job_id: str, idempotency_key: str | None = None) -> run_pb2.Run:
+        """Start a run now.
+
+        Every call carries an idempotency key: a fresh random one unless you pass your own, so a
+        retry after a lost answer returns the run the first attempt created instead of starting
+        a second one. Pass the same key to make your own repeats safe (the server remembers a
+        key for 24h); pass "" to send none, in which case the call is never retried."""
+        key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
+        request = job_service_pb2.TriggerJobRequest(id=job_id, idempotency_key=key)
+        return self._call(self._jobs.TriggerJob, request, CallKind.WRITE if key else CallKind.UNSAFE)
+
+    def get_job_status(self, job_id: str) -> job_service_pb2.JobStatus:
+        request = job_service_pb2.GetJobStatusRequest(id=job_id)
+        return self._call(self._jobs.GetJobStatus, request, CallKind.READ)
+
+    def pause_job(self, job_id: str) -> job_pb2.Job:
+        return self._call(self._jobs.PauseJob, job_service_pb2.PauseJobRequest(id=job_id), CallKind.WRITE)
+
+    def resume_job(self, job_id: str) -> job_pb2.Job:
+        return self._call(self._jobs.ResumeJob, job_service_pb2.ResumeJobRequest(id=job_id), CallKind.WRITE)
+
+    def list_skipped_slots(
+        self, job_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> job_service_pb2.ListSkippedSlotsResponse:
+        request = job_service_pb2.ListSkippedSlotsRequest(
+            job_id=job_id, page_size=page_size, page_token=page_token
+        )
+        return self._call(self._jobs.ListSkippedSlots, request, CallKind.READ)
+
+    def iter_skipped_slots(self, job_id: str, *, page_size: int = 0) -> Iterator[job_service_pb2.SkippedSlot]:
+        def fetch(token: str) -> tuple[Sequence[job_service_pb2.SkippedSlot], str]:
+            page = self.list_skipped_slots(job_id, page_size=page_size, page_token=token)
+            return page.skipped_slots, page.next_page_token
+
+        return _paginate(fetch)
+
+    # Runs
+
+    def list_runs(
+        self, *, job_id: str = "", filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> job_service_pb2.ListRunsResponse:
+        """One page of runs, newest first: of one job, or of every job when job_id is empty."""
+        request = job_service_pb2.ListRunsRequest(
+            job_id=job_id, filter=filter, page_size=page_size, page_token=page_token
+        )
+        return self._call(self._jobs.ListRuns, request, CallKind.READ)
+
+    def iter_runs(self, *, job_id: str = "", filter: str = "", page_size: int = 0) -> Iterator[run_pb2.Run]:
+        """Every run (of one job, or all), newest first, matching e.g. filter='state=FAILED'."""
+
+        def fetch(token: str) -> tuple[Sequence[run_pb2.Run], str]:
+            page = self.list_runs(job_id=job_id, filter=filter, page_size=page_size, page_token=token)
+            return page.runs, page.next_page_token
+
+        return _paginate(fetch)
+
+    def get_run(self, run_id: str) -> run_pb2.Run:
+        return self._call(self._jobs.GetRun, job_service_pb2.GetRunRequest(id=run_id), CallKind.READ)
+
+    def cancel_run(self, run_id: str) -> run_pb2.Run:
+        return self._call(self._jobs.CancelRun, job_service_pb2.CancelRunRequest(id=run_id), CallKind.WRITE)
+
+    def retry_run(self, run_id: str) -> run_pb2.Run:
+        """Start a fresh run of a finished run's job (never retried: a repeat would start two)."""
+        return self._call(self._jobs.RetryRun, job_service_pb2.RetryRunRequest(id=run_id), CallKind.UNSAFE)
+
+    def list_run_logs(self, run_id: str, *, attempt: int = 0) -> job_service_pb2.ListRunLogsResponse:
+        request = job_service_pb2.ListRunLogsRequest(id=run_id, attempt=attempt)
+        return self._call(self._jobs.ListRunLogs, request, CallKind.READ)
+
+    def watch_run(self, run_id: str) -> Iterator[job_service_pb2.RunEvent]:
+        """The run's events as they happen: first its current state, then every state change
+        (event.run) and log line (event.log); the iterator ends when the run has finished.
+
+        If the connection drops mid-watch the client reconnects (with the usual backoff); the
+        stream then starts again from the run's current state, so states stay right but log
+        lines written while disconnected may be missing (list_run_logs() has them all).
+        Closing the iterator early cancels the stream."""
+        request = job_service_pb2.WatchRunRequest(id=run_id)
+        attempt = 0
+        renewed = False
+        while True:
+            attempt += 1
+            token = self._tokens.current()
+            stream = self._jobs.WatchRun(request, metadata=_metadata(token))
+            try:
+                for event in stream:
+                    attempt = 0
+                    yield event
+                return
+            except grpc.RpcError as error:
+                code = status_code(error)
+                if code == grpc.StatusCode.UNAUTHENTICATED and not renewed and self._tokens.renew(token):
+                    renewed = True
+                elif should_retry(CallKind.READ, code, attempt, self._retry):
+                    self._sleep(self._retry.delay(attempt))
+                else:
+                    raise from_rpc_error(error) from error
+            finally:
+                stream.cancel()
+
+    # Plumbing
+
+    def _issue_token(self, credentials: Credentials) -> IssuedToken:
+        return _issued(self._login_call(credentials))
+
+    def _login_call(self, credentials: Credentials) -> auth_service_pb2.LoginResponse:
+        request = auth_service_pb2.LoginRequest(username=credentials.username, password=credentials.password)
+        return self._call(self._auth.Login, request, CallKind.READ, authenticated=False)
+
+    def _call(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        kind: CallKind,
+        *,
+        authenticated: bool = True,
+    ) -> Resp:
+        """One unary call with the token, backoff retries and one renewal of a refused token."""
+        attempt = 0
+        renewed = False
+        while True:
+            attempt += 1
+            token = self._tokens.current() if authenticated else None
+            try:
+                return method(request, timeout=self._timeout, metadata=_metadata(token))
+            except grpc.RpcError as error:
+                code = status_code(error)
+                if (
+                    code == grpc.StatusCode.UNAUTHENTICATED
+                    and authenticated
+                    and not renewed
+                    and self._tokens.renew(token)
+                ):
+                    renewed = True
+                    attempt -= 1  # the renewal does not use up a retry
+                    continue
+                if not should_retry(kind, code, attempt, self._retry):
+                    raise from_rpc_error(error) from error
+            self._sleep(self._retry.delay(attempt))
+
+
+def _metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def _issued(response: auth_service_pb2.LoginResponse) -> IssuedToken:
+    return IssuedToken(response.access_token, response.expires_in or None)
+
+
+def _paginate(fetch: Callable[[str], tuple[Sequence[T], str]]) -> Iterator[T]:
+    """Items of every page: fetch(page_token) -> (items, next_page_token), "" ending the walk."""
+    token = ""
+    while True:
+        items, token = fetch(token)
+        yield from items
+        if not token:
+            return
+
+
+def _job(
+    name: str,
+    description: str,
+    executor: ExecutorLike | None,
+    labels: Mapping[str, str] | None,
+    schedule: ScheduleLike | None,
+    retry_policy: RetryPolicyLike | None,
+    attempt_timeout: builders.DurationLike | None,
+) -> job_pb2.Job:
+    job = job_pb2.Job(name=name, description=description, labels=dict(labels or {}))
+    if executor is not None:
+        job.executor.CopyFrom(builders.message(executor, job_pb2.Executor))
+    if schedule is not None:
+        job.schedule.CopyFrom(builders.message(schedule, job_pb2.Schedule))
+    if retry_policy is not None:
+        job.retry_policy.CopyFrom(builders.message(retry_policy, job_pb2.RetryPolicy))
+    if attempt_timeout is not None:
+        job.attempt_timeout.CopyFrom(builders.duration(attempt_timeout))
+    return job

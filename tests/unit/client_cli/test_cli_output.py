@@ -1,0 +1,73 @@
+"""Tables and JSON the CLI prints."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from taskmesh.cli import output
+from taskmesh.client import builders
+from taskmesh.v1 import job_pb2, job_service_pb2, run_pb2
+
+
+def ts(text: str) -> Timestamp:
+    return builders.timestamp(text)
+
+
+def test_table_aligns_columns() -> None:
+    text = output.table(("ID", "NAME"), [("1", "short"), ("1234", "x")])
+    assert text.splitlines() == ["ID    NAME", "1     short", "1234  x"]
+
+
+def test_fields_skip_empty_values() -> None:
+    assert output.fields([("id", "1"), ("description", ""), ("created", "-"), ("name", "n")]) == "id:   1\nname: n"
+
+
+def test_scalars() -> None:
+    assert [output.seconds_text(s) for s in (0.5, 2, 90, 7200, 3661)] == ["0.5s", "2s", "1m30s", "2h", "1h1m1s"]
+    assert output.time_text(ts("2030-01-02T03:04:05.678Z")) == "2030-01-02T03:04:05Z"
+    assert output.time_text(Timestamp()) == "-"
+
+
+def test_job_summaries() -> None:
+    job = job_pb2.Job(name="j", executor=builders.http("https://x", method="post"), labels={"b": "2", "a": "1"})
+    assert output.executor_text(job.executor) == "http POST https://x"
+    assert output.executor_text(builders.shell(["make", "all"])) == "shell make all"
+    assert output.schedule_text(job) == "manual"
+    job.schedule.CopyFrom(builders.cron("*/5 * * * *", "Europe/Berlin"))
+    job.paused = True
+    assert output.schedule_text(job) == "cron */5 * * * * (Europe/Berlin) (paused)"
+    assert output.labels_text(job.labels) == "a=1,b=2"
+    row = output.jobs_table([job]).splitlines()[1]
+    assert "http POST https://x" in row and "a=1,b=2" in row
+
+
+def test_json_prints_zero_values_like_the_rest_api() -> None:
+    data = output.to_dict(run_pb2.Run(id="r", state=run_pb2.Run.QUEUED))
+    assert data["state"] == "QUEUED" and data["attempt"] == 0 and data["jobId"] == ""
+
+
+def test_run_rendering() -> None:
+    run = run_pb2.Run(
+        id="r",
+        job_id="j",
+        job_name="nightly",
+        state=run_pb2.Run.FAILED,
+        attempt=2,
+        start_time=ts("2030-01-01T00:00:00Z"),
+        finish_time=ts("2030-01-01T00:01:30Z"),
+        error=run_pb2.RunError(kind=run_pb2.RunError.TIMEOUT, message="took too long", retryable=True),
+        attempts=[run_pb2.Attempt(attempt=1, state=run_pb2.Run.FAILED, worker_id="w1")],
+    )
+    block = output.run_fields(run)
+    assert "job:      nightly (j)" in block and "took:     1m30s" in block
+    assert "error:    TIMEOUT: took too long" in block
+    assert "ATTEMPT  STATE   WORKER" in block
+    assert output.run_event_text(run) == "00:01:30 FAILED attempt 2: TIMEOUT: took too long"
+    row = output.runs_table([run]).splitlines()[1].split()
+    assert row[:4] == ["r", "nightly", "FAILED", "2"]
+
+
+def test_logs_text_notes_truncation() -> None:
+    logs = run_pb2.LogLine(attempt=1, time=ts("2030-01-01T00:00:00Z"), text="hello")
+    text = output.logs_text(job_service_pb2.ListRunLogsResponse(lines=[logs], truncated_attempts=[1]))
+    assert text.splitlines() == ["2030-01-01T00:00:00Z [1] hello", "(output of attempt 1 was truncated at 1 MiB)"]
