@@ -14,6 +14,7 @@ from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db.engine import make_engine
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.runs import RunRepository
+from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.db.users import UserRepository
 from taskmesh.logs import configure_logging
@@ -43,7 +44,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await accounts.ensure_account(settings.worker_username, settings.worker_password, Role.WORKER)
     if settings.is_development and settings.admin_password == DEV_ADMIN_PASSWORD:
         log.warning("development mode: admin account %r has the default password", settings.admin_username)
-    jobs = Jobs(JobRepository(engine), RunRepository(engine), cache, cache_writer)
+    jobs = Jobs(JobRepository(engine), RunRepository(engine), cache, cache_writer, ScheduleRepository(engine))
 
     built = build_server(
         settings.api_listen,

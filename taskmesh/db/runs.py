@@ -42,7 +42,8 @@ TRANSITIONS: dict[str, frozenset[tuple[RunState, RunState]]] = {
 # Every query that returns runs selects these, with jobs joined as j for the name.
 RUN_COLUMNS = """
     r.id::text AS id, r.job_id::text AS job_id, j.name AS job_name, r.state, r.attempt, r.trigger,
-    r.version, r.queue_time, r.start_time, r.finish_time, r.worker_id, r.result, r.error, r.attempts
+    r.version, r.queue_time, r.start_time, r.finish_time, r.worker_id, r.result, r.error, r.attempts,
+    r.slot_time
 """
 
 CREATE_RUNS = text(
@@ -235,4 +236,5 @@ def _run(row: Row[Any]) -> RunRecord:
         result=row.result,
         error=row.error,
         attempts=row.attempts,
+        slot_time=row.slot_time,
     )
