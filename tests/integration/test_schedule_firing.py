@@ -211,11 +211,12 @@ async def test_firing_loops_share_a_grid_without_doubles_or_gaps(
     ]
     redis = connect_redis("redis://127.0.0.1:6379/0")
     engines = [make_engine(firing_isolation.database_url, pool_size=2) for _ in range(3)]
+    registries = [CollectorRegistry() for _ in engines]
     loops = [
         ScheduleFiring(
             ScheduleRepository(engine),
             CacheWriter(StatusCache(redis, Names(firing_isolation.namespace), 60)),
-            FiringMetrics(f"loop-{i}", CollectorRegistry()),
+            FiringMetrics(f"loop-{i}", registries[i]),
             asyncio.Event(),
             FiringConfig(batch_size=7, poll_interval=0.5, rules=RULES),
         )
@@ -240,3 +241,14 @@ async def test_firing_loops_share_a_grid_without_doubles_or_gaps(
         assert slots == [start + k * SECOND for k in range(len(slots))], "one run per slot, none missing"
         assert len(slots) >= 3
     assert await rows(db, "SELECT count(*) FROM skipped_slots") == [(0,)]
+    # no loop ever decided to fire a slot another one had fired (the constraint never stepped in)
+    conflicts = [
+        r.get_sample_value("taskmesh_schedule_slot_conflicts_total", {"scheduler": f"loop-{i}"})
+        for i, r in enumerate(registries)
+    ]
+    assert conflicts == [0, 0, 0]
+    fired_per_loop = [
+        r.get_sample_value("taskmesh_schedule_fire_lag_seconds_count", {"scheduler": f"loop-{i}"})
+        for i, r in enumerate(registries)
+    ]
+    assert sum(fired_per_loop) == len(fired)  # type: ignore[arg-type]
