@@ -17,10 +17,12 @@ croniter's own time zone handling fires explicit times twice on fall-back day.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from itertools import chain, islice
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -251,7 +253,7 @@ def _cron_times(cron: Cron, after: datetime) -> Iterator[datetime]:
         # One segment of constant UTC offset: wall time = instant + offset.
         offset = _offset(cron.zone, start)
         wall = _naive(start + offset) - (_MICROSECOND if inclusive else timedelta(0))
-        matches = croniter(cron.expression, wall, second_at_beginning=cron.has_seconds)
+        matches = _matcher(cron, wall)
         previous = start
         while True:
             try:
@@ -278,10 +280,23 @@ def _cron_times(cron: Cron, after: datetime) -> Iterator[datetime]:
 def _matches_within(cron: Cron, start: datetime, end: datetime) -> bool:
     """Whether the expression matches a naive wall time in [start, end)."""
     try:
-        first = croniter(cron.expression, start - _SECOND, second_at_beginning=cron.has_seconds).get_next(datetime)
+        first = _matcher(cron, start - _SECOND).get_next(datetime)
     except CroniterBadDateError:
         return False
     return bool(first < end)
+
+
+def _matcher(cron: Cron, start: datetime) -> croniter:
+    """A croniter positioned at `start` (naive wall time): a copy of a parsed template, as
+    parsing costs more than the matching itself."""
+    matcher = copy.copy(_template(cron.expression, cron.has_seconds))
+    matcher.set_current(start, force=True)
+    return matcher
+
+
+@lru_cache(maxsize=1024)
+def _template(expression: str, has_seconds: bool) -> croniter:
+    return croniter(expression, datetime(2000, 1, 1), second_at_beginning=has_seconds)
 
 
 def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
