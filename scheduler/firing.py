@@ -21,6 +21,7 @@ from taskmesh import schedules
 from taskmesh.aio import wait_event
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.schedules import ScheduleRepository
+from taskmesh.errors import DatabaseUnavailable
 from taskmesh.ids import new_id
 from taskmesh.records import DueJob, FireDecision, Json
 from taskmesh.schedules import FiringRules
@@ -65,8 +66,12 @@ class ScheduleFiring:
                     pass
                 await self._sleep_until_due()
                 delay = 0.5
-            except Exception as error:  # the loop must outlive any one failure
-                log.warning("firing schedules failed (%s); retrying in %.1fs", error, delay, exc_info=True)
+            except DatabaseUnavailable as error:
+                log.warning("firing schedules interrupted (%s); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception:  # the loop must outlive any one failure
+                log.exception("firing schedules failed; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
