@@ -71,7 +71,8 @@ class SchedulingMesh:
 def sched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchedulingMesh]:
     isolation = Isolation.create("s")
     log_dir = tmp_path_factory.mktemp("scheduling-logs")
-    env = {**os.environ, **isolation.env()}
+    # Small batches: when many jobs are due at once, both schedulers get some of them.
+    env = {**os.environ, **isolation.env(), "TASKMESH_SCHEDULE_BATCH_SIZE": "2"}
     mesh = Mesh(env, log_dir=log_dir)
     try:
         setup = SchedulingMesh(mesh, isolation, httpx.Client(), {})
