@@ -62,7 +62,7 @@ class Jobs:
         runs: RunRepository,
         cache: StatusCache,
         cache_writer: CacheWriter,
-        schedule_store: ScheduleRepository | None = None,
+        schedule_store: ScheduleRepository,
     ) -> None:
         self._jobs = jobs
         self._runs = runs
@@ -121,7 +121,6 @@ class Jobs:
         return await self._jobs.resume(job_id)
 
     async def list_skipped(self, job_id: str, page: Page | None, limit: int) -> list[SkippedSlotRecord]:
-        assert self._schedules is not None
         await self._jobs.get(job_id)  # NOT_FOUND rather than an empty list
         return await self._schedules.list_skipped(job_id, page, limit)
 
