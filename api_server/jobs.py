@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
+from taskmesh import schedules
 from taskmesh.cache.status import CacheWriter, StatusCache
 from taskmesh.convert import run_to_proto
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.runs import RunRepository
+from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.errors import CacheUnavailable
 from taskmesh.ids import new_id
-from taskmesh.records import Condition, JobChanges, JobRecord, Json, Page
+from taskmesh.records import (
+    Condition,
+    JobChanges,
+    JobRecord,
+    Json,
+    Page,
+    ScheduleSetting,
+    SkippedSlotRecord,
+)
 from taskmesh.v1 import run_pb2
 
 
@@ -21,19 +32,65 @@ class JobStatusView:
     job_id: str
     job_name: str
     last_run: run_pb2.Run | None
+    job: JobRecord | None = None  # for the schedule's health
+
+
+@dataclass(frozen=True)
+class NewSchedule:
+    """A validated schedule from a request and its protobuf JSON; both None remove it."""
+
+    schedule: schedules.Schedule | None
+    data: Json | None
+
+
+@dataclass(frozen=True)
+class JobPolicies:
+    """The optional job-level fields of CreateJob, validated."""
+
+    schedule: NewSchedule | None = None
+    retry_policy: Json | None = None
+    attempt_timeout_seconds: float | None = None
 
 
 class Jobs:
     def __init__(
-        self, jobs: JobRepository, runs: RunRepository, cache: StatusCache, cache_writer: CacheWriter
+        self,
+        jobs: JobRepository,
+        runs: RunRepository,
+        cache: StatusCache,
+        cache_writer: CacheWriter,
+        schedule_store: ScheduleRepository,
     ) -> None:
         self._jobs = jobs
         self._runs = runs
         self._cache = cache
         self._cache_writer = cache_writer
+        self._schedules = schedule_store
 
-    async def create(self, name: str, description: str, executor: Json, labels: dict[str, str]) -> JobRecord:
-        return await self._jobs.create(new_id(), name, description, executor, labels)
+    async def create(
+        self,
+        name: str,
+        description: str,
+        executor: Json,
+        labels: dict[str, str],
+        policies: JobPolicies | None = None,
+    ) -> JobRecord:
+        policies = policies or JobPolicies()
+        job_id, now = new_id(), datetime.now(UTC)
+        setting = None
+        if policies.schedule is not None:
+            setting = _schedule_setting(policies.schedule, job_id, created=now, now=now)
+        return await self._jobs.create(
+            job_id,
+            name,
+            description,
+            executor,
+            labels,
+            now=now,
+            schedule=setting,
+            retry_policy=policies.retry_policy,
+            attempt_timeout_seconds=policies.attempt_timeout_seconds,
+        )
 
     async def get(self, job_id: str) -> JobRecord:
         return await self._jobs.get(job_id)
@@ -41,22 +98,58 @@ class Jobs:
     async def list_jobs(self, conditions: Sequence[Condition], page: Page | None, limit: int) -> list[JobRecord]:
         return await self._jobs.list_page(conditions, page, limit)
 
-    async def update(self, job_id: str, changes: JobChanges) -> JobRecord:
+    async def update(self, job_id: str, changes: JobChanges, schedule: NewSchedule | None = None) -> JobRecord:
+        """A changed schedule starts afresh from now: slots it would have had before are not
+        caught up (the misfire policy is about slots of the schedule as it was)."""
+        if schedule is not None:
+            now = datetime.now(UTC)
+            created = now
+            if schedule.schedule is not None and _needs_creation_time(schedule.schedule):
+                created = (await self._jobs.get(job_id)).create_time
+            changes = replace(changes, schedule=_schedule_setting(schedule, job_id, created=created, now=now))
         return await self._jobs.update(job_id, changes)
+
+    async def pause(self, job_id: str) -> JobRecord:
+        return await self._jobs.pause(job_id)
+
+    async def resume(self, job_id: str) -> JobRecord:
+        return await self._jobs.resume(job_id)
+
+    async def list_skipped(self, job_id: str, page: Page | None, limit: int) -> list[SkippedSlotRecord]:
+        await self._jobs.get(job_id)  # NOT_FOUND rather than an empty list
+        return await self._schedules.list_skipped(job_id, page, limit)
 
     async def delete(self, job_id: str) -> None:
         await self._jobs.delete(job_id)
         await self._cache.forget(job_id)
 
     async def status(self, job_id: str) -> JobStatusView:
-        try:
-            cached = await self._cache.get(job_id)
-        except CacheUnavailable:
-            cached = None
+        """The latest run from the cache (PostgreSQL on a miss); the schedule's health, which
+        changes with every fire, from PostgreSQL (read at the same time)."""
+        cached, job = await asyncio.gather(self._cached_run(job_id), self._jobs.get(job_id))
         if cached is not None:
-            return JobStatusView(job_id=job_id, job_name=cached.job_name, last_run=cached)
-        job, latest = await asyncio.gather(self._jobs.get(job_id), self._runs.latest_for_job(job_id))
+            return JobStatusView(job_id=job_id, job_name=job.name, last_run=cached, job=job)
+        latest = await self._runs.latest_for_job(job_id)
         if latest is None:
-            return JobStatusView(job_id=job_id, job_name=job.name, last_run=None)
+            return JobStatusView(job_id=job_id, job_name=job.name, last_run=None, job=job)
         self._cache_writer.enqueue([latest])  # read-through: the next read is a hit
-        return JobStatusView(job_id=job_id, job_name=job.name, last_run=run_to_proto(latest))
+        return JobStatusView(job_id=job_id, job_name=job.name, last_run=run_to_proto(latest), job=job)
+
+    async def _cached_run(self, job_id: str) -> run_pb2.Run | None:
+        try:
+            return await self._cache.get(job_id)
+        except CacheUnavailable:
+            return None
+
+
+def _needs_creation_time(schedule: schedules.Schedule) -> bool:
+    return isinstance(schedule.kind, schedules.Interval) and schedule.kind.anchor is None
+
+
+def _schedule_setting(new: NewSchedule, job_id: str, created: datetime, now: datetime) -> ScheduleSetting:
+    if new.schedule is None:
+        return ScheduleSetting(None, None, None)
+    first = schedules.first_slot(new.schedule.with_default_anchor(created), job_id, now)
+    if first is None:
+        return ScheduleSetting(new.data, None, None)
+    return ScheduleSetting(new.data, first.slot, first.due)

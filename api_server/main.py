@@ -17,6 +17,7 @@ from taskmesh.db.engine import make_engine
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.runs import RunRepository
+from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.db.users import UserRepository
 from taskmesh.logs import configure_logging
@@ -48,7 +49,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     if settings.is_development and settings.admin_password == DEV_ADMIN_PASSWORD:
         log.warning("development mode: admin account %r has the default password", settings.admin_username)
     job_repository, run_repository = JobRepository(engine), RunRepository(engine)
-    jobs = Jobs(job_repository, run_repository, cache, cache_writer)
+    jobs = Jobs(job_repository, run_repository, cache, cache_writer, ScheduleRepository(engine))
     runs = Runs(job_repository, run_repository, LogRepository(engine), cache_writer)
     job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, redis, names))
 

@@ -5,19 +5,28 @@ Errors are raised as taskmesh errors; the guard interceptor turns them into stat
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.empty_pb2 import Empty
 
 from api_server import validation
 from api_server.accounts import Accounts
-from api_server.jobs import Jobs
+from api_server.jobs import JobPolicies, Jobs, NewSchedule
 from api_server.runs import Runs
 from api_server.watch import RunWatcher
 from taskmesh import listing
-from taskmesh.convert import job_to_proto, log_line_to_proto, run_to_proto, to_json, user_to_proto
+from taskmesh.convert import (
+    job_to_proto,
+    log_line_to_proto,
+    run_to_proto,
+    schedule_health,
+    skipped_slot_to_proto,
+    to_json,
+    user_to_proto,
+)
 from taskmesh.errors import InvalidArgument
-from taskmesh.records import JobChanges
+from taskmesh.records import JobChanges, Replacement
 from taskmesh.rpc.guard import current_principal
 from taskmesh.states import RunState, Trigger
 from taskmesh.v1 import (
@@ -37,7 +46,7 @@ FILTER_VALUES = {
     "state": frozenset(s.value for s in RunState),
     "trigger": frozenset(t.value for t in Trigger),
 }
-UPDATABLE_PATHS = ("name", "description", "executor", "labels")
+UPDATABLE_PATHS = ("name", "description", "executor", "labels", "schedule", "retry_policy", "attempt_timeout")
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
@@ -55,6 +64,15 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             description=validation.description(job.description),
             executor=to_json(validation.executor(job.executor)),
             labels=validation.labels(dict(job.labels)),
+            policies=JobPolicies(
+                schedule=_new_schedule(job) if job.HasField("schedule") else None,
+                retry_policy=to_json(validation.retry_policy(job.retry_policy))
+                if job.HasField("retry_policy")
+                else None,
+                attempt_timeout_seconds=validation.attempt_timeout(job.attempt_timeout)
+                if job.HasField("attempt_timeout")
+                else None,
+            ),
         )
         return job_to_proto(record)
 
@@ -78,8 +96,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not request.HasField("job"):
             raise InvalidArgument("job", "is required")
         job_id = validation.require_id(request.job.id, "job.id")
-        changes = _job_changes(request.job, list(request.update_mask.paths))
-        return job_to_proto(await self._jobs.update(job_id, changes))
+        paths = _update_paths(request.job, list(request.update_mask.paths))
+        changes = _job_changes(request.job, paths)
+        schedule = _new_schedule(request.job) if "schedule" in paths else None
+        return job_to_proto(await self._jobs.update(job_id, changes, schedule))
 
     async def DeleteJob(self, request: job_service_pb2.DeleteJobRequest, context: Context) -> Empty:
         await self._jobs.delete(validation.require_id(request.id))
@@ -97,6 +117,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if view.last_run is not None:
             status.state = view.last_run.state
             status.last_run.CopyFrom(view.last_run)
+        health = schedule_health(view.job) if view.job is not None else None
+        if health is not None:
+            status.schedule_health.CopyFrom(health)
         return status
 
     async def ListRuns(
@@ -116,17 +139,30 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def GetRun(self, request: job_service_pb2.GetRunRequest, context: Context) -> run_pb2.Run:
         return run_to_proto(await self._runs.get(validation.require_id(request.id)))
 
-    # Designed, not built yet: issue 3 (schedules) and issue 4 (reliable execution).
     async def PauseJob(self, request: job_service_pb2.PauseJobRequest, context: Context) -> job_pb2.Job:
-        raise NotImplementedError
+        return job_to_proto(await self._jobs.pause(validation.require_id(request.id)))
 
     async def ResumeJob(self, request: job_service_pb2.ResumeJobRequest, context: Context) -> job_pb2.Job:
-        raise NotImplementedError
+        return job_to_proto(await self._jobs.resume(validation.require_id(request.id)))
 
     async def ListSkippedSlots(
         self, request: job_service_pb2.ListSkippedSlotsRequest, context: Context
     ) -> job_service_pb2.ListSkippedSlotsResponse:
-        raise NotImplementedError
+        job_id = validation.require_id(request.job_id, "job_id")
+        limit = listing.page_size(request.page_size)
+        page = listing.decode_page_token(request.page_token)
+        if page is not None and page.after_id != job_id:
+            raise InvalidArgument("page_token", "belongs to another job's list")
+        slots = await self._jobs.list_skipped(job_id, page, limit + 1)
+        token = ""
+        if len(slots) > limit:
+            slots = slots[:limit]
+            token = listing.encode_page_token(slots[-1].slot_time, job_id)
+        return job_service_pb2.ListSkippedSlotsResponse(
+            skipped_slots=[skipped_slot_to_proto(s) for s in slots], next_page_token=token
+        )
+
+    # Designed, not built yet: issue 4 (reliable execution).
 
     async def CancelRun(self, request: job_service_pb2.CancelRunRequest, context: Context) -> run_pb2.Run:
         return run_to_proto(await self._runs.cancel(validation.require_id(request.id)))
@@ -155,8 +191,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         )
 
 
-def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
-    """The changes an update names; with no mask, every field the request populates (AIP-134)."""
+def _update_paths(job: job_pb2.Job, paths: list[str]) -> list[str]:
+    """The fields an update names; with no mask, every field the request populates (AIP-134)."""
     if not paths:
         paths = [p for p in UPDATABLE_PATHS if _populated(job, p)]
         if not paths:
@@ -164,17 +200,43 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
     unknown = [p for p in paths if p not in UPDATABLE_PATHS]
     if unknown:
         raise InvalidArgument("update_mask", f"unknown or read-only paths {unknown}; use {list(UPDATABLE_PATHS)}")
+    return paths
+
+
+def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
+    """The changes an update names, except the schedule (see _new_schedule). A path in the
+    mask whose field is unset clears it (retry_policy, attempt_timeout)."""
+    paths = _update_paths(job, paths)
+    retry_policy = attempt_timeout = None
+    if "retry_policy" in paths:
+        retry_policy = Replacement(
+            to_json(validation.retry_policy(job.retry_policy)) if job.HasField("retry_policy") else None
+        )
+    if "attempt_timeout" in paths:
+        attempt_timeout = Replacement(
+            validation.attempt_timeout(job.attempt_timeout) if job.HasField("attempt_timeout") else None
+        )
     return JobChanges(
         name=validation.job_name(job.name) if "name" in paths else None,
         description=validation.description(job.description) if "description" in paths else None,
         executor=to_json(validation.executor(job.executor)) if "executor" in paths else None,
         labels=validation.labels(dict(job.labels)) if "labels" in paths else None,
+        retry_policy=retry_policy,
+        attempt_timeout_seconds=attempt_timeout,
     )
 
 
+def _new_schedule(job: job_pb2.Job) -> NewSchedule:
+    """The job's schedule, validated; an unset schedule removes it (manual runs only)."""
+    if not job.HasField("schedule"):
+        return NewSchedule(None, None)
+    schedule = validation.schedule(job.schedule, datetime.now(UTC))
+    return NewSchedule(schedule, to_json(job.schedule))
+
+
 def _populated(job: job_pb2.Job, path: str) -> bool:
-    if path == "executor":
-        return job.HasField("executor")
+    if path in ("executor", "schedule", "retry_policy", "attempt_timeout"):
+        return job.HasField(path)
     if path == "labels":
         return len(job.labels) > 0
     return bool(getattr(job, path))

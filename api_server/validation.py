@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from google.protobuf.duration_pb2 import Duration
 
+from taskmesh import schedules
 from taskmesh.errors import InvalidArgument
 from taskmesh.ids import is_uuid
 from taskmesh.states import Role
@@ -26,6 +28,10 @@ MAX_SLEEP_SECONDS = 86_400.0
 MAX_HTTP_TIMEOUT = 3_600.0
 MAX_SHELL_TIMEOUT = 86_400.0
 MAX_BODY = 1 << 20
+MAX_ATTEMPTS = 100
+MIN_ATTEMPT_TIMEOUT = 1.0
+MAX_ATTEMPT_TIMEOUT = 7 * 86_400.0
+MAX_BACKOFF = 7 * 86_400.0
 
 
 def require_id(value: str, field: str = "id") -> str:
@@ -121,6 +127,42 @@ def _shell(spec: job_pb2.ShellExecutor, field: str) -> None:
         if not ENV_NAME_PATTERN.match(name) or "\x00" in value:
             raise InvalidArgument(f"{field}.env", f"{name!r} is not a valid environment variable")
     _timeout(spec, f"{field}.timeout", MAX_SHELL_TIMEOUT)
+
+
+def schedule(value: job_pb2.Schedule, now: datetime, field: str = "job.schedule") -> schedules.Schedule:
+    return schedules.validate(value, now, field)
+
+
+def retry_policy(value: job_pb2.RetryPolicy, field: str = "job.retry_policy") -> job_pb2.RetryPolicy:
+    """Unset (zero) fields take their defaults (see RetryPolicy); set ones must make sense."""
+    if value.max_attempts and not 1 <= value.max_attempts <= MAX_ATTEMPTS:
+        raise InvalidArgument(f"{field}.max_attempts", f"must be between 1 and {MAX_ATTEMPTS}")
+    initial = _seconds(value.initial_backoff) if value.HasField("initial_backoff") else None
+    if initial is not None and not 0 < initial <= MAX_BACKOFF:
+        raise InvalidArgument(f"{field}.initial_backoff", "must be more than 0s and at most 7 days")
+    multiplier = value.backoff_multiplier
+    if multiplier and (not math.isfinite(multiplier) or not 1 <= multiplier <= 100):
+        raise InvalidArgument(f"{field}.backoff_multiplier", "must be between 1 and 100")
+    if value.HasField("max_backoff"):
+        maximum = _seconds(value.max_backoff)
+        if not 0 < maximum <= MAX_BACKOFF:
+            raise InvalidArgument(f"{field}.max_backoff", "must be more than 0s and at most 7 days")
+        if maximum < (initial if initial is not None else 1.0):
+            raise InvalidArgument(f"{field}.max_backoff", "must not be less than initial_backoff (1s when unset)")
+    if not math.isfinite(value.jitter) or not 0 <= value.jitter <= 1:
+        raise InvalidArgument(f"{field}.jitter", "must be between 0 and 1")
+    if any(not 100 <= status <= 599 for status in value.non_retryable_http_statuses):
+        raise InvalidArgument(f"{field}.non_retryable_http_statuses", "HTTP statuses are 100-599")
+    if any(not 0 <= code <= 255 for code in value.non_retryable_exit_codes):
+        raise InvalidArgument(f"{field}.non_retryable_exit_codes", "exit codes are 0-255")
+    return value
+
+
+def attempt_timeout(value: Duration, field: str = "job.attempt_timeout") -> float:
+    seconds = _seconds(value)
+    if not MIN_ATTEMPT_TIMEOUT <= seconds <= MAX_ATTEMPT_TIMEOUT:
+        raise InvalidArgument(field, "must be between 1s and 7 days")
+    return seconds
 
 
 def username(value: str, field: str = "username") -> str:

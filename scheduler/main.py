@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Callable
+from datetime import timedelta
 
 from scheduler.attempts import AttemptLedger
+from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.maintenance import Maintenance
+from scheduler.metrics import FiringMetrics, serve_metrics
 from scheduler.relay import OutboxRelay
 from scheduler.worker_servicer import WorkerServicer
+from taskmesh import schedules
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
+from taskmesh.db import schedules as schedule_store
 from taskmesh.db.engine import make_engine
 from taskmesh.db.listen import listen_forever
 from taskmesh.db.logs import LogRepository
@@ -51,6 +58,20 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         settings.relay_batch_size,
         settings.relay_poll_interval,
     )
+    scheduler_id = settings.scheduler_id or f"{socket.gethostname()}-{os.getpid()}"
+    metrics = FiringMetrics(scheduler_id)
+    firing_wake = asyncio.Event()
+    firing = ScheduleFiring(
+        schedule_store.ScheduleRepository(engine),
+        cache_writer,
+        metrics,
+        firing_wake,
+        FiringConfig(
+            batch_size=settings.schedule_batch_size,
+            poll_interval=settings.schedule_poll_interval,
+            rules=schedules.FiringRules(misfire_threshold=timedelta(seconds=settings.schedule_misfire_threshold)),
+        ),
+    )
     servicer = WorkerServicer(ledger)
     built = build_server(
         settings.scheduler_listen,
@@ -64,16 +85,25 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     )
     await built.server.start()
     await built.set_serving(True)
+    metrics_server = serve_metrics(
+        metrics.registry, _host(settings.scheduler_listen), settings.scheduler_metrics_port
+    )
     background = [
         asyncio.create_task(listen_forever(settings.database_url, NOTIFY_CHANNEL, lambda _: outbox_wake.set())),
         asyncio.create_task(listen_forever(settings.database_url, CANCEL_CHANNEL, _cancel_pusher(servicer))),
         asyncio.create_task(relay.run_forever()),
         asyncio.create_task(maintenance.run_forever()),
         asyncio.create_task(cache_writer.run_forever()),
+        asyncio.create_task(
+            listen_forever(settings.database_url, schedule_store.NOTIFY_CHANNEL, lambda _: firing_wake.set())
+        ),
+        asyncio.create_task(firing.run_forever()),
     ]
-    log.info("scheduler listening on %s", settings.scheduler_listen)
+    log.info("scheduler %s listening on %s", scheduler_id, settings.scheduler_listen)
     await stop.wait()
     log.info("scheduler stopping")
+    if metrics_server is not None:
+        await asyncio.to_thread(metrics_server.shutdown)
     await built.set_serving(False)
     await built.server.stop(grace=10)
     for task in background:
@@ -96,6 +126,11 @@ def _cancel_pusher(servicer: WorkerServicer) -> Callable[[str], None]:
             servicer.push_cancel(AttemptRef(run_id, int(attempt)), worker_id)
 
     return push
+
+
+def _host(listen: str) -> str:
+    """The host part of host:port ([::]:50052 -> ::)."""
+    return listen.rsplit(":", 1)[0].strip("[]")
 
 
 def main() -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from taskmesh.states import Role, RunState, Trigger
+from taskmesh.states import Role, RunState, SkipReason, Trigger
 
 Json = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,31 @@ class JobRecord:
     labels: dict[str, str]
     create_time: datetime
     update_time: datetime
+    schedule: Json | None = None  # taskmesh.v1.Schedule as protobuf JSON; None: manual only
+    retry_policy: Json | None = None  # taskmesh.v1.RetryPolicy as protobuf JSON
+    attempt_timeout_seconds: float | None = None
+    paused: bool = False
+    next_fire_at: datetime | None = None  # the next nominal slot the schedule fires
+    last_fire_at: datetime | None = None
+    last_fire_lag_seconds: float | None = None
+    misfired_slots: int = 0
+    skipped_slots: int = 0
+
+
+@dataclass(frozen=True)
+class Replacement(Generic[T]):
+    """A new value for a field that may also be cleared (value None)."""
+
+    value: T
+
+
+@dataclass(frozen=True)
+class ScheduleSetting:
+    """A job's new schedule (None removes it) with its first slot and when that slot is due."""
+
+    schedule: Json | None
+    next_fire_at: datetime | None
+    due_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -38,6 +64,9 @@ class JobChanges:
     description: str | None = None
     executor: Json | None = None
     labels: dict[str, str] | None = None
+    schedule: ScheduleSetting | None = None
+    retry_policy: Replacement[Json | None] | None = None
+    attempt_timeout_seconds: Replacement[float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +85,7 @@ class RunRecord:
     result: Json | None = None
     error: Json | None = None
     attempts: list[Json] = field(default_factory=list)
-    slot_time: datetime | None = None
+    slot_time: datetime | None = None  # SCHEDULE runs: the nominal slot
     retry_at: datetime | None = None
     idempotency_key: str | None = None
     retried_from: str | None = None
@@ -148,3 +177,62 @@ class Condition:
     field: str
     op: str  # '=', '!=' or ':' (contains)
     value: str
+
+
+@dataclass(frozen=True)
+class DueJob:
+    """A scheduled job claimed for firing, locked until the firing transaction ends."""
+
+    id: str
+    schedule: Json
+    create_time: datetime
+    next_fire_at: datetime
+    resumed_at: datetime | None  # set by ResumeJob: slots due before it came while paused
+    active_run_ids: tuple[str, ...]  # oldest first; only read for FORBID and REPLACE
+    now: datetime  # the database clock when the job was claimed
+
+
+@dataclass(frozen=True)
+class FiredSlot:
+    slot_time: datetime
+    run_id: str
+
+
+@dataclass(frozen=True)
+class SlotSkip:
+    slot_time: datetime
+    reason: SkipReason
+    active_run_id: str | None = None  # OVERLAP: the run that was still active
+
+
+@dataclass(frozen=True)
+class FireDecision:
+    """What firing a due job does: the runs to create, the slots to record as skipped, the runs
+    to cancel (REPLACE), and where the schedule goes next."""
+
+    job_id: str
+    fired: tuple[FiredSlot, ...]
+    skipped: tuple[SlotSkip, ...]
+    cancel_run_ids: tuple[str, ...]
+    next_slot: datetime | None
+    next_due: datetime | None
+    misfired: int  # fired slots that were missed (late beyond the threshold, or paused)
+
+
+@dataclass(frozen=True)
+class FiredBatch:
+    """What a firing transaction did: runs created and cancelled, and slots the unique
+    constraint refused (another run already held them: should never happen)."""
+
+    created: list[RunRecord]
+    cancelled: list[RunRecord]
+    conflicts: int
+
+
+@dataclass(frozen=True)
+class SkippedSlotRecord:
+    job_id: str
+    slot_time: datetime
+    reason: SkipReason
+    record_time: datetime
+    active_run_id: str | None

@@ -71,6 +71,19 @@ class Settings(BaseSettings):
     # timeout normally fires first).
     timeout_grace_seconds: float = 15.0
 
+    # Identifies a scheduler in metrics and logs; hostname-pid when empty.
+    scheduler_id: str = ""
+    # Prometheus metrics of the scheduler (fire lag, skipped slots) on the scheduler's host; 0 disables.
+    scheduler_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # Due jobs one firing transaction claims.
+    schedule_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Seconds between checks for due jobs when no NOTIFY arrives (schedulers also wake at the
+    # earliest due slot); NOTIFY only speeds things up.
+    schedule_poll_interval: float = Field(default=1.0, gt=0)
+    # A slot fired more than this many seconds late counts as missed (no scheduler ran at its
+    # time): the job's misfire policy then decides about it and the slots due with it.
+    schedule_misfire_threshold: float = Field(default=5.0, gt=0)
+
     relay_batch_size: int = 500
     # Seconds between outbox polls when no NOTIFY arrives (NOTIFY only speeds things up).
     relay_poll_interval: float = 1.0

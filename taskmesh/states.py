@@ -59,3 +59,27 @@ class Role(StrEnum):
     OPERATOR = "OPERATOR"
     VIEWER = "VIEWER"
     WORKER = "WORKER"
+
+
+class MisfirePolicy(StrEnum):
+    """Mirrors taskmesh.v1.Schedule.MisfirePolicy (UNSPECIFIED means FIRE_ONCE)."""
+
+    FIRE_ONCE = "FIRE_ONCE"
+    SKIP = "SKIP"
+    FIRE_ALL = "FIRE_ALL"
+
+
+class OverlapPolicy(StrEnum):
+    """Mirrors taskmesh.v1.Schedule.OverlapPolicy (UNSPECIFIED means ALLOW)."""
+
+    ALLOW = "ALLOW"
+    FORBID = "FORBID"
+    REPLACE = "REPLACE"
+
+
+class SkipReason(StrEnum):
+    """Mirrors taskmesh.v1.SkippedSlot.Reason: why a schedule slot did not fire."""
+
+    MISFIRED = "MISFIRED"
+    OVERLAP = "OVERLAP"
+    OUTSIDE_CATCH_UP_WINDOW = "OUTSIDE_CATCH_UP_WINDOW"

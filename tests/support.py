@@ -80,6 +80,8 @@ class Isolation:
             "TASKMESH_GATEWAY_PORT": str(self.gateway_port),
             "TASKMESH_GATEWAY_ADMIN_PORT": str(self.admin_port),
             "TASKMESH_LOG_JSON": "true",
+            # Schedulers serve metrics only where a test gives them a port of their own.
+            "TASKMESH_SCHEDULER_METRICS_PORT": "0",
         }
 
     def drop(self) -> None:

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import Row, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskmesh.db.engine import statement
 from taskmesh.errors import AlreadyExists, NotFound
-from taskmesh.records import Condition, JobChanges, JobRecord, Json, Page
+from taskmesh.records import Condition, JobChanges, JobRecord, Json, Page, ScheduleSetting
 
-JOB_COLUMNS = "j.id::text AS id, j.name, j.description, j.executor, j.labels, j.create_time, j.update_time"
+JOB_COLUMNS = """
+    j.id::text AS id, j.name, j.description, j.executor, j.labels, j.create_time, j.update_time,
+    j.schedule, j.retry_policy, j.attempt_timeout_seconds, j.paused, j.next_fire_at, j.last_fire_at,
+    j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots
+"""
 
 INSERT_JOB = text(
     f"""
-    INSERT INTO jobs AS j (id, name, description, executor, labels, create_time, update_time)
-    VALUES (:id, :name, :description, CAST(:executor AS jsonb), CAST(:labels AS jsonb), now(), now())
+    INSERT INTO jobs AS j (id, name, description, executor, labels, create_time, update_time,
+                           schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds)
+    VALUES (:id, :name, :description, CAST(:executor AS jsonb), CAST(:labels AS jsonb),
+            COALESCE(CAST(:now AS timestamptz), now()), COALESCE(CAST(:now AS timestamptz), now()),
+            CAST(:schedule AS jsonb), :next_fire_at, :due_at, CAST(:retry_policy AS jsonb),
+            :attempt_timeout_seconds)
     RETURNING {JOB_COLUMNS}
     """
 )
@@ -27,6 +36,22 @@ DELETE_JOB = text("DELETE FROM jobs WHERE id = :id")
 LATEST_RUN_STATE = (
     "(SELECT r.state FROM runs r WHERE r.job_id = j.id ORDER BY r.queue_time DESC, r.id DESC LIMIT 1)"
 )
+# Idempotent: pausing a paused job (or resuming a running one) changes nothing.
+PAUSE_JOB = text(
+    f"""
+    UPDATE jobs AS j SET paused = true, update_time = CASE WHEN j.paused THEN j.update_time ELSE now() END
+    WHERE j.id = :id RETURNING {JOB_COLUMNS}
+    """
+)
+# Slots due before resumed_at came while the job was paused: schedulers treat them as missed.
+RESUME_JOB = text(
+    f"""
+    UPDATE jobs AS j SET paused = false,
+        resumed_at = CASE WHEN j.paused THEN now() ELSE j.resumed_at END,
+        update_time = CASE WHEN j.paused THEN now() ELSE j.update_time END
+    WHERE j.id = :id RETURNING {JOB_COLUMNS}
+    """
+)
 
 
 class JobRepository:
@@ -34,14 +59,33 @@ class JobRepository:
         self._engine = engine
 
     async def create(
-        self, job_id: str, name: str, description: str, executor: Json, labels: dict[str, str]
+        self,
+        job_id: str,
+        name: str,
+        description: str,
+        executor: Json,
+        labels: dict[str, str],
+        *,
+        now: datetime | None = None,
+        schedule: ScheduleSetting | None = None,
+        retry_policy: Json | None = None,
+        attempt_timeout_seconds: float | None = None,
     ) -> JobRecord:
+        """`now` becomes the creation time (an interval schedule without anchor counts from it);
+        the database clock when None."""
+        schedule = schedule or ScheduleSetting(None, None, None)
         params = {
             "id": job_id,
             "name": name,
             "description": description,
             "executor": json.dumps(executor),
             "labels": json.dumps(labels),
+            "now": now,
+            "schedule": _json_or_none(schedule.schedule),
+            "next_fire_at": schedule.next_fire_at,
+            "due_at": schedule.due_at,
+            "retry_policy": _json_or_none(retry_policy),
+            "attempt_timeout_seconds": attempt_timeout_seconds,
         }
         try:
             async with statement(self._engine) as conn:
@@ -86,12 +130,41 @@ class JobRepository:
         if changes.labels is not None:
             assignments.append("labels = CAST(:labels AS jsonb)")
             params["labels"] = json.dumps(changes.labels)
+        if changes.schedule is not None:
+            # A new schedule starts afresh: its first slot after now, nothing pending.
+            assignments.append(
+                "schedule = CAST(:schedule AS jsonb), next_fire_at = :next_fire_at, due_at = :due_at"
+            )
+            params.update(
+                schedule=_json_or_none(changes.schedule.schedule),
+                next_fire_at=changes.schedule.next_fire_at,
+                due_at=changes.schedule.due_at,
+            )
+        if changes.retry_policy is not None:
+            assignments.append("retry_policy = CAST(:retry_policy AS jsonb)")
+            params["retry_policy"] = _json_or_none(changes.retry_policy.value)
+        if changes.attempt_timeout_seconds is not None:
+            assignments.append("attempt_timeout_seconds = :attempt_timeout_seconds")
+            params["attempt_timeout_seconds"] = changes.attempt_timeout_seconds.value
         sql = text(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
         try:
             async with statement(self._engine) as conn:
                 row = (await conn.execute(sql, params)).first()
         except AlreadyExists as error:
             raise AlreadyExists(f"a job named {changes.name!r} already exists") from error
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return _job(row)
+
+    async def pause(self, job_id: str) -> JobRecord:
+        return await self._one(PAUSE_JOB, job_id)
+
+    async def resume(self, job_id: str) -> JobRecord:
+        return await self._one(RESUME_JOB, job_id)
+
+    async def _one(self, query: TextClause, job_id: str) -> JobRecord:
+        async with statement(self._engine) as conn:
+            row = (await conn.execute(query, {"id": job_id})).first()
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return _job(row)
@@ -139,4 +212,17 @@ def _job(row: Row[Any]) -> JobRecord:
         labels=row.labels,
         create_time=row.create_time,
         update_time=row.update_time,
+        schedule=row.schedule,
+        retry_policy=row.retry_policy,
+        attempt_timeout_seconds=row.attempt_timeout_seconds,
+        paused=row.paused,
+        next_fire_at=row.next_fire_at,
+        last_fire_at=row.last_fire_at,
+        last_fire_lag_seconds=row.last_fire_lag_seconds,
+        misfired_slots=row.misfired_slots,
+        skipped_slots=row.skipped_slots,
     )
+
+
+def _json_or_none(value: Json | None) -> str | None:
+    return None if value is None else json.dumps(value)

@@ -52,6 +52,7 @@ class Job(Base):
     __table_args__ = (
         Index("jobs_create_time_id", "create_time", "id"),
         Index("jobs_due", "next_fire_at", postgresql_where=text("next_fire_at IS NOT NULL AND NOT paused")),
+        Index("jobs_fire_due", "due_at", postgresql_where=text("due_at IS NOT NULL AND NOT paused")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -73,6 +74,10 @@ class Job(Base):
     last_fire_lag_seconds: Mapped[float | None] = mapped_column(Float)
     misfired_slots: Mapped[int] = mapped_column(BigInteger, server_default="0")
     skipped_slots: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # When the next slot is due: next_fire_at plus its jitter (migration 0003).
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set by ResumeJob: slots due before it came while the job was paused (they misfired).
+    resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Run(Base):

@@ -258,7 +258,7 @@ class RunRepository:
         }
         async with statement(self._engine) as conn:
             rows = (await conn.execute(CREATE_RUNS, params)).all()
-        return [_run(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     async def _resolve_keys(
         self, requests: list[RunRequest], trigger: Trigger, positions: list[int], results: list[RunRecord | None]
@@ -268,7 +268,7 @@ class RunRepository:
         async with statement(self._engine) as conn:
             earlier = {
                 (run.job_id, run.idempotency_key): run
-                for run in map(_run, (await conn.execute(SELECT_BY_IDEMPOTENCY_KEY, params)).all())
+                for run in map(run_from_row, (await conn.execute(SELECT_BY_IDEMPOTENCY_KEY, params)).all())
             }
             cutoff = datetime.now(UTC) - IDEMPOTENCY_WINDOW  # rechecked against the database clock
             expired = [run.id for run in earlier.values() if run.queue_time < cutoff]
@@ -291,7 +291,7 @@ class RunRepository:
         async with statement(self._engine) as conn:
             row = (await conn.execute(RETRY_RUN, {"source_id": source_id, "run_id": run_id})).first()
         if row is not None:
-            return _run(row)
+            return run_from_row(row)
         source = await self.get(source_id)
         raise FailedPrecondition(
             f"run {source_id} is {source.state.value}; only SUCCEEDED, FAILED or CANCELLED runs can be retried"
@@ -311,7 +311,7 @@ class RunRepository:
         granted: list[ClaimedAttempt | None] = [None] * len(requests)
         for row in rows:
             granted[row.position] = ClaimedAttempt(
-                run=_run(row), executor=row.executor, timeout_seconds=float(row.timeout_seconds)
+                run=run_from_row(row), executor=row.executor, timeout_seconds=float(row.timeout_seconds)
             )
         return granted
 
@@ -366,7 +366,7 @@ class RunRepository:
         """Queue the next attempt of every run whose retry is due (with its work unit)."""
         async with statement(self._engine) as conn:
             rows = (await conn.execute(PROMOTE_RETRIES, {"limit": limit})).all()
-        return [_run(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     async def next_retry_due(self) -> Any:
         async with statement(self._engine) as conn:
@@ -376,19 +376,19 @@ class RunRepository:
         """Cancel the given runs that are still active; returns them as they now are."""
         async with statement(self._engine) as conn:
             rows = (await conn.execute(CANCEL_RUNS, {"run_ids": list(run_ids)})).all()
-        return [_run(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     async def get(self, run_id: str) -> RunRecord:
         async with statement(self._engine) as conn:
             row = (await conn.execute(SELECT_RUN, {"id": run_id})).first()
         if row is None:
             raise NotFound(f"run {run_id} not found")
-        return _run(row)
+        return run_from_row(row)
 
     async def latest_for_job(self, job_id: str) -> RunRecord | None:
         async with statement(self._engine) as conn:
             row = (await conn.execute(SELECT_LATEST_RUN, {"job_id": job_id})).first()
-        return None if row is None else _run(row)
+        return None if row is None else run_from_row(row)
 
     async def list_page(
         self, job_id: str | None, conditions: Sequence[Condition], page: Page | None, limit: int
@@ -413,7 +413,7 @@ class RunRepository:
         sql += " ORDER BY r.queue_time DESC, r.id DESC LIMIT :limit"
         async with statement(self._engine) as conn:
             rows = (await conn.execute(text(sql), params)).all()
-        return [_run(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
 
 async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[RunRecord | None]:
@@ -431,7 +431,7 @@ async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[
     rows = (await conn.execute(RECORD_OUTCOMES, params)).all()
     recorded: list[RunRecord | None] = [None] * len(reports)
     for row in rows:
-        recorded[row.position] = _run(row)
+        recorded[row.position] = run_from_row(row)
     return recorded
 
 
@@ -439,7 +439,7 @@ def _json_or_none(value: dict[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-def _run(row: Row[Any]) -> RunRecord:
+def run_from_row(row: Row[Any]) -> RunRecord:
     return RunRecord(
         id=row.id,
         job_id=row.job_id,

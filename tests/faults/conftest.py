@@ -5,13 +5,11 @@ queues and connections."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from taskmesh.launcher import Mesh
@@ -75,17 +73,22 @@ def effects() -> Iterator[EffectServer]:
 
 
 def set_policy(
-    isolation: Isolation,
+    api: httpx.Client,
     job_id: str,
     retry_policy: dict[str, Any] | None = None,
     attempt_timeout: float | None = None,
 ) -> None:
-    """Set a job's retry policy / attempt timeout (stored as CreateJob stores them)."""
-    with psycopg.connect(isolation.libpq_url) as conn:
-        conn.execute(
-            "UPDATE jobs SET retry_policy = %s, attempt_timeout_seconds = %s WHERE id = %s",
-            (json.dumps(retry_policy) if retry_policy else None, attempt_timeout, job_id),
-        )
+    """Set a job's retry policy and attempt timeout through the API (UpdateJob with a mask)."""
+    body: dict[str, Any] = {}
+    paths = []
+    if retry_policy is not None:
+        body["retryPolicy"] = retry_policy
+        paths.append("retry_policy")
+    if attempt_timeout is not None:
+        body["attemptTimeout"] = f"{attempt_timeout}s"
+        paths.append("attempt_timeout")
+    response = api.patch(f"/api/jobs/{job_id}", params={"updateMask": ",".join(paths)}, json=body)
+    assert response.status_code == 200, response.text
 
 
 def ensure_workers(mesh: Mesh, count: int = 2) -> None:

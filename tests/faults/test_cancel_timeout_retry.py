@@ -94,7 +94,7 @@ def test_a_shell_run_ignoring_term_times_out_and_is_killed(
 ) -> None:
     ensure_workers(fault_mesh)
     job = create_job(api, "stubborn", {"shell": {"argv": ["sh", "-c", "trap '' TERM; echo started; sleep 60"]}})
-    set_policy(isolation, job["id"], {"maxAttempts": 1}, attempt_timeout=1.0)
+    set_policy(api, job["id"], {"maxAttempts": 1}, attempt_timeout=1.0)
     began = time.monotonic()
     final = wait_run_terminal(api, trigger(api, job["id"])["id"], timeout=30)
     assert final["state"] == "FAILED"
@@ -109,9 +109,7 @@ def test_failed_attempts_are_retried_with_exponential_backoff(
 ) -> None:
     ensure_workers(fault_mesh)
     job = create_job(api, "backoff", {"http": {"url": f"{effects.base}/fail-backoff"}})
-    set_policy(
-        isolation, job["id"], {"maxAttempts": 3, "initialBackoff": "0.5s", "backoffMultiplier": 2, "jitter": 0}
-    )
+    set_policy(api, job["id"], {"maxAttempts": 3, "initialBackoff": "0.5s", "backoffMultiplier": 2, "jitter": 0})
     final = wait_run_terminal(api, trigger(api, job["id"])["id"], timeout=30)
     assert final["state"] == "FAILED" and final["attempt"] == 3
     attempts = final["attempts"]
@@ -133,7 +131,7 @@ def test_failed_attempts_are_retried_with_exponential_backoff(
 
 def test_non_retryable_failures_fail_at_once(api: httpx.Client, fault_mesh: Mesh, isolation: Isolation) -> None:
     job = create_job(api, "exit-2", {"shell": {"argv": ["sh", "-c", "exit 2"]}})
-    set_policy(isolation, job["id"], {"maxAttempts": 5, "nonRetryableExitCodes": [2]})
+    set_policy(api, job["id"], {"maxAttempts": 5, "nonRetryableExitCodes": [2]})
     final = wait_run_terminal(api, trigger(api, job["id"])["id"], timeout=30)
     assert final["state"] == "FAILED" and final["attempt"] == 1
 

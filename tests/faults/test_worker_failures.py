@@ -26,7 +26,7 @@ def test_sigkill_mid_run_finishes_on_another_worker_as_attempt_2(
 ) -> None:
     ensure_workers(fault_mesh)
     job = create_job(api, "killed", {"sleep": {"seconds": 3}})
-    set_policy(isolation, job["id"], FAST_RETRY)
+    set_policy(api, job["id"], FAST_RETRY)
     run = trigger(api, job["id"])
     victim = _wait_running(api, run["id"])["workerId"]
     fault_mesh.processes[victim].signal(signal.SIGKILL)
@@ -47,7 +47,7 @@ def test_a_stopped_worker_loses_its_lease_and_its_late_report_is_refused(
 ) -> None:
     ensure_workers(fault_mesh)
     job = create_job(api, "frozen", {"sleep": {"seconds": 2}})
-    set_policy(isolation, job["id"], FAST_RETRY)
+    set_policy(api, job["id"], FAST_RETRY)
     run = trigger(api, job["id"])
     frozen_name = _wait_running(api, run["id"])["workerId"]
     frozen = fault_mesh.processes[frozen_name]

@@ -1,0 +1,136 @@
+"""The firing loop: fires due schedule slots. Every scheduler runs one; they coordinate only
+through PostgreSQL (taskmesh.db.schedules), so any of them may die at any time.
+
+A scheduler sleeps until the earliest due slot, a NOTIFY (a schedule changed, a job resumed)
+or the poll interval, whichever comes first; then it claims due jobs in batches, applies the
+pure decisions of taskmesh.schedules to them and commits, until no due job is left to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+
+from scheduler.metrics import FiringMetrics
+from taskmesh import schedules
+from taskmesh.aio import wait_event
+from taskmesh.cache.status import CacheWriter
+from taskmesh.db.schedules import ScheduleRepository
+from taskmesh.errors import DatabaseUnavailable
+from taskmesh.ids import new_id
+from taskmesh.records import DueJob, FireDecision, Json
+from taskmesh.schedules import FiringRules
+from taskmesh.states import SkipReason
+
+log = logging.getLogger(__name__)
+
+# When due jobs are left but none could be claimed (another scheduler holds them), look again
+# this soon.
+MIN_NAP = 0.01
+# A job whose stored schedule cannot be read is looked at again this much later.
+QUARANTINE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class FiringConfig:
+    batch_size: int
+    poll_interval: float
+    rules: FiringRules
+
+
+class ScheduleFiring:
+    def __init__(
+        self,
+        store: ScheduleRepository,
+        cache_writer: CacheWriter,
+        metrics: FiringMetrics,
+        wake: asyncio.Event,
+        config: FiringConfig,
+    ) -> None:
+        self._store = store
+        self._cache_writer = cache_writer
+        self._metrics = metrics
+        self._wake = wake
+        self._config = config
+
+    async def run_forever(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                while await self.fire_batch() >= self._config.batch_size:
+                    pass
+                await self._sleep_until_due()
+                delay = 0.5
+            except DatabaseUnavailable as error:
+                log.warning("firing schedules interrupted (%s); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception:  # the loop must outlive any one failure
+                log.exception("firing schedules failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def fire_batch(self) -> int:
+        """Fire one batch of due jobs; returns how many jobs were claimed."""
+        decisions: list[FireDecision] = []
+
+        def decide(jobs: Sequence[DueJob]) -> list[FireDecision]:
+            decisions.extend(self._decide(job) for job in jobs)
+            return decisions
+
+        claimed, fired = await self._store.fire_due(self._config.batch_size, decide)
+        if claimed:
+            self._cache_writer.enqueue([*fired.created, *fired.cancelled])
+            self._metrics.record(decisions, fired)
+            _log_unusual(decisions, fired.conflicts)
+        return claimed
+
+    def _decide(self, job: DueJob) -> FireDecision:
+        try:
+            schedule = _parse(_canonical(job.schedule)).with_default_anchor(job.create_time)
+            return schedules.decide(schedule, job, self._config.rules, new_id)
+        except Exception:
+            log.exception("cannot fire job %s; looking again in %s", job.id, QUARANTINE, extra={"job_id": job.id})
+            return FireDecision(job.id, (), (), (), job.next_fire_at, job.now + QUARANTINE, 0)
+
+    async def _sleep_until_due(self) -> None:
+        seconds = await self._store.seconds_until_due()
+        timeout = self._config.poll_interval
+        if seconds is not None:
+            timeout = min(timeout, max(seconds, MIN_NAP))
+        await wait_event(self._wake, timeout)
+        self._wake.clear()
+
+
+def _canonical(data: Json) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+@lru_cache(maxsize=4096)
+def _parse(data: str) -> schedules.Schedule:
+    """Stored schedules, parsed once (parsing validates the cron expression)."""
+    return schedules.from_json(json.loads(data))
+
+
+def _log_unusual(decisions: Sequence[FireDecision], conflicts: int) -> None:
+    for decision in decisions:
+        if decision.misfired or decision.skipped:
+            reasons = sorted({s.reason.value for s in decision.skipped})
+            overlap_only = not decision.misfired and reasons == [SkipReason.OVERLAP.value]
+            log.log(
+                logging.DEBUG if overlap_only else logging.INFO,
+                "job %s: fired %d slot(s) (%d missed), skipped %d (%s)",
+                decision.job_id,
+                len(decision.fired),
+                decision.misfired,
+                len(decision.skipped),
+                ", ".join(reasons) or "-",
+                extra={"job_id": decision.job_id},
+            )
+    if conflicts:
+        log.error("%d slot(s) already had a run: not fired again", conflicts)

@@ -1,0 +1,185 @@
+"""Firing schedules: claim due jobs, apply the decisions, list skipped slots.
+
+Any number of schedulers fire at once. Each claims due jobs with FOR UPDATE SKIP LOCKED and,
+in that same transaction, creates their runs (with outbox rows), records skipped slots,
+cancels runs (REPLACE) and moves the jobs to their next slot. A job row is thus fired by one
+scheduler at a time, and a crash rolls the whole decision back. UNIQUE (job_id, slot_time) on
+runs is the last line of defence: a slot that already has a run is counted as a conflict,
+never fired twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from taskmesh.db.engine import statement, transaction
+from taskmesh.db.runs import CANCEL_RUNS, RUN_COLUMNS, run_from_row
+from taskmesh.records import DueJob, FiredBatch, FireDecision, Page, RunRecord, SkippedSlotRecord
+from taskmesh.states import SkipReason
+
+NOTIFY_CHANNEL = "taskmesh_schedules"  # set by the jobs_schedule_* triggers (migration 0003)
+
+ACTIVE_STATES = "('QUEUED', 'RUNNING', 'CANCELLING', 'RETRY_WAIT')"
+
+# Active runs are read only where the overlap policy needs them (runs_active_per_job index).
+CLAIM_DUE = text(
+    f"""
+    SELECT j.id::text AS id, j.schedule, j.create_time, j.next_fire_at, j.resumed_at, now() AS now,
+           CASE WHEN j.schedule ->> 'overlapPolicy' IN ('FORBID', 'REPLACE') THEN ARRAY(
+               SELECT r.id::text FROM runs r WHERE r.job_id = j.id AND r.state IN {ACTIVE_STATES}
+               ORDER BY r.queue_time, r.id
+           ) ELSE ARRAY[]::text[] END AS active_run_ids
+    FROM jobs j
+    WHERE j.due_at <= now() AND j.due_at IS NOT NULL AND NOT j.paused
+    ORDER BY j.due_at
+    LIMIT :limit
+    FOR UPDATE OF j SKIP LOCKED
+    """
+)
+
+# One statement for the whole batch: runs + outbox rows, skipped slots, the jobs' next slot.
+APPLY_DECISIONS = text(
+    f"""
+    WITH fire AS (
+        SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:fire_job_ids AS uuid[]),
+                             CAST(:slot_times AS timestamptz[])) AS f(run_id, job_id, slot_time)
+    ), created AS (
+        INSERT INTO runs (id, job_id, state, attempt, trigger, executor, queue_time, slot_time,
+                          retry_policy, attempt_timeout_seconds)
+        SELECT f.run_id, jobs.id, 'QUEUED', 1, 'SCHEDULE', jobs.executor, clock_timestamp(), f.slot_time,
+               jobs.retry_policy, jobs.attempt_timeout_seconds
+        FROM fire f JOIN jobs ON jobs.id = f.job_id
+        ON CONFLICT (job_id, slot_time) DO NOTHING
+        RETURNING *
+    ), dispatched AS (
+        INSERT INTO outbox (run_id, attempt) SELECT id, attempt FROM created
+    ), skipped AS (
+        INSERT INTO skipped_slots (job_id, slot_time, reason, active_run_id)
+        SELECT * FROM unnest(CAST(:skip_job_ids AS uuid[]), CAST(:skip_slots AS timestamptz[]),
+                             CAST(:skip_reasons AS text[]), CAST(:skip_active_ids AS uuid[]))
+        ON CONFLICT (job_id, slot_time) DO NOTHING
+    ), advanced AS (
+        UPDATE jobs SET next_fire_at = u.next_fire_at, due_at = u.due_at,
+            last_fire_at = COALESCE(u.last_fire_at, jobs.last_fire_at),
+            last_fire_lag_seconds = COALESCE(
+                (SELECT extract(epoch FROM c.queue_time - c.slot_time) FROM created c
+                 WHERE c.job_id = jobs.id ORDER BY c.slot_time DESC LIMIT 1),
+                jobs.last_fire_lag_seconds),
+            misfired_slots = jobs.misfired_slots + u.misfired,
+            skipped_slots = jobs.skipped_slots + u.skipped
+        FROM unnest(CAST(:job_ids AS uuid[]), CAST(:next_fire_ats AS timestamptz[]),
+                    CAST(:due_ats AS timestamptz[]), CAST(:last_fire_ats AS timestamptz[]),
+                    CAST(:misfired AS bigint[]), CAST(:skipped AS bigint[]))
+             AS u(job_id, next_fire_at, due_at, last_fire_at, misfired, skipped)
+        WHERE jobs.id = u.job_id
+    )
+    SELECT {RUN_COLUMNS} FROM created r JOIN jobs j ON j.id = r.job_id
+    """
+)
+
+SECONDS_UNTIL_DUE = text(
+    """
+    SELECT extract(epoch FROM min(due_at) - clock_timestamp()) FROM jobs
+    WHERE due_at IS NOT NULL AND NOT paused
+    """
+)
+
+SKIPPED_COLUMNS = "job_id::text AS job_id, slot_time, reason, record_time, active_run_id::text AS active_run_id"
+
+Decide = Callable[[Sequence[DueJob]], Sequence[FireDecision]]
+
+
+class ScheduleRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def fire_due(self, limit: int, decide: Decide) -> tuple[int, FiredBatch]:
+        """Claim up to `limit` due jobs, apply decide(jobs) to them and commit; returns how
+        many jobs were claimed and what firing did."""
+        async with transaction(self._engine) as conn:
+            rows = (await conn.execute(CLAIM_DUE, {"limit": limit})).all()
+            if not rows:
+                return 0, FiredBatch([], [], 0)
+            decisions = decide([_due_job(row) for row in rows])
+            fired = await _apply(conn, decisions)
+        return len(rows), fired
+
+    async def seconds_until_due(self) -> float | None:
+        """Seconds until the earliest due job (negative when overdue); None when none is."""
+        async with statement(self._engine) as conn:
+            value = (await conn.execute(SECONDS_UNTIL_DUE)).scalar_one()
+        return None if value is None else float(value)
+
+    async def list_skipped(self, job_id: str, page: Page | None, limit: int) -> list[SkippedSlotRecord]:
+        """A job's skipped slots, newest first; a page continues before page.after_time."""
+        sql = f"SELECT {SKIPPED_COLUMNS} FROM skipped_slots WHERE job_id = :job_id"
+        params: dict[str, Any] = {"job_id": job_id, "limit": limit}
+        if page is not None:
+            sql += " AND slot_time < :after_time"
+            params["after_time"] = page.after_time
+        sql += " ORDER BY slot_time DESC LIMIT :limit"
+        async with statement(self._engine) as conn:
+            rows = (await conn.execute(text(sql), params)).all()
+        return [
+            SkippedSlotRecord(
+                job_id=row.job_id,
+                slot_time=row.slot_time,
+                reason=SkipReason(row.reason),
+                record_time=row.record_time,
+                active_run_id=row.active_run_id,
+            )
+            for row in rows
+        ]
+
+
+async def _apply(conn: AsyncConnection, decisions: Sequence[FireDecision]) -> FiredBatch:
+    params = _apply_params(decisions)
+    created = [run_from_row(row) for row in (await conn.execute(APPLY_DECISIONS, params)).all()]
+    cancel_ids = [run_id for d in decisions for run_id in d.cancel_run_ids]
+    cancelled: list[RunRecord] = []
+    if cancel_ids:
+        # REPLACE: the guarded cancel transition, in the same transaction as the new run.
+        cancelled = [run_from_row(row) for row in (await conn.execute(CANCEL_RUNS, {"run_ids": cancel_ids})).all()]
+    conflicts = len(params["run_ids"]) - len(created)
+    return FiredBatch(created=created, cancelled=cancelled, conflicts=conflicts)
+
+
+def _apply_params(decisions: Sequence[FireDecision]) -> dict[str, list[Any]]:
+    fired = [(d.job_id, f) for d in decisions for f in d.fired]
+    skipped = [(d.job_id, s) for d in decisions for s in d.skipped]
+    return {
+        "run_ids": [f.run_id for _, f in fired],
+        "fire_job_ids": [job_id for job_id, _ in fired],
+        "slot_times": [f.slot_time for _, f in fired],
+        "skip_job_ids": [job_id for job_id, _ in skipped],
+        "skip_slots": [s.slot_time for _, s in skipped],
+        "skip_reasons": [s.reason.value for _, s in skipped],
+        "skip_active_ids": [s.active_run_id for _, s in skipped],
+        "job_ids": [d.job_id for d in decisions],
+        "next_fire_ats": [d.next_slot for d in decisions],
+        "due_ats": [d.next_due for d in decisions],
+        "last_fire_ats": [_last_fired(d) for d in decisions],
+        "misfired": [d.misfired for d in decisions],
+        "skipped": [len(d.skipped) for d in decisions],
+    }
+
+
+def _last_fired(decision: FireDecision) -> datetime | None:
+    return max((f.slot_time for f in decision.fired), default=None)
+
+
+def _due_job(row: Row[Any]) -> DueJob:
+    return DueJob(
+        id=row.id,
+        schedule=row.schedule,
+        create_time=row.create_time,
+        next_fire_at=row.next_fire_at,
+        resumed_at=row.resumed_at,
+        active_run_ids=tuple(row.active_run_ids),
+        now=row.now,
+    )
