@@ -50,8 +50,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         log.warning("development mode: admin account %r has the default password", settings.admin_username)
     job_repository, run_repository = JobRepository(engine), RunRepository(engine)
     jobs = Jobs(job_repository, run_repository, cache, cache_writer, ScheduleRepository(engine))
-    runs = Runs(job_repository, run_repository, LogRepository(engine), cache_writer)
-    job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, redis, names))
+    log_repository = LogRepository(engine)
+    runs = Runs(job_repository, run_repository, log_repository, cache_writer)
+    job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, log_repository, redis, names))
 
     built = build_server(
         settings.api_listen,

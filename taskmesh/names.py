@@ -37,6 +37,11 @@ class Names:
     def job_status_key(self, job_id: str) -> str:
         return f"{self.namespace}:job-status:{job_id}"
 
+    @property
+    def watched_runs_key(self) -> str:
+        """Sorted set of runs somebody watches (score: when the registration expires)."""
+        return f"{self.namespace}:watched-runs"
+
     def run_events_channel(self, run_id: str) -> str:
         """Pub/sub channel carrying a run's changes and log lines (taskmesh.v1.RunEvent)."""
         return f"{self.namespace}:run-events:{run_id}"

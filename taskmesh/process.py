@@ -1,10 +1,13 @@
-"""Running a process: asyncio main with SIGTERM/SIGINT turned into a graceful stop."""
+"""Running a process: asyncio main (on uvloop, a faster event loop) with SIGTERM/SIGINT turned
+into a graceful stop."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+
+import uvloop
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -17,4 +20,4 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    asyncio.run(runner())
+    uvloop.run(runner())

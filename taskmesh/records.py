@@ -160,6 +160,7 @@ class RunLogs:
     lines: list[LogEntry]
     truncated_attempts: list[int]
     next_after_id: int | None = None  # set when more lines follow this page
+    last_line_id: int | None = None  # position of the page's last line
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     gateway_admin_port: int = 9901
 
     worker_id: str = ""
-    worker_slots: int = 16
+    worker_slots: int = 32
     # Unacknowledged work units a worker holds beyond its slots, to hide queue latency.
     worker_prefetch_extra: int = 16
     worker_shell_enabled: bool = False

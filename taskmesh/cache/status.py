@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -17,13 +18,16 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from taskmesh.aio import wait_event
-from taskmesh.convert import log_line_to_proto, run_to_proto
+from taskmesh.cache.events import RunEvents
+from taskmesh.convert import run_to_proto
 from taskmesh.errors import CacheUnavailable
 from taskmesh.names import Names
 from taskmesh.records import LogEntry, RunRecord
-from taskmesh.v1 import job_service_pb2, run_pb2
+from taskmesh.v1 import run_pb2
 
 log = logging.getLogger(__name__)
+
+WATCHED_REFRESH_SECONDS = 0.25
 
 PUT_IF_NEWER = """
 local cur = redis.call('HMGET', KEYS[1], 'q', 'r', 'v')
@@ -70,6 +74,7 @@ class StatusCache:
         self._names = names
         self._ttl = ttl_seconds
         self._dirty: set[str] = set()  # jobs whose entry may be stale
+        self.events = RunEvents(client, names)
 
     @property
     def has_stale_entries(self) -> bool:
@@ -95,7 +100,7 @@ class StatusCache:
             self._dirty.add(job_id)
 
     async def put(self, runs: Sequence[RunRecord], logs: Sequence[LogEntry] = ()) -> None:
-        """Write runs through and publish them and the log lines to their runs' event channels.
+        """Write runs through and publish them and the log lines of watched runs to their channels.
         Never raises: a failed write marks the jobs dirty; a lost event only delays a watcher
         until it re-reads the run from PostgreSQL."""
         if not runs and not logs and not self._dirty:
@@ -105,13 +110,7 @@ class StatusCache:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for job_id in dirty:
                     pipe.delete(self._names.job_status_key(job_id))
-                snapshots = {run.id + str(run.version): run_to_proto(run) for run in runs}
-                for run_proto in snapshots.values():
-                    event = job_service_pb2.RunEvent(run=run_proto)
-                    pipe.publish(self._names.run_events_channel(run_proto.id), event.SerializeToString())
-                for entry in logs:
-                    event = job_service_pb2.RunEvent(log=log_line_to_proto(entry))
-                    pipe.publish(self._names.run_events_channel(entry.ref.run_id), event.SerializeToString())
+                self.events.add_publishes(pipe, runs, logs)
                 for run in latest_per_job(runs):
                     # EVAL, not a registered Script: in a pipeline redis-py would first ask
                     # SCRIPT EXISTS, a round trip per write.
@@ -122,7 +121,7 @@ class StatusCache:
                         int(run.queue_time.timestamp() * 1_000_000),
                         run.id,
                         run.version,
-                        snapshots[run.id + str(run.version)].SerializeToString(),
+                        run_to_proto(run).SerializeToString(),
                         self._ttl,
                     )
                 await pipe.execute()
@@ -152,12 +151,14 @@ class CacheWriter:
         self._wake.set()
 
     async def run_forever(self) -> None:
+        next_refresh = 0.0
         while True:
-            # While some entries may be stale, retry deleting them every second.
-            timeout = 1.0 if self._cache.has_stale_entries else None
-            await wait_event(self._wake, timeout)
+            if time.monotonic() >= next_refresh:
+                await self._cache.events.refresh()
+                next_refresh = time.monotonic() + WATCHED_REFRESH_SECONDS
+            await wait_event(self._wake, WATCHED_REFRESH_SECONDS)
             self._wake.clear()
-            await self.flush()
+            await self.flush()  # also retries deleting entries that may be stale
 
     async def flush(self) -> None:
         """Write whatever is pending now (used at shutdown and in tests)."""

@@ -12,14 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from taskmesh.errors import AlreadyExists, DatabaseUnavailable
 
 
-def make_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
+def make_engine(database_url: str, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
+    """pre_ping: replace a connection left dead by a database restart before use, instead of
+    failing one call with DatabaseUnavailable (after which SQLAlchemy recycles the whole pool).
+    It costs a round trip per checkout: right for the API, whose clients should not see the
+    restart; the scheduler does without, since its callers retry anyway."""
     return create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        # A connection left dead by a database restart is replaced before use instead of failing
-        # a call. It costs a round trip per checkout, and checkouts are per batch, not per run.
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
     )
 

@@ -111,6 +111,7 @@ class LogRepository:
             lines=[LogEntry(AttemptRef(run_id, row.attempt), row.time, row.text) for row in lines],
             truncated_attempts=[int(a) for a in truncated if attempt is None or a == attempt],
             next_after_id=int(lines[-1].id) if more else None,
+            last_line_id=int(lines[-1].id) if lines else None,
         )
 
 

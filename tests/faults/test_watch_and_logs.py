@@ -1,6 +1,7 @@
 """Live watch (NDJSON through the gateway) and logs read after the fact."""
 
 import json
+import sys
 import threading
 
 import httpx
@@ -42,10 +43,11 @@ def test_watch_of_a_finished_run_returns_its_final_state_and_ends(api: httpx.Cli
 
 def test_logs_are_kept_per_attempt_and_capped(api: httpx.Client, fault_mesh: Mesh) -> None:
     # ~1.2 MiB of output: past the 1 MiB cap the attempt is marked truncated
-    script = "i=0; while [ $i -lt 1300 ]; do printf '%01000d\\n' $i; i=$((i+1)); done; echo done"
-    job = create_job(api, "chatty", {"shell": {"argv": ["sh", "-c", script]}})
+    script = "for i in range(1300): print(str(i).zfill(1000))\nprint('done')"
+    job = create_job(api, "chatty", {"shell": {"argv": [sys.executable, "-c", script]}})
     run = wait_run_terminal(api, trigger(api, job["id"])["id"], timeout=60)
     assert run["state"] == "SUCCEEDED"
+    assert run["attempt"] == 1, [a.get("error") for a in run["attempts"]]
     kept: list[dict] = []
     token = ""
     while True:
