@@ -29,6 +29,22 @@ class Runs:
     async def trigger(self, job_id: str, idempotency_key: str | None) -> RunRecord:
         return await self._triggers.submit(RunRequest(new_id(), job_id, idempotency_key))
 
+    async def trigger_many(self, triggers: Sequence[tuple[str, str | None]]) -> list[RunRecord]:
+        """(job id, idempotency key) pairs -> their runs, in order. Unknown jobs fail the whole
+        batch before anything is created."""
+        missing = sorted(
+            set(job_id for job_id, _ in triggers) - await self._jobs.existing({j for j, _ in triggers})
+        )
+        if missing:
+            raise NotFound(f"jobs not found: {', '.join(missing)}")
+        requests = [RunRequest(new_id(), job_id, key) for job_id, key in triggers]
+        created = await self._runs.create(requests, Trigger.MANUAL)
+        runs = [run for run in created if run is not None]
+        self._cache_writer.enqueue(runs)
+        if len(runs) < len(requests):  # a job deleted meanwhile
+            raise NotFound("a job of the batch was deleted while its runs were being created")
+        return runs
+
     async def _create_runs(self, requests: Sequence[RunRequest]) -> list[RunRecord | BaseException]:
         created = await self._runs.create(requests, Trigger.MANUAL)
         self._cache_writer.enqueue([run for run in created if run is not None])

@@ -46,6 +46,7 @@ FILTER_VALUES = {
     "state": frozenset(s.value for s in RunState),
     "trigger": frozenset(t.value for t in Trigger),
 }
+MAX_BATCH_TRIGGERS = 1000
 UPDATABLE_PATHS = ("name", "description", "executor", "labels", "schedule", "retry_policy", "attempt_timeout")
 
 
@@ -108,6 +109,21 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def TriggerJob(self, request: job_service_pb2.TriggerJobRequest, context: Context) -> run_pb2.Run:
         key = validation.idempotency_key(request.idempotency_key)
         return run_to_proto(await self._runs.trigger(validation.require_id(request.id), key))
+
+    async def BatchTriggerJobs(
+        self, request: job_service_pb2.BatchTriggerJobsRequest, context: Context
+    ) -> job_service_pb2.BatchTriggerJobsResponse:
+        if not 1 <= len(request.requests) <= MAX_BATCH_TRIGGERS:
+            raise InvalidArgument("requests", f"must hold 1 to {MAX_BATCH_TRIGGERS} triggers")
+        triggers = [
+            (
+                validation.require_id(r.id, f"requests[{i}].id"),
+                validation.idempotency_key(r.idempotency_key, f"requests[{i}].idempotency_key"),
+            )
+            for i, r in enumerate(request.requests)
+        ]
+        runs = await self._runs.trigger_many(triggers)
+        return job_service_pb2.BatchTriggerJobsResponse(runs=[run_to_proto(run) for run in runs])
 
     async def GetJobStatus(
         self, request: job_service_pb2.GetJobStatusRequest, context: Context

@@ -53,6 +53,29 @@ def bench_mesh(workers: int, schedulers: int = 1, extra_env: dict[str, str] | No
         mesh.stop_all()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU used by each mesh process (and this one) between start() and per_run()."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self._pids = {name: p.pid for name, p in mesh.processes.items()} | {"bench client": os.getpid()}
+        self._start: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._start = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+
+    def per_run(self, runs: int) -> str:
+        used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self._pids.items()}
+        parts = ", ".join(f"{name} {seconds * 1e6 / runs:.0f}" for name, seconds in used.items())
+        return f"CPU us per run: {parts} (total {sum(used.values()) * 1e6 / runs:.0f})"
+
+
 def db_url() -> str:
     return f"{PG}/{BENCH_DB}"
 

@@ -5,6 +5,7 @@ the gRPC API and waits until every run SUCCEEDED. Every state is durable in Post
 
   python bench/trigger_throughput.py                     # closed loop: 10,000 runs, 64 in flight
   python bench/trigger_throughput.py --rate 200 --seconds 20   # open loop at 200 runs/s
+  python bench/trigger_throughput.py --batch 100       # BatchTriggerJobs of 100 runs
 
 Prints runs/s from the first trigger to the last SUCCEEDED, and trigger-to-start latency
 (run start_time - queue_time, both stamped by PostgreSQL) percentiles.
@@ -19,7 +20,7 @@ import time
 import psycopg
 from grpc import aio
 
-from bench.common import bench_mesh, create_job, db_url, login, percentile
+from bench.common import CpuMeter, bench_mesh, create_job, db_url, login, percentile
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 
 
@@ -33,6 +34,29 @@ async def trigger_closed_loop(
         while remaining > 0:
             remaining -= 1
             await stub.TriggerJob(job_service_pb2.TriggerJobRequest(id=job_id), metadata=metadata)
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+
+
+async def trigger_batches(
+    stub: job_service_pb2_grpc.JobServiceStub,
+    metadata: tuple,
+    job_id: str,
+    runs: int,
+    batch: int,
+    concurrency: int,
+) -> None:
+    remaining = runs
+
+    async def client() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            size = min(batch, remaining)
+            remaining -= size
+            requests = [job_service_pb2.TriggerJobRequest(id=job_id)] * size
+            await stub.BatchTriggerJobs(
+                job_service_pb2.BatchTriggerJobsRequest(requests=requests), metadata=metadata
+            )
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
@@ -95,13 +119,19 @@ def report(job_id: str, label: str) -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
-    with bench_mesh(workers=args.workers):
+    with bench_mesh(workers=args.workers) as mesh:
+        meter = CpuMeter(mesh)
         async with aio.insecure_channel("127.0.0.1:50151") as channel:
             token = await login(channel)
             metadata = (("authorization", f"Bearer {token}"),)
             job_id = await create_job(channel, token, "bench-noop", job_pb2.Executor(noop=job_pb2.NoopExecutor()))
             stub = job_service_pb2_grpc.JobServiceStub(channel)
-            if args.rate:
+            meter.start()
+            if args.batch:
+                total = args.runs
+                await trigger_batches(stub, metadata, job_id, total, args.batch, 4)
+                label = f"BatchTriggerJobs of {args.batch}, 4 in flight, {args.workers} workers"
+            elif args.rate:
                 total = await trigger_open_loop(stub, metadata, job_id, args.rate, args.seconds)
                 label = f"open loop at {args.rate:g} runs/s for {args.seconds:g}s, {args.workers} workers"
             else:
@@ -110,6 +140,7 @@ async def run(args: argparse.Namespace) -> None:
                 label = f"closed loop, {args.concurrency} triggers in flight, {args.workers} workers"
         wait_all_succeeded(job_id, total, timeout=max(60.0, total / 100))
         report(job_id, label)
+        print(meter.per_run(total))
 
 
 def main() -> None:
@@ -118,6 +149,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=0.0, help="open loop: runs per second")
+    parser.add_argument("--batch", type=int, default=0, help="trigger with BatchTriggerJobs of this size")
     parser.add_argument("--seconds", type=float, default=20.0, help="open loop: duration")
     asyncio.run(run(parser.parse_args()))
 

@@ -5,6 +5,7 @@ from many workers meet in the ledger's group commits."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC
@@ -217,9 +218,24 @@ def _claim_answer(ref: pb.AttemptRef, result: ClaimedAttempt | BaseException | N
         claim.granted = True
         claim.execution.job_id = result.run.job_id
         claim.execution.job_name = result.run.job_name
-        claim.execution.executor.CopyFrom(from_json(result.executor, job_pb2.Executor))
+        claim.execution.executor.MergeFromString(_executor_bytes(result.executor_json))
         claim.execution.timeout.FromNanoseconds(int(result.timeout_seconds * 1e9))
     return claim
+
+
+_EXECUTORS: dict[str, bytes] = {}
+MAX_CACHED_EXECUTORS = 4096
+
+
+def _executor_bytes(executor_json: str) -> bytes:
+    """Serialized taskmesh.v1.Executor from its JSON text; runs of a job share it, so parse once."""
+    cached = _EXECUTORS.get(executor_json)
+    if cached is None:
+        if len(_EXECUTORS) >= MAX_CACHED_EXECUTORS:
+            _EXECUTORS.clear()
+        cached = from_json(json.loads(executor_json), job_pb2.Executor).SerializeToString()
+        _EXECUTORS[executor_json] = cached
+    return cached
 
 
 def _outcome_ack(ref: pb.AttemptRef, result: RunRecord | BaseException | None) -> pb.OutcomeAck:

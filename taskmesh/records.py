@@ -129,7 +129,7 @@ class ClaimedAttempt:
     """A granted claim: the run as it now is, and what to execute for how long at most."""
 
     run: RunRecord
-    executor: Json
+    executor_json: str  # taskmesh.v1.Executor as protobuf JSON text
     timeout_seconds: float
 
 

@@ -28,6 +28,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "/taskmesh.v1.JobService/UpdateJob": WRITE,
     "/taskmesh.v1.JobService/DeleteJob": WRITE,
     "/taskmesh.v1.JobService/TriggerJob": WRITE,
+    "/taskmesh.v1.JobService/BatchTriggerJobs": WRITE,
     "/taskmesh.v1.JobService/GetJobStatus": READ,
     "/taskmesh.v1.JobService/ListRuns": READ,
     "/taskmesh.v1.JobService/GetRun": READ,

@@ -31,6 +31,7 @@ INSERT_JOB = text(
     RETURNING {JOB_COLUMNS}
     """
 )
+SELECT_EXISTING = text("SELECT id::text AS id FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]))")
 SELECT_JOB = text(f"SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id = :id")
 DELETE_JOB = text("DELETE FROM jobs WHERE id = :id")
 LATEST_RUN_STATE = (
@@ -93,6 +94,12 @@ class JobRepository:
         except AlreadyExists as error:
             raise AlreadyExists(f"a job named {name!r} already exists") from error
         return _job(row)
+
+    async def existing(self, job_ids: set[str]) -> set[str]:
+        """Which of these jobs exist."""
+        async with statement(self._engine) as conn:
+            rows = await conn.execute(SELECT_EXISTING, {"ids": sorted(job_ids)})
+            return {row.id for row in rows}
 
     async def get(self, job_id: str) -> JobRecord:
         async with statement(self._engine) as conn:

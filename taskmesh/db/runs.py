@@ -121,7 +121,7 @@ CLAIM_ATTEMPTS = text(
                 CAST(:positions AS int[])) AS claim(run_id, attempt, worker_id, position),
          jobs j, now_ts
     WHERE r.id = claim.run_id AND r.attempt = claim.attempt AND r.state = 'QUEUED' AND j.id = r.job_id
-    RETURNING claim.position, r.executor, COALESCE(r.attempt_timeout_seconds, {DEFAULT_ATTEMPT_TIMEOUT})
+    RETURNING claim.position, r.executor::text AS executor_json, COALESCE(r.attempt_timeout_seconds, {DEFAULT_ATTEMPT_TIMEOUT})
         AS timeout_seconds, {RUN_COLUMNS}
     """
 )
@@ -311,7 +311,7 @@ class RunRepository:
         granted: list[ClaimedAttempt | None] = [None] * len(requests)
         for row in rows:
             granted[row.position] = ClaimedAttempt(
-                run=run_from_row(row), executor=row.executor, timeout_seconds=float(row.timeout_seconds)
+                run=run_from_row(row), executor_json=row.executor_json, timeout_seconds=float(row.timeout_seconds)
             )
         return granted
 

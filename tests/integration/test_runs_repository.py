@@ -1,5 +1,7 @@
 """Run creation and guarded transitions against the real PostgreSQL."""
 
+import json
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -51,7 +53,7 @@ async def test_claim_is_fenced_by_state_and_attempt(engine: AsyncEngine, job_id:
     granted = [r for r in results if r is not None]
     assert len(granted) == 1
     assert granted[0].run.state == RunState.RUNNING
-    assert granted[0].executor == {"noop": {}}
+    assert json.loads(granted[0].executor_json) == {"noop": {}}
     # later duplicates and stale attempts lose too
     assert await runs.claim([ClaimRequest(ref, "w3")], 30) == [None]
     assert await runs.claim([ClaimRequest(AttemptRef(run.id, 2), "w3")], 30) == [None]
