@@ -107,6 +107,11 @@ def schedule_text(job: job_pb2.Job) -> str:
     return text + (" (paused)" if job.paused else "")
 
 
+def _policy(enum: Any, value: int) -> str:
+    """A schedule policy as its flag spells it (fire-once, skip, forbid...); "" when unset."""
+    return str(enum.Name(value)).lower().replace("_", "-") if value else ""
+
+
 def labels_text(labels: Any) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or NONE
 
@@ -165,6 +170,8 @@ def job_fields(job: job_pb2.Job) -> str:
             ("executor", executor_text(job.executor)),
             ("labels", labels_text(job.labels)),
             ("schedule", schedule_text(job)),
+            ("misfire policy", _policy(job.schedule.MisfirePolicy, job.schedule.misfire_policy)),
+            ("overlap policy", _policy(job.schedule.OverlapPolicy, job.schedule.overlap_policy)),
             ("next fires", ", ".join(time_text(t) for t in job.next_fire_times)),
             ("last fired", time_text(job.last_fire_time)),
             ("max attempts", str(retry.max_attempts) if retry.max_attempts else ""),
@@ -276,10 +283,9 @@ def log_line(line: run_pb2.LogLine) -> str:
     return f"{time_text(line.time)} [{line.attempt}] {line.text}"
 
 
-def logs_text(logs: job_service_pb2.ListRunLogsResponse) -> str:
-    lines = [log_line(line) for line in logs.lines]
-    lines += [f"(output of attempt {a} was truncated at 1 MiB)" for a in logs.truncated_attempts]
-    return "\n".join(lines)
+def truncation_notes(attempts: Iterable[int]) -> str:
+    """What `runs logs` prints after the lines of attempts whose output hit the cap."""
+    return "\n".join(f"(output of attempt {a} was truncated at 1 MiB)" for a in attempts)
 
 
 def run_event_text(run: run_pb2.Run) -> str:

@@ -6,7 +6,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from taskmesh.cli import output
 from taskmesh.client import builders
-from taskmesh.v1 import job_pb2, job_service_pb2, run_pb2
+from taskmesh.v1 import job_pb2, run_pb2
 
 
 def ts(text: str) -> Timestamp:
@@ -39,6 +39,11 @@ def test_job_summaries() -> None:
     assert output.labels_text(job.labels) == "a=1,b=2"
     row = output.jobs_table([job]).splitlines()[1]
     assert "http POST https://x" in row and "a=1,b=2" in row
+    assert "policy" not in output.job_fields(job)  # unset policies are not shown
+    job.schedule.misfire_policy = job_pb2.Schedule.FIRE_ALL
+    job.schedule.overlap_policy = job_pb2.Schedule.FORBID
+    block = output.job_fields(job)
+    assert "misfire policy: fire-all" in block and "overlap policy: forbid" in block
 
 
 def test_json_prints_zero_values_like_the_rest_api() -> None:
@@ -67,7 +72,11 @@ def test_run_rendering() -> None:
     assert row[:4] == ["r", "nightly", "FAILED", "2"]
 
 
-def test_logs_text_notes_truncation() -> None:
-    logs = run_pb2.LogLine(attempt=1, time=ts("2030-01-01T00:00:00Z"), text="hello")
-    text = output.logs_text(job_service_pb2.ListRunLogsResponse(lines=[logs], truncated_attempts=[1]))
-    assert text.splitlines() == ["2030-01-01T00:00:00Z [1] hello", "(output of attempt 1 was truncated at 1 MiB)"]
+def test_log_lines_and_truncation_notes() -> None:
+    line = run_pb2.LogLine(attempt=1, time=ts("2030-01-01T00:00:00Z"), text="hello")
+    assert output.log_line(line) == "2030-01-01T00:00:00Z [1] hello"
+    assert output.truncation_notes([1, 3]).splitlines() == [
+        "(output of attempt 1 was truncated at 1 MiB)",
+        "(output of attempt 3 was truncated at 1 MiB)",
+    ]
+    assert output.truncation_notes([]) == ""
