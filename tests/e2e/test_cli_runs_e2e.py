@@ -10,26 +10,10 @@ from pathlib import Path
 from taskmesh.client import TaskmeshClient
 from taskmesh.v1 import run_pb2
 from tests.e2e.cli import Taskmesh, as_json, error_line, fields, ok
-from tests.e2e.helpers import unique
+from tests.e2e.helpers import gated_program, unique
 from tests.support import wait_for
 
 RUNNING = run_pb2.Run.RUNNING
-
-
-def gated_program(gate: Path, lines: int) -> list[str]:
-    """A shell job that waits until `gate` exists (at most a minute), then prints `lines` lines."""
-    code = (
-        "import pathlib, sys, time\n"
-        f"gate = pathlib.Path({str(gate)!r})\n"
-        "deadline = time.monotonic() + 60\n"
-        "while not gate.exists():\n"
-        "    if time.monotonic() > deadline:\n"
-        "        sys.exit('the gate never opened')\n"
-        "    time.sleep(0.02)\n"
-        f"for i in range({lines}):\n"
-        "    print('line', i, flush=True)\n"
-    )
-    return [sys.executable, "-c", code]
 
 
 def wait_state(client: TaskmeshClient, run_id: str, *states: int) -> run_pb2.Run:
