@@ -115,7 +115,7 @@ class _WatchPrinter:
         elif kind == "log":
             self._ctx.print(output.log_line(event.log))
         elif self.last is None or (self.last.state, self.last.attempt) != (event.run.state, event.run.attempt):
-            self._ctx.print(output.run_event_text(event.run))
+            self._ctx.print(output.run_event_text(event.run, self.last))
         if kind == "run":
             self.last = event.run
 
