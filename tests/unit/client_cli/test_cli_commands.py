@@ -265,7 +265,7 @@ def test_unimplemented_is_one_clear_line(fake: FakeTaskmesh, cli: Invoke, method
     result = cli(*[{"J": job.id, "R": run_.id}.get(a, a) for a in argv])
     assert result.code == errors.API_ERROR
     assert result.error_line.startswith("error: unimplemented: ")
-    assert "does not support this command yet" in result.error_line
+    assert "does not support this command: is it older than this CLI?" in result.error_line
 
 
 def test_invalid_argument_names_the_field(cli: Invoke) -> None:
