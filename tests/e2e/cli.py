@@ -82,6 +82,7 @@ class Background:
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self.lines: list[str] = []
+        self._closed = False
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -93,14 +94,16 @@ class Background:
 
     def _drain(self) -> bool:
         """Take what was printed so far; False once stdout is closed."""
-        while True:
+        while not self._closed:
             try:
                 line = self._queue.get_nowait()
             except queue.Empty:
                 return True
             if line is None:
-                return False
-            self.lines.append(line)
+                self._closed = True
+            else:
+                self.lines.append(line)
+        return False
 
     def wait_line(self, predicate: Callable[[str], bool], timeout: float = 30.0) -> str:
         """The first printed line that satisfies `predicate` (waiting for it)."""
