@@ -85,6 +85,6 @@ def resume(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def skipped_slots(ctx: Context, args: argparse.Namespace) -> int:
-    slots = ctx.client().iter_skipped_slots(resolve_job(ctx, args.job))
+    slots = ctx.client().iter_skipped_slots(resolve_job(ctx, args.job), page_size=args.page_size)
     ctx.show_list(slots, output.skipped_slots_table, args.limit)
     return 0

@@ -101,7 +101,9 @@ def describe(error: ApiError, ctx: Context | None) -> str:
         hint = f"the token from {source} was refused" if source else "no token"
         return f"unauthenticated: {message} ({hint}; run `taskmesh login` or set TASKMESH_TOKEN)"
     if isinstance(error, Unimplemented):
-        return f"unimplemented: {message} (server {server} does not support this command yet)"
+        return (
+            f"unimplemented: {message} (server {server} does not support this command: is it older than this CLI?)"
+        )
     return f"{error.code_name}: {message}"
 
 

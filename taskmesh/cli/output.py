@@ -55,7 +55,7 @@ def time_text(value: Timestamp) -> str:
 
 def clock_text(value: Timestamp) -> str:
     if value.seconds == 0 and value.nanos == 0:
-        return NONE
+        return "--:--:--"
     return value.ToDatetime(tzinfo=UTC).strftime("%H:%M:%S")
 
 
@@ -105,6 +105,11 @@ def schedule_text(job: job_pb2.Job) -> str:
     else:
         text = "manual"
     return text + (" (paused)" if job.paused else "")
+
+
+def _policy(enum: Any, value: int) -> str:
+    """A schedule policy as its flag spells it (fire-once, skip, forbid...); "" when unset."""
+    return str(enum.Name(value)).lower().replace("_", "-") if value else ""
 
 
 def labels_text(labels: Any) -> str:
@@ -165,6 +170,8 @@ def job_fields(job: job_pb2.Job) -> str:
             ("executor", executor_text(job.executor)),
             ("labels", labels_text(job.labels)),
             ("schedule", schedule_text(job)),
+            ("misfire policy", _policy(job.schedule.MisfirePolicy, job.schedule.misfire_policy)),
+            ("overlap policy", _policy(job.schedule.OverlapPolicy, job.schedule.overlap_policy)),
             ("next fires", ", ".join(time_text(t) for t in job.next_fire_times)),
             ("last fired", time_text(job.last_fire_time)),
             ("max attempts", str(retry.max_attempts) if retry.max_attempts else ""),
@@ -276,18 +283,14 @@ def log_line(line: run_pb2.LogLine) -> str:
     return f"{time_text(line.time)} [{line.attempt}] {line.text}"
 
 
-def logs_text(logs: job_service_pb2.ListRunLogsResponse) -> str:
-    lines = [log_line(line) for line in logs.lines]
-    lines += [f"(output of attempt {a} was truncated at 1 MiB)" for a in logs.truncated_attempts]
-    return "\n".join(lines)
+def truncation_notes(attempts: Iterable[int]) -> str:
+    """What `runs logs` prints after the lines of attempts whose output hit the cap."""
+    return "\n".join(f"(output of attempt {a} was truncated at 1 MiB)" for a in attempts)
 
 
-def run_event_text(run: run_pb2.Run) -> str:
-    """One line for a state change seen by `runs watch`."""
-    when = clock_text(run.finish_time) if _has(run, "finish_time") else clock_text(run.start_time)
-    if when == NONE:
-        when = clock_text(run.queue_time)
-    text = f"{when} {state_name(run.state)} attempt {run.attempt}"
+def run_event_text(run: run_pb2.Run, previous: run_pb2.Run | None = None) -> str:
+    """One line for a state change seen by `runs watch` (`previous`: the state seen before)."""
+    text = f"{clock_text(_changed_at(run, previous))} {state_name(run.state)} attempt {run.attempt}"
     if run.worker_id and run.state == run_pb2.Run.RUNNING:
         text += f" on {run.worker_id}"
     if run.state == run_pb2.Run.RETRY_WAIT and _has(run, "retry_time"):
@@ -295,3 +298,21 @@ def run_event_text(run: run_pb2.Run) -> str:
     if _has(run, "error") and run.state in (run_pb2.Run.FAILED, run_pb2.Run.RETRY_WAIT):
         text += f": {error_text(run.error)}"
     return text
+
+
+def _changed_at(run: run_pb2.Run, previous: run_pb2.Run | None) -> Timestamp:
+    """When the run entered its state, as far as the run tells (an empty Timestamp if it does not)."""
+    state = run.state
+    if state == run_pb2.Run.RUNNING:
+        return run.start_time
+    if state == run_pb2.Run.CANCELLING:
+        return run.cancel_time
+    if state == run_pb2.Run.RETRY_WAIT:
+        ended = [a.finish_time for a in run.attempts if a.attempt == run.attempt]
+        return ended[0] if ended else run.start_time
+    if state == run_pb2.Run.QUEUED and run.attempt > 1:
+        # A retry is queued once the wait that the RETRY_WAIT before it announced is over.
+        if previous is not None and previous.state == run_pb2.Run.RETRY_WAIT:
+            return previous.retry_time
+        return Timestamp()
+    return run.finish_time if _has(run, "finish_time") else run.queue_time

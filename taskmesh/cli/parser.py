@@ -226,15 +226,22 @@ def _runs(actions: Any, common: argparse.ArgumentParser, listing: argparse.Argum
         "watch",
         parents=parents,
         help="follow a run live until it finishes",
-        description="Print the run's state changes and log lines until it finishes (-o json: one "
-        "event per line). Exit code 0 if it SUCCEEDED, 4 if it FAILED, 5 if it was CANCELLED.",
+        description="Print the run's state changes and log lines until it finishes, starting with "
+        "the lines it already wrote (-o json: one event per line, as the REST stream gives them). "
+        "Exit code 0 if it SUCCEEDED, 4 if it FAILED, 5 if it was CANCELLED.",
     )
     watched.add_argument("run", metavar="RUN")
     watched.set_defaults(handler=runs.watch)
 
-    logged = actions.add_parser("logs", parents=parents, help="print a run's log lines")
+    logged = actions.add_parser(
+        "logs",
+        parents=parents,
+        help="print a run's log lines",
+        description="Print every log line of the run (or of one attempt), oldest first, reading page after page.",
+    )
     logged.add_argument("run", metavar="RUN")
-    logged.add_argument("--attempt", type=int, default=0, help="only this attempt's lines")
+    logged.add_argument("--attempt", type=int, default=0, help="only this attempt's lines (default: all)")
+    logged.add_argument("--page-size", type=int, default=0, help="lines per request (server default 1000)")
     logged.set_defaults(handler=runs.logs)
 
 

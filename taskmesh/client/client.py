@@ -278,9 +278,24 @@ class TaskmeshClient:
         """Start a fresh run of a finished run's job (never retried: a repeat would start two)."""
         return self._call(self._jobs.RetryRun, job_service_pb2.RetryRunRequest(id=run_id), CallKind.UNSAFE)
 
-    def list_run_logs(self, run_id: str, *, attempt: int = 0) -> job_service_pb2.ListRunLogsResponse:
-        request = job_service_pb2.ListRunLogsRequest(id=run_id, attempt=attempt)
+    def list_run_logs(
+        self, run_id: str, *, attempt: int = 0, page_size: int = 0, page_token: str = ""
+    ) -> job_service_pb2.ListRunLogsResponse:
+        """One page of the run's log lines, oldest first (all attempts, or only `attempt`);
+        page_size 1-10000, the server's 1000 when 0. See iter_run_logs() to read them all."""
+        request = job_service_pb2.ListRunLogsRequest(
+            id=run_id, attempt=attempt, page_size=page_size, page_token=page_token
+        )
         return self._call(self._jobs.ListRunLogs, request, CallKind.READ)
+
+    def iter_run_logs(self, run_id: str, *, attempt: int = 0, page_size: int = 0) -> Iterator[run_pb2.LogLine]:
+        """Every log line of the run (or of one attempt), oldest first, page by page."""
+
+        def fetch(token: str) -> tuple[Sequence[run_pb2.LogLine], str]:
+            page = self.list_run_logs(run_id, attempt=attempt, page_size=page_size, page_token=token)
+            return page.lines, page.next_page_token
+
+        return _paginate(fetch)
 
     def watch_run(self, run_id: str) -> Iterator[job_service_pb2.RunEvent]:
         """The run's events as they happen: first its current state, then every state change

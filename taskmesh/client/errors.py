@@ -78,7 +78,7 @@ class DeadlineExceeded(ApiError):
 
 
 class Unimplemented(ApiError):
-    """The server does not implement this method (yet)."""
+    """The server does not implement this method (a server older than the client)."""
 
     code = grpc.StatusCode.UNIMPLEMENTED
 

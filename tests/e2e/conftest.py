@@ -12,7 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from taskmesh.client import TaskmeshClient
 from taskmesh.launcher import Mesh
+from tests.e2e.cli import Taskmesh, cli_env
 from tests.support import Isolation
 
 pytestmark = pytest.mark.e2e
@@ -63,6 +65,23 @@ def api(gateway: str, admin_token: str) -> Iterator[httpx.Client]:
     """An HTTP client logged in as admin, talking REST to the gateway."""
     with httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {admin_token}"}, timeout=10) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def admin_client(gateway: str) -> Iterator[TaskmeshClient]:
+    """The Python client, logged in as admin, through the gateway."""
+    with TaskmeshClient(gateway, username="admin", password="admin") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def taskmesh(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Taskmesh:
+    """The `taskmesh` console script, logged in as admin through `taskmesh login` (the token in a
+    private config file)."""
+    run = Taskmesh(cli_env(gateway, tmp_path_factory.mktemp("cli") / "config.json"))
+    login = run("login", "--username", "admin", "--password-stdin", stdin="admin\n")
+    assert login.returncode == 0, login.stderr
+    return run
 
 
 class CountingHandler(http.server.BaseHTTPRequestHandler):

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,3 +34,19 @@ def wait_run_terminal(api: httpx.Client, run_id: str, timeout: float = 30.0) -> 
         return run if run.get("state") in TERMINAL else None
 
     return wait_for(finished, timeout=timeout, interval=0.1, message=f"run {run_id} to finish")
+
+
+def gated_program(gate: Path, lines: int) -> list[str]:
+    """A shell job that waits until `gate` exists (at most a minute), then prints `lines` lines."""
+    code = (
+        "import pathlib, sys, time\n"
+        f"gate = pathlib.Path({str(gate)!r})\n"
+        "deadline = time.monotonic() + 60\n"
+        "while not gate.exists():\n"
+        "    if time.monotonic() > deadline:\n"
+        "        sys.exit('the gate never opened')\n"
+        "    time.sleep(0.02)\n"
+        f"for i in range({lines}):\n"
+        "    print('line', i, flush=True)\n"
+    )
+    return [sys.executable, "-c", code]

@@ -3,77 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import stat
-import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests.e2e.cli import Taskmesh, as_json, cli_env, error_line, fields, ok
 from tests.e2e.helpers import TERMINAL, unique
 from tests.support import free_port, wait_for
-
-Taskmesh = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def _executable() -> str:
-    beside_python = Path(sys.executable).parent / "taskmesh"
-    found = str(beside_python) if beside_python.exists() else shutil.which("taskmesh")
-    assert found, "the taskmesh console script is not installed (pip install -e .)"
-    return found
-
-
-def _env(gateway: str, config: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TASKMESH_")}
-    return {**base, "TASKMESH_SERVER": gateway, "TASKMESH_CONFIG": str(config)}
-
-
-def _runner(env: dict[str, str]) -> Taskmesh:
-    executable = _executable()
-
-    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [executable, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60, check=False
-        )
-
-    return run
-
-
-@pytest.fixture(scope="module")
-def taskmesh(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Taskmesh:
-    """The CLI, logged in as admin through `taskmesh login` (token in a private config file)."""
-    run = _runner(_env(gateway, tmp_path_factory.mktemp("cli") / "config.json"))
-    login = run("login", "--username", "admin", "--password-stdin", stdin="admin\n")
-    assert login.returncode == 0, login.stderr
-    return run
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    return result.stdout
-
-
-def as_json(result: subprocess.CompletedProcess[str]) -> Any:
-    return json.loads(ok(result))
-
-
-def error_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
-    assert result.stdout == ""
-    return lines[0]
-
-
-def fields(text: str) -> dict[str, str]:
-    """The "key: value" lines of a table-mode `get`."""
-    pairs = (line.split(":", 1) for line in text.splitlines() if ": " in line)
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def wait_finished(taskmesh: Taskmesh, run_id: str) -> dict[str, Any]:
@@ -86,7 +23,7 @@ def wait_finished(taskmesh: Taskmesh, run_id: str) -> dict[str, Any]:
 
 def test_login_writes_a_private_config_that_later_commands_use(gateway: str, tmp_path: Path) -> None:
     config = tmp_path / "config.json"
-    run = _runner(_env(gateway, config))
+    run = Taskmesh(cli_env(gateway, config))
     assert "no token" in error_line(run("jobs", "list"))
     out = ok(run("login", "-u", "admin", "--password-stdin", stdin="admin\n"))
     assert f"logged in to {gateway} as admin" in out
@@ -196,7 +133,7 @@ def test_bad_requests_are_one_clear_line(taskmesh: Taskmesh) -> None:
 
 
 def test_refused_token_and_unreachable_server(taskmesh: Taskmesh, gateway: str, tmp_path: Path) -> None:
-    run = _runner(_env(gateway, tmp_path / "none.json"))
+    run = Taskmesh(cli_env(gateway, tmp_path / "none.json"))
     refused = run("jobs", "list", "--token", "not.a.jwt")
     assert refused.returncode == 1 and "unauthenticated" in error_line(refused)
     down = run("jobs", "list", "--server", f"127.0.0.1:{free_port()}", "--token", "x")

@@ -47,6 +47,7 @@ class FakeState:
     runs_by_key: dict[tuple[str, str], str] = field(default_factory=dict)
     logs: dict[str, list[run_pb2.LogLine]] = field(default_factory=dict)
     skipped: dict[str, list[job_service_pb2.SkippedSlot]] = field(default_factory=dict)
+    truncated: dict[str, list[int]] = field(default_factory=dict)  # run id -> attempts whose logs hit the cap
     # WatchRun scripts: per run, a list of RunEvent or grpc.StatusCode (abort there).
     watch_scripts: dict[str, deque[list[Any]]] = field(default_factory=lambda: defaultdict(deque))
     # Codes to fail the next calls of a method with, in order.
@@ -276,7 +277,9 @@ class FakeJobs(job_service_pb2_grpc.JobServiceServicer):
             for line in self.s.logs.get(request.id, [])
             if not request.attempt or line.attempt == request.attempt
         ]
-        return job_service_pb2.ListRunLogsResponse(lines=lines)
+        page, token = _paginate(lines, request.page_size or 1000, request.page_token)
+        truncated = [a for a in self.s.truncated.get(request.id, []) if request.attempt in (0, a)]
+        return job_service_pb2.ListRunLogsResponse(lines=page, truncated_attempts=truncated, next_page_token=token)
 
 
 def _matches(job: job_pb2.Job, text: str) -> bool:

@@ -107,6 +107,10 @@ def test_jobs_pause_resume_and_skipped_slots(fake: FakeTaskmesh, cli: Invoke) ->
     fake.state.skipped[job.id] = [job_service_pb2.SkippedSlot(reason=job_service_pb2.SkippedSlot.OVERLAP)]
     table = ok(cli("jobs", "skipped-slots", "p")).out
     assert "OVERLAP" in table
+    fake.state.skipped[job.id] *= 3
+    listed = json.loads(ok(cli("jobs", "skipped-slots", "p", "--page-size", "2", "-o", "json")).out)
+    assert len(listed) == 3
+    assert [c.request.page_size for c in fake.calls("ListSkippedSlots")[-2:]] == [2, 2]
 
 
 def test_runs_list_get_cancel_retry_logs(fake: FakeTaskmesh, cli: Invoke) -> None:
@@ -127,6 +131,22 @@ def test_runs_list_get_cancel_retry_logs(fake: FakeTaskmesh, cli: Invoke) -> Non
     assert retried["retriedFromRunId"] == done.id
     fake.state.logs[done.id] = [run_pb2.LogLine(attempt=1, text="hello"), run_pb2.LogLine(attempt=2, text="again")]
     assert ok(cli("runs", "logs", done.id, "--attempt", "2")).out.endswith("[2] again\n")
+
+
+def test_runs_logs_reads_every_page(fake: FakeTaskmesh, cli: Invoke) -> None:
+    done = fake.add_run(fake.add_job("r"), run_pb2.Run.FAILED)
+    fake.state.logs[done.id] = [run_pb2.LogLine(attempt=1 + i // 5, text=f"line {i}") for i in range(10)]
+    fake.state.truncated[done.id] = [2]
+    lines = ok(cli("runs", "logs", done.id, "--page-size", "3")).out.splitlines()
+    assert [line.split(" ", 1)[1] for line in lines[:-1]] == [f"[{1 + i // 5}] line {i}" for i in range(10)]
+    assert lines[-1] == "(output of attempt 2 was truncated at 1 MiB)"
+    assert len(fake.calls("ListRunLogs")) == 4
+    merged = json.loads(ok(cli("runs", "logs", done.id, "--attempt", "1", "--page-size", "2", "-o", "json")).out)
+    assert [line["text"] for line in merged["lines"]] == [f"line {i}" for i in range(5)]
+    assert merged["truncatedAttempts"] == [] and merged["nextPageToken"] == ""
+    assert len(ok(cli("runs", "logs", done.id)).out.splitlines()) == 11  # the server's page size
+    bad = cli("runs", "logs", done.id, "--attempt", "-2")
+    assert bad.code == errors.USAGE and "--attempt" in bad.error_line
 
 
 def _event(state: int, attempt: int = 1, **fields: object) -> job_service_pb2.RunEvent:
@@ -166,6 +186,36 @@ def test_runs_watch_follows_until_the_end_and_exits_by_state(
         "[1] working",
         f"{run_pb2.Run.State.Name(final)} attempt 1",
     ]
+
+
+def test_runs_watch_prints_earlier_lines_first_and_each_line_once(fake: FakeTaskmesh, cli: Invoke) -> None:
+    run_ = fake.add_run(fake.add_job("w"), run_pb2.Run.RUNNING)
+    earlier = [run_pb2.LogLine(attempt=1, text=text) for text in ("one", "two", "two")]
+    for second, line in enumerate(earlier):
+        line.time.FromSeconds(100 + second)
+    fake.state.logs[run_.id] = earlier
+    # The stream began before "two" (the second one) was stored: it comes in both.
+    fake.script_watch(
+        run_.id,
+        _event(run_pb2.Run.RUNNING),
+        job_service_pb2.RunEvent(log=earlier[2]),
+        _log("three"),
+        _event(run_pb2.Run.SUCCEEDED),
+    )
+    result = ok(cli("runs", "watch", run_.id))
+    lines = [line.split(" ", 1)[1] for line in result.out.splitlines()]
+    assert lines == ["RUNNING attempt 1", "[1] one", "[1] two", "[1] two", "[1] three", "SUCCEEDED attempt 1"]
+
+
+def test_runs_watch_of_a_finished_run_prints_its_lines_then_how_it_ended(fake: FakeTaskmesh, cli: Invoke) -> None:
+    run_ = fake.add_run(fake.add_job("w"), run_pb2.Run.FAILED)
+    fake.state.logs[run_.id] = [run_pb2.LogLine(attempt=1, text="boom")]
+    fake.script_watch(run_.id, _event(run_pb2.Run.FAILED))
+    result = cli("runs", "watch", run_.id, "-o", "json")
+    assert result.code == errors.RUN_FAILED
+    events = [json.loads(line) for line in result.out.splitlines()]
+    assert events == [{"log": {"attempt": 1, "text": "boom"}}, {"run": events[1]["run"]}]
+    assert events[1]["run"]["state"] == "FAILED"
 
 
 def test_runs_watch_json_is_one_event_per_line(fake: FakeTaskmesh, cli: Invoke) -> None:
@@ -215,7 +265,7 @@ def test_unimplemented_is_one_clear_line(fake: FakeTaskmesh, cli: Invoke, method
     result = cli(*[{"J": job.id, "R": run_.id}.get(a, a) for a in argv])
     assert result.code == errors.API_ERROR
     assert result.error_line.startswith("error: unimplemented: ")
-    assert "does not support this command yet" in result.error_line
+    assert "does not support this command: is it older than this CLI?" in result.error_line
 
 
 def test_invalid_argument_names_the_field(cli: Invoke) -> None:

@@ -6,7 +6,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from taskmesh.cli import output
 from taskmesh.client import builders
-from taskmesh.v1 import job_pb2, job_service_pb2, run_pb2
+from taskmesh.v1 import job_pb2, run_pb2
 
 
 def ts(text: str) -> Timestamp:
@@ -39,6 +39,11 @@ def test_job_summaries() -> None:
     assert output.labels_text(job.labels) == "a=1,b=2"
     row = output.jobs_table([job]).splitlines()[1]
     assert "http POST https://x" in row and "a=1,b=2" in row
+    assert "policy" not in output.job_fields(job)  # unset policies are not shown
+    job.schedule.misfire_policy = job_pb2.Schedule.FIRE_ALL
+    job.schedule.overlap_policy = job_pb2.Schedule.FORBID
+    block = output.job_fields(job)
+    assert "misfire policy: fire-all" in block and "overlap policy: forbid" in block
 
 
 def test_json_prints_zero_values_like_the_rest_api() -> None:
@@ -67,7 +72,42 @@ def test_run_rendering() -> None:
     assert row[:4] == ["r", "nightly", "FAILED", "2"]
 
 
-def test_logs_text_notes_truncation() -> None:
-    logs = run_pb2.LogLine(attempt=1, time=ts("2030-01-01T00:00:00Z"), text="hello")
-    text = output.logs_text(job_service_pb2.ListRunLogsResponse(lines=[logs], truncated_attempts=[1]))
-    assert text.splitlines() == ["2030-01-01T00:00:00Z [1] hello", "(output of attempt 1 was truncated at 1 MiB)"]
+def test_watch_lines_show_when_each_state_began() -> None:
+    queued = run_pb2.Run(state=run_pb2.Run.QUEUED, attempt=1, queue_time=ts("2030-01-01T00:00:00Z"))
+    running = run_pb2.Run(
+        state=run_pb2.Run.RUNNING, attempt=1, worker_id="w1", queue_time=queued.queue_time,
+        start_time=ts("2030-01-01T00:00:01Z"),
+    )  # fmt: skip
+    waiting = run_pb2.Run(
+        state=run_pb2.Run.RETRY_WAIT, attempt=1, queue_time=queued.queue_time, start_time=running.start_time,
+        retry_time=ts("2030-01-01T00:00:09Z"),
+        attempts=[run_pb2.Attempt(attempt=1, finish_time=ts("2030-01-01T00:00:04Z"))],
+    )  # fmt: skip
+    requeued = run_pb2.Run(state=run_pb2.Run.QUEUED, attempt=2, queue_time=queued.queue_time)
+    cancelling = run_pb2.Run(state=run_pb2.Run.CANCELLING, attempt=2, cancel_time=ts("2030-01-01T00:00:12Z"))
+    lines = [
+        output.run_event_text(queued),
+        output.run_event_text(running, queued),
+        output.run_event_text(waiting, running),
+        output.run_event_text(requeued, waiting),
+        output.run_event_text(requeued),  # the watch began there: when it was queued is unknown
+        output.run_event_text(cancelling, requeued),
+    ]
+    assert lines == [
+        "00:00:00 QUEUED attempt 1",
+        "00:00:01 RUNNING attempt 1 on w1",
+        "00:00:04 RETRY_WAIT attempt 1, next attempt at 2030-01-01T00:00:09Z",
+        "00:00:09 QUEUED attempt 2",
+        "--:--:-- QUEUED attempt 2",
+        "00:00:12 CANCELLING attempt 2",
+    ]
+
+
+def test_log_lines_and_truncation_notes() -> None:
+    line = run_pb2.LogLine(attempt=1, time=ts("2030-01-01T00:00:00Z"), text="hello")
+    assert output.log_line(line) == "2030-01-01T00:00:00Z [1] hello"
+    assert output.truncation_notes([1, 3]).splitlines() == [
+        "(output of attempt 1 was truncated at 1 MiB)",
+        "(output of attempt 3 was truncated at 1 MiB)",
+    ]
+    assert output.truncation_notes([]) == ""

@@ -267,6 +267,19 @@ def test_users_and_logs(fake: FakeTaskmesh, client: TaskmeshClient) -> None:
     assert [line.text for line in client.list_run_logs(run.id, attempt=2).lines] == ["b"]
 
 
+def test_run_logs_page_by_page(fake: FakeTaskmesh, client: TaskmeshClient) -> None:
+    run = fake.add_run(fake.add_job("l"))
+    fake.state.logs[run.id] = [run_pb2.LogLine(attempt=1 + i // 3, text=str(i)) for i in range(6)]
+    first = client.list_run_logs(run.id, page_size=4)
+    assert [line.text for line in first.lines] == ["0", "1", "2", "3"] and first.next_page_token
+    rest = client.list_run_logs(run.id, page_size=4, page_token=first.next_page_token)
+    assert [line.text for line in rest.lines] == ["4", "5"] and rest.next_page_token == ""
+    assert [line.text for line in client.iter_run_logs(run.id, page_size=2)] == [str(i) for i in range(6)]
+    assert [line.text for line in client.iter_run_logs(run.id, attempt=2, page_size=2)] == ["3", "4", "5"]
+    requests = [call.request for call in fake.calls("ListRunLogs")[-2:]]
+    assert [(r.attempt, r.page_size, bool(r.page_token)) for r in requests] == [(2, 2, False), (2, 2, True)]
+
+
 def test_client_needs_both_username_and_password() -> None:
     with pytest.raises(ValueError, match="both"):
         TaskmeshClient("127.0.0.1:1", username="admin")
