@@ -178,8 +178,6 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             skipped_slots=[skipped_slot_to_proto(s) for s in slots], next_page_token=token
         )
 
-    # Designed, not built yet: issue 4 (reliable execution).
-
     async def CancelRun(self, request: job_service_pb2.CancelRunRequest, context: Context) -> run_pb2.Run:
         return run_to_proto(await self._runs.cancel(validation.require_id(request.id)))
 
@@ -198,12 +196,17 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if request.attempt < 0:
             raise InvalidArgument("attempt", "must be 0 (all attempts) or an attempt number")
         limit = listing.page_size(request.page_size, default=1000, maximum=10_000)
-        after_id = listing.decode_offset_token(request.page_token)
-        logs = await self._runs.logs(validation.require_id(request.id), request.attempt or None, after_id, limit)
+        run_id = validation.require_id(request.id)
+        after_id = listing.decode_offset_token(request.page_token, scope=f"{run_id}/{request.attempt}")
+        logs = await self._runs.logs(run_id, request.attempt or None, after_id, limit)
         return job_service_pb2.ListRunLogsResponse(
             lines=[log_line_to_proto(entry) for entry in logs.lines],
             truncated_attempts=logs.truncated_attempts,
-            next_page_token=listing.encode_offset_token(logs.next_after_id) if logs.next_after_id else "",
+            next_page_token=(
+                listing.encode_offset_token(logs.next_after_id, scope=f"{run_id}/{request.attempt}")
+                if logs.next_after_id
+                else ""
+            ),
         )
 
 

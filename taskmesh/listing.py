@@ -27,20 +27,22 @@ def page_size(
     return value
 
 
-def encode_offset_token(after_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"a": after_id}).encode()).decode().rstrip("=")
+def encode_offset_token(after_id: int, scope: str) -> str:
+    """A position in a list that belongs to `scope` (e.g. a run id)."""
+    return base64.urlsafe_b64encode(json.dumps({"a": after_id, "s": scope}).encode()).decode().rstrip("=")
 
 
-def decode_offset_token(token: str, field: str = "page_token") -> int:
-    """The position an offset token names (0 for none)."""
+def decode_offset_token(token: str, scope: str, field: str = "page_token") -> int:
+    """The position an offset token names (0 for none); a token of another scope is refused."""
     if not token:
         return 0
     try:
-        value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["a"]
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        value, token_scope = data["a"], data["s"]
     except (binascii.Error, ValueError, KeyError, TypeError) as error:
         raise InvalidArgument(field, "is not a token returned by a previous page") from error
-    if not isinstance(value, int) or value < 0:
-        raise InvalidArgument(field, "is not a token returned by a previous page")
+    if not isinstance(value, int) or value < 0 or token_scope != scope:
+        raise InvalidArgument(field, "is not a token returned by a previous page of this list")
     return value
 
 

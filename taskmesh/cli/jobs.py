@@ -64,8 +64,16 @@ def delete(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def trigger(ctx: Context, args: argparse.Namespace) -> int:
-    run = ctx.client().trigger_job(resolve_job(ctx, args.job), args.idempotency_key)
-    ctx.show(run, output.run_fields)
+    if not 1 <= args.count <= 1000:
+        raise UsageError("--count must be between 1 and 1000")
+    job_id = resolve_job(ctx, args.job)
+    if args.count == 1:
+        ctx.show(ctx.client().trigger_job(job_id, args.idempotency_key), output.run_fields)
+        return 0
+    if args.idempotency_key:
+        raise UsageError("--idempotency-key names one run; it cannot go with --count")
+    runs = ctx.client().batch_trigger_jobs([job_id] * args.count)
+    ctx.show_list(runs, output.runs_table)
     return 0
 
 

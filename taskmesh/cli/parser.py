@@ -148,6 +148,13 @@ def _jobs(actions: Any, common: argparse.ArgumentParser, listing: argparse.Argum
         "--idempotency-key",
         help="repeats with the same key (within 24h) return the same run; default: a fresh key per call",
     )
+    triggered.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="start N runs at once (1-1000, one BatchTriggerJobs call)",
+    )
     triggered.set_defaults(handler=jobs.trigger)
 
     slots = actions.add_parser("skipped-slots", parents=parents, help="schedule slots that did not fire")

@@ -223,6 +223,24 @@ class TaskmeshClient:
         request = job_service_pb2.TriggerJobRequest(id=job_id, idempotency_key=key)
         return self._call(self._jobs.TriggerJob, request, CallKind.WRITE if key else CallKind.UNSAFE)
 
+    def batch_trigger_jobs(
+        self, job_ids: Sequence[str], idempotency_keys: Sequence[str] | None = None
+    ) -> list[run_pb2.Run]:
+        """Start a run of each job listed (a job may be listed several times), in one call and
+        one transaction; the runs come back in the same order. Like trigger_job, every entry
+        carries an idempotency key (fresh random ones unless given), so retries are safe."""
+        keys = list(idempotency_keys) if idempotency_keys is not None else [uuid.uuid4().hex for _ in job_ids]
+        if len(keys) != len(job_ids):
+            raise ValueError("give one idempotency key per job id")
+        request = job_service_pb2.BatchTriggerJobsRequest(
+            requests=[
+                job_service_pb2.TriggerJobRequest(id=j, idempotency_key=k)
+                for j, k in zip(job_ids, keys, strict=True)
+            ]
+        )
+        kind = CallKind.WRITE if all(keys) else CallKind.UNSAFE
+        return list(self._call(self._jobs.BatchTriggerJobs, request, kind).runs)
+
     def get_job_status(self, job_id: str) -> job_service_pb2.JobStatus:
         request = job_service_pb2.GetJobStatusRequest(id=job_id)
         return self._call(self._jobs.GetJobStatus, request, CallKind.READ)

@@ -41,6 +41,15 @@ def test_trigger_with_the_same_idempotency_key_returns_the_same_run(taskmesh: Ta
     assert sorted(r["id"] for r in runs) == sorted([first["id"], other["id"]])
 
 
+def test_trigger_count_starts_that_many_runs_in_one_call(taskmesh: Taskmesh) -> None:
+    name = unique("cli-count")
+    ok(taskmesh("jobs", "create", name, "--noop"))
+    runs = as_json(taskmesh("jobs", "trigger", name, "--count", "5", "-o", "json"))
+    assert len(runs) == 5 and len({r["id"] for r in runs}) == 5
+    assert taskmesh("jobs", "trigger", name, "--count", "0").returncode == 2
+    assert taskmesh("jobs", "trigger", name, "--count", "3", "--idempotency-key", "k").returncode == 2
+
+
 def test_cancel_a_sleeping_run_then_a_finished_one(taskmesh: Taskmesh, admin_client: TaskmeshClient) -> None:
     name = unique("cli-cancel")
     ok(taskmesh("jobs", "create", name, "--sleep", "60"))

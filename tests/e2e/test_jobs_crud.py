@@ -69,3 +69,44 @@ def test_runs_listed_newest_first_per_job_and_globally(api: httpx.Client) -> Non
     ).json()
     assert [r["id"] for r in succeeded["runs"]] == list(reversed(run_ids))[:2]
     assert succeeded["nextPageToken"]
+
+
+def test_batch_trigger_starts_every_run_in_order(api: httpx.Client) -> None:
+    first = create_job(api, "batch-a", {"noop": {}})
+    second = create_job(api, "batch-b", {"noop": {}})
+    requests = [{"id": first["id"]}, {"id": second["id"]}, {"id": first["id"], "idempotencyKey": "once"}]
+    response = api.post("/api/jobs:batchTrigger", json={"requests": requests})
+    assert response.status_code == 200, response.text
+    runs = response.json()["runs"]
+    assert [r["jobId"] for r in runs] == [first["id"], second["id"], first["id"]]
+    assert len({r["id"] for r in runs}) == 3
+    for run in runs:
+        assert wait_run_terminal(api, run["id"])["state"] == "SUCCEEDED"
+    again = api.post("/api/jobs:batchTrigger", json={"requests": [{"id": first["id"], "idempotencyKey": "once"}]})
+    assert again.json()["runs"][0]["id"] == runs[2]["id"]
+
+
+def test_batch_trigger_with_an_unknown_job_creates_nothing(api: httpx.Client) -> None:
+    job = create_job(api, "batch-none", {"noop": {}})
+    missing = "01a21a18-3bc8-7342-ba21-baae2f33716d"
+    response = api.post("/api/jobs:batchTrigger", json={"requests": [{"id": job["id"]}, {"id": missing}]})
+    assert response.status_code == 404 and missing in response.json()["message"]
+    assert api.get(f"/api/jobs/{job['id']}/runs").json()["runs"] == []
+    empty = api.post("/api/jobs:batchTrigger", json={"requests": []})
+    assert empty.status_code == 400 and empty.json()["message"].startswith("requests:")
+    bad = api.post("/api/jobs:batchTrigger", json={"requests": [{"id": "nope"}]})
+    assert bad.status_code == 400 and bad.json()["message"].startswith("requests[0].id:")
+
+
+def test_a_log_page_token_only_pages_its_own_run(api: httpx.Client) -> None:
+    script = "i=0; while [ $i -lt 5 ]; do echo line-$i; i=$((i+1)); done"
+    job = create_job(api, "paged-logs", {"shell": {"argv": ["sh", "-c", script]}})
+    one = wait_run_terminal(api, trigger(api, job["id"])["id"])
+    other = wait_run_terminal(api, trigger(api, job["id"])["id"])
+    page = api.get(f"/api/runs/{one['id']}/logs", params={"pageSize": 2}).json()
+    assert [line["text"] for line in page["lines"]] == ["line-0", "line-1"]
+    token = page["nextPageToken"]
+    rest = api.get(f"/api/runs/{one['id']}/logs", params={"pageSize": 10, "pageToken": token}).json()
+    assert [line["text"] for line in rest["lines"]] == ["line-2", "line-3", "line-4"]
+    foreign = api.get(f"/api/runs/{other['id']}/logs", params={"pageToken": token})
+    assert foreign.status_code == 400 and foreign.json()["message"].startswith("page_token:")

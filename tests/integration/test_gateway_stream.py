@@ -1,7 +1,8 @@
 """A server stream through the real Envoy transcoder has the shape the OpenAPI document gives it:
 newline-delimited JSON, one message per line, each valid against the documented schema.
 
-WatchRun is not built yet, so a stand-in JobService streams two RunEvents behind the gateway.
+A stand-in JobService streams two known RunEvents behind the gateway, so that the test checks
+the transcoder's framing alone (tests/faults/test_watch_and_logs.py follows real runs).
 """
 
 from __future__ import annotations

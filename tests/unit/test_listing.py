@@ -65,3 +65,11 @@ def test_page_size(size: int, expected: int) -> None:
 def test_page_size_out_of_range(size: int) -> None:
     with pytest.raises(InvalidArgument, match="page_size"):
         listing.page_size(size)
+
+
+def test_offset_tokens_belong_to_their_list() -> None:
+    token = listing.encode_offset_token(42, scope="run-a/0")
+    assert listing.decode_offset_token(token, scope="run-a/0") == 42
+    assert listing.decode_offset_token("", scope="run-a/0") == 0
+    with pytest.raises(InvalidArgument, match="page_token"):
+        listing.decode_offset_token(token, scope="run-b/0")
