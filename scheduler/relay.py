@@ -1,9 +1,9 @@
 """The outbox relay: publishes work units written by run-creating transactions to RabbitMQ.
 
-Rows are deleted in the same transaction that waited for RabbitMQ's publisher confirms, so a
-row disappears only once its message is durable. A crash in between republishes it; fencing
-on the attempt number makes the duplicate harmless. Several relays (one per scheduler) share
-the outbox through FOR UPDATE SKIP LOCKED.
+A relay leases a batch of rows, publishes them, and deletes them once RabbitMQ confirmed every
+message, so a row disappears only once its message is durable. A crash in between publishes it
+again when the lease ends; fencing on the attempt number makes the duplicate harmless. Several
+relays (one per scheduler) share the outbox through FOR UPDATE SKIP LOCKED and the leases.
 """
 
 from __future__ import annotations
@@ -68,14 +68,13 @@ class OutboxRelay:
             self._wake.clear()
 
     async def _publish_batch(self, channel: AmqpChannel) -> int:
-        async with self._outbox.take_batch(self._batch_size) as units:
-            if units:
-                bodies = [
-                    worker_service_pb2.WorkUnit(run_id=u.run_id, attempt=u.attempt).SerializeToString()
-                    for u in units
-                ]
-                await channel.publish_confirmed(
-                    self._names.work_exchange, WORK_ROUTING_KEY, bodies, WORK_UNIT_TYPE
-                )
-        self.published += len(units)
-        return len(units)
+        batch = await self._outbox.take(self._batch_size)
+        if batch.units:
+            bodies = [
+                worker_service_pb2.WorkUnit(run_id=u.run_id, attempt=u.attempt).SerializeToString()
+                for u in batch.units
+            ]
+            await channel.publish_confirmed(self._names.work_exchange, WORK_ROUTING_KEY, bodies, WORK_UNIT_TYPE)
+            await self._outbox.published(batch)
+        self.published += len(batch.units)
+        return len(batch.units)

@@ -10,8 +10,11 @@ from collections.abc import Awaitable, Callable
 import uvloop
 
 
-def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run main(stop); stop is set on SIGTERM or SIGINT and main is expected to wind down."""
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], fast_loop: bool = True) -> None:
+    """Run main(stop); stop is set on SIGTERM or SIGINT and main is expected to wind down.
+
+    fast_loop: run on uvloop. The worker does not: children it spawned under uvloop (libuv's
+    fork in a process where gRPC's threads run) were seen to die of SIGSEGV before exec."""
 
     async def runner() -> None:
         stop = asyncio.Event()
@@ -20,4 +23,7 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    uvloop.run(runner())
+    if fast_loop:
+        uvloop.run(runner())
+    else:
+        asyncio.run(runner())

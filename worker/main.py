@@ -68,7 +68,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging("worker", settings.log_level, settings.log_json)
-    run_until_signalled(lambda stop: serve(settings, stop))
+    run_until_signalled(lambda stop: serve(settings, stop), fast_loop=False)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, TextClause, text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from taskmesh.db.engine import statement
+from taskmesh.db.engine import Database, Query, statement, text
 from taskmesh.errors import AlreadyExists, NotFound
 from taskmesh.records import Condition, JobChanges, JobRecord, Json, Page, ScheduleSetting
 
@@ -56,7 +53,7 @@ RESUME_JOB = text(
 
 
 class JobRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def create(
@@ -99,7 +96,7 @@ class JobRepository:
         """Which of these jobs exist."""
         async with statement(self._engine) as conn:
             rows = await conn.execute(SELECT_EXISTING, {"ids": sorted(job_ids)})
-            return {row.id for row in rows}
+            return {row.id for row in rows.all()}
 
     async def get(self, job_id: str) -> JobRecord:
         async with statement(self._engine) as conn:
@@ -169,7 +166,7 @@ class JobRepository:
     async def resume(self, job_id: str) -> JobRecord:
         return await self._one(RESUME_JOB, job_id)
 
-    async def _one(self, query: TextClause, job_id: str) -> JobRecord:
+    async def _one(self, query: Query, job_id: str) -> JobRecord:
         async with statement(self._engine) as conn:
             row = (await conn.execute(query, {"id": job_id})).first()
         if row is None:
@@ -210,7 +207,7 @@ def _job_filter_sql(conditions: Sequence[Condition]) -> tuple[list[str], dict[st
     return where, params
 
 
-def _job(row: Row[Any]) -> JobRecord:
+def _job(row: Any) -> JobRecord:
     return JobRecord(
         id=row.id,
         name=row.name,

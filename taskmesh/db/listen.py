@@ -11,14 +11,10 @@ import logging
 from collections.abc import Callable
 
 import psycopg
-from sqlalchemy import make_url
+
+from taskmesh.db.engine import libpq_url
 
 log = logging.getLogger(__name__)
-
-
-def libpq_url(database_url: str) -> str:
-    """postgresql+psycopg://... (SQLAlchemy) -> postgresql://... (libpq)."""
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def listen_forever(database_url: str, channel: str, on_notify: Callable[[str], None]) -> None:

@@ -6,10 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from taskmesh.db.engine import statement, transaction
+from taskmesh.db.engine import Database, statement, text, transaction
 from taskmesh.records import AttemptRef, LogEntry, RunLogs
 
 MAX_BYTES_PER_ATTEMPT = 1 << 20
@@ -54,7 +51,7 @@ SELECT_TRUNCATED = text(
 
 
 class LogRepository:
-    def __init__(self, engine: AsyncEngine, max_bytes_per_attempt: int = MAX_BYTES_PER_ATTEMPT) -> None:
+    def __init__(self, engine: Database, max_bytes_per_attempt: int = MAX_BYTES_PER_ATTEMPT) -> None:
         self._engine = engine
         self._cap = max_bytes_per_attempt
 
@@ -104,7 +101,7 @@ class LogRepository:
         params = {"run_id": run_id, "attempt": attempt, "after_id": after_id, "limit": limit + 1}
         async with statement(self._engine) as conn:
             lines = (await conn.execute(SELECT_LINES, params)).all()
-            truncated = (await conn.execute(SELECT_TRUNCATED, {"run_id": run_id})).scalars().all()
+            truncated = (await conn.execute(SELECT_TRUNCATED, {"run_id": run_id})).scalars()
         more = len(lines) > limit
         lines = lines[:limit]
         return RunLogs(

@@ -174,3 +174,5 @@ class Outbox(Base):
     run_id: Mapped[uuid.UUID] = mapped_column(UUID)
     attempt: Mapped[int] = mapped_column(Integer)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
+    # Set while a relay publishes the row; past it, another relay may take the row again.
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

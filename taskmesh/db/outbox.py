@@ -2,39 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from taskmesh.db.engine import transaction
+from taskmesh.db.engine import Database, statement, text
 from taskmesh.records import AttemptRef
 
-# Rows stay locked (and invisible to other relays) until the publishing transaction ends.
+# A relay leases rows while it publishes them; they are deleted once RabbitMQ confirmed them.
+# A relay that dies meanwhile leaves its rows to be taken again when the lease ends: their
+# work units may then be published twice, which fencing on the attempt makes harmless.
 TAKE_BATCH = text(
     """
-    DELETE FROM outbox WHERE id IN (
-        SELECT id FROM outbox ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
-    ) RETURNING run_id::text AS run_id, attempt
+    UPDATE outbox SET lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)
+    WHERE id IN (
+        SELECT id FROM outbox WHERE lease_until IS NULL OR lease_until < clock_timestamp()
+        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+    ) RETURNING id, run_id::text AS run_id, attempt
     """
 )
+DELETE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(CAST(:ids AS bigint[]))")
 COUNT_BACKLOG = text("SELECT count(*) FROM outbox")
 
 NOTIFY_CHANNEL = "taskmesh_outbox"  # set by the outbox_notify trigger (migration 0001)
+LEASE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class OutboxBatch:
+    ids: list[int]
+    units: list[AttemptRef]
 
 
 class OutboxRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
-    @asynccontextmanager
-    async def take_batch(self, limit: int) -> AsyncIterator[list[AttemptRef]]:
-        """Yield up to `limit` pending work units; they are deleted only if the block succeeds."""
-        async with transaction(self._engine) as conn:
-            rows = (await conn.execute(TAKE_BATCH, {"limit": limit})).all()
-            yield [AttemptRef(run_id=row.run_id, attempt=row.attempt) for row in rows]
+    async def take(self, limit: int, lease_seconds: float = LEASE_SECONDS) -> OutboxBatch:
+        """Lease up to `limit` pending work units to this relay."""
+        async with statement(self._engine) as conn:
+            rows = (await conn.execute(TAKE_BATCH, {"limit": limit, "lease_seconds": lease_seconds})).all()
+        return OutboxBatch(
+            ids=[row.id for row in rows], units=[AttemptRef(row.run_id, row.attempt) for row in rows]
+        )
+
+    async def published(self, batch: OutboxBatch) -> None:
+        async with statement(self._engine) as conn:
+            await conn.execute(DELETE_PUBLISHED, {"ids": batch.ids})
 
     async def backlog(self) -> int:
-        async with transaction(self._engine) as conn:
+        async with statement(self._engine) as conn:
             return int((await conn.execute(COUNT_BACKLOG)).scalar_one())

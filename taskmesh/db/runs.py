@@ -12,10 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from taskmesh.db.engine import statement, transaction
+from taskmesh.db.engine import Database, statement, text, transaction
 from taskmesh.errors import FailedPrecondition, NotFound
 from taskmesh.records import (
     AttemptRef,
@@ -235,7 +232,7 @@ ExpiryDecision = Callable[[ExpiredAttempt], OutcomeReport]
 
 
 class RunRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def create(self, requests: Sequence[RunRequest], trigger: Trigger) -> list[RunRecord | None]:
@@ -439,7 +436,7 @@ def _json_or_none(value: dict[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-def run_from_row(row: Row[Any]) -> RunRecord:
+def run_from_row(row: Any) -> RunRecord:
     return RunRecord(
         id=row.id,
         job_id=row.job_id,

@@ -14,10 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from taskmesh.db.engine import statement, transaction
+from taskmesh.db.engine import Connection, Database, statement, text, transaction
 from taskmesh.db.runs import CANCEL_RUNS, RUN_COLUMNS, run_from_row
 from taskmesh.records import DueJob, FiredBatch, FireDecision, Page, RunRecord, SkippedSlotRecord
 from taskmesh.states import SkipReason
@@ -95,7 +92,7 @@ Decide = Callable[[Sequence[DueJob]], Sequence[FireDecision]]
 
 
 class ScheduleRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def fire_due(self, limit: int, decide: Decide) -> tuple[int, FiredBatch]:
@@ -137,7 +134,7 @@ class ScheduleRepository:
         ]
 
 
-async def _apply(conn: AsyncConnection, decisions: Sequence[FireDecision]) -> FiredBatch:
+async def _apply(conn: Connection, decisions: Sequence[FireDecision]) -> FiredBatch:
     params = _apply_params(decisions)
     created = [run_from_row(row) for row in (await conn.execute(APPLY_DECISIONS, params)).all()]
     cancel_ids = [run_id for d in decisions for run_id in d.cancel_run_ids]
@@ -173,7 +170,7 @@ def _last_fired(decision: FireDecision) -> datetime | None:
     return max((f.slot_time for f in decision.fired), default=None)
 
 
-def _due_job(row: Row[Any]) -> DueJob:
+def _due_job(row: Any) -> DueJob:
     return DueJob(
         id=row.id,
         schedule=row.schedule,

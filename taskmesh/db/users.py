@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from taskmesh.db.engine import statement
+from taskmesh.db.engine import Database, statement, text
 from taskmesh.errors import AlreadyExists, NotFound
 from taskmesh.records import UserRecord
 from taskmesh.states import Role
@@ -28,7 +25,7 @@ DELETE_USER = text("DELETE FROM users WHERE username = :username")
 
 
 class UserRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def create(self, username: str, password_hash: str, role: Role) -> UserRecord:
@@ -63,7 +60,7 @@ class UserRepository:
             raise NotFound(f"user {username!r} not found")
 
 
-def _user(row: Row[Any]) -> UserRecord:
+def _user(row: Any) -> UserRecord:
     return UserRecord(
         username=row.username,
         password_hash=row.password_hash,

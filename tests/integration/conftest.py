@@ -1,9 +1,8 @@
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskmesh.db.engine import make_engine
+from taskmesh.db.engine import Database, make_engine
 from taskmesh.db.jobs import JobRepository
 from tests.support import Isolation
 
@@ -11,14 +10,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def engine(integration_isolation: Isolation) -> AsyncIterator[AsyncEngine]:
+async def engine(integration_isolation: Isolation) -> AsyncIterator[Database]:
     engine = make_engine(integration_isolation.database_url, pool_size=4)
     yield engine
     await engine.dispose()
 
 
 @pytest.fixture
-async def job_id(engine: AsyncEngine, request: pytest.FixtureRequest) -> str:
+async def job_id(engine: Database, request: pytest.FixtureRequest) -> str:
     from taskmesh.ids import new_id
 
     name = f"{request.node.name[:80]}-{new_id()[-12:]}".replace("[", "-").replace("]", "")

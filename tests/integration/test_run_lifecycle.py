@@ -3,10 +3,9 @@
 import asyncio
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scheduler.outcomes import AttemptEnding, resolve, resolve_expired
+from taskmesh.db.engine import Database, text
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.runs import RunRepository
 from taskmesh.errors import FailedPrecondition
@@ -20,10 +19,10 @@ FAST_RETRY = {"maxAttempts": 3, "initialBackoff": "0.1s", "jitter": 0}
 RETRYABLE_ERROR = {"kind": "EXECUTOR_FAILED", "message": "boom", "retryable": True}
 
 
-async def _set_job_policy(engine: AsyncEngine, job_id: str, policy: dict, timeout: float | None = None) -> None:
+async def _set_job_policy(engine: Database, job_id: str, policy: dict, timeout: float | None = None) -> None:
     import json
 
-    async with engine.begin() as conn:
+    async with engine.transaction() as conn:
         await conn.execute(
             text("UPDATE jobs SET retry_policy = CAST(:p AS jsonb), attempt_timeout_seconds = :t WHERE id = :id"),
             {"p": json.dumps(policy), "t": timeout, "id": job_id},
@@ -46,7 +45,7 @@ async def _fail(runs: RunRepository, run: RunRecord, worker: str = "w1") -> RunR
 
 
 async def test_a_failed_attempt_waits_then_is_queued_again_as_the_next_attempt(
-    engine: AsyncEngine, job_id: str
+    engine: Database, job_id: str
 ) -> None:
     await _set_job_policy(engine, job_id, FAST_RETRY)
     runs = RunRepository(engine)
@@ -59,7 +58,7 @@ async def test_a_failed_attempt_waits_then_is_queued_again_as_the_next_attempt(
     await asyncio.sleep(0.15)
     promoted = {r.id: r for r in await runs.promote_retries()}
     assert promoted[run.id].state == RunState.QUEUED and promoted[run.id].attempt == 2
-    async with engine.connect() as conn:
+    async with engine.statement() as conn:
         outbox = await conn.execute(
             text("SELECT attempt FROM outbox WHERE run_id = :id ORDER BY id"), {"id": run.id}
         )
@@ -70,14 +69,14 @@ async def test_a_failed_attempt_waits_then_is_queued_again_as_the_next_attempt(
     assert second is not None and second.run.worker_id == "w2"
 
 
-async def test_the_last_attempt_fails_the_run(engine: AsyncEngine, job_id: str) -> None:
+async def test_the_last_attempt_fails_the_run(engine: Database, job_id: str) -> None:
     await _set_job_policy(engine, job_id, {"maxAttempts": 1})
     runs = RunRepository(engine)
     failed = await _fail(runs, await _running(runs, job_id))
     assert failed is not None and failed.state == RunState.FAILED and failed.finish_time is not None
 
 
-async def test_heartbeats_extend_only_the_leases_a_worker_holds(engine: AsyncEngine, job_id: str) -> None:
+async def test_heartbeats_extend_only_the_leases_a_worker_holds(engine: Database, job_id: str) -> None:
     runs = RunRepository(engine)
     mine = await _running(runs, job_id, "w1")
     theirs = await _running(runs, job_id, "w2")
@@ -90,7 +89,7 @@ async def test_heartbeats_extend_only_the_leases_a_worker_holds(engine: AsyncEng
     }
 
 
-async def test_expired_leases_are_reaped_as_lost_and_retried(engine: AsyncEngine, job_id: str) -> None:
+async def test_expired_leases_are_reaped_as_lost_and_retried(engine: Database, job_id: str) -> None:
     await _set_job_policy(engine, job_id, FAST_RETRY)
     runs = RunRepository(engine)
     lost = await _running(runs, job_id, "dead-worker", lease=0.05)
@@ -107,9 +106,7 @@ async def test_expired_leases_are_reaped_as_lost_and_retried(engine: AsyncEngine
     assert await _fail(runs, lost, "dead-worker") is None
 
 
-async def test_attempts_overrunning_their_timeout_are_failed_by_the_server(
-    engine: AsyncEngine, job_id: str
-) -> None:
+async def test_attempts_overrunning_their_timeout_are_failed_by_the_server(engine: Database, job_id: str) -> None:
     await _set_job_policy(engine, job_id, {"maxAttempts": 1}, timeout=0.05)
     runs = RunRepository(engine)
     run = await _running(runs, job_id, lease=30)
@@ -119,7 +116,7 @@ async def test_attempts_overrunning_their_timeout_are_failed_by_the_server(
     assert reaped[run.id].error is not None and reaped[run.id].error["kind"] == "TIMEOUT"
 
 
-async def test_idempotency_key_returns_the_first_run(engine: AsyncEngine, job_id: str) -> None:
+async def test_idempotency_key_returns_the_first_run(engine: Database, job_id: str) -> None:
     runs = RunRepository(engine)
     key = f"order-{new_id()}"
     first = await runs.create(
@@ -132,11 +129,11 @@ async def test_idempotency_key_returns_the_first_run(engine: AsyncEngine, job_id
     assert other[0] is not None and other[0].id != first[0].id
 
 
-async def test_an_expired_idempotency_key_creates_a_new_run(engine: AsyncEngine, job_id: str) -> None:
+async def test_an_expired_idempotency_key_creates_a_new_run(engine: Database, job_id: str) -> None:
     runs = RunRepository(engine)
     (old,) = await runs.create([RunRequest(new_id(), job_id, "daily")], Trigger.MANUAL)
     assert old is not None
-    async with engine.begin() as conn:
+    async with engine.transaction() as conn:
         await conn.execute(
             text("UPDATE runs SET queue_time = queue_time - interval '25 hours' WHERE id = :id"), {"id": old.id}
         )
@@ -144,7 +141,7 @@ async def test_an_expired_idempotency_key_creates_a_new_run(engine: AsyncEngine,
     assert fresh is not None and fresh.id != old.id and fresh.idempotency_key == "daily"
 
 
-async def test_retry_run_starts_a_fresh_run_from_a_finished_one(engine: AsyncEngine, job_id: str) -> None:
+async def test_retry_run_starts_a_fresh_run_from_a_finished_one(engine: Database, job_id: str) -> None:
     await _set_job_policy(engine, job_id, {"maxAttempts": 1})
     runs = RunRepository(engine)
     failed = await _fail(runs, await _running(runs, job_id))
@@ -156,7 +153,7 @@ async def test_retry_run_starts_a_fresh_run_from_a_finished_one(engine: AsyncEng
         await runs.retry_run(replay.id, new_id())  # still active
 
 
-async def test_logs_are_capped_per_attempt_and_only_from_the_holder(engine: AsyncEngine, job_id: str) -> None:
+async def test_logs_are_capped_per_attempt_and_only_from_the_holder(engine: Database, job_id: str) -> None:
     from datetime import UTC, datetime
 
     runs = RunRepository(engine)

@@ -3,9 +3,8 @@
 import json
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from taskmesh.db.engine import Database, text
 from taskmesh.db.runs import RunRepository
 from taskmesh.ids import new_id
 from taskmesh.records import AttemptRef, ClaimRequest, OutcomeReport, RunRecord, RunRequest
@@ -20,15 +19,15 @@ async def _create(runs: RunRepository, job_id: str, count: int) -> list[RunRecor
     return [run for run in created if run is not None]
 
 
-async def _outbox_rows(engine: AsyncEngine, run_ids: list[str]) -> int:
-    async with engine.connect() as conn:
+async def _outbox_rows(engine: Database, run_ids: list[str]) -> int:
+    async with engine.statement() as conn:
         result = await conn.execute(
             text("SELECT count(*) FROM outbox WHERE run_id = ANY(CAST(:ids AS uuid[]))"), {"ids": run_ids}
         )
         return int(result.scalar_one())
 
 
-async def test_created_runs_come_with_their_outbox_rows(engine: AsyncEngine, job_id: str) -> None:
+async def test_created_runs_come_with_their_outbox_rows(engine: Database, job_id: str) -> None:
     runs = RunRepository(engine)
     ids = [new_id() for _ in range(3)]
     created = [r for r in await runs.create([RunRequest(i, job_id) for i in ids], Trigger.MANUAL) if r]
@@ -37,14 +36,14 @@ async def test_created_runs_come_with_their_outbox_rows(engine: AsyncEngine, job
     assert await _outbox_rows(engine, ids) == 3
 
 
-async def test_unknown_jobs_create_nothing(engine: AsyncEngine) -> None:
+async def test_unknown_jobs_create_nothing(engine: Database) -> None:
     run_id = new_id()
     created = await RunRepository(engine).create([RunRequest(run_id, new_id())], Trigger.MANUAL)
     assert created == [None]
     assert await _outbox_rows(engine, [run_id]) == 0
 
 
-async def test_claim_is_fenced_by_state_and_attempt(engine: AsyncEngine, job_id: str) -> None:
+async def test_claim_is_fenced_by_state_and_attempt(engine: Database, job_id: str) -> None:
     runs = RunRepository(engine)
     (run,) = await _create(runs, job_id, 1)
     ref = AttemptRef(run.id, 1)
@@ -60,7 +59,7 @@ async def test_claim_is_fenced_by_state_and_attempt(engine: AsyncEngine, job_id:
     assert await runs.claim([ClaimRequest(AttemptRef(new_id(), 1), "w3")], 30) == [None]
 
 
-async def test_outcome_is_recorded_once_and_only_by_the_claiming_worker(engine: AsyncEngine, job_id: str) -> None:
+async def test_outcome_is_recorded_once_and_only_by_the_claiming_worker(engine: Database, job_id: str) -> None:
     runs = RunRepository(engine)
     (run,) = await _create(runs, job_id, 1)
     ref = AttemptRef(run.id, 1)
@@ -83,7 +82,7 @@ async def test_outcome_is_recorded_once_and_only_by_the_claiming_worker(engine: 
     assert final.attempts[0]["state"] == "SUCCEEDED"
 
 
-async def test_latest_run_and_listing_newest_first(engine: AsyncEngine, job_id: str) -> None:
+async def test_latest_run_and_listing_newest_first(engine: Database, job_id: str) -> None:
     runs = RunRepository(engine)
     (first,) = await _create(runs, job_id, 1)
     (second,) = await _create(runs, job_id, 1)
@@ -93,7 +92,7 @@ async def test_latest_run_and_listing_newest_first(engine: AsyncEngine, job_id: 
     assert [r.id for r in listed[:2]] == [second.id, first.id]
 
 
-async def test_cancel_ends_queued_runs_and_asks_running_ones_to_stop(engine: AsyncEngine, job_id: str) -> None:
+async def test_cancel_ends_queued_runs_and_asks_running_ones_to_stop(engine: Database, job_id: str) -> None:
     runs = RunRepository(engine)
     queued, running, finished = await _create(runs, job_id, 3)
     await runs.claim(

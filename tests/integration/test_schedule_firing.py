@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.metrics import FiringMetrics
 from taskmesh import schedules
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
-from taskmesh.db.engine import make_engine
+from taskmesh.db.engine import Database, make_engine, text
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
@@ -46,18 +44,16 @@ def firing_isolation() -> Iterator[Isolation]:
 
 
 @pytest.fixture
-async def db(firing_isolation: Isolation) -> AsyncIterator[AsyncEngine]:
+async def db(firing_isolation: Isolation) -> AsyncIterator[Database]:
     engine = make_engine(firing_isolation.database_url, pool_size=4)
     yield engine
-    async with engine.begin() as conn:
+    async with engine.transaction() as conn:
         await conn.execute(text("DELETE FROM jobs"))
         await conn.execute(text("DELETE FROM outbox"))
     await engine.dispose()
 
 
-async def scheduled_job(
-    engine: AsyncEngine, schedule: dict[str, Any], next_fire_at: datetime, **fields: Any
-) -> str:
+async def scheduled_job(engine: Database, schedule: dict[str, Any], next_fire_at: datetime, **fields: Any) -> str:
     job_id = new_id()
     parsed = schedules.from_json(schedule)
     due = schedules.due_time(parsed, job_id, next_fire_at)
@@ -84,12 +80,12 @@ def deciding(rules: schedules.FiringRules = RULES) -> Any:
     return decide
 
 
-async def rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
-    async with engine.connect() as conn:
+async def rows(engine: Database, sql: str, **params: Any) -> list[Any]:
+    async with engine.statement() as conn:
         return list((await conn.execute(text(sql), params)).all())
 
 
-async def test_a_due_slot_becomes_a_scheduled_run_with_its_outbox_row(db: AsyncEngine) -> None:
+async def test_a_due_slot_becomes_a_scheduled_run_with_its_outbox_row(db: Database) -> None:
     slot = datetime.now(UTC).replace(microsecond=0) - SECOND
     job_id = await scheduled_job(
         db,
@@ -120,7 +116,7 @@ async def test_a_due_slot_becomes_a_scheduled_run_with_its_outbox_row(db: AsyncE
     assert until is not None and 55 < until <= 60
 
 
-async def test_missed_slots_are_recorded_and_counted(db: AsyncEngine) -> None:
+async def test_missed_slots_are_recorded_and_counted(db: Database) -> None:
     first = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     once = await scheduled_job(db, {"interval": {"every": "1s"}}, first)
     skip = await scheduled_job(db, {"interval": {"every": "1s"}, "misfirePolicy": "SKIP"}, first)
@@ -145,7 +141,7 @@ async def test_missed_slots_are_recorded_and_counted(db: AsyncEngine) -> None:
     assert after[0].slot_time == page[-1].slot_time - SECOND
 
 
-async def test_replace_cancels_active_runs_in_the_firing_transaction(db: AsyncEngine) -> None:
+async def test_replace_cancels_active_runs_in_the_firing_transaction(db: Database) -> None:
     slot = datetime.now(UTC).replace(microsecond=0) - SECOND
     job_id = await scheduled_job(db, {"interval": {"every": "60s"}, "overlapPolicy": "REPLACE"}, slot)
     runs = RunRepository(db)
@@ -153,7 +149,7 @@ async def test_replace_cancels_active_runs_in_the_firing_transaction(db: AsyncEn
         [RunRequest(new_id(), job_id), RunRequest(new_id(), job_id)], Trigger.MANUAL
     )
     assert queued is not None and running is not None
-    async with db.begin() as conn:
+    async with db.transaction() as conn:
         await conn.execute(text("UPDATE runs SET state = 'RUNNING' WHERE id = :id"), {"id": running.id})
     _, fired = await ScheduleRepository(db).fire_due(10, deciding())
     assert {r.id: r.state for r in fired.cancelled} == {
@@ -164,7 +160,7 @@ async def test_replace_cancels_active_runs_in_the_firing_transaction(db: AsyncEn
     assert new_run.state == RunState.QUEUED and new_run.slot_time == slot
 
 
-async def test_forbid_records_the_active_run(db: AsyncEngine) -> None:
+async def test_forbid_records_the_active_run(db: Database) -> None:
     slot = datetime.now(UTC).replace(microsecond=0) - SECOND
     job_id = await scheduled_job(db, {"interval": {"every": "60s"}, "overlapPolicy": "FORBID"}, slot)
     (active,) = await RunRepository(db).create([RunRequest(new_id(), job_id)], Trigger.MANUAL)
@@ -176,19 +172,19 @@ async def test_forbid_records_the_active_run(db: AsyncEngine) -> None:
     assert (await JobRepository(db).get(job_id)).next_fire_at == slot + timedelta(seconds=60)
 
 
-async def test_a_slot_that_already_has_a_run_is_not_fired_again(db: AsyncEngine) -> None:
+async def test_a_slot_that_already_has_a_run_is_not_fired_again(db: Database) -> None:
     slot = datetime.now(UTC).replace(microsecond=0) - SECOND
     job_id = await scheduled_job(db, {"interval": {"every": "60s"}}, slot)
     await ScheduleRepository(db).fire_due(10, deciding())
     # someone puts the job back on a slot that already fired (e.g. a clock running behind)
-    async with db.begin() as conn:
+    async with db.transaction() as conn:
         await conn.execute(text("UPDATE jobs SET next_fire_at = :s, due_at = :s"), {"s": slot})
     claimed, fired = await ScheduleRepository(db).fire_due(10, deciding())
     assert claimed == 1 and fired.created == [] and fired.conflicts == 1
     assert await rows(db, "SELECT count(*) FROM runs WHERE job_id = :id", id=job_id) == [(1,)]
 
 
-async def test_concurrent_claims_split_the_due_jobs(db: AsyncEngine, firing_isolation: Isolation) -> None:
+async def test_concurrent_claims_split_the_due_jobs(db: Database, firing_isolation: Isolation) -> None:
     slot = datetime.now(UTC).replace(microsecond=0) - SECOND
     job_ids = [await scheduled_job(db, {"interval": {"every": "60s"}}, slot) for _ in range(40)]
     engines = [make_engine(firing_isolation.database_url, pool_size=2) for _ in range(4)]
@@ -204,7 +200,7 @@ async def test_concurrent_claims_split_the_due_jobs(db: AsyncEngine, firing_isol
 
 
 async def test_firing_loops_share_a_grid_without_doubles_or_gaps(
-    db: AsyncEngine, firing_isolation: Isolation
+    db: Database, firing_isolation: Isolation
 ) -> None:
     """Three firing loops (one engine each, as three schedulers) fire 30 per-second jobs for
     ~4 s: every job has exactly one run per slot from its first slot to its last."""
@@ -229,7 +225,7 @@ async def test_firing_loops_share_a_grid_without_doubles_or_gaps(
     tasks = [asyncio.create_task(loop.run_forever()) for loop in loops]
     try:
         await asyncio.sleep((start - datetime.now(UTC)).total_seconds() + 4)
-        async with db.begin() as conn:
+        async with db.transaction() as conn:
             await conn.execute(text("UPDATE jobs SET paused = true"))
     finally:
         for task in tasks:
