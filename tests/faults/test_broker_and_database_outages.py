@@ -1,5 +1,6 @@
 """Connection losses to RabbitMQ, PostgreSQL and Redis lose nothing and run nothing twice."""
 
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -122,3 +123,22 @@ def test_status_falls_back_to_postgresql_while_redis_is_down_and_the_cache_recov
         message="the status cache to be written again",
     )
     assert api.get(f"/api/jobs/{job['id']}/status").json()["lastRun"]["id"] == second["id"]
+
+
+def test_a_rabbitmq_restart_loses_nothing(
+    api: httpx.Client, fault_mesh: Mesh, isolation: Isolation, effects: EffectServer
+) -> None:
+    """The broker itself goes down and comes back (queues and messages are durable)."""
+    ensure_workers(fault_mesh)
+    job = create_job(api, "broker-restart", {"http": {"url": f"{effects.base}/broker-restart"}})
+    run_ids = [trigger(api, job["id"])["id"] for _ in range(20)]
+    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, capture_output=True)
+    try:
+        run_ids += [trigger(api, job["id"])["id"] for _ in range(20)]  # accepted: they wait in the outbox
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, capture_output=True)
+        subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, capture_output=True)
+    for run_id in run_ids:
+        assert wait_run_terminal(api, run_id, timeout=90)["state"] == "SUCCEEDED"
+    hits = Counter(effects.runs_hit("/broker-restart"))
+    assert set(hits) == set(run_ids) and max(hits.values()) == 1
