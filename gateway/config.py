@@ -120,6 +120,8 @@ def _cluster(upstream: Upstream) -> dict[str, Any]:
                 "timeout": "1s",
                 "interval": "2s",
                 "no_traffic_interval": "2s",
+                # A failed host is looked at more often, so that it is back soon after it recovers.
+                "unhealthy_interval": "0.5s",
                 "unhealthy_threshold": 2,
                 "healthy_threshold": 1,
                 "grpc_health_check": {},

@@ -96,11 +96,14 @@ class HealthMonitor:
         self.snapshot = Snapshot(results=by_name, serving=serving, taken_at=time.monotonic())
         return self.snapshot
 
+    def delay_after(self, snapshot: Snapshot) -> float:
+        """The interval; a quarter of it while not serving, to come back quickly."""
+        return self._interval if snapshot.serving else self._interval / 4
+
     async def run_forever(self) -> None:
-        """Check every interval; four times as often while not serving, to come back quickly."""
         while True:
             snapshot = await self.check_once()
-            await asyncio.sleep(self._interval if snapshot.serving else self._interval / 4)
+            await asyncio.sleep(self.delay_after(snapshot))
 
     def _log_change(self, serving: bool, results: Mapping[str, CheckResult]) -> None:
         if serving:
