@@ -124,9 +124,9 @@ def aggregate(
 
 
 def resolve_targets(process: str, host: str, port: int) -> list[ScrapeTarget]:
-    """Every address `host` resolves to (a headless Service: every pod)."""
+    """Every IPv4 address `host` resolves to (a headless Service: every pod), as Envoy does."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
     except OSError as error:
         log.warning("cannot resolve %s (%s metrics): %s", host, process, error)
         return []

@@ -59,9 +59,10 @@ async def test_one_work_unit_per_slot_in_arrival_order() -> None:
     pipeline.release["b"].set()
     await _settle()
     assert pipeline.started == ["a", "b", "c"] and admission.waiting == 1
-    for name in "acd":
-        pipeline.release.get(name, asyncio.Event()).set()
-        await _settle()
+    pipeline.release["a"].set()
+    await _settle()
+    assert pipeline.started == ["a", "b", "c", "d"] and admission.waiting == 0
+    pipeline.release["c"].set()
     pipeline.release["d"].set()
     await asyncio.gather(*tasks)
     assert pipeline.started == ["a", "b", "c", "d"] and admission.handed_back == 0
