@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from taskmesh.metrics import RUNS_FINISHED
+from taskmesh.metrics import RUNS_FINISHED, labelled
 from taskmesh.records import RunRecord
 from taskmesh.states import RunState
 
@@ -40,7 +40,7 @@ class CacheStats:
 
     def record(self, result: CacheResult) -> None:
         self.counts[result] += 1
-        CACHE_LOOKUPS.labels(result).inc()
+        labelled(CACHE_LOOKUPS, result).inc()
 
     def hit_ratio(self) -> float:
         total = sum(self.counts.values())

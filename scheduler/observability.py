@@ -24,7 +24,7 @@ from prometheus_client import Histogram
 from scheduler.outcomes import AttemptEnding
 from taskmesh.broker.amqp import AmqpConnection
 from taskmesh.errors import BrokerUnavailable
-from taskmesh.metrics import RUNS_FINISHED, executor_kind
+from taskmesh.metrics import RUNS_FINISHED, executor_kind, labelled
 from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, RunRecord
 from taskmesh.states import RunState
 
@@ -131,13 +131,16 @@ class RunObserver:
             self._remember(run.id, kind)
             self._roster.claimed(request.worker_id, request.ref)
             if run.attempt == 1 and run.start_time is not None:
-                TRIGGER_TO_START.labels(kind).observe(max(0.0, (run.start_time - run.queue_time).total_seconds()))
-            log.info(
-                "attempt %d claimed by %s",
-                run.attempt,
-                request.worker_id,
-                extra=_ids(run, None, request.worker_id),
-            )
+                labelled(TRIGGER_TO_START, kind).observe(
+                    max(0.0, (run.start_time - run.queue_time).total_seconds())
+                )
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "attempt %d claimed by %s",
+                    run.attempt,
+                    request.worker_id,
+                    extra=_ids(run, None, request.worker_id),
+                )
 
     def ended(self, endings: Sequence[AttemptEnding], recorded: Sequence[RunRecord | None]) -> None:
         for ending, run in zip(endings, recorded, strict=True):
@@ -170,11 +173,11 @@ class RunObserver:
         kind = self.kind_of(run.id)
         seconds = _seconds_between(last.get("start_time"), last.get("finish_time"))
         if seconds is not None:
-            EXECUTION_SECONDS.labels(kind, str(last.get("state") or run.state.value)).observe(max(0.0, seconds))
+            labelled(EXECUTION_SECONDS, kind, str(last.get("state") or run.state.value)).observe(max(0.0, seconds))
         if run.state.is_terminal:
-            RUNS_FINISHED.labels(run.state.value, kind).inc()
+            labelled(RUNS_FINISHED, run.state.value, kind).inc()
             self._kinds.pop(run.id, None)
-        if quiet:
+        if quiet or not log.isEnabledFor(logging.INFO):
             return
         extra = _ids(run, attempt, str(last.get("worker_id") or "") or None)
         if run.state == RunState.RETRY_WAIT:

@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from socketserver import ThreadingMixIn
 from typing import Any, Generic, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -35,6 +36,13 @@ RUNS_FINISHED = Counter(
     "Runs that reached a terminal state, by state and executor kind (none: cancelled before any attempt ran)",
     ["state", "executor"],
 )
+
+
+@lru_cache(maxsize=8192)
+def labelled(metric: Any, *values: str) -> Any:
+    """metric.labels(*values), cached: a dict lookup on the paths of runs and RPCs instead of a
+    locked lookup with validation (label values here come from small fixed sets)."""
+    return metric.labels(*values)
 
 
 def executor_kind(executor: Mapping[str, Any] | None) -> str:
