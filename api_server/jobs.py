@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from api_server.observability import cache_stats
 from taskmesh import schedules
 from taskmesh.cache.status import CacheWriter, StatusCache
 from taskmesh.convert import run_to_proto
@@ -137,9 +138,12 @@ class Jobs:
 
     async def _cached_run(self, job_id: str) -> run_pb2.Run | None:
         try:
-            return await self._cache.get(job_id)
+            cached = await self._cache.get(job_id)
         except CacheUnavailable:
+            cache_stats.record("error")
             return None
+        cache_stats.record("hit" if cached is not None else "miss")
+        return cached
 
 
 def _needs_creation_time(schedule: schedules.Schedule) -> bool:

@@ -8,6 +8,7 @@ import logging
 
 from api_server.accounts import Accounts
 from api_server.jobs import Jobs
+from api_server.monitoring import ApiMonitoring
 from api_server.runs import Runs
 from api_server.servicers import AuthServicer, JobServicer
 from api_server.watch import RunWatcher
@@ -16,6 +17,7 @@ from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db.engine import make_engine
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.logs import LogRepository
+from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.db.schema import ensure_schema
@@ -68,12 +70,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             ),
         ],
     )
+    monitoring = ApiMonitoring(settings, DatabaseProbe(engine, settings.database_url), redis, names, built)
+    await built.set_serving(False)  # until the monitor has seen PostgreSQL
     await built.server.start()
-    await built.set_serving(True)
     writer_task = asyncio.create_task(cache_writer.run_forever())
+    await monitoring.start()
     log.info("api_server listening on %s", settings.api_listen)
     await stop.wait()
     log.info("api_server stopping: draining in-flight calls")
+    await monitoring.stop()
     await built.set_serving(False)
     await built.server.stop(grace=10)
     await cache_writer.flush()

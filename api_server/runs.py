@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from api_server.observability import runs_cancelled
 from taskmesh.batching import GroupCommitter
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.jobs import JobRepository
@@ -56,6 +57,7 @@ class Runs:
     async def cancel(self, run_id: str) -> RunRecord:
         """Cancel now if queued or waiting to retry; ask the worker to stop if running."""
         cancelled = await self._runs.cancel([run_id])
+        runs_cancelled(cancelled)
         if cancelled:
             self._cache_writer.enqueue(cancelled)
             return cancelled[0]

@@ -26,7 +26,11 @@ BENCH_ENV = {
     "TASKMESH_GATEWAY_PORT": "8180",
     "TASKMESH_GATEWAY_ADMIN_PORT": "9981",
     "TASKMESH_LOG_LEVEL": "WARNING",
-    "TASKMESH_SCHEDULER_METRICS_PORT": "0",
+    # No metrics or worker health listeners: the benchmarks must not take the default ports.
+    "TASKMESH_API_METRICS_LISTEN": "",
+    "TASKMESH_SCHEDULER_METRICS_LISTEN": "",
+    "TASKMESH_WORKER_METRICS_LISTEN": "",
+    "TASKMESH_WORKER_HEALTH_LISTEN": "",
 }
 PG = "postgresql://postgres@127.0.0.1:5432"
 

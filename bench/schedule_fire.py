@@ -58,6 +58,9 @@ def schedule_mesh(workers: int) -> Iterator[tuple[Mesh, dict[str, int]]]:
         "TASKMESH_GATEWAY_PORT": str(gateway),
         "TASKMESH_GATEWAY_ADMIN_PORT": str(admin),
         "TASKMESH_LOG_LEVEL": "WARNING",
+        "TASKMESH_API_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+        "TASKMESH_WORKER_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+        "TASKMESH_WORKER_HEALTH_LISTEN": f"127.0.0.1:{free_port()}",
     }
     scheduler_ports = {name: free_port() for name in SCHEDULERS}
     env["TASKMESH_SCHEDULER_LISTEN"] = env["TASKMESH_SCHEDULER_ADDRESS"] = (
@@ -76,7 +79,7 @@ def schedule_mesh(workers: int) -> Iterator[tuple[Mesh, dict[str, int]]]:
                 {
                     "TASKMESH_SCHEDULER_ID": name,
                     "TASKMESH_SCHEDULER_LISTEN": listen,
-                    "TASKMESH_SCHEDULER_METRICS_PORT": str(metrics_ports[name]),
+                    "TASKMESH_SCHEDULER_METRICS_LISTEN": f"127.0.0.1:{metrics_ports[name]}",
                 },
             )
             wait_serving(listen, process=process)

@@ -4,6 +4,10 @@ One listener serves REST/JSON (transcoded to gRPC from the protos' google.api.ht
 annotations) and native gRPC (grpcurl, generated clients) on the same port, routing each gRPC
 service to its upstream. Upstreams are health-checked with the gRPC health service, and a
 failed upstream gets no traffic (no panic routing).
+
+/actuator/* (health and the aggregated Prometheus metrics) is plain HTTP, proxied to the
+api_server's metrics listener with the transcoder disabled. Envoy generates an x-request-id
+for every request, passes it to the upstream (the servers log it) and returns it to the caller.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from gateway import swagger_ui
 DESCRIPTOR_SET = Path(__file__).parent / "generated" / "taskmesh.pb"
 TYPE = "type.googleapis.com/envoy.extensions"
 TRANSCODED_SERVICES = ["taskmesh.v1.JobService", "taskmesh.v1.AuthService"]
+ACTUATOR_PREFIX = "/actuator"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class GatewayConfig:
     admin_port: int
     api_server: Upstream
     scheduler: Upstream
+    # The api_server's metrics listener, which serves /actuator/*; None: no actuator routes.
+    actuator: Upstream | None = None
     descriptor_set: Path = DESCRIPTOR_SET
 
 
@@ -62,7 +69,18 @@ def routes() -> list[dict[str, Any]]:
     ]
 
 
-def _cluster(upstream: Upstream) -> dict[str, Any]:
+def actuator_routes(cluster: str) -> list[dict[str, Any]]:
+    """Plain HTTP to the api_server's actuator; place them before the gRPC routes."""
+    # A request that finds an api_server gone is tried on another one.
+    retry = {"retry_on": "connect-failure,refused-stream,reset", "num_retries": 2}
+    route = {
+        "match": {"prefix": ACTUATOR_PREFIX},
+        "route": {"cluster": cluster, "timeout": "10s", "retry_policy": retry},
+    }
+    return [swagger_ui.without_transcoder(route)]
+
+
+def _endpoints(upstream: Upstream) -> dict[str, Any]:
     address = {"socket_address": {"address": upstream.host, "port_value": upstream.port}}
     return {
         "name": upstream.name,
@@ -73,6 +91,24 @@ def _cluster(upstream: Upstream) -> dict[str, Any]:
             "cluster_name": upstream.name,
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
         },
+    }
+
+
+def _actuator_cluster(upstream: Upstream) -> dict[str, Any]:
+    """HTTP/1.1 and no active health check: while the database is down the api_server answers
+    503 with the detail, instead of Envoy's bare "no healthy upstream". A host that refuses
+    connections is ejected for a while; its 503 answers (DOWN) never eject it."""
+    detection = {
+        "split_external_local_origin_errors": True,
+        "consecutive_local_origin_failure": 2,
+        "enforcing_consecutive_5xx": 0,
+    }
+    return {**_endpoints(upstream), "outlier_detection": detection}
+
+
+def _cluster(upstream: Upstream) -> dict[str, Any]:
+    return {
+        **_endpoints(upstream),
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": f"{TYPE}.upstreams.http.v3.HttpProtocolOptions",
@@ -84,6 +120,8 @@ def _cluster(upstream: Upstream) -> dict[str, Any]:
                 "timeout": "1s",
                 "interval": "2s",
                 "no_traffic_interval": "2s",
+                # A failed host is looked at more often, so that it is back soon after it recovers.
+                "unhealthy_interval": "0.5s",
                 "unhealthy_threshold": 2,
                 "healthy_threshold": 1,
                 "grpc_health_check": {},
@@ -120,6 +158,7 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
         "stat_prefix": "gateway",
         "codec_type": "AUTO",
         "generate_request_id": True,
+        "always_set_request_id_in_response": True,
         "route_config": {
             "name": "taskmesh",
             "virtual_hosts": [
@@ -127,7 +166,11 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
                     "name": "taskmesh",
                     "domains": ["*"],
                     # The OpenAPI document and Swagger UI, generated next to the descriptor set.
-                    "routes": [*swagger_ui.routes(config.descriptor_set.parent), *routes()],
+                    "routes": [
+                        *swagger_ui.routes(config.descriptor_set.parent),
+                        *(actuator_routes(config.actuator.name) if config.actuator else []),
+                        *routes(),
+                    ],
                 }
             ],
             "max_direct_response_body_size_bytes": swagger_ui.MAX_DIRECT_RESPONSE_BYTES,
@@ -170,6 +213,10 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
                     ],
                 }
             ],
-            "clusters": [_cluster(config.api_server), _cluster(config.scheduler)],
+            "clusters": [
+                _cluster(config.api_server),
+                _cluster(config.scheduler),
+                *([_actuator_cluster(config.actuator)] if config.actuator else []),
+            ],
         },
     }

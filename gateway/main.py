@@ -21,6 +21,15 @@ from gateway.config import GatewayConfig, Upstream, envoy_config
 from taskmesh.settings import Settings, get_settings
 
 
+def actuator_upstream(settings: Settings) -> Upstream | None:
+    """The api_server's host (TASKMESH_API_ADDRESS) at its metrics port (TASKMESH_API_METRICS_LISTEN)."""
+    if not settings.api_metrics_listen:
+        return None
+    host = settings.api_address.rsplit(":", 1)[0]
+    port = settings.api_metrics_listen.rsplit(":", 1)[1]
+    return Upstream("api_server_actuator", f"{host}:{port}")
+
+
 def gateway_config(settings: Settings) -> GatewayConfig:
     return GatewayConfig(
         listen_host=os.environ.get("TASKMESH_GATEWAY_HOST", "127.0.0.1"),
@@ -28,6 +37,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         admin_port=settings.gateway_admin_port,
         api_server=Upstream("api_server", settings.api_address),
         scheduler=Upstream("scheduler", settings.scheduler_address),
+        actuator=actuator_upstream(settings),
     )
 
 

@@ -75,13 +75,13 @@ def routes(generated: Path) -> list[dict[str, Any]]:
     redirect = {"path_redirect": SWAGGER_UI_PREFIX + "index.html"}
     return [
         *(_file_route(f) for f in files),
-        _without_transcoder({"match": {"path": SWAGGER_UI_PREFIX.rstrip("/")}, "redirect": redirect}),
-        _without_transcoder({"match": {"path": SWAGGER_UI_PREFIX}, "redirect": redirect}),
+        without_transcoder({"match": {"path": SWAGGER_UI_PREFIX.rstrip("/")}, "redirect": redirect}),
+        without_transcoder({"match": {"path": SWAGGER_UI_PREFIX}, "redirect": redirect}),
     ]
 
 
 def _file_route(static: StaticFile) -> dict[str, Any]:
-    return _without_transcoder(
+    return without_transcoder(
         {
             "match": {"path": static.path},
             "direct_response": {"status": 200, "body": {"filename": str(static.file)}},
@@ -98,6 +98,6 @@ def _header(key: str, value: str) -> dict[str, Any]:
     return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
 
 
-def _without_transcoder(route: dict[str, Any]) -> dict[str, Any]:
+def without_transcoder(route: dict[str, Any]) -> dict[str, Any]:
     disabled = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
     return {**route, "typed_per_filter_config": {TRANSCODER: disabled}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from scheduler.observability import roster, run_observer
 from scheduler.outcomes import AttemptEnding, resolve
 from taskmesh.batching import GroupCommitter
 from taskmesh.cache.status import CacheWriter
@@ -35,6 +36,7 @@ class AttemptLedger:
 
     async def heartbeat(self, worker_id: str, refs: Sequence[AttemptRef]) -> dict[AttemptRef, RunState]:
         """Extend the worker's leases; returns the attempts it still holds, with their state."""
+        roster.heartbeat(worker_id, refs)
         if not refs:
             return {}
         return await self._runs.extend_leases(worker_id, refs, self.lease_seconds)
@@ -46,6 +48,7 @@ class AttemptLedger:
     async def _claim_batch(self, requests: Sequence[ClaimRequest]) -> list[ClaimedAttempt | None]:
         claimed = await self._runs.claim(requests, self.lease_seconds)
         self._cache_writer.enqueue([c.run for c in claimed if c is not None])
+        run_observer.claimed(requests, claimed)
         return claimed
 
     async def _ending_batch(self, endings: Sequence[AttemptEnding]) -> list[RunRecord | None]:
@@ -54,4 +57,5 @@ class AttemptLedger:
         reports = [resolve(e, policies.get(e.ref.run_id)) for e in endings]
         recorded = await self._runs.record_outcomes(reports)
         self._cache_writer.enqueue([r for r in recorded if r is not None])
+        run_observer.ended(endings, recorded)
         return recorded

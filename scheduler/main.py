@@ -10,10 +10,13 @@ import socket
 from collections.abc import Callable
 from datetime import timedelta
 
+from prometheus_client import REGISTRY
+
 from scheduler.attempts import AttemptLedger
 from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.maintenance import Maintenance
-from scheduler.metrics import FiringMetrics, serve_metrics
+from scheduler.metrics import FiringMetrics
+from scheduler.monitoring import SchedulerMonitoring
 from scheduler.relay import OutboxRelay
 from scheduler.worker_servicer import WorkerServicer
 from taskmesh import schedules
@@ -24,6 +27,7 @@ from taskmesh.db.engine import make_engine
 from taskmesh.db.listen import listen_forever
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.outbox import NOTIFY_CHANNEL, OutboxRepository
+from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.logs import configure_logging
@@ -37,6 +41,8 @@ from taskmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
 log = logging.getLogger("scheduler")
 
 WORKER_SERVICE = worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
+# At shutdown, seconds the WorkerService streams get to answer what is in flight before they end.
+STREAM_DRAIN_SECONDS = 5.0
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -59,7 +65,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         settings.relay_poll_interval,
     )
     scheduler_id = settings.scheduler_id or f"{socket.gethostname()}-{os.getpid()}"
-    metrics = FiringMetrics(scheduler_id)
+    metrics = FiringMetrics(scheduler_id, REGISTRY)
     firing_wake = asyncio.Event()
     firing = ScheduleFiring(
         schedule_store.ScheduleRepository(engine),
@@ -83,11 +89,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             )
         ],
     )
+    monitoring = SchedulerMonitoring(settings, DatabaseProbe(engine, settings.database_url), names, built)
+    await built.set_serving(False)  # until the monitor has seen PostgreSQL and RabbitMQ
     await built.server.start()
-    await built.set_serving(True)
-    metrics_server = serve_metrics(
-        metrics.registry, _host(settings.scheduler_listen), settings.scheduler_metrics_port
-    )
     background = [
         asyncio.create_task(listen_forever(settings.database_url, NOTIFY_CHANNEL, lambda _: outbox_wake.set())),
         asyncio.create_task(listen_forever(settings.database_url, CANCEL_CHANNEL, _cancel_pusher(servicer))),
@@ -99,12 +103,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ),
         asyncio.create_task(firing.run_forever()),
     ]
+    await monitoring.start()
     log.info("scheduler %s listening on %s", scheduler_id, settings.scheduler_listen)
     await stop.wait()
-    log.info("scheduler stopping")
-    if metrics_server is not None:
-        await asyncio.to_thread(metrics_server.shutdown)
+    log.info("scheduler stopping: ending worker streams, draining in-flight calls")
+    await monitoring.stop()
     await built.set_serving(False)
+    await servicer.close_streams(STREAM_DRAIN_SECONDS)
     await built.server.stop(grace=10)
     for task in background:
         task.cancel()
@@ -126,11 +131,6 @@ def _cancel_pusher(servicer: WorkerServicer) -> Callable[[str], None]:
             servicer.push_cancel(AttemptRef(run_id, int(attempt)), worker_id)
 
     return push
-
-
-def _host(listen: str) -> str:
-    """The host part of host:port ([::]:50052 -> ::)."""
-    return listen.rsplit(":", 1)[0].strip("[]")
 
 
 def main() -> None:

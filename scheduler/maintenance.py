@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 
+from scheduler.observability import run_observer
 from scheduler.outcomes import resolve_expired
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.runs import RunRepository
@@ -45,6 +46,7 @@ class Maintenance:
     async def reap(self) -> None:
         while reaped := await self._runs.expire_attempts(resolve_expired, self._grace):
             self._cache_writer.enqueue(reaped)
+            run_observer.reaped(reaped)
             for run in reaped:
                 log.warning(
                     "attempt %d of run %s expired: %s -> %s",
@@ -52,5 +54,9 @@ class Maintenance:
                     run.id,
                     (run.error or {}).get("message", ""),
                     run.state.value,
-                    extra={"run_id": run.id, "job_id": run.job_id},
+                    extra={
+                        "run_id": run.id,
+                        "job_id": run.job_id,
+                        "attempt": run.attempts[-1]["attempt"] if run.attempts else run.attempt,
+                    },
                 )

@@ -1,16 +1,12 @@
-"""The scheduler's Prometheus metrics, served over HTTP by prometheus_client."""
+"""The firing loop's Prometheus metrics (served with the scheduler's others, scheduler.monitoring)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from taskmesh.records import FiredBatch, FireDecision
-
-log = logging.getLogger(__name__)
 
 # From a healthy scheduler's milliseconds to a catch-up after an outage.
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, float("inf"))
@@ -50,17 +46,3 @@ class FiringMetrics:
                 self._skipped.labels(self._scheduler_id, skip.reason.value).inc()
         if fired.conflicts:
             self._conflicts.inc(fired.conflicts)
-
-
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer | None:
-    """Serve /metrics in a daemon thread; None when disabled (port 0) or the port is taken
-    (metrics must not stop a scheduler from firing)."""
-    if port == 0:
-        return None
-    try:
-        server, _ = start_http_server(port, addr=host, registry=registry)
-    except OSError as error:
-        log.error("cannot serve metrics on %s:%d (%s); continuing without them", host, port, error)
-        return None
-    log.info("metrics on http://%s:%d/metrics", host, port)
-    return server

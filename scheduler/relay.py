@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from scheduler.observability import relay_link
 from taskmesh.aio import wait_event
 from taskmesh.broker.amqp import AmqpChannel, AmqpConnection
 from taskmesh.broker.topology import declare_topology
@@ -47,6 +48,7 @@ class OutboxRelay:
         while True:
             try:
                 connection = await AmqpConnection.open(self._amqp_url, name=f"{self._names.namespace}-relay")
+                relay_link.watch(connection)
                 try:
                     channel = await connection.channel()
                     await declare_topology(channel, self._names)

@@ -14,6 +14,7 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 
 from scheduler.attempts import AttemptLedger
+from scheduler.observability import roster
 from scheduler.outcomes import AttemptEnding
 from taskmesh.convert import from_json, to_json
 from taskmesh.errors import InvalidArgument, Unavailable
@@ -32,12 +33,14 @@ ATTEMPT_STATUS = {
     pb.Outcome.FAILED: RunState.FAILED,
     pb.Outcome.CANCELLED: RunState.CANCELLED,
 }
+_END = pb.ConnectResponse()  # put on a session's outbound queue: the stream ends there
 
 
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     def __init__(self, ledger: AttemptLedger) -> None:
         self._ledger = ledger
         self._sessions: dict[str, _Session] = {}
+        self._closing = False
 
     def push_cancel(self, ref: AttemptRef, worker_id: str) -> None:
         """Tell the worker holding `ref` to stop it, if that worker is connected here."""
@@ -45,9 +48,17 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         if session is not None:
             session.cancel(ref)
 
+    async def close_streams(self, timeout: float) -> None:
+        """At shutdown: answer the claims and reports in flight, then end every stream with OK
+        and refuse new ones, so that workers reconnect (to another scheduler) at once."""
+        self._closing = True
+        await asyncio.gather(*(session.finish(timeout) for session in list(self._sessions.values())))
+
     async def Connect(
         self, requests: AsyncIterator[pb.ConnectRequest], context: Context
     ) -> AsyncIterator[pb.ConnectResponse]:
+        if self._closing:
+            raise Unavailable("this scheduler is shutting down")
         hello = await _first_hello(requests)
         session = _Session(hello.worker_id, self._ledger)
         extra = {"worker_id": hello.worker_id}
@@ -55,6 +66,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         if previous is not None:
             previous.close()  # the worker reconnected before we noticed its old stream died
         self._sessions[hello.worker_id] = session
+        roster.connected(hello.worker_id, hello.slots)
         log.info("worker %s connected (%d slots)", hello.worker_id, hello.slots, extra=extra)
         lease = Duration()
         lease.FromNanoseconds(int(self._ledger.lease_seconds * 1e9))
@@ -68,6 +80,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             session.close()
             if self._sessions.get(hello.worker_id) is session:
                 del self._sessions[hello.worker_id]
+            roster.disconnected(hello.worker_id)
             log.info("worker %s disconnected", hello.worker_id, extra=extra)
 
 
@@ -101,6 +114,7 @@ class _Session:
         self._tasks: set[asyncio.Task[None]] = set()
         self._log_writes: set[asyncio.Task[None]] = set()
         self._log_order = asyncio.Lock()  # batches of one stream are stored in arrival order
+        self._finishing = False
 
     async def read(self, requests: AsyncIterator[pb.ConnectRequest]) -> None:
         handlers = {
@@ -110,6 +124,8 @@ class _Session:
             "logs": lambda r: self._logs(r.logs),
         }
         async for request in requests:
+            if self._finishing:
+                continue  # unanswered: the worker sends it again on its next stream
             kind = request.WhichOneof("message") or ""
             handler = handlers.get(kind)
             if handler is not None:
@@ -123,11 +139,20 @@ class _Session:
             getter = asyncio.ensure_future(self._outbound.get())
             done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
-                yield getter.result()
+                if (response := getter.result()) is _END:
+                    return
+                yield response
                 continue
             getter.cancel()
             reader.result()  # re-raise what ended the reader, if anything
             return
+
+    async def finish(self, timeout: float) -> None:
+        """Stop taking requests, let those in hand finish (up to `timeout`), then end the stream."""
+        self._finishing = True
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        self._outbound.put_nowait(_END)
 
     def cancel(self, ref: AttemptRef) -> None:
         self._outbound.put_nowait(pb.ConnectResponse(cancel=pb.CancelAttempt(attempt=_proto_ref(ref))))

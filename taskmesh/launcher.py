@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ class ManagedProcess:
     log_path: Path | None = None
     popen: subprocess.Popen[bytes] | None = None
     _log_file: IO[bytes] | None = field(default=None, repr=False)
+    _terminated: bool = field(default=False, repr=False)
 
     def start(self, echo: Callable[[str, bytes], None] | None = None) -> None:
         if self.log_path is not None:
@@ -66,13 +68,17 @@ class ManagedProcess:
         if self.alive():
             assert self.popen is not None
             self.popen.send_signal(sig)
+            self._terminated = self._terminated or sig == signal.SIGTERM
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
         if self.popen is None:
             return None
         if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
+            # Once only: a second SIGTERM could land after the process restored the default
+            # handler on its way out, and kill it.
+            if not self._terminated:
+                self.signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -87,6 +93,20 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class WorkerListens:
+    """Where one worker serves its metrics and its gRPC health ("" when disabled)."""
+
+    metrics: str
+    health: str
+
+
 class Mesh:
     """The processes of one mesh, configured by TASKMESH_* variables in `env`."""
 
@@ -97,6 +117,7 @@ class Mesh:
         self.processes: dict[str, ManagedProcess] = {}
         self._echo_lock = threading.Lock()
         self._worker_count = 0
+        self.worker_listens: dict[str, WorkerListens] = {}
 
     def _echo(self, name: str, line: bytes) -> None:
         colour = COLOURS[hash(name) % len(COLOURS)]
@@ -127,7 +148,28 @@ class Mesh:
     def start_worker(self, extra_env: Mapping[str, str] | None = None) -> ManagedProcess:
         self._worker_count += 1
         name = f"worker-{self._worker_count}"
-        return self.spawn(name, [_bin("taskmesh-worker")], {"TASKMESH_WORKER_ID": name, **(extra_env or {})})
+        env = {"TASKMESH_WORKER_ID": name, **self._worker_ports(), **(extra_env or {})}
+        merged = {**self.env, **env}
+        self.worker_listens[name] = WorkerListens(
+            merged.get("TASKMESH_WORKER_METRICS_LISTEN", self.settings.worker_metrics_listen),
+            merged.get("TASKMESH_WORKER_HEALTH_LISTEN", self.settings.worker_health_listen),
+        )
+        return self.spawn(name, [_bin("taskmesh-worker")], env)
+
+    def _worker_ports(self) -> dict[str, str]:
+        """Several workers on one machine: the first listens where the settings say, each other
+        one on free ports of the same hosts."""
+        if self._worker_count == 1:
+            return {}
+        ports = {}
+        for variable, listen in (
+            ("TASKMESH_WORKER_METRICS_LISTEN", self.settings.worker_metrics_listen),
+            ("TASKMESH_WORKER_HEALTH_LISTEN", self.settings.worker_health_listen),
+        ):
+            if listen:
+                host = listen.rsplit(":", 1)[0]
+                ports[variable] = f"{host}:{free_port(host.strip('[]'))}"
+        return ports
 
     def start_gateway(self) -> ManagedProcess:
         return self.spawn("gateway", [_bin("taskmesh-gateway")])
@@ -204,7 +246,7 @@ def main() -> None:
     except BaseException:
         mesh.stop_all()
         raise
-    _print_banner(settings, args.workers)
+    _print_banner(settings, mesh.worker_listens)
     try:
         while not mesh.exited():
             time.sleep(0.5)
@@ -220,18 +262,30 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _print_banner(settings: Settings, workers: int) -> None:
+def _metrics_url(listen: str) -> str:
+    return f"http://{listen}/metrics" if listen else "(disabled)"
+
+
+def _print_banner(settings: Settings, workers: Mapping[str, WorkerListens]) -> None:
     gateway = f"http://127.0.0.1:{settings.gateway_port}"
     password = "admin (development default)" if settings.is_development else "(TASKMESH_ADMIN_PASSWORD)"
+    worker_lines = "".join(
+        f"\n  {name:<21}metrics {_metrics_url(listens.metrics)}   gRPC health {listens.health or '(disabled)'}"
+        for name, listens in workers.items()
+    )
     print(
         f"""
-Taskmesh is up ({workers} workers). Ctrl-C stops everything.
+Taskmesh is up ({len(workers)} workers). Ctrl-C stops everything.
   REST + gRPC gateway  {gateway}   (grpcurl -plaintext 127.0.0.1:{settings.gateway_port} list)
   OpenAPI document     {gateway}/openapi.json   ({gateway}/openapi.yaml)
   Swagger UI           {gateway}/swagger-ui/index.html
+  Health               {gateway}/actuator/health   (/actuator/health/liveness, /actuator/health/readiness)
+  Metrics (gateway)    {gateway}/actuator/prometheus   (api_server and scheduler, labelled by process)
   Envoy admin          http://127.0.0.1:{settings.gateway_admin_port}   (/ready, /stats/prometheus)
-  api_server (gRPC)    {settings.api_address}
-  scheduler  (gRPC)    {settings.scheduler_address}
+  api_server           gRPC {settings.api_address}   metrics {_metrics_url(settings.api_metrics_listen)}
+  scheduler            gRPC {settings.scheduler_address}   metrics {_metrics_url(settings.scheduler_metrics_listen)}{worker_lines}
+  Logs                 every process's lines below (TASKMESH_LOG_JSON=true for JSON); request ids
+                       in the x-request-id header of every gateway response
   Log in as            {settings.admin_username} / {password}
 """,
         flush=True,

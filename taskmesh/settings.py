@@ -73,8 +73,6 @@ class Settings(BaseSettings):
 
     # Identifies a scheduler in metrics and logs; hostname-pid when empty.
     scheduler_id: str = ""
-    # Prometheus metrics of the scheduler (fire lag, skipped slots) on the scheduler's host; 0 disables.
-    scheduler_metrics_port: int = Field(default=9102, ge=0, le=65535)
     # Due jobs one firing transaction claims.
     schedule_batch_size: int = Field(default=100, ge=1, le=10_000)
     # Seconds between checks for due jobs when no NOTIFY arrives (schedulers also wake at the
@@ -87,6 +85,19 @@ class Settings(BaseSettings):
     relay_batch_size: int = 500
     # Seconds between outbox polls when no NOTIFY arrives (NOTIFY only speeds things up).
     relay_poll_interval: float = 1.0
+
+    # Observability (host:port; an empty string disables). Prometheus metrics of each process
+    # at /metrics; the api_server's listener also serves the /actuator/* endpoints the gateway
+    # routes to it. Workers answer the gRPC health service on worker_health_listen.
+    api_metrics_listen: str = "127.0.0.1:9101"
+    scheduler_metrics_listen: str = "127.0.0.1:9102"
+    worker_metrics_listen: str = "127.0.0.1:9103"
+    worker_health_listen: str = "127.0.0.1:50053"
+    # Seconds between dependency checks (PostgreSQL, RabbitMQ) behind each process's health.
+    health_check_interval: float = Field(default=2.0, gt=0)
+    # After SIGTERM, seconds a worker gets to finish the attempts it executes; attempts still
+    # running then are stopped and reported as lost (retried elsewhere as the policy allows).
+    worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     log_level: str = "INFO"
     log_json: bool = True

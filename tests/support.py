@@ -47,6 +47,10 @@ class Isolation:
     scheduler_port: int
     gateway_port: int
     admin_port: int
+    api_metrics_port: int
+    scheduler_metrics_port: int
+    worker_metrics_port: int
+    worker_health_port: int
 
     @classmethod
     def create(cls, label: str = "t") -> Isolation:
@@ -59,6 +63,10 @@ class Isolation:
             scheduler_port=free_port(),
             gateway_port=free_port(),
             admin_port=free_port(),
+            api_metrics_port=free_port(),
+            scheduler_metrics_port=free_port(),
+            worker_metrics_port=free_port(),
+            worker_health_port=free_port(),
         )
 
     @property
@@ -80,8 +88,13 @@ class Isolation:
             "TASKMESH_GATEWAY_PORT": str(self.gateway_port),
             "TASKMESH_GATEWAY_ADMIN_PORT": str(self.admin_port),
             "TASKMESH_LOG_JSON": "true",
-            # Schedulers serve metrics only where a test gives them a port of their own.
-            "TASKMESH_SCHEDULER_METRICS_PORT": "0",
+            "TASKMESH_API_METRICS_LISTEN": f"127.0.0.1:{self.api_metrics_port}",
+            "TASKMESH_SCHEDULER_METRICS_LISTEN": f"127.0.0.1:{self.scheduler_metrics_port}",
+            # Mesh.start_worker gives each worker ports of its own; these serve any other.
+            "TASKMESH_WORKER_METRICS_LISTEN": f"127.0.0.1:{self.worker_metrics_port}",
+            "TASKMESH_WORKER_HEALTH_LISTEN": f"127.0.0.1:{self.worker_health_port}",
+            # Dependency checks often, so that tests see health changes quickly.
+            "TASKMESH_HEALTH_CHECK_INTERVAL": "0.5",
         }
 
     def drop(self) -> None:

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from taskmesh.aio import wait_event
 from taskmesh.broker.amqp import AmqpConnection, Delivery
 from taskmesh.broker.topology import declare_topology
 from taskmesh.errors import BrokerUnavailable
 from taskmesh.names import Names
-from worker.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
 
+class WorkHandler(Protocol):
+    async def handle(self, delivery: Delivery) -> None: ...
+
+
 class WorkConsumer:
     def __init__(
-        self, amqp_url: str, names: Names, pipeline: Pipeline, prefetch: int, heartbeat: int = 10
+        self, amqp_url: str, names: Names, pipeline: WorkHandler, prefetch: int, heartbeat: int = 10
     ) -> None:
         self._amqp_url = amqp_url
         self._heartbeat = heartbeat
@@ -28,6 +32,9 @@ class WorkConsumer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self.consuming = asyncio.Event()
+        # Called once RabbitMQ confirmed the consumer's cancellation at shutdown: nothing more
+        # arrives, so what waits may be handed back without coming back here.
+        self.on_cancelled: Callable[[], object] = lambda: None
 
     async def run_until_stopped(self) -> None:
         delay = 0.5
@@ -40,6 +47,10 @@ class WorkConsumer:
                 self.consuming.clear()
                 await wait_event(self._stopping, delay)
                 delay = min(delay * 2, 10.0)
+        # Stopped between connections: what is left still runs to its end (its acks are lost
+        # with the channel; RabbitMQ redelivers and fencing drops the duplicates).
+        self.on_cancelled()
+        await self.drain()
 
     async def _consume_once(self) -> None:
         connection = await AmqpConnection.open(
@@ -58,6 +69,7 @@ class WorkConsumer:
             stop.cancel()
             if self._stopping.is_set() and channel.is_open:
                 await channel.cancel(consumer_tag)  # take no more work, keep acking what we hold
+                self.on_cancelled()
                 await self.drain()
             elif not self._stopping.is_set():
                 raise BrokerUnavailable("connection to RabbitMQ lost")

@@ -13,15 +13,16 @@ from taskmesh.names import Names
 from taskmesh.process import run_until_signalled
 from taskmesh.settings import Settings, get_settings
 from taskmesh.v1 import worker_service_pb2 as pb
+from worker.admission import Admission
 from worker.consumer import WorkConsumer
 from worker.credentials import TokenSource
 from worker.executors.registry import ExecutorRegistry
+from worker.monitoring import WorkerCollector, WorkerMonitoring
 from worker.pipeline import Pipeline
 from worker.session import SchedulerSession
+from worker.shutdown import wind_down
 
 log = logging.getLogger("worker")
-
-SHUTDOWN_GRACE_SECONDS = 30.0
 
 
 def worker_id(settings: Settings) -> str:
@@ -37,15 +38,21 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     pipeline = Pipeline(session, executors, settings.worker_slots, settings.worker_kill_grace_seconds)
     session.executing = pipeline.executing
     session.on_stop = pipeline.stop
+    admission = Admission(pipeline, settings.worker_slots)
     consumer = WorkConsumer(
         settings.amqp_url,
         Names(settings.namespace),
-        pipeline,
+        admission,
         prefetch=settings.worker_slots + settings.worker_prefetch_extra,
         heartbeat=settings.amqp_heartbeat_seconds,
     )
+    consumer.on_cancelled = admission.close
+    monitoring = WorkerMonitoring(
+        settings, WorkerCollector(settings.worker_slots, pipeline, admission, consumer, session), consumer
+    )
     session_task = asyncio.create_task(session.run_forever())
     consumer_task = asyncio.create_task(consumer.run_until_stopped())
+    await monitoring.start()
     log.info(
         "worker %s started (%d slots, executors: %s)",
         identity,
@@ -53,16 +60,17 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ", ".join(executors.kinds),
     )
     await stop.wait()
-    log.info("worker %s stopping: finishing work in hand (up to %.0fs)", identity, SHUTDOWN_GRACE_SECONDS)
+    grace = settings.worker_shutdown_grace_seconds
+    log.info("worker %s stopping: taking no more work, finishing what runs (up to %.0fs)", identity, grace)
+    await monitoring.stopping()
     consumer.stop()
-    try:
-        await asyncio.wait_for(consumer_task, SHUTDOWN_GRACE_SECONDS)
-    except TimeoutError:
-        log.warning("grace period over; unfinished work units return to the queue")
+    if await wind_down(consumer_task, pipeline, grace):
+        log.info("worker %s finished its work: %d work units handed back", identity, admission.handed_back)
     session_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await session_task
     await executors.close()
+    await monitoring.stop()
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Build a grpc.aio server with the guard, health and reflection; running it is the caller's job."""
+"""Build a grpc.aio server with telemetry, the guard, health and reflection; running it is the
+caller's job. A worker, which serves no API, gets a server with the health service only."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.rpc.guard import GuardInterceptor
+from taskmesh.rpc.telemetry import TelemetryInterceptor
 
 AddServicer = Callable[[aio.Server], None]
 
@@ -30,7 +32,8 @@ class BuiltServer:
 def build_server(listen: str, tokens: TokenCodec, services: Sequence[tuple[str, AddServicer]]) -> BuiltServer:
     """services: (full service name, function adding its servicer to a server)."""
     server = aio.server(
-        interceptors=[GuardInterceptor(tokens)],
+        # Telemetry outermost: it sees the status codes the guard maps errors to.
+        interceptors=[TelemetryInterceptor(), GuardInterceptor(tokens)],
         options=[
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_timeout_ms", 10_000),
@@ -50,3 +53,13 @@ def build_server(listen: str, tokens: TokenCodec, services: Sequence[tuple[str, 
     if bound == 0:
         raise OSError(f"cannot listen on {listen}")
     return BuiltServer(server=server, health=health_servicer, service_names=names)
+
+
+def build_health_server(listen: str) -> BuiltServer:
+    """A server with only the standard health service."""
+    server = aio.server()
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if server.add_insecure_port(listen) == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return BuiltServer(server=server, health=health_servicer, service_names=[])

@@ -39,7 +39,7 @@ class SchedulingMesh:
     def scheduler_env(self, name: str) -> dict[str, str]:
         port = free_port()
         self.metrics_ports[name] = port
-        env = {"TASKMESH_SCHEDULER_ID": name, "TASKMESH_SCHEDULER_METRICS_PORT": str(port)}
+        env = {"TASKMESH_SCHEDULER_ID": name, "TASKMESH_SCHEDULER_METRICS_LISTEN": f"127.0.0.1:{port}"}
         if name != "scheduler":  # the first one listens where workers connect
             env["TASKMESH_SCHEDULER_LISTEN"] = f"127.0.0.1:{free_port()}"
         return env

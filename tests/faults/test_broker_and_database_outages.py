@@ -93,6 +93,9 @@ def test_a_database_outage_delays_runs_but_loses_none(
         )
         time.sleep(3)
         admin.execute(f'ALTER DATABASE "{isolation.database}" ALLOW_CONNECTIONS true')
+    # The api_server said NOT_SERVING meanwhile and Envoy stopped routing to it: wait until both
+    # have seen the database back.
+    wait_for(lambda: api.get(f"/api/jobs/{job['id']}").status_code == 200, timeout=30, message="routing again")
     run_ids += [trigger(api, job["id"])["id"] for _ in range(20)]
     for run_id in run_ids:
         assert wait_run_terminal(api, run_id, timeout=90)["state"] == "SUCCEEDED"
