@@ -127,7 +127,7 @@ class RunObserver:
         for request, claim in zip(requests, claimed, strict=True):
             if claim is None:
                 continue
-            run, kind = claim.run, executor_kind(claim.executor)
+            run, kind = claim.run, executor_kind(claim.executor_json)
             self._remember(run.id, kind)
             self._roster.claimed(request.worker_id, request.ref)
             if run.attempt == 1 and run.start_time is not None:

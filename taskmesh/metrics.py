@@ -9,6 +9,8 @@ process_* and python_* collectors); each serves it on its own TASKMESH_*_METRICS
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import socket
 import threading
@@ -45,9 +47,16 @@ def labelled(metric: Any, *values: str) -> Any:
     return metric.labels(*values)
 
 
-def executor_kind(executor: Mapping[str, Any] | None) -> str:
-    """'http', 'shell', 'sleep', 'noop' from an executor's protobuf JSON."""
+def executor_kind(executor: Mapping[str, Any] | str | None) -> str:
+    """'http', 'shell', 'sleep', 'noop' from an executor's protobuf JSON (parsed, or its text)."""
+    if isinstance(executor, str):
+        return _kind_of_json_text(executor)
     return next(iter(executor), "unknown") if executor else "unknown"
+
+
+@functools.lru_cache(maxsize=4096)
+def _kind_of_json_text(executor_json: str) -> str:
+    return executor_kind(json.loads(executor_json))
 
 
 def split_listen(listen: str) -> tuple[str, int]:

@@ -6,11 +6,8 @@ import contextlib
 from dataclasses import dataclass
 
 import psycopg
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskmesh.db.engine import statement
-from taskmesh.db.listen import libpq_url
+from taskmesh.db.engine import Database, libpq_url, statement, text
 from taskmesh.errors import DatabaseUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 2
@@ -36,7 +33,7 @@ class DatabaseProbe:
     """The ping has a connection of its own: a busy pool must not make a healthy process look
     unhealthy (and have Envoy take it out of rotation under load)."""
 
-    def __init__(self, engine: AsyncEngine, database_url: str) -> None:
+    def __init__(self, engine: Database, database_url: str) -> None:
         self._engine = engine
         self._url = libpq_url(database_url)
         self._connection: psycopg.AsyncConnection[tuple[object, ...]] | None = None

@@ -3,6 +3,7 @@ latency histograms, the workers' busy slots, and the gauges of its metrics endpo
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -53,7 +54,7 @@ def _value(name: str, **labels: str) -> float:
 
 def _claim(observer: RunObserver, worker: str, run: RunRecord, executor: dict[str, object]) -> None:
     observer.claimed(
-        [ClaimRequest(AttemptRef(run.id, run.attempt), worker)], [ClaimedAttempt(run, executor, 60.0)]
+        [ClaimRequest(AttemptRef(run.id, run.attempt), worker)], [ClaimedAttempt(run, json.dumps(executor), 60.0)]
     )
 
 
