@@ -132,6 +132,12 @@ class Database:
             async with self._pool.connection() as conn, conn.transaction():
                 yield Connection(conn)
 
+    async def refresh(self) -> None:
+        """Replace the idle connections a database restart left broken (call it when the
+        database is back, so that the next calls need not find them one by one)."""
+        if self._opened:
+            await self._pool.check()
+
     async def dispose(self) -> None:
         if self._opened:
             await self._pool.close()

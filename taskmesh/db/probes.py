@@ -37,6 +37,7 @@ class DatabaseProbe:
         self._engine = engine
         self._url = libpq_url(database_url)
         self._connection: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self._failing = False
 
     async def ping(self) -> None:
         """Raises DatabaseUnavailable when PostgreSQL cannot be reached."""
@@ -47,8 +48,12 @@ class DatabaseProbe:
                 )
             await self._connection.execute("SELECT 1")
         except (psycopg.Error, OSError) as error:
+            self._failing = True
             await self.close()
             raise DatabaseUnavailable(f"the database is unavailable: {error}") from error
+        if self._failing:  # back after an outage: the pool's idle connections are likely dead
+            self._failing = False
+            await self._engine.refresh()
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None

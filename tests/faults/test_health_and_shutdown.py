@@ -28,8 +28,16 @@ def _gateway(mesh: Mesh) -> str:
 def _answer(mesh: Mesh, path: str, status: int) -> httpx.Response:
     """Wait until the gateway answers `path` with `status`."""
     url = f"{_gateway(mesh)}{path}"
+
+    def answered() -> httpx.Response | None:
+        try:
+            response = httpx.get(url, timeout=5)
+        except httpx.TransportError:  # e.g. a slow answer while the dependency comes back
+            return None
+        return response if response.status_code == status else None
+
     return wait_for(
-        lambda: (r := httpx.get(url, timeout=5)).status_code == status and r,
+        answered,
         timeout=30,
         interval=0.2,
         message=f"{path} to answer {status}",
@@ -100,10 +108,15 @@ def test_without_the_database_the_servers_stop_serving_and_readiness_is_down(
         wait_for(lambda a=address: _grpc_status(a) == SERVING, timeout=20, message=f"{address} SERVING again")
     _answer(fault_mesh, "/actuator/health", 200)
     login = {"username": "admin", "password": "admin"}
-    wait_for(  # Envoy routes to the api_server again once its own health check saw it SERVING
-        lambda: httpx.post(f"{_gateway(fault_mesh)}/api/auth/login", json=login).status_code == 200,
-        message="the gateway to route to the api_server again",
-    )
+
+    def logged_in() -> bool:
+        try:
+            return httpx.post(f"{_gateway(fault_mesh)}/api/auth/login", json=login, timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    # Envoy routes to the api_server again once its own health check saw it SERVING
+    wait_for(logged_in, message="the gateway to route to the api_server again")
 
 
 def _worker_gauges(mesh: Mesh, name: str) -> dict[str, float]:
