@@ -16,7 +16,7 @@ FlushFn = Callable[[Sequence[Item]], Awaitable[Sequence["Result | BaseException"
 
 
 class GroupCommitter(Generic[Item, Result]):
-    def __init__(self, flush: FlushFn[Item, Result], *, max_batch: int = 500, max_in_flight: int = 1) -> None:
+    def __init__(self, flush: FlushFn[Item, Result], *, max_batch: int = 500, max_in_flight: int = 2) -> None:
         self._flush = flush
         self._max_batch = max_batch
         self._slots = asyncio.Semaphore(max_in_flight)
