@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(GENERATED): $(STAMP) $(PROTOS) scripts/generate.py
+$(GENERATED): $(STAMP) $(PROTOS) scripts/generate.py $(wildcard gateway/openapi*.py gateway/protoindex.py gateway/http_rules.py)
 	$(BIN)/python scripts/generate.py
 
 generate: $(STAMP)
