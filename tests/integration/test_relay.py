@@ -63,11 +63,11 @@ async def test_relay_publishes_each_outbox_row_and_deletes_it(
                 await asyncio.sleep(0.05)
     finally:
         task.cancel()
+        await connection.close()
+        delete_rabbitmq_namespace(names.namespace)
     assert sorted(u.run_id for u in ours()) == sorted(run_ids)  # each exactly once
     assert all(u.attempt == 1 for u in ours())
     assert all(d.message_type == WORK_UNIT_TYPE for d in received)
-    await connection.close()
-    delete_rabbitmq_namespace(names.namespace)
 
 
 async def test_rows_of_a_relay_that_died_mid_publish_are_taken_again_after_its_lease(
