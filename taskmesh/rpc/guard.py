@@ -4,10 +4,9 @@ the permission table, and turns exceptions into status codes, so servicers do ne
 from __future__ import annotations
 
 import contextvars
-import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from contextlib import asynccontextmanager
 
 import grpc
 from grpc import aio
@@ -16,11 +15,10 @@ from taskmesh.auth import permissions
 from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
 from taskmesh.errors import PermissionDenied, TaskmeshError
 from taskmesh.rpc.errors import status_for
+from taskmesh.rpc.wrapping import Around, Context, Handler, wrap_handler
 
 log = logging.getLogger(__name__)
 
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-Context = Any  # grpc.aio.ServicerContext; typed loosely because grpc's stubs mix sync and aio
 Authorize = Callable[[Context], Principal | None]
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
@@ -47,7 +45,7 @@ class GuardInterceptor(aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        return _wrap(handler, lambda context: self._authorize(method, context), method)
+        return wrap_handler(handler, _guarded(lambda context: self._authorize(method, context), method))
 
     def _authorize(self, method: str, context: Context) -> Principal | None:
         if permissions.is_public(method):
@@ -69,66 +67,15 @@ async def _fail(context: Context, error: Exception, method: str) -> None:
     await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
 
 
-async def _responses(result: Any) -> AsyncIterator[Any]:
-    """Streaming behaviours either yield responses or write them with context.write()."""
-    if inspect.isasyncgen(result):
-        async for response in result:
-            yield response
-    else:
-        await result
+def _guarded(authorize: Authorize, method: str) -> Around:
+    @asynccontextmanager
+    async def guarded(context: Context, kind: str) -> AsyncIterator[None]:
+        try:
+            _principal.set(authorize(context))
+            yield
+        except aio.AbortError:
+            raise
+        except Exception as error:
+            await _fail(context, error, method)
 
-
-def _wrap(handler: Handler, authorize: Authorize, method: str) -> Handler:
-    """Return a handler of the same kind whose behaviour runs guarded."""
-    if handler.unary_unary is not None:
-        inner_uu: Any = handler.unary_unary
-
-        async def unary_unary(request: Any, context: Context) -> Any:
-            try:
-                _principal.set(authorize(context))
-                return await inner_uu(request, context)
-            except aio.AbortError:
-                raise
-            except Exception as error:
-                await _fail(context, error, method)
-
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer
-        )
-    if handler.unary_stream is not None:
-        inner_us: Any = handler.unary_stream
-
-        async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            try:
-                _principal.set(authorize(context))
-                async for response in _responses(inner_us(request, context)):
-                    yield response
-            except aio.AbortError:
-                raise
-            except Exception as error:
-                await _fail(context, error, method)
-
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream,
-            handler.request_deserializer,
-            handler.response_serializer,
-        )
-    if handler.stream_stream is not None:
-        inner_ss: Any = handler.stream_stream
-
-        async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
-            try:
-                _principal.set(authorize(context))
-                async for response in _responses(inner_ss(requests, context)):
-                    yield response
-            except aio.AbortError:
-                raise
-            except Exception as error:
-                await _fail(context, error, method)
-
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream,
-            handler.request_deserializer,
-            handler.response_serializer,
-        )
-    return handler  # stream-unary: taskmesh defines none
+    return guarded

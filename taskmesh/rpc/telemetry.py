@@ -18,19 +18,19 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any, TypeAlias
+from typing import Any
 
 import grpc
 from grpc import aio
 from prometheus_client import Counter, Histogram
 
 from taskmesh import logs
+from taskmesh.rpc.wrapping import Around, Context, Handler, wrap_handler
 
 log = logging.getLogger(__name__)
 
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-Context = Any  # grpc.aio.ServicerContext
 
 REQUEST_ID_KEY = "x-request-id"
 MAX_REQUEST_ID_LENGTH = 128
@@ -128,65 +128,18 @@ class TelemetryInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return _observed(handler, handler_call_details.method)
+        return wrap_handler(handler, _observed(handler_call_details.method))
 
 
-def _observed(handler: Handler, method: str) -> Handler:
-    if handler.unary_unary is not None:
-        inner_uu: Any = handler.unary_unary
+def _observed(method: str) -> Around:
+    @asynccontextmanager
+    async def observed(context: Context, kind: str) -> AsyncIterator[None]:
+        call = _Call(kind, method, context)
+        try:
+            yield
+        except BaseException as error:
+            call.finish(error)
+            raise
+        call.finish(None)
 
-        async def unary_unary(request: Any, context: Context) -> Any:
-            call = _Call("unary", method, context)
-            try:
-                response = await inner_uu(request, context)
-            except BaseException as error:
-                call.finish(error)
-                raise
-            call.finish(None)
-            return response
-
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer
-        )
-    if handler.unary_stream is not None:
-        inner_us: Any = handler.unary_stream
-
-        async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            call = _Call("server_stream", method, context)
-            try:
-                async for response in _responses(inner_us(request, context)):
-                    yield response
-            except BaseException as error:
-                call.finish(error)
-                raise
-            call.finish(None)
-
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer
-        )
-    if handler.stream_stream is not None:
-        inner_ss: Any = handler.stream_stream
-
-        async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
-            call = _Call("bidi_stream", method, context)
-            try:
-                async for response in _responses(inner_ss(requests, context)):
-                    yield response
-            except BaseException as error:
-                call.finish(error)
-                raise
-            call.finish(None)
-
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
-        )
-    return handler  # stream-unary: taskmesh defines none
-
-
-async def _responses(result: Any) -> AsyncIterator[Any]:
-    """Streaming behaviours either yield responses or write them with context.write()."""
-    if hasattr(result, "__aiter__"):
-        async for response in result:
-            yield response
-    else:
-        await result
+    return observed
