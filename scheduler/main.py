@@ -93,14 +93,19 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await built.set_serving(False)  # until the monitor has seen PostgreSQL and RabbitMQ
     await built.server.start()
     background = [
-        asyncio.create_task(listen_forever(settings.database_url, NOTIFY_CHANNEL, lambda _: outbox_wake.set())),
-        asyncio.create_task(listen_forever(settings.database_url, CANCEL_CHANNEL, _cancel_pusher(servicer))),
+        asyncio.create_task(
+            listen_forever(
+                settings.database_url,
+                {
+                    NOTIFY_CHANNEL: lambda _: outbox_wake.set(),
+                    CANCEL_CHANNEL: _cancel_pusher(servicer),
+                    schedule_store.NOTIFY_CHANNEL: lambda _: firing_wake.set(),
+                },
+            )
+        ),
         asyncio.create_task(relay.run_forever()),
         asyncio.create_task(maintenance.run_forever()),
         asyncio.create_task(cache_writer.run_forever()),
-        asyncio.create_task(
-            listen_forever(settings.database_url, schedule_store.NOTIFY_CHANNEL, lambda _: firing_wake.set())
-        ),
         asyncio.create_task(firing.run_forever()),
     ]
     await monitoring.start()
