@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from taskmesh.launcher import Mesh
-from tests.support import EffectServer, Isolation, PrivateRedis
+from tests.support import EffectServer, Isolation, PrivateRedis, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -58,10 +58,16 @@ def fault_mesh(
 @pytest.fixture(scope="module")
 def api(fault_mesh: Mesh) -> Iterator[httpx.Client]:
     base = f"http://127.0.0.1:{fault_mesh.settings.gateway_port}"
-    token = httpx.post(f"{base}/api/auth/login", json={"username": "admin", "password": "admin"}).json()
-    with httpx.Client(
-        base_url=base, headers={"Authorization": f"Bearer {token['accessToken']}"}, timeout=30
-    ) as client:
+
+    def login() -> str | None:  # the gateway may still be re-admitting a server a test upset
+        try:
+            response = httpx.post(f"{base}/api/auth/login", json={"username": "admin", "password": "admin"})
+        except httpx.TransportError:
+            return None
+        return str(response.json()["accessToken"]) if response.status_code == 200 else None
+
+    token = wait_for(login, timeout=30, interval=0.2, message="a login through the gateway")
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
         yield client
 
 

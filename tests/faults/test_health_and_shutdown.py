@@ -96,10 +96,16 @@ def test_without_the_database_the_servers_stop_serving_and_readiness_is_down(
                 wait_for(
                     lambda a=address: _grpc_status(a) == NOT_SERVING, timeout=20, message=f"{address} NOT_SERVING"
                 )
-            document = httpx.get(f"{_gateway(fault_mesh)}/actuator/health").json()
+
+            def both_down() -> dict | None:  # the actuator polls the servers' health in the background
+                document = _answer(fault_mesh, "/actuator/health", 503).json()
+                components = document["components"]
+                down = components["api_server"]["status"] == components["scheduler"]["status"] == "DOWN"
+                return document if down else None
+
+            document = wait_for(both_down, timeout=30, message="the actuator to see both servers DOWN")
             assert document["status"] == "DOWN"
             assert document["components"]["api_server"] == {"status": "DOWN", "details": {"grpc": "NOT_SERVING"}}
-            assert document["components"]["scheduler"]["status"] == "DOWN"
             assert httpx.get(f"{_gateway(fault_mesh)}/actuator/health/liveness").status_code == 200
         finally:
             admin.execute(f'ALTER DATABASE "{isolation.database}" ALLOW_CONNECTIONS true')
