@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -53,6 +54,10 @@ class JobPolicies:
     attempt_timeout_seconds: float | None = None
 
 
+JOB_ROW_SECONDS = 1.0
+MAX_JOB_ROWS = 10_000
+
+
 class Jobs:
     def __init__(
         self,
@@ -67,6 +72,9 @@ class Jobs:
         self._cache = cache
         self._cache_writer = cache_writer
         self._schedules = schedule_store
+        # Job rows read for GetJobStatus, briefly: the status is served from Redis, and a
+        # schedule's health (or a deletion) may show up to JOB_ROW_SECONDS late.
+        self._job_rows: dict[str, tuple[float, JobRecord]] = {}
 
     async def create(
         self,
@@ -102,6 +110,7 @@ class Jobs:
     async def update(self, job_id: str, changes: JobChanges, schedule: NewSchedule | None = None) -> JobRecord:
         """A changed schedule starts afresh from now: slots it would have had before are not
         caught up (the misfire policy is about slots of the schedule as it was)."""
+        self._job_rows.pop(job_id, None)
         if schedule is not None:
             now = datetime.now(UTC)
             created = now
@@ -111,9 +120,11 @@ class Jobs:
         return await self._jobs.update(job_id, changes)
 
     async def pause(self, job_id: str) -> JobRecord:
+        self._job_rows.pop(job_id, None)
         return await self._jobs.pause(job_id)
 
     async def resume(self, job_id: str) -> JobRecord:
+        self._job_rows.pop(job_id, None)
         return await self._jobs.resume(job_id)
 
     async def list_skipped(self, job_id: str, page: Page | None, limit: int) -> list[SkippedSlotRecord]:
@@ -121,13 +132,14 @@ class Jobs:
         return await self._schedules.list_skipped(job_id, page, limit)
 
     async def delete(self, job_id: str) -> None:
+        self._job_rows.pop(job_id, None)
         await self._jobs.delete(job_id)
         await self._cache.forget(job_id)
 
     async def status(self, job_id: str) -> JobStatusView:
-        """The latest run from the cache (PostgreSQL on a miss); the schedule's health, which
-        changes with every fire, from PostgreSQL (read at the same time)."""
-        cached, job = await asyncio.gather(self._cached_run(job_id), self._jobs.get(job_id))
+        """The latest run from the cache (PostgreSQL on a miss); the job's name and schedule
+        health from PostgreSQL, read at the same time and reused for a second."""
+        cached, job = await asyncio.gather(self._cached_run(job_id), self._recent_job(job_id))
         if cached is not None:
             return JobStatusView(job_id=job_id, job_name=job.name, last_run=cached, job=job)
         latest = await self._runs.latest_for_job(job_id)
@@ -135,6 +147,17 @@ class Jobs:
             return JobStatusView(job_id=job_id, job_name=job.name, last_run=None, job=job)
         self._cache_writer.enqueue([latest])  # read-through: the next read is a hit
         return JobStatusView(job_id=job_id, job_name=job.name, last_run=run_to_proto(latest), job=job)
+
+    async def _recent_job(self, job_id: str) -> JobRecord:
+        now = time.monotonic()
+        known = self._job_rows.get(job_id)
+        if known is not None and known[0] > now:
+            return known[1]
+        job = await self._jobs.get(job_id)
+        if len(self._job_rows) >= MAX_JOB_ROWS:
+            self._job_rows.clear()
+        self._job_rows[job_id] = (now + JOB_ROW_SECONDS, job)
+        return job
 
     async def _cached_run(self, job_id: str) -> run_pb2.Run | None:
         try:
