@@ -39,7 +39,7 @@ typecheck: $(GENERATED)
 	$(BIN)/mypy
 
 bench: $(GENERATED)
-	$(BIN)/python bench/trigger_throughput.py
+	$(BIN)/python -m bench.trigger_throughput
 
 clean:
 	rm -rf $(VENV) gateway/generated taskmesh/v1/*_pb2*.py*

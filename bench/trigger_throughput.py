@@ -3,9 +3,9 @@
 Starts a private mesh (database taskmesh_bench, its own ports), triggers no-op runs through
 the gRPC API and waits until every run SUCCEEDED. Every state is durable in PostgreSQL.
 
-  python bench/trigger_throughput.py                     # closed loop: 10,000 runs, 64 in flight
-  python bench/trigger_throughput.py --rate 200 --seconds 20   # open loop at 200 runs/s
-  python bench/trigger_throughput.py --batch 100       # BatchTriggerJobs of 100 runs
+  python -m bench.trigger_throughput                     # closed loop: 10,000 runs, 64 in flight
+  python -m bench.trigger_throughput --rate 200 --seconds 20   # open loop at 200 runs/s
+  python -m bench.trigger_throughput --batch 100       # BatchTriggerJobs of 100 runs
 
 Prints runs/s from the first trigger to the last SUCCEEDED, and trigger-to-start latency
 (run start_time - queue_time, both stamped by PostgreSQL) percentiles.
