@@ -32,12 +32,7 @@ class EgressDenied(Exception):
 
 
 async def resolve(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to, in the resolver's order (an IP literal: itself)."""
-    try:
-        parse_address(host)
-        return [host.strip("[]")]
-    except ValueError:
-        pass
+    """Every address the name `host` resolves to, in the resolver's order."""
     infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
@@ -76,7 +71,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         try:
             with anyio.fail_after(timeout):
-                addresses = await self._resolve(host, port)
+                addresses = [host] if _is_literal(host) else await self._resolve(host, port)
         except TimeoutError as error:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from error
         except OSError as error:
@@ -113,6 +108,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        parse_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 # httpcore's errors as httpx raises them, most specific first.
