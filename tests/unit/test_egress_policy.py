@@ -271,7 +271,7 @@ def test_rule_syntax(text: str, expected: tuple[Rule, ...]) -> None:
     "text", ["bogus", "10.0.0.0/33", "10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1:http", "*", "[fd00::1]:x"]
 )
 def test_bad_rules_are_refused_naming_the_setting(text: str) -> None:
-    with pytest.raises(EgressRuleError, match="^SETTING: "):
+    with pytest.raises(EgressRuleError, match=r"^SETTING: "):
         parse_rules(text, "SETTING")
 
 
