@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     # development only. /actuator/health* stays open for probes.
     actuator_prometheus_public: bool | None = None
     metrics_token: str = ""
+    # Envoy's full admin interface listens only on this Unix socket (default:
+    # $TMPDIR/taskmesh-gateway-<gateway_port>-admin.sock); gateway_admin_port serves only
+    # GET /ready and /stats/prometheus.
+    gateway_admin_socket: str = ""
 
     log_level: str = "INFO"
     log_json: bool = True
