@@ -144,6 +144,8 @@ class Settings(BaseSettings):
             problems.append("TASKMESH_ADMIN_PASSWORD must be set to a non-default password")
         if self.worker_password == DEV_WORKER_PASSWORD:
             problems.append("TASKMESH_WORKER_PASSWORD must be set to a non-default password")
+        if self.metrics_token and len(self.metrics_token) < 32:
+            problems.append("TASKMESH_METRICS_TOKEN, when set, must be at least 32 characters")
         if problems:
             raise InsecureSettingsError("; ".join(problems))
 
