@@ -51,8 +51,12 @@ def test_loopback_targets_are_denied(api: httpx.Client, denied: Target) -> None:
     assert denied.requests == []
 
 
-def test_a_name_for_loopback_is_denied_on_the_address_it_resolves_to(api: httpx.Client, denied: Target) -> None:
-    run = run_http(api, {"url": f"http://localhost:{denied.port}/by-name"})
+@pytest.mark.parametrize("host", ["localhost", "2130706433", "0x7f.1"])
+def test_other_spellings_of_loopback_are_denied_on_the_address_they_resolve_to(
+    api: httpx.Client, denied: Target, host: str
+) -> None:
+    # Names and odd IPv4 notations are resolved by the worker, then judged as the address.
+    run = run_http(api, {"url": f"http://{host}:{denied.port}/by-name"})
     assert run["state"] == "FAILED" and run["error"]["retryable"] is False
     assert "is a loopback address (TASKMESH_EGRESS_ALLOW_LOOPBACK is off)" in run["error"]["message"]
     assert denied.requests == []
