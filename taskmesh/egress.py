@@ -7,7 +7,10 @@ checks every connection, redirect hops included). Rules, in order:
    metadata endpoints), multicast and broadcast. IPv4-mapped IPv6 addresses are judged as the
    IPv4 address they carry.
 2. Always denied: every address:port the mesh itself listens on (gRPC, metrics, health, gateway
-   and its admin). No allow rule opens a control plane.
+   and its admin), as the worker's settings name them: a listen on loopback covers that port
+   on this machine (every loopback address and the machine's own); a wildcard listen or a
+   host name (a Kubernetes Service) covers it on every non-public address, where replicas of
+   the process listen. No allow rule opens a control plane.
 3. The deny list (TASKMESH_EGRESS_DENY).
 4. The allow list (TASKMESH_EGRESS_ALLOW), which may open loopback or private addresses.
 5. Loopback (127.0.0.0/8, ::1) and private ranges (10/8, 172.16/12, 192.168/16, 100.64/10,
@@ -20,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -46,9 +50,7 @@ PRIVATE: tuple[IPNetwork, ...] = (
     _net("100.64.0.0/10"),
     _net("fc00::/7"),
 )
-# Hosts of a listen that mean "this machine": a listen there is reachable on every loopback
-# address and every address of the machine.
-_LOCAL_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]", "127.0.0.1", "::1", "[::1]", "localhost"})
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
 
 
 class EgressRuleError(ValueError):
@@ -81,25 +83,32 @@ class Rule:
         return f"{self.network}" if self.port is None else f"{self.network}:{self.port}"
 
 
+class Scope(StrEnum):
+    """Where a mesh port is denied when its listen names no single address."""
+
+    LOCAL = "local"  # this machine: loopback and its own addresses (a listen on loopback)
+    # Every non-public address too: a listen on a wildcard address or behind a host name is
+    # where every replica of the process listens, on whatever private address it has.
+    INTERNAL = "internal"
+
+
 @dataclass(frozen=True)
 class MeshEndpoint:
-    """An address:port the mesh listens on. host None: any address of this machine (a listen on
-    a wildcard or loopback address); a host name (k8s Service): any non-public address, since
-    the name may resolve to any of them."""
+    """A port the mesh listens on: at one address, or anywhere in a scope."""
 
     name: str  # e.g. "gateway admin port"
     port: int
     address: IPAddress | None = None
-    by_name: bool = False
+    scope: Scope = Scope.LOCAL
 
     def matches(self, address: IPAddress, port: int, local: frozenset[IPAddress]) -> bool:
         if port != self.port:
             return False
         if self.address is not None:
             return address == self.address
-        if self.by_name:
-            return not _is_public(address) or address in local
-        return _in(address, LOOPBACK) or address in local
+        if _in(address, LOOPBACK) or address in local:
+            return True
+        return self.scope is Scope.INTERNAL and not _is_public(address)
 
 
 @dataclass(frozen=True)
@@ -198,28 +207,33 @@ def mesh_endpoints(settings: Settings) -> tuple[MeshEndpoint, ...]:
         ("scheduler metrics port", settings.scheduler_metrics_listen),
         ("worker metrics port", settings.worker_metrics_listen),
         ("worker health port", settings.worker_health_listen),
-        ("gateway port", f":{settings.gateway_port}"),
-        ("gateway admin port", f":{settings.gateway_admin_port}"),
+        # The gateway's host is not in the worker's settings. Its main port is the public API
+        # (tokens required): denied on this machine only; its admin port wherever it may be.
+        ("gateway port", f"127.0.0.1:{settings.gateway_port}"),
+        ("gateway admin port", f"*:{settings.gateway_admin_port}"),
     ]
     # The actuator the gateway routes to: the api_server's host at its metrics port.
     if settings.api_metrics_listen:
         host = settings.api_address.rsplit(":", 1)[0]
         listens.append(("api_server metrics port", f"{host}:{settings.api_metrics_listen.rsplit(':', 1)[1]}"))
     endpoints = {_endpoint_of(name, listen) for name, listen in listens if listen}
-    return tuple(sorted(endpoints, key=lambda e: (e.port, e.name, str(e.address), e.by_name)))
+    return tuple(sorted(endpoints, key=lambda e: (e.port, e.name, str(e.address), e.scope)))
 
 
 def _endpoint_of(name: str, listen: str) -> MeshEndpoint:
-    host, _, port = listen.rpartition(":")
-    if host in _LOCAL_HOSTS:
-        return MeshEndpoint(name, int(port))
+    host, _, text = listen.rpartition(":")
+    port = int(text)
+    if host in _WILDCARD_HOSTS:
+        return MeshEndpoint(name, port, scope=Scope.INTERNAL)
+    if host == "localhost":
+        return MeshEndpoint(name, port)
     try:
         address = parse_address(host)
-    except ValueError:
-        return MeshEndpoint(name, int(port), by_name=True)
-    if _in(address, LOOPBACK) or address in (ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::")):
-        return MeshEndpoint(name, int(port))
-    return MeshEndpoint(name, int(port), address=address)
+    except ValueError:  # a host name: it may resolve to any replica
+        return MeshEndpoint(name, port, scope=Scope.INTERNAL)
+    if address.is_unspecified:
+        return MeshEndpoint(name, port, scope=Scope.INTERNAL)
+    return MeshEndpoint(name, port) if _in(address, LOOPBACK) else MeshEndpoint(name, port, address=address)
 
 
 def policy_for(settings: Settings, local_addresses: Iterable[IPAddress] = ()) -> EgressPolicy:

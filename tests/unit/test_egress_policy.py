@@ -12,6 +12,7 @@ from taskmesh.egress import (
     EgressRuleError,
     MeshEndpoint,
     Rule,
+    Scope,
     decide,
     mesh_endpoints,
     parse_address,
@@ -20,6 +21,7 @@ from taskmesh.egress import (
 )
 from taskmesh.settings import Settings
 
+LOCAL, INTERNAL = Scope.LOCAL, Scope.INTERNAL
 OPEN = EgressPolicy(allow_loopback=True, allow_private=True)
 CLOSED = EgressPolicy()
 SECRET = "a-production-secret-of-more-than-32-characters"
@@ -134,7 +136,7 @@ def test_an_ipv4_mapped_allow_rule_matches_the_ipv4_address() -> None:
 MESH = EgressPolicy(
     mesh=(
         MeshEndpoint("gateway admin port", 9901),
-        MeshEndpoint("scheduler gRPC port", 50052, by_name=True),
+        MeshEndpoint("scheduler gRPC port", 50052, scope=Scope.INTERNAL),
         MeshEndpoint("api_server gRPC port", 50051, address=ipaddress.ip_address("10.0.0.5")),
     ),
     allow=parse_rules("0.0.0.0/0, ::/0", "A"),
@@ -190,21 +192,29 @@ def test_mesh_endpoints_come_from_every_listen_the_settings_name() -> None:
         gateway_port=7080,
         gateway_admin_port=7901,
     )
-    endpoints = {(e.name, e.port, e.address, e.by_name) for e in mesh_endpoints(settings)}
+    endpoints = {(e.name, e.port, e.address, e.scope) for e in mesh_endpoints(settings)}
     ip = ipaddress.ip_address
     assert endpoints == {
-        ("api_server gRPC port", 7001, None, False),
-        ("api_server gRPC port", 7001, None, True),
-        ("scheduler gRPC port", 7002, None, False),
-        ("scheduler gRPC port", 7002, ip("10.0.0.9"), False),
-        ("api_server metrics port", 7101, None, False),
-        ("api_server metrics port", 7101, None, True),  # the actuator at the api_server's host
-        ("scheduler metrics port", 7102, None, False),
-        ("worker metrics port", 7103, None, False),
-        ("worker health port", 7053, None, False),
-        ("gateway port", 7080, None, False),
-        ("gateway admin port", 7901, None, False),
+        ("api_server gRPC port", 7001, None, INTERNAL),  # 0.0.0.0 and api-server: one entry
+        ("scheduler gRPC port", 7002, None, LOCAL),
+        ("scheduler gRPC port", 7002, ip("10.0.0.9"), LOCAL),
+        ("api_server metrics port", 7101, None, INTERNAL),  # also the actuator at api-server
+        ("scheduler metrics port", 7102, None, INTERNAL),
+        ("worker metrics port", 7103, None, LOCAL),
+        ("worker health port", 7053, None, LOCAL),
+        ("gateway port", 7080, None, LOCAL),
+        ("gateway admin port", 7901, None, INTERNAL),
     }
+
+
+def test_a_wildcard_listen_is_denied_on_private_addresses_a_loopback_listen_on_this_machine_only() -> None:
+    settings = _settings(api_listen="0.0.0.0:7001", worker_metrics_listen="127.0.0.1:7103")
+    policy = policy_for(settings, [ipaddress.ip_address("192.168.5.5")])
+    assert decide(policy, "10.20.30.40", 7001).rule == "the mesh's api_server gRPC port"
+    assert decide(policy, "fd00::9", 7001).rule == "the mesh's api_server gRPC port"
+    assert decide(policy, "8.8.8.8", 7001).allowed
+    assert decide(policy, "192.168.5.5", 7103).rule == "the mesh's worker metrics port"
+    assert decide(policy, "10.20.30.40", 7103).allowed
 
 
 def test_disabled_listens_are_no_endpoints() -> None:
