@@ -96,9 +96,9 @@ def redirect_url(target: Target, to: str, status: int = 302) -> str:
 
 
 def run_http(api: httpx.Client, http: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """Create an http job, trigger it and wait for its run to end."""
+    """Create an http job, trigger it and wait for its run to end (generously: a loaded machine)."""
     job = create_job(api, "egress", {"http": http}, **fields)
-    return wait_run_terminal(api, trigger(api, job["id"])["id"])
+    return wait_run_terminal(api, trigger(api, job["id"])["id"], timeout=90)
 
 
 def log_lines(api: httpx.Client, run_id: str) -> list[str]:
