@@ -18,7 +18,7 @@ from taskmesh.egress import EgressPolicy, MeshEndpoint, parse_rules
 from taskmesh.v1 import job_pb2, run_pb2, worker_service_pb2
 from worker.executors.base import ExecutionContext
 from worker.executors.guarded import EgressDenied, GuardedBackend, GuardedTransport
-from worker.executors.http import HttpExecutor
+from worker.executors.http import HttpExecutor, keeps_headers
 
 CONTEXT = ExecutionContext(run_id="r-1", attempt=1, job_id="j-1", job_name="job")
 FAILED = worker_service_pb2.Outcome.FAILED
@@ -223,3 +223,21 @@ async def test_redirect_loops_end_non_retryably(server: Recorder) -> None:
     assert outcome.error is not None and not outcome.error.retryable
     assert "more than 10 redirects" in outcome.error.message
     assert len(server.requests) == 11
+
+
+@pytest.mark.parametrize(
+    ("first", "hop", "keeps"),
+    [
+        ("http://a.test/x", "http://a.test/y", True),
+        ("http://a.test/x", "http://a.test:80/y", True),
+        ("http://a.test/x", "https://a.test/y", True),  # an upgrade of the same host
+        ("https://a.test/x", "https://a.test:443/y", True),
+        ("http://a.test/x", "http://b.test/y", False),
+        ("http://a.test/x", "http://a.test:8080/y", False),
+        ("https://a.test/x", "http://a.test/y", False),  # a downgrade
+        ("http://a.test:8080/x", "https://a.test/y", False),
+        ("http://a.test/x", "http://sub.a.test/y", False),
+    ],
+)
+def test_which_hops_keep_the_job_headers(first: str, hop: str, keeps: bool) -> None:
+    assert keeps_headers(httpx.URL(first), httpx.URL(hop)) is keeps

@@ -100,7 +100,7 @@ class HttpExecutor:
         self, request: httpx.Request, identity: dict[str, str], context: ExecutionContext
     ) -> tuple[httpx.Response, bytes]:
         """Send `request` and follow its redirects; the final response and its body's head."""
-        origin = _origin(request.url)
+        first = request.url
         for _ in range(MAX_REDIRECTS + 1):
             response = await self._client.send(request, stream=True)
             try:
@@ -110,7 +110,9 @@ class HttpExecutor:
             finally:
                 await response.aclose()
             context.log(f"HTTP {response.status_code} redirect to {following.url}")
-            request = following if _origin(following.url) == origin else await self._stripped(following, identity)
+            request = (
+                following if keeps_headers(first, following.url) else await self._stripped(following, identity)
+            )
         raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
 
     async def _stripped(self, request: httpx.Request, identity: dict[str, str]) -> httpx.Request:
@@ -124,8 +126,15 @@ class HttpExecutor:
         await self._client.aclose()
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return url.scheme, url.host, url.port
+def keeps_headers(first: httpx.URL, hop: httpx.URL) -> bool:
+    """Does a redirect hop still go to the job's origin (or only upgrade it to https)?"""
+    if hop.host != first.host:
+        return False
+    if (hop.scheme, hop.port) == (first.scheme, first.port):
+        return True
+    return (
+        first.scheme == "http" and first.port in (None, 80) and hop.scheme == "https" and hop.port in (None, 443)
+    )
 
 
 async def _read_head(response: httpx.Response) -> bytes:
