@@ -7,7 +7,8 @@ GET /actuator/health            UP/DOWN with detail: database, broker, cache, ap
 GET /actuator/health/readiness  DOWN while the database is out of reach (nothing can be served)
 GET /actuator/health/liveness   the api_server process itself: its event loop keeps checking
 GET /actuator/prometheus        this api_server's metrics and those of every scheduler, each
-                                sample labelled with process and instance
+                                sample labelled with process and instance; needs a bearer
+                                token outside development (api_server/metrics_access.py)
 
 Health documents are built from the health monitor's latest snapshot, never from I/O done
 while answering: a probe costs nothing and cannot hang.
@@ -27,6 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from api_server.metrics_access import PUBLIC, Access, PrometheusAccess
 from taskmesh.health import CheckResult, Snapshot
 from taskmesh.metrics import exposition, merged, metrics_app, parse_exposition, relabelled
 
@@ -155,8 +157,10 @@ class Actuator:
         local_instance: str,
         targets: Callable[[], list[ScrapeTarget]],
         registry: CollectorRegistry = REGISTRY,
+        prometheus_access: PrometheusAccess = PUBLIC,
     ) -> None:
         self._snapshot = snapshot
+        self._prometheus_access = prometheus_access
         self._stale_after = stale_after
         self._local_instance = local_instance
         self._targets = targets
@@ -175,6 +179,9 @@ class Actuator:
         if path == "/metrics":
             return self._metrics(environ, start_response)
         if path == "/actuator/prometheus":
+            access = self._prometheus_access.check(environ.get("HTTP_AUTHORIZATION"))
+            if access is not Access.ALLOWED:
+                return _refused(start_response, access)
             body = aggregate(self._registry, self._local_instance, self._targets(), _fetch)
             return _reply(start_response, 200, body, CONTENT_TYPE_LATEST)
         if path in self._documents:
@@ -186,7 +193,22 @@ class Actuator:
         return _reply(start_response, 404, b"not found\n", "text/plain")
 
 
-STATUS_TEXT = {200: "200 OK", 404: "404 Not Found", 405: "405 Method Not Allowed", 503: "503 Service Unavailable"}
+def _refused(start_response: StartResponse, access: Access) -> list[bytes]:
+    if access is Access.FORBIDDEN:
+        return _reply(start_response, 403, b"metrics need an admin or operator token\n", "text/plain")
+    challenge = [("WWW-Authenticate", 'Bearer realm="taskmesh metrics"')]
+    body = b"metrics need 'Authorization: Bearer <token>' (an admin or operator token, or the metrics token)\n"
+    return _reply(start_response, 401, body, "text/plain", challenge)
+
+
+STATUS_TEXT = {
+    200: "200 OK",
+    401: "401 Unauthorized",
+    403: "403 Forbidden",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    503: "503 Service Unavailable",
+}
 
 
 def _reply(

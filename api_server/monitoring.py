@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
 from api_server.actuator import Actuator, ScrapeTarget, resolve_targets
+from api_server.metrics_access import prometheus_access
 from api_server.observability import cache_stats
 from taskmesh.broker.probe import QueueProbe
 from taskmesh.db.probes import DatabaseProbe
@@ -61,6 +62,7 @@ class ApiMonitoring:
             stale_after=max(STALE_AFTER_INTERVALS * interval, 10.0),
             local_instance=f"{socket.gethostname()}:{_port(settings.api_metrics_listen)}",
             targets=self._scheduler_targets,
+            prometheus_access=prometheus_access(settings),
         )
         self._task: asyncio.Task[None] | None = None
         self._listener: HttpListener | None = None

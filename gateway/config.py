@@ -8,10 +8,16 @@ failed upstream gets no traffic (no panic routing).
 /actuator/* (health and the aggregated Prometheus metrics) is plain HTTP, proxied to the
 api_server's metrics listener with the transcoder disabled. Envoy generates an x-request-id
 for every request, passes it to the upstream (the servers log it) and returns it to the caller.
+
+Envoy's admin interface (which can stop the gateway, dump its configuration, change its
+runtime) listens only on a Unix socket (mode 0600). Over TCP, the admin port serves a separate
+listener that passes GET/HEAD of the read-only READ_ONLY_ADMIN_PATHS to that socket and answers
+404 to anything else.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,10 @@ DESCRIPTOR_SET = Path(__file__).parent / "generated" / "taskmesh.pb"
 TYPE = "type.googleapis.com/envoy.extensions"
 TRANSCODED_SERVICES = ["taskmesh.v1.JobService", "taskmesh.v1.AuthService"]
 ACTUATOR_PREFIX = "/actuator"
+# What the admin port serves over TCP: probes and Prometheus scraping, nothing that changes or
+# reveals the gateway's configuration.
+READ_ONLY_ADMIN_PATHS = ("/ready", "/stats/prometheus")
+ADMIN_CLUSTER = "envoy_admin"
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,16 @@ class GatewayConfig:
     # The api_server's metrics listener, which serves /actuator/*; None: no actuator routes.
     actuator: Upstream | None = None
     descriptor_set: Path = DESCRIPTOR_SET
+    # Where Envoy's full admin interface listens; the default is admin_socket_path(port).
+    admin_socket: Path | None = None
+
+    @property
+    def admin_socket_path(self) -> Path:
+        return self.admin_socket or default_admin_socket(self.port)
+
+
+def default_admin_socket(port: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"taskmesh-gateway-{port}-admin.sock"
 
 
 def _route(prefix: str, cluster: str, timeout: str = "60s") -> dict[str, Any]:
@@ -152,6 +172,64 @@ def _transcoder(descriptor_set: Path) -> dict[str, Any]:
     }
 
 
+def _router() -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+    }
+
+
+def _read_only_admin_routes() -> list[dict[str, Any]]:
+    methods = {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
+    routes = [
+        {"match": {"path": path, "headers": [methods]}, "route": {"cluster": ADMIN_CLUSTER, "timeout": "10s"}}
+        for path in READ_ONLY_ADMIN_PATHS
+    ]
+    refused = {"status": 404, "body": {"inline_string": "not found: only GET /ready and /stats/prometheus\n"}}
+    return [*routes, {"match": {"prefix": "/"}, "direct_response": refused}]
+
+
+def _admin_listener(config: GatewayConfig) -> dict[str, Any]:
+    connection_manager = {
+        "@type": f"{TYPE}.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "admin_read_only",
+        "codec_type": "AUTO",
+        # Match on the normalised path: no /x/../quitquitquit or //ready tricks.
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        "route_config": {
+            "name": "admin_read_only",
+            "virtual_hosts": [{"name": "admin", "domains": ["*"], "routes": _read_only_admin_routes()}],
+        },
+        "http_filters": [_router()],
+    }
+    return {
+        "name": "admin_read_only",
+        "address": {"socket_address": {"address": config.listen_host, "port_value": config.admin_port}},
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": connection_manager}
+                ]
+            }
+        ],
+    }
+
+
+def _admin_cluster(config: GatewayConfig) -> dict[str, Any]:
+    address = {"pipe": {"path": str(config.admin_socket_path)}}
+    return {
+        "name": ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": ADMIN_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+    }
+
+
 def envoy_config(config: GatewayConfig) -> dict[str, Any]:
     connection_manager = {
         "@type": f"{TYPE}.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -175,13 +253,7 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
             ],
             "max_direct_response_body_size_bytes": swagger_ui.MAX_DIRECT_RESPONSE_BYTES,
         },
-        "http_filters": [
-            _transcoder(config.descriptor_set),
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-            },
-        ],
+        "http_filters": [_transcoder(config.descriptor_set), _router()],
     }
     return {
         "overload_manager": {
@@ -195,7 +267,7 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
                 }
             ]
         },
-        "admin": {"address": {"socket_address": {"address": config.listen_host, "port_value": config.admin_port}}},
+        "admin": {"address": {"pipe": {"path": str(config.admin_socket_path), "mode": 0o600}}},
         "static_resources": {
             "listeners": [
                 {
@@ -211,9 +283,11 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
                             ]
                         }
                     ],
-                }
+                },
+                _admin_listener(config),
             ],
             "clusters": [
+                _admin_cluster(config),
                 _cluster(config.api_server),
                 _cluster(config.scheduler),
                 *([_actuator_cluster(config.actuator)] if config.actuator else []),

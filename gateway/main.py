@@ -38,6 +38,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         api_server=Upstream("api_server", settings.api_address),
         scheduler=Upstream("scheduler", settings.scheduler_address),
         actuator=actuator_upstream(settings),
+        admin_socket=Path(settings.gateway_admin_socket) if settings.gateway_admin_socket else None,
     )
 
 

@@ -281,7 +281,7 @@ Taskmesh is up ({len(workers)} workers). Ctrl-C stops everything.
   Swagger UI           {gateway}/swagger-ui/index.html
   Health               {gateway}/actuator/health   (/actuator/health/liveness, /actuator/health/readiness)
   Metrics (gateway)    {gateway}/actuator/prometheus   (api_server and scheduler, labelled by process)
-  Envoy admin          http://127.0.0.1:{settings.gateway_admin_port}   (/ready, /stats/prometheus)
+  Envoy admin          http://127.0.0.1:{settings.gateway_admin_port}   (read-only: /ready, /stats/prometheus)
   api_server           gRPC {settings.api_address}   metrics {_metrics_url(settings.api_metrics_listen)}
   scheduler            gRPC {settings.scheduler_address}   metrics {_metrics_url(settings.scheduler_metrics_listen)}{worker_lines}
   Logs                 every process's lines below (TASKMESH_LOG_JSON=true for JSON); request ids

@@ -10,8 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from taskmesh.egress import parse_rules
 
 DEV_JWT_SECRET = "taskmesh-development-secret-change-me-0123456789"
 DEV_ADMIN_PASSWORD = "admin"
@@ -99,8 +101,33 @@ class Settings(BaseSettings):
     # running then are stopped and reported as lost (retried elsewhere as the policy allows).
     worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
+    # Egress (the http executor's policy, taskmesh/egress.py). Always denied, whatever these
+    # say: link-local, unspecified, multicast/broadcast and every port the mesh listens on.
+    # Loopback and private ranges: None means allowed in development, denied in production.
+    egress_allow_loopback: bool | None = None
+    egress_allow_private: bool | None = None
+    # Comma-separated CIDRs or addresses, each optionally with :port ([v6]:port; ":25" is a
+    # port on every address). The allow list opens loopback/private targets; deny wins over it.
+    egress_allow: str = ""
+    egress_deny: str = ""
+    # Actuator (api_server/actuator.py): /actuator/prometheus needs a bearer token (an admin or
+    # operator access token, or metrics_token) unless public; None means public in
+    # development only. /actuator/health* stays open for probes.
+    actuator_prometheus_public: bool | None = None
+    metrics_token: str = ""
+    # Envoy's full admin interface listens only on this Unix socket (default:
+    # $TMPDIR/taskmesh-gateway-<gateway_port>-admin.sock); gateway_admin_port serves only
+    # GET /ready and /stats/prometheus.
+    gateway_admin_socket: str = ""
+
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("egress_allow", "egress_deny")
+    @classmethod
+    def _egress_rules(cls, value: str, info: ValidationInfo) -> str:
+        parse_rules(value, f"TASKMESH_{(info.field_name or '').upper()}")
+        return value
 
     @property
     def is_development(self) -> bool:
@@ -117,6 +144,8 @@ class Settings(BaseSettings):
             problems.append("TASKMESH_ADMIN_PASSWORD must be set to a non-default password")
         if self.worker_password == DEV_WORKER_PASSWORD:
             problems.append("TASKMESH_WORKER_PASSWORD must be set to a non-default password")
+        if self.metrics_token and len(self.metrics_token) < 32:
+            problems.append("TASKMESH_METRICS_TOKEN, when set, must be at least 32 characters")
         if problems:
             raise InsecureSettingsError("; ".join(problems))
 

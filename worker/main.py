@@ -16,6 +16,7 @@ from taskmesh.v1 import worker_service_pb2 as pb
 from worker.admission import Admission
 from worker.consumer import WorkConsumer
 from worker.credentials import TokenSource
+from worker.executors.guarded import worker_policy
 from worker.executors.registry import ExecutorRegistry
 from worker.monitoring import WorkerCollector, WorkerMonitoring
 from worker.pipeline import Pipeline
@@ -31,7 +32,7 @@ def worker_id(settings: Settings) -> str:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     identity = worker_id(settings)
-    executors = ExecutorRegistry(settings.worker_shell_enabled)
+    executors = ExecutorRegistry(settings.worker_shell_enabled, egress=worker_policy(settings))
     tokens = TokenSource(settings.api_address, settings.worker_username, settings.worker_password)
     hello = pb.Hello(worker_id=identity, executors=executors.kinds, slots=settings.worker_slots)
     session = SchedulerSession(settings.scheduler_address, tokens, hello)

@@ -37,7 +37,7 @@ class CountingJobs(job_service_pb2_grpc.JobServiceServicer):
 @dataclass
 class Gateway:
     url: str
-    admin: str
+    admin_socket: Path  # Envoy's full admin interface
     jobs: CountingJobs
     health: health.aio.HealthServicer
     upstream: str
@@ -61,7 +61,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         *envoy_command(path), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
     try:
-        yield Gateway(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}", jobs, health_servicer, upstream)
+        yield Gateway(f"http://127.0.0.1:{port}", config.admin_socket_path, jobs, health_servicer, upstream)
     finally:
         envoy.terminate()
         await asyncio.wait_for(envoy.wait(), 15)
@@ -76,10 +76,12 @@ async def _until(condition: Any, message: str, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _host_health(client: httpx.AsyncClient, gateway: Gateway) -> str | None:
+async def _host_health(gateway: Gateway) -> str | None:
     """Envoy's view of the upstream: '/failed_active_hc' when it failed its checks, 'healthy'."""
     try:
-        text = (await client.get(f"{gateway.admin}/clusters")).text
+        transport = httpx.AsyncHTTPTransport(uds=str(gateway.admin_socket))
+        async with httpx.AsyncClient(transport=transport, timeout=10) as admin:
+            text = (await admin.get("http://envoy-admin/clusters")).text
     except httpx.TransportError:
         return None
     for line in text.splitlines():
@@ -92,10 +94,10 @@ async def test_a_not_serving_upstream_gets_no_traffic_until_it_serves_again(gate
     async with httpx.AsyncClient(timeout=10) as client:
 
         async def healthy() -> bool:
-            return await _host_health(client, gateway) == "healthy"
+            return await _host_health(gateway) == "healthy"
 
         async def failed() -> bool:
-            return "failed_active_hc" in (await _host_health(client, gateway) or "")
+            return "failed_active_hc" in (await _host_health(gateway) or "")
 
         await _until(healthy, "Envoy to see the upstream healthy")
         served = await client.get(f"{gateway.url}/api/jobs/j-1")

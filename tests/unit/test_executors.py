@@ -9,10 +9,13 @@ from collections.abc import Iterator
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
+from taskmesh.egress import EgressPolicy
 from taskmesh.v1 import job_pb2, run_pb2, worker_service_pb2
 from worker.executors.base import ExecutionContext
 from worker.executors.registry import ExecutorRegistry
 
+# The test servers listen on loopback.
+LOCAL = EgressPolicy(allow_loopback=True)
 CONTEXT = ExecutionContext(run_id="r-1", attempt=2, job_id="j-1", job_name="job", kill_grace_seconds=0.5)
 
 SUCCEEDED = worker_service_pb2.Outcome.SUCCEEDED
@@ -56,7 +59,7 @@ def http_base() -> Iterator[str]:
 
 @pytest.fixture
 async def registry() -> ExecutorRegistry:
-    return ExecutorRegistry(shell_enabled=True)
+    return ExecutorRegistry(shell_enabled=True, egress=LOCAL)
 
 
 async def test_noop_and_sleep(registry: ExecutorRegistry) -> None:
@@ -136,7 +139,7 @@ async def test_shell_timeout_kills_the_process_group(registry: ExecutorRegistry)
 
 
 async def test_shell_disabled_by_default() -> None:
-    registry = ExecutorRegistry(shell_enabled=False)
+    registry = ExecutorRegistry(shell_enabled=False, egress=LOCAL)
     assert "shell" not in registry.kinds
     outcome = await registry.execute(job_pb2.Executor(shell=job_pb2.ShellExecutor(argv=["true"])), CONTEXT)
     assert outcome.status == FAILED

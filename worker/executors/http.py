@@ -1,14 +1,22 @@
 """http: one request; any 2xx is success. Status code and a body excerpt are kept either way.
 
 The request carries X-Taskmesh-Run-Id and X-Taskmesh-Attempt, so that the receiver can make
-its effect idempotent (delivery is at least once)."""
+its effect idempotent (delivery is at least once).
+
+Every connection, each redirect hop's included, obeys the egress policy (guarded.py); a denied
+one fails the attempt for good, naming the rule. Redirects are followed here, at most
+MAX_REDIRECTS: a hop to another origin carries none of the job's own headers. The timeout bounds
+the whole exchange (connect, redirects, headers and the body excerpt), not each read."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
+from taskmesh.egress import EgressPolicy
 from taskmesh.v1 import job_pb2, run_pb2
 from worker.executors.base import (
     EXCERPT_BYTES,
@@ -18,41 +26,60 @@ from worker.executors.base import (
     head_excerpt,
     succeeded,
 )
+from worker.executors.guarded import EgressDenied, GuardedTransport, Resolver, resolve
 
 DEFAULT_TIMEOUT = 30.0
+MAX_REDIRECTS = 10
 # Statuses worth retrying: the server may answer differently later.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class TooManyRedirects(Exception):
+    pass
 
 
 class HttpExecutor:
     kind = "http"
 
-    def __init__(self) -> None:
-        self._client = httpx.AsyncClient(follow_redirects=True)
+    def __init__(self, egress: EgressPolicy, resolver: Resolver = resolve) -> None:
+        # No cookie jar shared between jobs, no proxy or .netrc from the environment.
+        no_cookies = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+        self._client = httpx.AsyncClient(
+            transport=GuardedTransport(egress, resolver),
+            follow_redirects=False,
+            trust_env=False,
+            cookies=no_cookies,
+        )
 
     async def execute(self, spec: job_pb2.Executor, context: ExecutionContext) -> ExecutionOutcome:
         http = spec.http
         method = http.method.upper() or "GET"
         timeout = http.timeout.ToTimedelta().total_seconds() if http.HasField("timeout") else DEFAULT_TIMEOUT
-        headers = {
-            **dict(http.headers),
-            "X-Taskmesh-Run-Id": context.run_id,
-            "X-Taskmesh-Attempt": str(context.attempt),
-        }
+        identity = {"X-Taskmesh-Run-Id": context.run_id, "X-Taskmesh-Attempt": str(context.attempt)}
+        request = self._client.build_request(
+            method,
+            http.url,
+            headers={**dict(http.headers), **identity},
+            content=http.body.encode() if http.body else None,
+            timeout=timeout,
+        )
         context.log(f"{method} {http.url}")
         started = time.monotonic()
         try:
-            async with self._client.stream(
-                method,
-                http.url,
-                headers=headers,
-                content=http.body.encode() if http.body else None,
-                timeout=timeout,
-            ) as response:
-                body = await _read_head(response)
+            async with asyncio.timeout(timeout):
+                response, body = await self._exchange(request, identity, context)
+        except TimeoutError:
+            context.log(f"timed out after {timeout:g}s")
+            return failed(f"request timed out after {timeout:g}s", kind=run_pb2.RunError.TIMEOUT)
         except httpx.TimeoutException:
             context.log(f"timed out after {timeout:g}s")
             return failed(f"request timed out after {timeout:g}s", kind=run_pb2.RunError.TIMEOUT)
+        except EgressDenied as denied:
+            context.log(str(denied))
+            return failed(str(denied), retryable=False)
+        except TooManyRedirects as error:
+            context.log(str(error))
+            return failed(str(error), retryable=False)
         except httpx.HTTPError as error:
             context.log(f"failed: {error.__class__.__name__}: {error}")
             return failed(f"request failed: {error.__class__.__name__}: {error}")
@@ -69,8 +96,45 @@ class HttpExecutor:
             result=result,
         )
 
+    async def _exchange(
+        self, request: httpx.Request, identity: dict[str, str], context: ExecutionContext
+    ) -> tuple[httpx.Response, bytes]:
+        """Send `request` and follow its redirects; the final response and its body's head."""
+        first = request.url
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._client.send(request, stream=True)
+            try:
+                if response.next_request is None:
+                    return response, await _read_head(response)
+                following = response.next_request
+            finally:
+                await response.aclose()
+            context.log(f"HTTP {response.status_code} redirect to {following.url}")
+            request = (
+                following if keeps_headers(first, following.url) else await self._stripped(following, identity)
+            )
+        raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
+
+    async def _stripped(self, request: httpx.Request, identity: dict[str, str]) -> httpx.Request:
+        """The same hop without the job's own headers (they are meant for the job's origin)."""
+        body = await request.aread()
+        return self._client.build_request(
+            request.method, request.url, headers=identity, content=body or None, extensions=request.extensions
+        )
+
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def keeps_headers(first: httpx.URL, hop: httpx.URL) -> bool:
+    """Does a redirect hop still go to the job's origin (or only upgrade it to https)?"""
+    if hop.host != first.host:
+        return False
+    if (hop.scheme, hop.port) == (first.scheme, first.port):
+        return True
+    return (
+        first.scheme == "http" and first.port in (None, 80) and hop.scheme == "https" and hop.port in (None, 443)
+    )
 
 
 async def _read_head(response: httpx.Response) -> bytes:

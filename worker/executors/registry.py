@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from taskmesh.egress import EgressPolicy
 from taskmesh.v1 import job_pb2, run_pb2
 from worker.executors.base import ExecutionContext, ExecutionOutcome, Executor, failed
 from worker.executors.http import HttpExecutor
@@ -10,8 +11,8 @@ from worker.executors.simple import NoopExecutor, SleepExecutor
 
 
 class ExecutorRegistry:
-    def __init__(self, shell_enabled: bool) -> None:
-        self._http = HttpExecutor()
+    def __init__(self, shell_enabled: bool, *, egress: EgressPolicy) -> None:
+        self._http = HttpExecutor(egress)
         self._by_kind: dict[str, Executor] = {
             e.kind: e for e in (NoopExecutor(), SleepExecutor(), self._http, ShellExecutor(shell_enabled))
         }
