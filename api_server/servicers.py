@@ -60,6 +60,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not request.HasField("job"):
             raise InvalidArgument("job", "is required")
         job = request.job
+        validation.job_size(job)
         record = await self._jobs.create(
             name=validation.job_name(job.name),
             description=validation.description(job.description),
@@ -87,16 +88,18 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         conditions = listing.parse_filter(request.filter, JOB_FILTER_FIELDS, FILTER_VALUES)
         page = listing.decode_page_token(request.page_token)
         jobs = await self._jobs.list_jobs(conditions, page, limit + 1)
-        token = ""
-        if len(jobs) > limit:
-            jobs = jobs[:limit]
-            token = listing.encode_page_token(jobs[-1].create_time, jobs[-1].id)
-        return job_service_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs], next_page_token=token)
+        messages = [job_to_proto(j) for j in jobs]
+        count = listing.page_length((m.ByteSize() for m in messages), limit)
+        token = (
+            listing.encode_page_token(jobs[count - 1].create_time, jobs[count - 1].id) if len(jobs) > count else ""
+        )
+        return job_service_pb2.ListJobsResponse(jobs=messages[:count], next_page_token=token)
 
     async def UpdateJob(self, request: job_service_pb2.UpdateJobRequest, context: Context) -> job_pb2.Job:
         if not request.HasField("job"):
             raise InvalidArgument("job", "is required")
         job_id = validation.require_id(request.job.id, "job.id")
+        validation.job_size(request.job)
         paths = _update_paths(request.job, list(request.update_mask.paths))
         changes = _job_changes(request.job, paths)
         schedule = _new_schedule(request.job) if "schedule" in paths else None
@@ -146,11 +149,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         conditions = listing.parse_filter(request.filter, RUN_FILTER_FIELDS, FILTER_VALUES)
         page = listing.decode_page_token(request.page_token)
         runs = await self._runs.list_runs(job_id, conditions, page, limit + 1)
-        token = ""
-        if len(runs) > limit:
-            runs = runs[:limit]
-            token = listing.encode_page_token(runs[-1].queue_time, runs[-1].id)
-        return job_service_pb2.ListRunsResponse(runs=[run_to_proto(r) for r in runs], next_page_token=token)
+        messages = [run_to_proto(r) for r in runs]
+        count = listing.page_length((m.ByteSize() for m in messages), limit)
+        token = (
+            listing.encode_page_token(runs[count - 1].queue_time, runs[count - 1].id) if len(runs) > count else ""
+        )
+        return job_service_pb2.ListRunsResponse(runs=messages[:count], next_page_token=token)
 
     async def GetRun(self, request: job_service_pb2.GetRunRequest, context: Context) -> run_pb2.Run:
         return run_to_proto(await self._runs.get(validation.require_id(request.id)))

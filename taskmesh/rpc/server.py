@@ -15,6 +15,10 @@ from taskmesh.rpc.guard import GuardInterceptor
 from taskmesh.rpc.telemetry import TelemetryInterceptor
 
 AddServicer = Callable[[aio.Server], None]
+# Largest message a server takes (gRPC's default is 4 MiB): above the gateway's request limit
+# (gateway/config.py), so that what the gateway passes is answered by validation, naming the
+# field. A larger message is refused by gRPC with RESOURCE_EXHAUSTED before it is decoded.
+MAX_MESSAGE_BYTES = 16 << 20
 
 
 @dataclass
@@ -39,6 +43,7 @@ def build_server(listen: str, tokens: TokenCodec, services: Sequence[tuple[str, 
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ],
     )
     for _, add in services:
