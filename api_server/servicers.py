@@ -15,10 +15,10 @@ from api_server.accounts import Accounts
 from api_server.jobs import JobPolicies, Jobs, NewSchedule
 from api_server.runs import Runs
 from api_server.watch import RunWatcher
-from taskmesh import listing
+from taskmesh import listing, redaction
 from taskmesh.convert import (
-    job_to_proto,
     log_line_to_proto,
+    public_job,
     run_to_proto,
     schedule_health,
     skipped_slot_to_proto,
@@ -64,7 +64,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         record = await self._jobs.create(
             name=validation.job_name(job.name),
             description=validation.description(job.description),
-            executor=to_json(validation.executor(job.executor)),
+            executor=to_json(redaction.restore(validation.executor(job.executor), None)),
             labels=validation.labels(dict(job.labels)),
             policies=JobPolicies(
                 schedule=_new_schedule(job) if job.HasField("schedule") else None,
@@ -76,10 +76,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 else None,
             ),
         )
-        return job_to_proto(record)
+        return public_job(record)
 
     async def GetJob(self, request: job_service_pb2.GetJobRequest, context: Context) -> job_pb2.Job:
-        return job_to_proto(await self._jobs.get(validation.require_id(request.id)))
+        return public_job(await self._jobs.get(validation.require_id(request.id)))
 
     async def ListJobs(
         self, request: job_service_pb2.ListJobsRequest, context: Context
@@ -88,7 +88,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         conditions = listing.parse_filter(request.filter, JOB_FILTER_FIELDS, FILTER_VALUES)
         page = listing.decode_page_token(request.page_token)
         jobs = await self._jobs.list_jobs(conditions, page, limit + 1)
-        messages = [job_to_proto(j) for j in jobs]
+        messages = [public_job(j) for j in jobs]
         count = listing.page_length((m.ByteSize() for m in messages), limit)
         token = (
             listing.encode_page_token(jobs[count - 1].create_time, jobs[count - 1].id) if len(jobs) > count else ""
@@ -103,7 +103,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         paths = _update_paths(request.job, list(request.update_mask.paths))
         changes = _job_changes(request.job, paths)
         schedule = _new_schedule(request.job) if "schedule" in paths else None
-        return job_to_proto(await self._jobs.update(job_id, changes, schedule))
+        return public_job(await self._jobs.update(job_id, changes, schedule))
 
     async def DeleteJob(self, request: job_service_pb2.DeleteJobRequest, context: Context) -> Empty:
         await self._jobs.delete(validation.require_id(request.id))
@@ -160,10 +160,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return run_to_proto(await self._runs.get(validation.require_id(request.id)))
 
     async def PauseJob(self, request: job_service_pb2.PauseJobRequest, context: Context) -> job_pb2.Job:
-        return job_to_proto(await self._jobs.pause(validation.require_id(request.id)))
+        return public_job(await self._jobs.pause(validation.require_id(request.id)))
 
     async def ResumeJob(self, request: job_service_pb2.ResumeJobRequest, context: Context) -> job_pb2.Job:
-        return job_to_proto(await self._jobs.resume(validation.require_id(request.id)))
+        return public_job(await self._jobs.resume(validation.require_id(request.id)))
 
     async def ListSkippedSlots(
         self, request: job_service_pb2.ListSkippedSlotsRequest, context: Context

@@ -127,6 +127,10 @@ def _http(spec: job_pb2.HttpExecutor, field: str) -> None:
     parts = urlsplit(spec.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgument(f"{field}.url", "must be an absolute http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018 (raises on a port that is no number or out of range)
+    except ValueError as error:
+        raise InvalidArgument(f"{field}.url", f"has an invalid port: {error}") from error
     _headers(dict(spec.headers), f"{field}.headers")
     _at_most(spec.body, f"{field}.body", MAX_BODY)
     _timeout(spec, f"{field}.timeout", MAX_HTTP_TIMEOUT)
