@@ -60,12 +60,15 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not request.HasField("job"):
             raise InvalidArgument("job", "is required")
         job = request.job
+        name, description = validation.job_name(job.name), validation.description(job.description)
+        executor = to_json(redaction.restore(validation.executor(job.executor), None))
+        labels = validation.labels(dict(job.labels))
         validation.job_size(job)
         record = await self._jobs.create(
-            name=validation.job_name(job.name),
-            description=validation.description(job.description),
-            executor=to_json(redaction.restore(validation.executor(job.executor), None)),
-            labels=validation.labels(dict(job.labels)),
+            name=name,
+            description=description,
+            executor=executor,
+            labels=labels,
             policies=JobPolicies(
                 schedule=_new_schedule(job) if job.HasField("schedule") else None,
                 retry_policy=to_json(validation.retry_policy(job.retry_policy))
@@ -99,9 +102,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not request.HasField("job"):
             raise InvalidArgument("job", "is required")
         job_id = validation.require_id(request.job.id, "job.id")
-        validation.job_size(request.job)
         paths = _update_paths(request.job, list(request.update_mask.paths))
         changes = _job_changes(request.job, paths)
+        validation.job_size(request.job)
         schedule = _new_schedule(request.job) if "schedule" in paths else None
         return public_job(await self._jobs.update(job_id, changes, schedule))
 

@@ -22,12 +22,11 @@ DESCRIPTOR_SET = Path(__file__).parent / "generated" / "taskmesh.pb"
 TYPE = "type.googleapis.com/envoy.extensions"
 TRANSCODED_SERVICES = ["taskmesh.v1.JobService", "taskmesh.v1.AuthService"]
 ACTUATOR_PREFIX = "/actuator"
-# The transcoder buffers a whole unary request or answer. Answers: pages stop at
-# taskmesh.listing.PAGE_BYTES of protobuf and a job is at most 2 MiB (api_server/validation.py);
-# JSON takes at most 6 bytes per protobuf byte (\u00XX escapes), so every answer fits. Requests:
-# larger ones are answered 413 here; smaller ones reach the servers' validation, whose gRPC
-# limit (taskmesh/rpc/server.py MAX_MESSAGE_BYTES) is above this.
-MAX_REQUEST_BODY_BYTES = 8 << 20
+# The transcoder buffers a whole unary answer to turn it into JSON (1 MiB by default, then
+# 500). Pages stop at taskmesh.listing.PAGE_BYTES of protobuf and a job is at most 2 MiB
+# (api_server/validation.py); JSON takes at most 6 bytes per protobuf byte (\u00XX escapes),
+# so every answer fits. Requests are transcoded as they stream in: the servers' gRPC limit
+# bounds them (taskmesh/rpc/server.py MAX_MESSAGE_BYTES).
 MAX_RESPONSE_BODY_BYTES = 32 << 20
 
 
@@ -155,7 +154,6 @@ def _transcoder(descriptor_set: Path) -> dict[str, Any]:
                 "reject_unknown_method": True,
                 "reject_unknown_query_parameters": True,
             },
-            "max_request_body_size": MAX_REQUEST_BODY_BYTES,
             "max_response_body_size": MAX_RESPONSE_BODY_BYTES,
         },
     }

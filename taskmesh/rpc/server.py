@@ -15,9 +15,10 @@ from taskmesh.rpc.guard import GuardInterceptor
 from taskmesh.rpc.telemetry import TelemetryInterceptor
 
 AddServicer = Callable[[aio.Server], None]
-# Largest message a server takes (gRPC's default is 4 MiB): above the gateway's request limit
-# (gateway/config.py), so that what the gateway passes is answered by validation, naming the
-# field. A larger message is refused by gRPC with RESOURCE_EXHAUSTED before it is decoded.
+# Largest message a server takes (gRPC's default is 4 MiB): well above the largest valid request
+# (a job is at most 2 MiB, api_server/validation.py), so that an oversized field is answered by
+# validation naming it. A larger message is refused by gRPC itself, before it is decoded, with
+# RESOURCE_EXHAUSTED "Received message larger than max" (429 through the gateway).
 MAX_MESSAGE_BYTES = 16 << 20
 
 
