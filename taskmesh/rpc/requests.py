@@ -1,7 +1,11 @@
 """Requests every server refuses before a method sees them: bytes that are no message of the
 method's type, and strings PostgreSQL cannot store (NUL) or UTF-8 cannot encode (lone
 surrogates). One walk over the message's descriptor covers every string field, map key and
-value, at any depth, so no method validates these by hand."""
+value, at any depth, so no method validates these by hand.
+
+Streamed requests (WorkerService: log lines, output excerpts, error messages) carry what job
+programs printed, which may hold NUL: there it becomes U+FFFD instead of a refusal, which
+would end the worker's stream and leave its outcome unrecordable."""
 
 from __future__ import annotations
 
@@ -43,15 +47,18 @@ def tolerant(deserializer: Deserializer | None) -> Deserializer | None:
 
 def strict(deserializer: Deserializer | None) -> Deserializer | None:
     """For streamed requests, decoded as the method reads them: a decode error is an
-    InvalidArgument, which the guard answers like any other."""
+    InvalidArgument, which the guard answers like any other; NUL characters are replaced."""
     if deserializer is None:
         return None
 
     def decode(data: bytes) -> Any:
         try:
-            return deserializer(data)
+            message = deserializer(data)
         except DecodeError as error:
             raise InvalidArgument("request", f"is not a valid message: {error}") from error
+        if b"\x00" in data and isinstance(message, Message):  # most messages have no zero byte at all
+            scrub(message)
+        return message
 
     return decode
 
@@ -64,6 +71,45 @@ def check(request: Any) -> None:
         for path, value in strings(request):
             if _UNREPRESENTABLE.search(value):
                 raise InvalidArgument(path, "must not contain NUL characters or unpaired surrogates")
+
+
+def scrub(message: Message) -> None:
+    """Replace unrepresentable characters in every string of the message, in place."""
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            if field.is_repeated:
+                value[:] = [_clean(item) for item in value]
+            else:
+                setattr(message, field.name, _clean(value))
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            entry = field.message_type
+            if entry is not None and entry.GetOptions().map_entry:
+                _scrub_map(entry.fields_by_name["value"], value)
+            elif field.is_repeated:
+                for item in value:
+                    scrub(item)
+            else:
+                scrub(value)
+
+
+def _scrub_map(value_field: FieldDescriptor, entries: Any) -> None:
+    for key in list(entries):
+        item = entries[key]
+        if value_field.type == FieldDescriptor.TYPE_MESSAGE:
+            scrub(item)
+        elif value_field.type == FieldDescriptor.TYPE_STRING and _UNREPRESENTABLE.search(item):
+            entries[key] = _clean(item)
+        if isinstance(key, str) and _UNREPRESENTABLE.search(key):
+            if value_field.type == FieldDescriptor.TYPE_MESSAGE:
+                cleaned = entries[_clean(key)]
+                cleaned.CopyFrom(item)
+            else:
+                entries[_clean(key)] = entries[key]
+            del entries[key]
+
+
+def _clean(value: str) -> str:
+    return _UNREPRESENTABLE.sub("\ufffd", value)
 
 
 def strings(message: Message, prefix: str = "") -> Iterator[tuple[str, str]]:

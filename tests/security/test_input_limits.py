@@ -275,3 +275,15 @@ def test_a_trailing_newline_is_400(api: httpx.Client, path: str, body: dict[str,
     response = api.post(path, json=body)
     assert response.status_code == 400, response.text
     assert response.json()["message"].startswith(f"{field}:"), response.json()["message"]
+
+
+def test_a_program_printing_nul_finishes_and_its_output_is_stored(api: httpx.Client) -> None:
+    """What programs print reaches PostgreSQL too (logs, excerpts): NUL is stored as U+FFFD,
+    instead of an outcome the scheduler could never record."""
+    program = "import sys; sys.stdout.write('a\\x00b\\nafter\\n')"
+    job = create_job(api, "prints-nul", {"shell": {"argv": [sys.executable, "-c", program]}})
+    run = wait_run_terminal(api, trigger(api, job["id"])["id"], timeout=60)
+    assert run["state"] == "SUCCEEDED", run
+    assert run["result"]["shell"]["outputExcerpt"] == "a\ufffdb\nafter\n"
+    lines = api.get(f"/api/runs/{run['id']}/logs").json()["lines"]
+    assert [line["text"] for line in lines] == ["a\ufffdb", "after"]

@@ -145,3 +145,19 @@ async def test_nul_in_any_string_field_is_invalid_argument_naming_it(channel: ai
         await _get(channel, "fi\x00ne", _auth(Role.ADMIN))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (caught.value.details() or "").startswith("id: must not contain NUL")
+
+
+def test_streamed_requests_have_nul_replaced_not_refused() -> None:
+    """Worker reports carry what programs printed: NUL is stored as U+FFFD."""
+    from taskmesh.rpc.requests import strict
+    from taskmesh.v1 import run_pb2
+    from taskmesh.v1 import worker_service_pb2 as pb
+
+    log = pb.AttemptLog(attempt=pb.AttemptRef(run_id="r", attempt=1), lines=[run_pb2.LogLine(text="a\x00b")])
+    message = pb.ConnectRequest(logs=pb.AppendLogs(attempts=[log]))
+    decode = strict(pb.ConnectRequest.FromString)
+    assert decode is not None
+    decoded = decode(message.SerializeToString())
+    assert decoded.logs.attempts[0].lines[0].text == "a\ufffdb"
+    with pytest.raises(InvalidArgument):
+        decode(b"\x0a\xff\xff\xff")
