@@ -22,7 +22,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 def redact(executor: job_pb2.Executor) -> job_pb2.Executor:
     """The executor with every secret value replaced by REDACTED (in place; returned)."""
     for values in _secrets(executor):
-        for name in values:
+        for name in list(values):  # not while iterating: a map changed under its iterator skips keys
             values[name] = REDACTED
     return executor
 

@@ -1,9 +1,13 @@
 """Write-only job secrets (taskmesh.redaction) and the environment of shell jobs."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from taskmesh import redaction
+from taskmesh.convert import public_job
 from taskmesh.errors import InvalidArgument
+from taskmesh.records import JobRecord
 from taskmesh.v1 import job_pb2
 from worker.executors.environment import process_environment
 
@@ -88,3 +92,19 @@ def test_shell_jobs_get_a_minimal_environment() -> None:
         "GREETING": "hi",
     }
     assert process_environment({}, {}, {})["PATH"]
+
+
+def test_every_value_of_a_stored_job_is_redacted() -> None:
+    """Through a job row (protobuf JSON) as the API reads it, with many headers."""
+    headers = {f"X-H{i}": f"secret-{i}" for i in range(8)}
+    now = datetime.now(UTC)
+    row = JobRecord(
+        id="0190a4c2-0000-7000-8000-000000000001",
+        name="n",
+        description="",
+        executor={"http": {"url": "http://x/", "headers": headers}},
+        labels={},
+        create_time=now,
+        update_time=now,
+    )
+    assert dict(public_job(row).executor.http.headers) == {name: redaction.REDACTED for name in headers}
