@@ -22,12 +22,6 @@ DESCRIPTOR_SET = Path(__file__).parent / "generated" / "taskmesh.pb"
 TYPE = "type.googleapis.com/envoy.extensions"
 TRANSCODED_SERVICES = ["taskmesh.v1.JobService", "taskmesh.v1.AuthService"]
 ACTUATOR_PREFIX = "/actuator"
-# The transcoder buffers a whole unary answer to turn it into JSON (1 MiB by default, then
-# 500). Pages stop at taskmesh.listing.PAGE_BYTES of protobuf and a job is at most 2 MiB
-# (api_server/validation.py); JSON takes at most 6 bytes per protobuf byte (\u00XX escapes),
-# so every answer fits. Requests are transcoded as they stream in: the servers' gRPC limit
-# bounds them (taskmesh/rpc/server.py MAX_MESSAGE_BYTES).
-MAX_RESPONSE_BODY_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -136,6 +130,14 @@ def _cluster(upstream: Upstream) -> dict[str, Any]:
         # Never route to a host that failed its health check, even if all have.
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
     }
+
+
+# The transcoder buffers a whole unary answer to turn it into JSON (1 MiB by default, then
+# 500). Pages stop at taskmesh.listing.PAGE_BYTES of protobuf and a job is at most 2 MiB
+# (api_server/validation.py); JSON takes at most 6 bytes per protobuf byte (\u00XX escapes),
+# so every answer fits. Requests are transcoded as they stream in: the servers' gRPC limit
+# bounds them (taskmesh/rpc/server.py MAX_MESSAGE_BYTES).
+MAX_RESPONSE_BODY_BYTES = 32 << 20
 
 
 def _transcoder(descriptor_set: Path) -> dict[str, Any]:
