@@ -22,7 +22,14 @@ DEV_WORKER_PASSWORD = "worker-dev-password"
 # Settings only the api_server, the scheduler and taskmesh-migrate read. Workers and the
 # gateway are deployed without them (deploy/, taskmesh-up), so that nothing a job can reach
 # through a worker holds the database, the token signing key or the admin's password.
-SERVER_ONLY_SETTINGS = ("database_url", "redis_url", "jwt_secret", "admin_username", "admin_password")
+SERVER_ONLY_SETTINGS = (
+    "database_url",
+    "redis_url",
+    "jwt_secret",
+    "admin_username",
+    "admin_password",
+    "metrics_token",  # read by the api_server only (issue 8, finding 15)
+)
 # What a worker needs besides non-secret settings: the broker and its own account.
 WORKER_SECRETS = ("amqp_url", "worker_username", "worker_password")
 
