@@ -9,9 +9,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from api_server.observability import cache_stats
-from taskmesh import schedules
+from taskmesh import redaction, schedules
 from taskmesh.cache.status import CacheWriter, StatusCache
-from taskmesh.convert import run_to_proto
+from taskmesh.convert import from_json, run_to_proto, to_json
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
@@ -26,7 +26,7 @@ from taskmesh.records import (
     ScheduleSetting,
     SkippedSlotRecord,
 )
-from taskmesh.v1 import run_pb2
+from taskmesh.v1 import job_pb2, run_pb2
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ class Jobs:
         """A changed schedule starts afresh from now: slots it would have had before are not
         caught up (the misfire policy is about slots of the schedule as it was)."""
         self._job_rows.pop(job_id, None)
+        if changes.executor is not None:
+            changes = replace(changes, executor=await self._with_kept_secrets(job_id, changes.executor))
         if schedule is not None:
             now = datetime.now(UTC)
             created = now
@@ -118,6 +120,14 @@ class Jobs:
                 created = (await self._jobs.get(job_id)).create_time
             changes = replace(changes, schedule=_schedule_setting(schedule, job_id, created=created, now=now))
         return await self._jobs.update(job_id, changes)
+
+    async def _with_kept_secrets(self, job_id: str, executor: Json) -> Json:
+        """A new executor whose redaction placeholders take the stored values back."""
+        new = from_json(executor, job_pb2.Executor)
+        if not redaction.has_placeholders(new):
+            return executor
+        stored = from_json((await self._jobs.get(job_id)).executor, job_pb2.Executor)
+        return to_json(redaction.restore(new, stored))
 
     async def pause(self, job_id: str) -> JobRecord:
         self._job_rows.pop(job_id, None)

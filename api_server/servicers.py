@@ -15,10 +15,10 @@ from api_server.accounts import Accounts
 from api_server.jobs import JobPolicies, Jobs, NewSchedule
 from api_server.runs import Runs
 from api_server.watch import RunWatcher
-from taskmesh import listing
+from taskmesh import listing, redaction
 from taskmesh.convert import (
-    job_to_proto,
     log_line_to_proto,
+    public_job,
     run_to_proto,
     schedule_health,
     skipped_slot_to_proto,
@@ -60,11 +60,15 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not request.HasField("job"):
             raise InvalidArgument("job", "is required")
         job = request.job
+        name, description = validation.job_name(job.name), validation.description(job.description)
+        executor = to_json(redaction.restore(validation.executor(job.executor), None))
+        labels = validation.labels(dict(job.labels))
+        validation.job_size(job)
         record = await self._jobs.create(
-            name=validation.job_name(job.name),
-            description=validation.description(job.description),
-            executor=to_json(validation.executor(job.executor)),
-            labels=validation.labels(dict(job.labels)),
+            name=name,
+            description=description,
+            executor=executor,
+            labels=labels,
             policies=JobPolicies(
                 schedule=_new_schedule(job) if job.HasField("schedule") else None,
                 retry_policy=to_json(validation.retry_policy(job.retry_policy))
@@ -75,10 +79,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 else None,
             ),
         )
-        return job_to_proto(record)
+        return public_job(record)
 
     async def GetJob(self, request: job_service_pb2.GetJobRequest, context: Context) -> job_pb2.Job:
-        return job_to_proto(await self._jobs.get(validation.require_id(request.id)))
+        return public_job(await self._jobs.get(validation.require_id(request.id)))
 
     async def ListJobs(
         self, request: job_service_pb2.ListJobsRequest, context: Context
@@ -87,11 +91,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         conditions = listing.parse_filter(request.filter, JOB_FILTER_FIELDS, FILTER_VALUES)
         page = listing.decode_page_token(request.page_token)
         jobs = await self._jobs.list_jobs(conditions, page, limit + 1)
-        token = ""
-        if len(jobs) > limit:
-            jobs = jobs[:limit]
-            token = listing.encode_page_token(jobs[-1].create_time, jobs[-1].id)
-        return job_service_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs], next_page_token=token)
+        messages = [public_job(j) for j in jobs]
+        count = listing.page_length((m.ByteSize() for m in messages), limit)
+        token = (
+            listing.encode_page_token(jobs[count - 1].create_time, jobs[count - 1].id) if len(jobs) > count else ""
+        )
+        return job_service_pb2.ListJobsResponse(jobs=messages[:count], next_page_token=token)
 
     async def UpdateJob(self, request: job_service_pb2.UpdateJobRequest, context: Context) -> job_pb2.Job:
         if not request.HasField("job"):
@@ -99,8 +104,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         job_id = validation.require_id(request.job.id, "job.id")
         paths = _update_paths(request.job, list(request.update_mask.paths))
         changes = _job_changes(request.job, paths)
+        validation.job_size(request.job)
         schedule = _new_schedule(request.job) if "schedule" in paths else None
-        return job_to_proto(await self._jobs.update(job_id, changes, schedule))
+        return public_job(await self._jobs.update(job_id, changes, schedule))
 
     async def DeleteJob(self, request: job_service_pb2.DeleteJobRequest, context: Context) -> Empty:
         await self._jobs.delete(validation.require_id(request.id))
@@ -146,20 +152,21 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         conditions = listing.parse_filter(request.filter, RUN_FILTER_FIELDS, FILTER_VALUES)
         page = listing.decode_page_token(request.page_token)
         runs = await self._runs.list_runs(job_id, conditions, page, limit + 1)
-        token = ""
-        if len(runs) > limit:
-            runs = runs[:limit]
-            token = listing.encode_page_token(runs[-1].queue_time, runs[-1].id)
-        return job_service_pb2.ListRunsResponse(runs=[run_to_proto(r) for r in runs], next_page_token=token)
+        messages = [run_to_proto(r) for r in runs]
+        count = listing.page_length((m.ByteSize() for m in messages), limit)
+        token = (
+            listing.encode_page_token(runs[count - 1].queue_time, runs[count - 1].id) if len(runs) > count else ""
+        )
+        return job_service_pb2.ListRunsResponse(runs=messages[:count], next_page_token=token)
 
     async def GetRun(self, request: job_service_pb2.GetRunRequest, context: Context) -> run_pb2.Run:
         return run_to_proto(await self._runs.get(validation.require_id(request.id)))
 
     async def PauseJob(self, request: job_service_pb2.PauseJobRequest, context: Context) -> job_pb2.Job:
-        return job_to_proto(await self._jobs.pause(validation.require_id(request.id)))
+        return public_job(await self._jobs.pause(validation.require_id(request.id)))
 
     async def ResumeJob(self, request: job_service_pb2.ResumeJobRequest, context: Context) -> job_pb2.Job:
-        return job_to_proto(await self._jobs.resume(validation.require_id(request.id)))
+        return public_job(await self._jobs.resume(validation.require_id(request.id)))
 
     async def ListSkippedSlots(
         self, request: job_service_pb2.ListSkippedSlotsRequest, context: Context

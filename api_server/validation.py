@@ -15,11 +15,12 @@ from taskmesh.ids import is_uuid
 from taskmesh.states import Role
 from taskmesh.v1 import auth_service_pb2, job_pb2
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-LABEL_KEY_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$")
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-HEADER_NAME_PATTERN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Patterns are used with fullmatch: `$` would also match before a final newline.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+LABEL_KEY_PATTERN = re.compile(r"[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?")
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+HEADER_NAME_PATTERN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
 MAX_DESCRIPTION = 4096
 MAX_LABELS = 64
@@ -27,11 +28,26 @@ MAX_LABEL_VALUE = 256
 MAX_SLEEP_SECONDS = 86_400.0
 MAX_HTTP_TIMEOUT = 3_600.0
 MAX_SHELL_TIMEOUT = 86_400.0
-MAX_BODY = 1 << 20
 MAX_ATTEMPTS = 100
 MIN_ATTEMPT_TIMEOUT = 1.0
 MAX_ATTEMPT_TIMEOUT = 7 * 86_400.0
 MAX_BACKOFF = 7 * 86_400.0
+# Sizes in UTF-8 bytes. With them a job's protobuf stays under MAX_JOB_BYTES, and its JSON
+# (at most 6 bytes per byte, for \u00XX escapes) under the gateway's response limit, so a
+# job that was stored can always be shown (gateway/config.py MAX_RESPONSE_BODY_BYTES).
+MAX_URL = 8 * 1024
+MAX_HEADERS = 64
+MAX_HEADER_NAME = 256
+MAX_HEADER_VALUE = 8 * 1024
+MAX_HEADERS_TOTAL = 64 * 1024
+MAX_BODY = 1 << 20
+MAX_ARGS = 1024
+MAX_ARGV_TOTAL = 256 * 1024
+MAX_ENV = 256
+MAX_ENV_NAME = 256
+MAX_ENV_VALUE = 32 * 1024
+MAX_ENV_TOTAL = 128 * 1024
+MAX_JOB_BYTES = 2 << 20
 
 
 def require_id(value: str, field: str = "id") -> str:
@@ -54,7 +70,7 @@ def idempotency_key(value: str, field: str = "idempotency_key") -> str | None:
 def job_name(value: str, field: str = "job.name") -> str:
     if not value:
         raise InvalidArgument(field, "is required")
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise InvalidArgument(
             field, "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
@@ -71,7 +87,7 @@ def labels(values: dict[str, str], field: str = "job.labels") -> dict[str, str]:
     if len(values) > MAX_LABELS:
         raise InvalidArgument(field, f"at most {MAX_LABELS} labels")
     for key, value in values.items():
-        if not LABEL_KEY_PATTERN.match(key):
+        if not LABEL_KEY_PATTERN.fullmatch(key):
             raise InvalidArgument(f"{field}.{key}", "keys are 1-63 lowercase letters, digits, '.', '_', '/', '-'")
         if len(value) > MAX_LABEL_VALUE:
             raise InvalidArgument(f"{field}.{key}", f"values are at most {MAX_LABEL_VALUE} characters")
@@ -107,26 +123,65 @@ def _http(spec: job_pb2.HttpExecutor, field: str) -> None:
         raise InvalidArgument(f"{field}.method", f"must be one of {', '.join(sorted(HTTP_METHODS))}")
     if not spec.url:
         raise InvalidArgument(f"{field}.url", "is required")
+    _at_most(spec.url, f"{field}.url", MAX_URL)
     parts = urlsplit(spec.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgument(f"{field}.url", "must be an absolute http:// or https:// URL")
-    for name in spec.headers:
-        if not HEADER_NAME_PATTERN.match(name):
-            raise InvalidArgument(f"{field}.headers", f"{name!r} is not a valid header name")
-    if len(spec.body.encode()) > MAX_BODY:
-        raise InvalidArgument(f"{field}.body", "must be at most 1 MiB")
+    try:
+        parts.port  # noqa: B018 (raises on a port that is no number or out of range)
+    except ValueError as error:
+        raise InvalidArgument(f"{field}.url", f"has an invalid port: {error}") from error
+    _headers(dict(spec.headers), f"{field}.headers")
+    _at_most(spec.body, f"{field}.body", MAX_BODY)
     _timeout(spec, f"{field}.timeout", MAX_HTTP_TIMEOUT)
+
+
+def _headers(headers: dict[str, str], field: str) -> None:
+    if len(headers) > MAX_HEADERS:
+        raise InvalidArgument(field, f"at most {MAX_HEADERS} headers")
+    for name, value in headers.items():
+        if len(name) > MAX_HEADER_NAME or not HEADER_NAME_PATTERN.fullmatch(name):
+            raise InvalidArgument(field, f"{name[:MAX_HEADER_NAME]!r} is not a valid header name")
+        if any(c in value for c in "\r\n"):
+            raise InvalidArgument(f"{field}.{name}", "values must not contain line breaks")
+        _at_most(value, f"{field}.{name}", MAX_HEADER_VALUE)
+    _total(headers, field, MAX_HEADERS_TOTAL)
 
 
 def _shell(spec: job_pb2.ShellExecutor, field: str) -> None:
     if not spec.argv or not spec.argv[0]:
         raise InvalidArgument(f"{field}.argv", "is required: the program and its arguments")
-    if any("\x00" in arg for arg in spec.argv):
+    if any("\x00" in arg for arg in spec.argv):  # also refused for every request by taskmesh.rpc.requests
         raise InvalidArgument(f"{field}.argv", "must not contain NUL characters")
-    for name, value in spec.env.items():
-        if not ENV_NAME_PATTERN.match(name) or "\x00" in value:
-            raise InvalidArgument(f"{field}.env", f"{name!r} is not a valid environment variable")
+    if len(spec.argv) > MAX_ARGS:
+        raise InvalidArgument(f"{field}.argv", f"at most {MAX_ARGS} arguments")
+    if sum(len(arg.encode()) for arg in spec.argv) > MAX_ARGV_TOTAL:
+        raise InvalidArgument(f"{field}.argv", f"must be at most {MAX_ARGV_TOTAL} bytes in all")
+    env = dict(spec.env)
+    if len(env) > MAX_ENV:
+        raise InvalidArgument(f"{field}.env", f"at most {MAX_ENV} variables")
+    for name, value in env.items():
+        if len(name) > MAX_ENV_NAME or not ENV_NAME_PATTERN.fullmatch(name):
+            raise InvalidArgument(f"{field}.env", f"{name[:MAX_ENV_NAME]!r} is not a valid environment variable")
+        _at_most(value, f"{field}.env.{name}", MAX_ENV_VALUE)
+    _total(env, f"{field}.env", MAX_ENV_TOTAL)
     _timeout(spec, f"{field}.timeout", MAX_SHELL_TIMEOUT)
+
+
+def _at_most(value: str, field: str, maximum: int) -> None:
+    if len(value) > maximum // 4 and len(value.encode()) > maximum:  # 4: most bytes a character takes
+        raise InvalidArgument(field, f"must be at most {maximum} bytes")
+
+
+def _total(entries: dict[str, str], field: str, maximum: int) -> None:
+    if sum(len(k.encode()) + len(v.encode()) for k, v in entries.items()) > maximum:
+        raise InvalidArgument(field, f"names and values must be at most {maximum} bytes in all")
+
+
+def job_size(job: job_pb2.Job, field: str = "job") -> None:
+    """The whole job, after its fields were checked: catches what no field limit names."""
+    if job.ByteSize() > MAX_JOB_BYTES:
+        raise InvalidArgument(field, f"must be at most {MAX_JOB_BYTES} bytes serialized")
 
 
 def schedule(value: job_pb2.Schedule, now: datetime, field: str = "job.schedule") -> schedules.Schedule:
@@ -168,7 +223,7 @@ def attempt_timeout(value: Duration, field: str = "job.attempt_timeout") -> floa
 def username(value: str, field: str = "username") -> str:
     if not value:
         raise InvalidArgument(field, "is required")
-    if not USERNAME_PATTERN.match(value):
+    if not USERNAME_PATTERN.fullmatch(value):
         raise InvalidArgument(field, "must be 1-64 letters, digits, '.', '_', '@' or '-'")
     return value
 

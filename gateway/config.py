@@ -152,6 +152,14 @@ def _cluster(upstream: Upstream) -> dict[str, Any]:
     }
 
 
+# The transcoder buffers a whole unary answer to turn it into JSON (1 MiB by default, then
+# 500). Pages stop at taskmesh.listing.PAGE_BYTES of protobuf and a job is at most 2 MiB
+# (api_server/validation.py); JSON takes at most 6 bytes per protobuf byte (\u00XX escapes),
+# so every answer fits. Requests are transcoded as they stream in: the servers' gRPC limit
+# bounds them (taskmesh/rpc/server.py MAX_MESSAGE_BYTES).
+MAX_RESPONSE_BODY_BYTES = 32 << 20
+
+
 def _transcoder(descriptor_set: Path) -> dict[str, Any]:
     return {
         "name": "envoy.filters.http.grpc_json_transcoder",
@@ -168,6 +176,7 @@ def _transcoder(descriptor_set: Path) -> dict[str, Any]:
                 "reject_unknown_method": True,
                 "reject_unknown_query_parameters": True,
             },
+            "max_response_body_size": MAX_RESPONSE_BODY_BYTES,
         },
     }
 

@@ -10,7 +10,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from taskmesh import schedules
+from taskmesh import redaction, schedules
 from taskmesh.errors import TaskmeshError
 from taskmesh.records import JobRecord, Json, LogEntry, RunRecord, SkippedSlotRecord, UserRecord
 from taskmesh.states import RunState, Trigger
@@ -69,6 +69,13 @@ def job_to_proto(job: JobRecord) -> job_pb2.Job:
         json_format.ParseDict(job.schedule, message.schedule)
     if job.retry_policy is not None:
         json_format.ParseDict(job.retry_policy, message.retry_policy)
+    return message
+
+
+def public_job(job: JobRecord) -> job_pb2.Job:
+    """The job as the API shows it, to every role: secret values redacted (taskmesh.redaction)."""
+    message = job_to_proto(job)
+    redaction.redact(message.executor)
     return message
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
+
+# The canonical text form only: uuid.UUID() also takes braces, "urn:uuid:" and bare hex, which
+# PostgreSQL's uuid type does not all take.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def new_id() -> str:
@@ -19,8 +24,5 @@ def new_id() -> str:
 
 
 def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    """8-4-4-4-12 hex digits, nothing around them."""
+    return _UUID.fullmatch(value) is not None

@@ -24,7 +24,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from taskmesh.db.schema import ensure_database, ensure_schema
-from taskmesh.settings import Settings
+from taskmesh.settings import SERVER_ONLY_SETTINGS, WORKER_SECRETS, Settings, env_variable
+
+# Held back from the processes that do not need them (see SERVER_ONLY_SETTINGS).
+WORKER_WITHHELD = frozenset(env_variable(name) for name in SERVER_ONLY_SETTINGS)
+GATEWAY_WITHHELD = WORKER_WITHHELD | {env_variable(name) for name in WORKER_SECRETS}
 
 COLOURS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m"]
 RESET = "\033[0m"
@@ -125,8 +129,14 @@ class Mesh:
             sys.stdout.write(f"{colour}{name:<10}{RESET} {line.decode(errors='replace')}")
             sys.stdout.flush()
 
-    def spawn(self, name: str, command: list[str], extra_env: Mapping[str, str] | None = None) -> ManagedProcess:
-        env = {**self.env, **(extra_env or {})}
+    def spawn(
+        self,
+        name: str,
+        command: list[str],
+        extra_env: Mapping[str, str] | None = None,
+        withheld: frozenset[str] = frozenset(),
+    ) -> ManagedProcess:
+        env = {k: v for k, v in {**self.env, **(extra_env or {})}.items() if k not in withheld}
         log_path = self.log_dir / f"{name}.log" if self.log_dir else None
         process = ManagedProcess(name, command, env, log_path)
         process.start(self._echo)
@@ -154,7 +164,7 @@ class Mesh:
             merged.get("TASKMESH_WORKER_METRICS_LISTEN", self.settings.worker_metrics_listen),
             merged.get("TASKMESH_WORKER_HEALTH_LISTEN", self.settings.worker_health_listen),
         )
-        return self.spawn(name, [_bin("taskmesh-worker")], env)
+        return self.spawn(name, [_bin("taskmesh-worker")], env, WORKER_WITHHELD)
 
     def _worker_ports(self) -> dict[str, str]:
         """Several workers on one machine: the first listens where the settings say, each other
@@ -172,7 +182,7 @@ class Mesh:
         return ports
 
     def start_gateway(self) -> ManagedProcess:
-        return self.spawn("gateway", [_bin("taskmesh-gateway")])
+        return self.spawn("gateway", [_bin("taskmesh-gateway")], withheld=GATEWAY_WITHHELD)
 
     def start_all(self, workers: int = 2) -> None:
         self.migrate()

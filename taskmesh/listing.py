@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from taskmesh.errors import InvalidArgument
@@ -15,6 +15,10 @@ from taskmesh.records import Condition, Page
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# A page ends early once its items' serialized size reaches this, whatever page_size asked:
+# the gateway buffers a whole answer to transcode it (gateway/config.py MAX_RESPONSE_BODY_BYTES).
+PAGE_BYTES = 1 << 20
+MAX_FILTER = 2048
 
 
 def page_size(
@@ -25,6 +29,18 @@ def page_size(
     if value < 0 or value > maximum:
         raise InvalidArgument(field, f"must be between 1 and {maximum}")
     return value
+
+
+def page_length(sizes: Iterable[int], limit: int, budget: int = PAGE_BYTES) -> int:
+    """How many of the items (their serialized sizes, in list order) go on a page of at most
+    `limit` items: the first one always, then more while the total stays within `budget`."""
+    count = total = 0
+    for size in sizes:
+        if count == limit or (count and total + size > budget):
+            break
+        count += 1
+        total += size
+    return count
 
 
 def encode_offset_token(after_id: int, scope: str) -> str:
@@ -80,6 +96,8 @@ def parse_filter(
 ) -> list[Condition]:
     """Parse 'a = "x" AND b != y AND c : z'. `allowed` maps each field (or 'labels.*') to its
     operators; `values` optionally restricts a field's values (enum names)."""
+    if len(text) > MAX_FILTER:
+        raise InvalidArgument(field, f"must be at most {MAX_FILTER} characters")
     if not text.strip():
         return []
     conditions = []

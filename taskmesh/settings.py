@@ -20,6 +20,27 @@ DEV_ADMIN_PASSWORD = "admin"
 DEV_WORKER_PASSWORD = "worker-dev-password"
 
 
+# --- input (issue 8, finding 4): which processes hold which secrets ---
+# Settings only the api_server, the scheduler and taskmesh-migrate read. Workers and the
+# gateway are deployed without them (deploy/, taskmesh-up), so that nothing a job can reach
+# through a worker holds the database, the token signing key or the admin's password.
+SERVER_ONLY_SETTINGS = (
+    "database_url",
+    "redis_url",
+    "jwt_secret",
+    "admin_username",
+    "admin_password",
+    "metrics_token",  # read by the api_server only (issue 8, finding 15)
+)
+# What a worker needs besides non-secret settings: the broker and its own account.
+WORKER_SECRETS = ("amqp_url", "worker_username", "worker_password")
+
+
+def env_variable(setting: str) -> str:
+    """The environment variable of a Settings field."""
+    return f"TASKMESH_{setting.upper()}"
+
+
 class InsecureSettingsError(RuntimeError):
     """Raised at start-up when production runs with development secrets."""
 

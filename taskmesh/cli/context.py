@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
@@ -78,11 +77,3 @@ class Context:
 def take(items: Iterable[T], limit: int) -> Iterator[T]:
     """The first `limit` items (all when limit is 0): stops fetching pages once it has enough."""
     return iter(items) if limit <= 0 else islice(items, limit)
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from taskmesh.cli import jobspec, output
-from taskmesh.cli.context import Context, is_uuid
+from taskmesh.cli.context import Context
 from taskmesh.cli.errors import CliError, UsageError
+from taskmesh.ids import is_uuid
 from taskmesh.v1 import job_pb2
 
 

@@ -7,9 +7,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from taskmesh.db.engine import Database, statement, text, transaction
+from taskmesh.listing import page_length
 from taskmesh.records import AttemptRef, LogEntry, RunLogs
 
 MAX_BYTES_PER_ATTEMPT = 1 << 20
+# A LogLine's bytes besides its text (attempt, time, field tags), for page budgets.
+LINE_OVERHEAD = 32
 
 # Count the bytes offered for each attempt the worker holds; returns the new totals.
 ADD_USAGE = text(
@@ -97,13 +100,15 @@ class LogRepository:
         return kept
 
     async def read(self, run_id: str, attempt: int | None, after_id: int = 0, limit: int = 1000) -> RunLogs:
-        """Up to `limit` lines after the line `after_id`; next_after_id is set when more remain."""
+        """Up to `limit` lines after the line `after_id`, fewer if they would exceed the page
+        byte budget (taskmesh.listing.PAGE_BYTES); next_after_id is set when more remain."""
         params = {"run_id": run_id, "attempt": attempt, "after_id": after_id, "limit": limit + 1}
         async with statement(self._engine) as conn:
             lines = (await conn.execute(SELECT_LINES, params)).all()
             truncated = (await conn.execute(SELECT_TRUNCATED, {"run_id": run_id})).scalars()
-        more = len(lines) > limit
-        lines = lines[:limit]
+        count = page_length((len(row.text.encode()) + LINE_OVERHEAD for row in lines), limit)
+        more = len(lines) > count
+        lines = lines[:count]
         return RunLogs(
             lines=[LogEntry(AttemptRef(run_id, row.attempt), row.time, row.text) for row in lines],
             truncated_attempts=[int(a) for a in truncated if attempt is None or a == attempt],

@@ -1,5 +1,6 @@
 """The server interceptor every taskmesh gRPC server runs: it authenticates the caller, checks
-the permission table, and turns exceptions into status codes, so servicers do neither."""
+the permission table, refuses requests no method may see (taskmesh.rpc.requests), and turns
+exceptions into status codes, so servicers do none of these."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from grpc import aio
 from taskmesh.auth import permissions
 from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
 from taskmesh.errors import PermissionDenied, TaskmeshError
+from taskmesh.rpc import requests
 from taskmesh.rpc.errors import status_for
 from taskmesh.rpc.wrapping import Around, Context, Handler, wrap_handler
 
@@ -45,7 +47,8 @@ class GuardInterceptor(aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        return wrap_handler(handler, _guarded(lambda context: self._authorize(method, context), method))
+        guarded = _guarded(lambda context: self._authorize(method, context), method)
+        return wrap_handler(handler, guarded, check=requests.check)
 
     def _authorize(self, method: str, context: Context) -> Principal | None:
         if permissions.is_public(method):

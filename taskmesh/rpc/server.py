@@ -15,6 +15,11 @@ from taskmesh.rpc.guard import GuardInterceptor
 from taskmesh.rpc.telemetry import TelemetryInterceptor
 
 AddServicer = Callable[[aio.Server], None]
+# Largest message a server takes (gRPC's default is 4 MiB): well above the largest valid request
+# (a job is at most 2 MiB, api_server/validation.py), so that an oversized field is answered by
+# validation naming it. A larger message is refused by gRPC itself, before it is decoded, with
+# RESOURCE_EXHAUSTED "Received message larger than max" (429 through the gateway).
+MAX_MESSAGE_BYTES = 16 << 20
 
 
 @dataclass
@@ -39,6 +44,7 @@ def build_server(listen: str, tokens: TokenCodec, services: Sequence[tuple[str, 
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ],
     )
     for _, add in services:

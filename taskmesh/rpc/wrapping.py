@@ -3,7 +3,9 @@
 An interceptor supplies `around(context, kind)`, an async context manager entered before the
 method runs and left when it answers (or when a stream ends); it may raise, or turn errors into
 status codes. The guard (auth, error mapping) and the telemetry (metrics, request id, failure
-log) are both such behaviours.
+log) are both such behaviours. A behaviour may also check each request (`check`): unary
+requests are then decoded without raising and checked inside `around`, streamed ones are
+decoded strictly as the method reads them (see taskmesh.rpc.requests).
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from taskmesh.rpc.requests import strict, tolerant
+
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Context = Any  # grpc.aio.ServicerContext; typed loosely because grpc's stubs mix sync and aio
 Around = Callable[[Context, str], AbstractAsyncContextManager[None]]
+Check = Callable[[Any], None]
 
 UNARY, SERVER_STREAM, BIDI_STREAM = "unary", "server_stream", "bidi_stream"
 
@@ -31,29 +36,33 @@ async def responses(result: Any) -> AsyncIterator[Any]:
         await result
 
 
-def wrap_handler(handler: Handler, around: Around) -> Handler:
+def _no_check(request: Any) -> None:
+    return None
+
+
+def wrap_handler(handler: Handler, around: Around, check: Check | None = None) -> Handler:
     """A handler of the same kind whose behaviour runs inside `around`."""
+    verify = check or _no_check
+    unary_deserializer = tolerant(handler.request_deserializer) if check else handler.request_deserializer
     if handler.unary_unary is not None:
         inner_uu: Any = handler.unary_unary
 
         async def unary_unary(request: Any, context: Context) -> Any:
             async with around(context, UNARY):
+                verify(request)
                 return await inner_uu(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_unary_rpc_method_handler(unary_unary, unary_deserializer, handler.response_serializer)
     if handler.unary_stream is not None:
         inner_us: Any = handler.unary_stream
 
         async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
             async with around(context, SERVER_STREAM):
+                verify(request)
                 async for response in responses(inner_us(request, context)):
                     yield response
 
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_stream_rpc_method_handler(unary_stream, unary_deserializer, handler.response_serializer)
     if handler.stream_stream is not None:
         inner_ss: Any = handler.stream_stream
 
@@ -62,7 +71,8 @@ def wrap_handler(handler: Handler, around: Around) -> Handler:
                 async for response in responses(inner_ss(requests, context)):
                     yield response
 
+        stream_deserializer = strict(handler.request_deserializer) if check else handler.request_deserializer
         return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
+            stream_stream, stream_deserializer, handler.response_serializer
         )
     return handler  # stream-unary: taskmesh defines none

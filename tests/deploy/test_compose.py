@@ -11,7 +11,10 @@ from taskmesh.settings import (
     DEV_ADMIN_PASSWORD,
     DEV_JWT_SECRET,
     DEV_WORKER_PASSWORD,
+    SERVER_ONLY_SETTINGS,
+    WORKER_SECRETS,
     InsecureSettingsError,
+    env_variable,
 )
 from tests.deploy.conftest import SettingsFrom
 from tests.deploy.deployfiles import (
@@ -23,6 +26,8 @@ from tests.deploy.deployfiles import (
 )
 
 TASKMESH_IMAGE = "taskmesh:dev"
+SERVERS = ("migrate", "api-server", "scheduler")
+SECRETS = frozenset(env_variable(name) for name in (*SERVER_ONLY_SETTINGS, *WORKER_SECRETS))
 
 
 def services() -> dict[str, Any]:
@@ -115,8 +120,8 @@ def test_gateway_listens_beyond_loopback_and_is_published() -> None:
 
 def test_environment_is_valid_settings_with_development_secrets(settings_from: SettingsFrom) -> None:
     """The defaults are the development ones, so production mode refuses to start with them."""
-    for name, service in taskmesh_services().items():
-        env = service["environment"]
+    for name in SERVERS:
+        env = taskmesh_services()[name]["environment"]
         assert env["TASKMESH_JWT_SECRET"] == DEV_JWT_SECRET, name
         assert env["TASKMESH_ADMIN_PASSWORD"] == DEV_ADMIN_PASSWORD, name
         assert env["TASKMESH_WORKER_PASSWORD"] == DEV_WORKER_PASSWORD, name
@@ -131,13 +136,26 @@ def test_environment_is_valid_settings_with_development_secrets(settings_from: S
         assert "TASKMESH_WORKER_PASSWORD" in str(refused.value)
 
 
+def test_workers_and_the_gateway_hold_only_the_secrets_they_read() -> None:
+    found = taskmesh_services()
+    worker = found["worker"]["environment"]
+    assert SECRETS & set(worker) == {env_variable(name) for name in WORKER_SECRETS}
+    assert worker["TASKMESH_WORKER_PASSWORD"] == DEV_WORKER_PASSWORD
+    assert not SECRETS & set(found["gateway"]["environment"])
+    needed = {"TASKMESH_DATABASE_URL", "TASKMESH_REDIS_URL", "TASKMESH_JWT_SECRET", "TASKMESH_ADMIN_PASSWORD"}
+    for name in SERVERS:
+        assert set(found[name]["environment"]) >= needed, name
+        for secret in WORKER_SECRETS:
+            assert found[name]["environment"][env_variable(secret)] == worker[env_variable(secret)]
+
+
 def test_processes_share_one_environment() -> None:
     environments = [
-        {k: v for k, v in s["environment"].items() if k != "TASKMESH_GATEWAY_HOST"}
+        {k: v for k, v in s["environment"].items() if k != "TASKMESH_GATEWAY_HOST" and k not in SECRETS}
         for s in taskmesh_services().values()
     ]
     assert all(env == environments[0] for env in environments)
-    urls = environments[0]
+    urls = taskmesh_services()["api-server"]["environment"]
     assert "@postgres:5432/" in urls["TASKMESH_DATABASE_URL"]
     assert "@rabbitmq:5672/" in urls["TASKMESH_AMQP_URL"]
     assert urls["TASKMESH_REDIS_URL"].startswith("redis://redis:6379/")

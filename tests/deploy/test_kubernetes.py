@@ -15,7 +15,7 @@ import pytest
 from cloudcoil.models.keda import v1alpha1 as keda_models
 
 from taskmesh.names import Names
-from taskmesh.settings import InsecureSettingsError
+from taskmesh.settings import SERVER_ONLY_SETTINGS, WORKER_SECRETS, InsecureSettingsError, env_variable
 from tests.deploy.conftest import SettingsFrom
 from tests.deploy.deployfiles import (
     K8S,
@@ -161,14 +161,30 @@ def test_taskmesh_containers_run_unprivileged(rendering: tuple[Resource, ...]) -
 def test_config_comes_from_the_configmap_and_secrets_from_the_secret(rendering: tuple[Resource, ...]) -> None:
     config = generated(rendering, "ConfigMap", "taskmesh-settings")
     secret = generated(rendering, "Secret", "taskmesh-secrets")
-    for _, container in taskmesh_containers(rendering):
-        assert container["envFrom"] == [
-            {"configMapRef": {"name": config["metadata"]["name"]}},
-            {"secretRef": {"name": secret["metadata"]["name"]}},
-        ]
+    from_config = {"configMapRef": {"name": config["metadata"]["name"]}}
+    for deployment, container in taskmesh_containers(rendering):
+        if deployment["metadata"]["name"] in ("api-server", "scheduler"):
+            assert container["envFrom"] == [from_config, {"secretRef": {"name": secret["metadata"]["name"]}}]
+        else:  # workers and the gateway: see the next test
+            assert container["envFrom"] == [from_config]
     secret_keys = {"TASKMESH_DATABASE_URL", "TASKMESH_AMQP_URL", "TASKMESH_REDIS_URL", "TASKMESH_JWT_SECRET"}
     assert secret_keys | {"TASKMESH_ADMIN_PASSWORD", "TASKMESH_WORKER_PASSWORD"} <= set(secret["data"])
     assert not secret_keys & set(config["data"]), "secrets belong in the Secret"
+
+
+def test_workers_and_the_gateway_get_only_the_secrets_they_read(rendering: tuple[Resource, ...]) -> None:
+    """Jobs run on workers: the database URL, JWT key and admin password must not be there."""
+    secret = generated(rendering, "Secret", "taskmesh-secrets")["metadata"]["name"]
+    worker = find(rendering, "Deployment", "worker")["spec"]["template"]["spec"]
+    from_secret = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in worker["containers"][0]["env"] if "valueFrom" in e
+    }
+    assert from_secret == {env_variable(n): {"name": secret, "key": env_variable(n)} for n in WORKER_SECRETS}
+    assert not {env_variable(n) for n in SERVER_ONLY_SETTINGS} & set(from_secret)
+    gateway = find(rendering, "Deployment", "gateway")["spec"]["template"]["spec"]
+    assert all("valueFrom" not in e for e in gateway["containers"][0]["env"])
+    for spec in (worker, gateway):
+        assert spec["automountServiceAccountToken"] is False
 
 
 def test_base_placeholders_are_refused_in_production(

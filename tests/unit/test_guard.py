@@ -103,3 +103,61 @@ async def test_unexpected_errors_are_internal_without_leaking(channel: aio.Chann
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert "secret internals" not in (caught.value.details() or "")
     assert "Exception calling application" not in (caught.value.details() or "")
+
+
+async def _raw_get(channel: aio.Channel, payload: bytes, metadata: Any = None) -> bytes:
+    """GetJob with bytes as they are: identity serializers let a test send what no stub would."""
+    call = channel.unary_unary(
+        "/taskmesh.v1.JobService/GetJob", request_serializer=None, response_deserializer=None
+    )
+    response: bytes = await call(payload, metadata=metadata)
+    return response
+
+
+async def test_a_corrupt_message_is_invalid_argument(channel: aio.Channel) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await _raw_get(channel, b"\x0a\xff\xff\xff", _auth(Role.ADMIN))  # field 1, a length past the end
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request: is not a valid message" in (caught.value.details() or "")
+
+
+async def test_a_corrupt_message_from_an_anonymous_caller_is_unauthenticated(channel: aio.Channel) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await _raw_get(channel, b"\x0a\xff\xff\xff")
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_invalid_utf8_is_invalid_argument(channel: aio.Channel) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await _raw_get(channel, b"\x0a\x03\xed\xa0\x80", _auth(Role.ADMIN))  # id = a lone surrogate
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_valid_raw_message_is_answered(channel: aio.Channel) -> None:
+    answer = await _raw_get(
+        channel, job_service_pb2.GetJobRequest(id="fine").SerializeToString(), _auth(Role.ADMIN)
+    )
+    assert job_pb2.Job.FromString(answer).name == "ok"
+
+
+async def test_nul_in_any_string_field_is_invalid_argument_naming_it(channel: aio.Channel) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await _get(channel, "fi\x00ne", _auth(Role.ADMIN))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (caught.value.details() or "").startswith("id: must not contain NUL")
+
+
+def test_streamed_requests_have_nul_replaced_not_refused() -> None:
+    """Worker reports carry what programs printed: NUL is stored as U+FFFD."""
+    from taskmesh.rpc.requests import strict
+    from taskmesh.v1 import run_pb2
+    from taskmesh.v1 import worker_service_pb2 as pb
+
+    log = pb.AttemptLog(attempt=pb.AttemptRef(run_id="r", attempt=1), lines=[run_pb2.LogLine(text="a\x00b")])
+    message = pb.ConnectRequest(logs=pb.AppendLogs(attempts=[log]))
+    decode = strict(pb.ConnectRequest.FromString)
+    assert decode is not None
+    decoded = decode(message.SerializeToString())
+    assert decoded.logs.attempts[0].lines[0].text == "a\ufffdb"
+    with pytest.raises(InvalidArgument):
+        decode(b"\x0a\xff\xff\xff")

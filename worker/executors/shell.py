@@ -3,7 +3,8 @@
 Disabled unless the worker starts with TASKMESH_WORKER_SHELL_ENABLED=true. Output lines are
 streamed to the run's log as they come. On cancellation or timeout the whole process group
 gets SIGTERM, then SIGKILL after a grace period. The process sees TASKMESH_RUN_ID,
-TASKMESH_ATTEMPT, TASKMESH_JOB_ID and TASKMESH_JOB_NAME, to make its effect idempotent.
+TASKMESH_ATTEMPT, TASKMESH_JOB_ID and TASKMESH_JOB_NAME, to make its effect idempotent, in a
+minimal environment that is never the worker's (worker.executors.environment).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from worker.executors.base import (
     succeeded,
     tail_excerpt,
 )
+from worker.executors.environment import process_environment
 
 MAX_LINE_BYTES = 64 * 1024
 
@@ -44,7 +46,7 @@ class ShellExecutor:
         try:
             process = await asyncio.create_subprocess_exec(
                 *shell.argv,
-                env={**os.environ, **_identity(context), **dict(shell.env)},
+                env=process_environment(_identity(context), dict(shell.env)),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
