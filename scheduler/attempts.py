@@ -34,15 +34,17 @@ class AttemptLedger:
         """The run after the attempt ended, or None if the report lost the fencing race."""
         return await self._endings.submit(ending)
 
-    async def heartbeat(self, worker_id: str, refs: Sequence[AttemptRef]) -> dict[AttemptRef, RunState]:
-        """Extend the worker's leases; returns the attempts it still holds, with their state."""
+    async def heartbeat(
+        self, worker_id: str, session: str, refs: Sequence[AttemptRef]
+    ) -> dict[AttemptRef, RunState]:
+        """Extend the session's leases; returns the attempts it still holds, with their state."""
         roster.heartbeat(worker_id, refs)
         if not refs:
             return {}
-        return await self._runs.extend_leases(worker_id, refs, self.lease_seconds)
+        return await self._runs.extend_leases(worker_id, session, refs, self.lease_seconds)
 
-    async def append_logs(self, worker_id: str, entries: Sequence[LogEntry]) -> None:
-        stored = await self._logs.append(worker_id, entries)
+    async def append_logs(self, worker_id: str, session: str, entries: Sequence[LogEntry]) -> None:
+        stored = await self._logs.append(worker_id, session, entries)
         self._cache_writer.enqueue_logs(stored)
 
     async def _claim_batch(self, requests: Sequence[ClaimRequest]) -> list[ClaimedAttempt | None]:

@@ -114,6 +114,7 @@ class ExpiredAttempt:
     ref: AttemptRef
     state: RunState
     worker_id: str
+    session: str | None  # the owning stream's session key (None: claimed before sessions existed)
     retry_policy: Json | None
     lease_expired: bool
 
@@ -122,6 +123,7 @@ class ExpiredAttempt:
 class ClaimRequest:
     ref: AttemptRef
     worker_id: str
+    session: str  # key of the claiming stream's session: the attempt's owner from now on
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class OutcomeReport:
 
     ref: AttemptRef
     worker_id: str
+    session: str | None  # must be the attempt owner's (see ClaimRequest)
     attempt_status: RunState  # SUCCEEDED, FAILED or CANCELLED: how the attempt itself ended
     new_state: RunState
     result: Json | None

@@ -11,7 +11,7 @@ from taskmesh.records import AttemptRef, LogEntry, RunLogs
 
 MAX_BYTES_PER_ATTEMPT = 1 << 20
 
-# Count the bytes offered for each attempt the worker holds; returns the new totals.
+# Count the bytes offered for each attempt the worker's session holds; returns the new totals.
 ADD_USAGE = text(
     """
     INSERT INTO attempt_log_usage (run_id, attempt, bytes)
@@ -19,6 +19,7 @@ ADD_USAGE = text(
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:bytes AS bigint[]))
         AS u(run_id, attempt, bytes)
     JOIN runs r ON r.id = u.run_id AND r.attempt = u.attempt AND r.worker_id = :worker_id
+        AND r.worker_session = :session
     ON CONFLICT (run_id, attempt) DO UPDATE SET bytes = attempt_log_usage.bytes + EXCLUDED.bytes
     RETURNING run_id::text AS run_id, attempt, bytes
     """
@@ -55,8 +56,8 @@ class LogRepository:
         self._engine = engine
         self._cap = max_bytes_per_attempt
 
-    async def append(self, worker_id: str, entries: Sequence[LogEntry]) -> list[LogEntry]:
-        """Store the lines of attempts this worker holds, within the cap; returns those stored."""
+    async def append(self, worker_id: str, session: str, entries: Sequence[LogEntry]) -> list[LogEntry]:
+        """Store the lines of attempts this worker's session holds, within the cap; returns those stored."""
         offered: dict[AttemptRef, int] = defaultdict(int)
         for entry in entries:
             offered[entry.ref] += len(entry.text.encode())
@@ -70,6 +71,7 @@ class LogRepository:
                         "attempts": [r.attempt for r in refs],
                         "bytes": [offered[r] for r in refs],
                         "worker_id": worker_id,
+                        "session": session,
                     },
                 )
             ).all()

@@ -112,6 +112,8 @@ class Run(Base):
     start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finish_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     worker_id: Mapped[str | None] = mapped_column(Text)
+    # SHA-256 of the session token of the stream that claimed the current attempt (its owner).
+    worker_session: Mapped[str | None] = mapped_column(Text)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
