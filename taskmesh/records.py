@@ -90,6 +90,7 @@ class RunRecord:
     idempotency_key: str | None = None
     retried_from: str | None = None
     cancel_time: datetime | None = None
+    executor_kind: str | None = None  # noop, sleep, http or shell: what a worker must offer to run it
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ TRANSITIONS: dict[str, frozenset[tuple[RunState, RunState]]] = {
 RUN_COLUMNS = """
     r.id::text AS id, r.job_id::text AS job_id, j.name AS job_name, r.state, r.attempt, r.trigger,
     r.version, r.queue_time, r.start_time, r.finish_time, r.worker_id, r.result, r.error, r.attempts,
-    r.slot_time, r.retry_at, r.idempotency_key, r.retried_from::text AS retried_from, r.cancel_time
+    r.slot_time, r.retry_at, r.idempotency_key, r.retried_from::text AS retried_from, r.cancel_time,
+    (SELECT min(k) FROM jsonb_object_keys(r.executor) AS k) AS executor_kind
 """
 
 # New QUEUED runs with their outbox rows, in one statement. A key already used for the job
@@ -465,4 +466,5 @@ def run_from_row(row: Any) -> RunRecord:
         idempotency_key=row.idempotency_key,
         retried_from=row.retried_from,
         cancel_time=row.cancel_time,
+        executor_kind=row.executor_kind,
     )
