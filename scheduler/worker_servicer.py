@@ -3,8 +3,9 @@ in; answers and cancellations go out. Each message is handled in its own task so
 from many workers meet in the ledger's group commits.
 
 A stream owns the attempts it claims (see scheduler.sessions): its reports, heartbeats and logs
-are accepted for those only. A second stream naming a worker_id connected here is refused unless
-it presents that worker's session token (the worker reconnecting), which replaces the old one."""
+are accepted for those only. A second stream naming a live worker's id (connected here, or to
+any scheduler: worker_sessions in PostgreSQL) is refused unless it presents that worker's
+session token (the worker reconnecting), which replaces the old one."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     def __init__(self, ledger: AttemptLedger) -> None:
         self._ledger = ledger
         self._sessions: dict[str, _Session] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._closing = False
 
     def push_cancel(self, ref: AttemptRef, worker_id: str) -> None:
@@ -67,7 +69,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             raise Unavailable("this scheduler is shutting down")
         hello = await _first_hello(requests)
         token = checked_token(hello.session_token)
-        session = self._admit(hello.worker_id, session_key(token))
+        session = await self._admit(hello.worker_id, session_key(token))
         extra = {"worker_id": hello.worker_id}
         roster.connected(hello.worker_id, hello.slots)
         log.info("worker %s connected (%d slots)", hello.worker_id, hello.slots, extra=extra)
@@ -83,25 +85,48 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             session.close()
             if self._sessions.get(hello.worker_id) is session:
                 del self._sessions[hello.worker_id]
+                self._in_background(self._ledger.close_session(hello.worker_id, session.key))
             roster.disconnected(hello.worker_id)
             log.info("worker %s disconnected", hello.worker_id, extra=extra)
 
-    def _admit(self, worker_id: str, key: str) -> _Session:
-        """The stream's session; refused while another session of that worker_id is live here
-        (heard from within a lease: a stream left half-open by a dead host does not block it)."""
+    async def _admit(self, worker_id: str, key: str) -> _Session:
+        """The stream's session; refused while another session of that worker_id is live (here:
+        heard from within a lease, so that a stream left half-open by a dead host does not block
+        it; elsewhere: holding worker_sessions)."""
         previous = self._sessions.get(worker_id)
+        live_here = (
+            previous is not None and previous.key != key and previous.heard_within(self._ledger.lease_seconds)
+        )
+        if live_here or not await self._registered(worker_id, key):
+            log.warning("refused a second stream for live worker %s", worker_id, extra={"worker_id": worker_id})
+            raise AlreadyExists(
+                f"worker {worker_id} is connected on another stream; a reconnect must present its session_token"
+            )
         if previous is not None:
-            if previous.key != key and previous.heard_within(self._ledger.lease_seconds):
-                log.warning(
-                    "refused a second stream for live worker %s", worker_id, extra={"worker_id": worker_id}
-                )
-                raise AlreadyExists(
-                    f"worker {worker_id} is connected on another stream; a reconnect must present its session_token"
-                )
             previous.close()  # the worker reconnected before we noticed its old stream died
         session = _Session(worker_id, key, self._ledger)
         self._sessions[worker_id] = session
         return session
+
+    async def _registered(self, worker_id: str, key: str) -> bool:
+        try:
+            return await self._ledger.open_session(worker_id, key)
+        except Unavailable as error:
+            # Admitted all the same: what it claims is its own whatever its id, and its first
+            # heartbeat registers the session once the database answers.
+            log.warning("worker %s admitted unregistered: %s", worker_id, error, extra={"worker_id": worker_id})
+            return True
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("could not end a worker session (it expires by itself): %r", error)
 
 
 async def _first_hello(requests: AsyncIterator[pb.ConnectRequest]) -> pb.Hello:

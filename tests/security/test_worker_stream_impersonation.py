@@ -9,14 +9,31 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 
-from taskmesh.launcher import Mesh
+from taskmesh.launcher import Mesh, free_port, wait_serving
 from taskmesh.settings import DEV_WORKER_PASSWORD
 from taskmesh.v1 import worker_service_pb2 as pb
 from tests.e2e.helpers import create_job, gated_program, trigger, wait_run_terminal
 from tests.security.conftest import login
 from tests.security.worker_stream import RawStream, forged_success, refusal
 from tests.support import wait_for
+
+
+@pytest.fixture(scope="module")
+def second_scheduler(mesh: Mesh) -> str:
+    """Another scheduler of the same mesh: a worker_id live on one is refused on the other."""
+    address = f"127.0.0.1:{free_port()}"
+    process = mesh.start_scheduler(
+        "scheduler-2",
+        {
+            "TASKMESH_SCHEDULER_LISTEN": address,
+            "TASKMESH_SCHEDULER_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+            "TASKMESH_SCHEDULER_ID": "scheduler-2",
+        },
+    )
+    wait_serving(address, process=process)
+    return address
 
 
 def _running(api: httpx.Client, run_id: str) -> dict[str, str]:
@@ -28,7 +45,7 @@ def _running(api: httpx.Client, run_id: str) -> dict[str, str]:
 
 
 def test_a_second_stream_cannot_speak_for_a_live_worker(
-    api: httpx.Client, mesh: Mesh, gateway: str, tmp_path: Path
+    api: httpx.Client, mesh: Mesh, gateway: str, second_scheduler: str, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
     job = create_job(api, "victim", {"shell": {"argv": gated_program(gate, 2)}})
@@ -38,10 +55,12 @@ def test_a_second_stream_cannot_speak_for_a_live_worker(
     address = mesh.settings.scheduler_address
     ref = pb.AttemptRef(run_id=run_id, attempt=1)
 
-    # The live worker's id is refused, without a session token or with a made-up one.
+    # The live worker's id is refused, without a session token or with a made-up one, by the
+    # scheduler it is connected to and by any other.
     for made_up in ("", secrets.token_urlsafe(32)):
         hello = pb.Hello(worker_id="worker-1", executors=["shell"], slots=1, session_token=made_up)
         assert refusal(address, token, hello) == grpc.StatusCode.ALREADY_EXISTS
+        assert refusal(second_scheduler, token, hello) == grpc.StatusCode.ALREADY_EXISTS
 
     # A stream of its own never claimed the attempt: its report, heartbeat and logs are refused.
     with RawStream(address, token, pb.Hello(worker_id="intruder", executors=["shell"], slots=1)) as intruder:
