@@ -119,6 +119,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await built.set_serving(False)
     await servicer.close_streams(STREAM_DRAIN_SECONDS)
     await built.server.stop(grace=10)
+    await servicer.settle(timeout=5)
     for task in background:
         task.cancel()
     for task in background:

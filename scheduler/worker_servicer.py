@@ -62,6 +62,11 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self._closing = True
         await asyncio.gather(*(session.finish(timeout) for session in list(self._sessions.values())))
 
+    async def settle(self, timeout: float) -> None:
+        """After the server stopped: let the ended streams release their worker ids."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+
     async def Connect(
         self, requests: AsyncIterator[pb.ConnectRequest], context: Context
     ) -> AsyncIterator[pb.ConnectResponse]:
