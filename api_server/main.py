@@ -8,9 +8,10 @@ import logging
 
 from api_server.accounts import Accounts
 from api_server.jobs import Jobs
-from api_server.monitoring import ApiMonitoring
+from api_server.monitoring import STALE_AFTER_INTERVALS, ApiMonitoring
 from api_server.runs import Runs
 from api_server.servicers import AuthServicer, JobServicer
+from api_server.waiting import WorkerCapacity
 from api_server.watch import RunWatcher
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
@@ -54,7 +55,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     jobs = Jobs(job_repository, run_repository, cache, cache_writer, ScheduleRepository(engine))
     log_repository = LogRepository(engine)
     runs = Runs(job_repository, run_repository, log_repository, cache_writer)
-    job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, log_repository, redis, names))
+    capacity = WorkerCapacity(names, max_age=STALE_AFTER_INTERVALS * settings.health_check_interval)
+    job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, log_repository, redis, names), capacity)
 
     built = build_server(
         settings.api_listen,
@@ -70,7 +72,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             ),
         ],
     )
-    monitoring = ApiMonitoring(settings, DatabaseProbe(engine, settings.database_url), redis, names, built)
+    monitoring = ApiMonitoring(
+        settings, DatabaseProbe(engine, settings.database_url), redis, names, built, capacity
+    )
     await built.set_serving(False)  # until the monitor has seen PostgreSQL
     await built.server.start()
     writer_task = asyncio.create_task(cache_writer.run_forever())

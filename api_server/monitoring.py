@@ -1,9 +1,10 @@
 """The api_server's health and metrics: a monitor behind its gRPC health service and the
-actuator endpoints, and the HTTP listener on TASKMESH_API_METRICS_LISTEN.
+actuator endpoints, and the HTTP listener on TASKMESH_API_METRICS_LISTEN. The broker check's
+consumer counts of every work queue also tell why QUEUED runs wait (api_server.waiting).
 
 Checks, every TASKMESH_HEALTH_CHECK_INTERVAL seconds: the database (a `SELECT 1` on a
 connection of its own; the only check that gates serving: without PostgreSQL the api_server
-can answer nothing), the cache (Redis PING), the broker (a passive declare of the work queue,
+can answer nothing), the cache (Redis PING), the broker (a passive declare of each work queue,
 which also counts the workers consuming it) and the scheduler (its gRPC health service).
 """
 
@@ -22,6 +23,7 @@ from prometheus_client import REGISTRY
 from api_server.actuator import Actuator, ScrapeTarget, resolve_targets
 from api_server.metrics_access import prometheus_access
 from api_server.observability import cache_stats
+from api_server.waiting import WorkerCapacity
 from taskmesh.broker.probe import QueueProbe
 from taskmesh.db.probes import DatabaseProbe
 from taskmesh.errors import Unavailable
@@ -37,12 +39,20 @@ STALE_AFTER_INTERVALS = 5
 
 class ApiMonitoring:
     def __init__(
-        self, settings: Settings, database: DatabaseProbe, redis: aioredis.Redis, names: Names, built: BuiltServer
+        self,
+        settings: Settings,
+        database: DatabaseProbe,
+        redis: aioredis.Redis,
+        names: Names,
+        built: BuiltServer,
+        capacity: WorkerCapacity,
     ) -> None:
         self._settings = settings
         self._database = database
         self._redis = redis
         self._work_queue = names.work_queue
+        self._work_queues = names.work_queues()
+        self._capacity = capacity
         self._queues = QueueProbe(settings.amqp_url, names, "health")
         self._scheduler = aio.insecure_channel(settings.scheduler_address)
         interval = settings.health_check_interval
@@ -76,7 +86,9 @@ class ApiMonitoring:
         return None
 
     async def _broker(self) -> dict[str, Any] | None:
-        depth = (await self._queues.depths([self._work_queue]))[self._work_queue]
+        depths = await self._queues.depths(self._work_queues)
+        self._capacity.observe(depths)
+        depth = depths[self._work_queue]
         return {"queue": self._work_queue, "messages": depth.messages, "consumers": depth.consumers}
 
     async def _scheduler_health(self) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from api_server import validation
 from api_server.accounts import Accounts
 from api_server.jobs import JobPolicies, Jobs, NewSchedule
 from api_server.runs import Runs
+from api_server.waiting import WorkerCapacity
 from api_server.watch import RunWatcher
 from taskmesh import listing, redaction
 from taskmesh.convert import (
@@ -26,7 +27,7 @@ from taskmesh.convert import (
     user_to_proto,
 )
 from taskmesh.errors import InvalidArgument
-from taskmesh.records import JobChanges, Replacement
+from taskmesh.records import JobChanges, Replacement, RunRecord
 from taskmesh.rpc.guard import current_principal
 from taskmesh.states import RunState, Trigger
 from taskmesh.v1 import (
@@ -51,10 +52,16 @@ UPDATABLE_PATHS = ("name", "description", "executor", "labels", "schedule", "ret
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, jobs: Jobs, runs: Runs, watcher: RunWatcher) -> None:
+    def __init__(self, jobs: Jobs, runs: Runs, watcher: RunWatcher, capacity: WorkerCapacity) -> None:
         self._jobs = jobs
         self._runs = runs
         self._watcher = watcher
+        self._capacity = capacity
+
+    def _run(self, run: RunRecord) -> run_pb2.Run:
+        message = run_to_proto(run)
+        message.waiting_reason = self._capacity.reason(run)
+        return message
 
     async def CreateJob(self, request: job_service_pb2.CreateJobRequest, context: Context) -> job_pb2.Job:
         if not request.HasField("job"):
@@ -114,7 +121,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     async def TriggerJob(self, request: job_service_pb2.TriggerJobRequest, context: Context) -> run_pb2.Run:
         key = validation.idempotency_key(request.idempotency_key)
-        return run_to_proto(await self._runs.trigger(validation.require_id(request.id), key))
+        return self._run(await self._runs.trigger(validation.require_id(request.id), key))
 
     async def BatchTriggerJobs(
         self, request: job_service_pb2.BatchTriggerJobsRequest, context: Context
@@ -129,7 +136,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             for i, r in enumerate(request.requests)
         ]
         runs = await self._runs.trigger_many(triggers)
-        return job_service_pb2.BatchTriggerJobsResponse(runs=[run_to_proto(run) for run in runs])
+        return job_service_pb2.BatchTriggerJobsResponse(runs=[self._run(run) for run in runs])
 
     async def GetJobStatus(
         self, request: job_service_pb2.GetJobStatusRequest, context: Context
@@ -152,7 +159,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         conditions = listing.parse_filter(request.filter, RUN_FILTER_FIELDS, FILTER_VALUES)
         page = listing.decode_page_token(request.page_token)
         runs = await self._runs.list_runs(job_id, conditions, page, limit + 1)
-        messages = [run_to_proto(r) for r in runs]
+        messages = [self._run(r) for r in runs]
         count = listing.page_length((m.ByteSize() for m in messages), limit)
         token = (
             listing.encode_page_token(runs[count - 1].queue_time, runs[count - 1].id) if len(runs) > count else ""
@@ -160,7 +167,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return job_service_pb2.ListRunsResponse(runs=messages[:count], next_page_token=token)
 
     async def GetRun(self, request: job_service_pb2.GetRunRequest, context: Context) -> run_pb2.Run:
-        return run_to_proto(await self._runs.get(validation.require_id(request.id)))
+        return self._run(await self._runs.get(validation.require_id(request.id)))
 
     async def PauseJob(self, request: job_service_pb2.PauseJobRequest, context: Context) -> job_pb2.Job:
         return public_job(await self._jobs.pause(validation.require_id(request.id)))

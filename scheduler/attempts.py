@@ -1,5 +1,5 @@
 """Claims, outcome reports and heartbeats from every connected worker, group-committed to
-PostgreSQL, and the changes written through to Redis."""
+PostgreSQL, and the changes written through to Redis; and which session holds each worker_id."""
 
 from __future__ import annotations
 
@@ -11,16 +11,23 @@ from taskmesh.batching import GroupCommitter
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.runs import RunRepository
+from taskmesh.db.worker_sessions import WorkerSessionRepository
 from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, RunRecord
 from taskmesh.states import RunState
 
 
 class AttemptLedger:
     def __init__(
-        self, runs: RunRepository, logs: LogRepository, cache_writer: CacheWriter, lease_seconds: float
+        self,
+        runs: RunRepository,
+        logs: LogRepository,
+        cache_writer: CacheWriter,
+        lease_seconds: float,
+        sessions: WorkerSessionRepository,
     ) -> None:
         self._runs = runs
         self._logs = logs
+        self._sessions = sessions
         self._cache_writer = cache_writer
         self.lease_seconds = lease_seconds
         self._claims: GroupCommitter[ClaimRequest, ClaimedAttempt | None] = GroupCommitter(self._claim_batch)
@@ -34,15 +41,27 @@ class AttemptLedger:
         """The run after the attempt ended, or None if the report lost the fencing race."""
         return await self._endings.submit(ending)
 
-    async def heartbeat(self, worker_id: str, refs: Sequence[AttemptRef]) -> dict[AttemptRef, RunState]:
-        """Extend the worker's leases; returns the attempts it still holds, with their state."""
+    async def open_session(self, worker_id: str, session: str) -> bool:
+        """False while another live session holds the worker_id (on any scheduler)."""
+        return await self._sessions.acquire(worker_id, session, self.lease_seconds)
+
+    async def close_session(self, worker_id: str, session: str) -> None:
+        await self._sessions.release(worker_id, session)
+
+    async def heartbeat(
+        self, worker_id: str, session: str, refs: Sequence[AttemptRef]
+    ) -> dict[AttemptRef, RunState]:
+        """Keep the session and extend its leases; returns the attempts it still holds, with
+        their state."""
         roster.heartbeat(worker_id, refs)
+        # Takes the worker_id too if the Connect could not (the database was out of reach).
+        await self._sessions.acquire(worker_id, session, self.lease_seconds)
         if not refs:
             return {}
-        return await self._runs.extend_leases(worker_id, refs, self.lease_seconds)
+        return await self._runs.extend_leases(worker_id, session, refs, self.lease_seconds)
 
-    async def append_logs(self, worker_id: str, entries: Sequence[LogEntry]) -> None:
-        stored = await self._logs.append(worker_id, entries)
+    async def append_logs(self, worker_id: str, session: str, entries: Sequence[LogEntry]) -> None:
+        stored = await self._logs.append(worker_id, session, entries)
         self._cache_writer.enqueue_logs(stored)
 
     async def _claim_batch(self, requests: Sequence[ClaimRequest]) -> list[ClaimedAttempt | None]:

@@ -30,6 +30,7 @@ from taskmesh.db.outbox import NOTIFY_CHANNEL, OutboxRepository
 from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
+from taskmesh.db.worker_sessions import WorkerSessionRepository
 from taskmesh.logs import configure_logging
 from taskmesh.names import Names
 from taskmesh.process import run_until_signalled
@@ -53,7 +54,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     redis = connect_redis(settings.redis_url)
     cache_writer = CacheWriter(StatusCache(redis, names, settings.status_cache_ttl))
     runs = RunRepository(engine)
-    ledger = AttemptLedger(runs, LogRepository(engine), cache_writer, settings.lease_seconds)
+    ledger = AttemptLedger(
+        runs, LogRepository(engine), cache_writer, settings.lease_seconds, WorkerSessionRepository(engine)
+    )
     maintenance = Maintenance(runs, cache_writer, settings.timeout_grace_seconds)
     outbox_wake = asyncio.Event()
     relay = OutboxRelay(
@@ -116,6 +119,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await built.set_serving(False)
     await servicer.close_streams(STREAM_DRAIN_SECONDS)
     await built.server.stop(grace=10)
+    await servicer.settle(timeout=5)
     for task in background:
         task.cancel()
     for task in background:

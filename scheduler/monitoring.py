@@ -94,7 +94,7 @@ class SchedulerMonitoring:
         self._settings = settings
         self._database = database
         self._queues = QueueProbe(settings.amqp_url, names, "metrics")
-        queues = [names.work_queue, names.dead_letter_queue]
+        queues = [*names.work_queues(), names.dead_letter_queue]
         self._queue_depths = Sampler("queue depths", lambda: self._queues.depths(queues), GAUGE_POLL_SECONDS)
         self._database_gauges = Sampler("outbox backlog", self._database.gauges, GAUGE_POLL_SECONDS)
         self._collector = SchedulerCollector(roster, self._queue_depths, self._database_gauges)

@@ -15,6 +15,7 @@ class AttemptEnding:
 
     ref: AttemptRef
     worker_id: str
+    session: str  # key of the reporting stream's session: only the attempt's owner is recorded
     status: RunState  # SUCCEEDED, FAILED or CANCELLED
     result: Json | None
     error: Json | None
@@ -22,17 +23,19 @@ class AttemptEnding:
 
 def resolve(ending: AttemptEnding, retry_policy: Json | None) -> OutcomeReport:
     """SUCCEEDED and CANCELLED stand; a failure is retried or final as the run's policy says."""
+    owner = _Owner(ending.worker_id, ending.session)
     if ending.status != RunState.FAILED:
-        return _report(ending.ref, ending.worker_id, ending.status, ending.status, ending.result, ending.error)
+        return _report(ending.ref, owner, ending.status, ending.status, ending.result, ending.error)
     failure = Failure.from_outcome(ending.error, ending.result)
-    return _after_failure(ending.ref, ending.worker_id, failure, retry_policy, ending.result, ending.error)
+    return _after_failure(ending.ref, owner, failure, retry_policy, ending.result, ending.error)
 
 
 def resolve_expired(expired: ExpiredAttempt) -> OutcomeReport:
     """An attempt nobody reported on in time: its worker vanished (LOST) or it overran (TIMEOUT)."""
+    owner = _Owner(expired.worker_id, expired.session)
     if expired.state == RunState.CANCELLING:
         error = {"kind": "LOST", "message": "the worker stopped answering while cancelling", "retryable": False}
-        return _report(expired.ref, expired.worker_id, RunState.CANCELLED, RunState.CANCELLED, None, error)
+        return _report(expired.ref, owner, RunState.CANCELLED, RunState.CANCELLED, None, error)
     if expired.lease_expired:
         message = f"worker {expired.worker_id} stopped heartbeating (lease expired)"
         kind = "LOST"
@@ -41,21 +44,29 @@ def resolve_expired(expired: ExpiredAttempt) -> OutcomeReport:
         kind = "TIMEOUT"
     error = {"kind": kind, "message": message, "retryable": True}
     failure = Failure(kind=kind, retryable=True)
-    return _after_failure(expired.ref, expired.worker_id, failure, expired.retry_policy, None, error)
+    return _after_failure(expired.ref, owner, failure, expired.retry_policy, None, error)
+
+
+@dataclass(frozen=True)
+class _Owner:
+    """Whose attempt it is: the guard of the statement that records the report."""
+
+    worker_id: str
+    session: str | None
 
 
 def _after_failure(
-    ref: AttemptRef, worker_id: str, failure: Failure, policy: Json | None, result: Json | None, error: Json | None
+    ref: AttemptRef, owner: _Owner, failure: Failure, policy: Json | None, result: Json | None, error: Json | None
 ) -> OutcomeReport:
     decision = decide_retry(RetryPolicy.from_json(policy), ref.attempt, failure, seed=ref.run_id)
     if decision.retry:
-        return _report(ref, worker_id, RunState.FAILED, RunState.RETRY_WAIT, result, error, decision.delay)
-    return _report(ref, worker_id, RunState.FAILED, RunState.FAILED, result, error)
+        return _report(ref, owner, RunState.FAILED, RunState.RETRY_WAIT, result, error, decision.delay)
+    return _report(ref, owner, RunState.FAILED, RunState.FAILED, result, error)
 
 
 def _report(
     ref: AttemptRef,
-    worker_id: str,
+    owner: _Owner,
     attempt_status: RunState,
     new_state: RunState,
     result: Json | None,
@@ -64,7 +75,8 @@ def _report(
 ) -> OutcomeReport:
     return OutcomeReport(
         ref=ref,
-        worker_id=worker_id,
+        worker_id=owner.worker_id,
+        session=owner.session,
         attempt_status=attempt_status,
         new_state=new_state,
         result=result,

@@ -17,7 +17,7 @@ from taskmesh.broker.amqp import AmqpChannel, AmqpConnection
 from taskmesh.broker.topology import declare_topology
 from taskmesh.db.outbox import OutboxRepository
 from taskmesh.errors import BrokerUnavailable, DatabaseUnavailable
-from taskmesh.names import WORK_ROUTING_KEY, Names
+from taskmesh.names import Names, routing_key
 from taskmesh.v1 import worker_service_pb2
 
 log = logging.getLogger(__name__)
@@ -72,11 +72,14 @@ class OutboxRelay:
     async def _publish_batch(self, channel: AmqpChannel) -> int:
         batch = await self._outbox.take(self._batch_size)
         if batch.units:
-            bodies = [
-                worker_service_pb2.WorkUnit(run_id=u.run_id, attempt=u.attempt).SerializeToString()
-                for u in batch.units
+            messages = [  # routed by executor kind: only workers that can run it take it
+                (
+                    routing_key(kind),
+                    worker_service_pb2.WorkUnit(run_id=u.run_id, attempt=u.attempt).SerializeToString(),
+                )
+                for u, kind in zip(batch.units, batch.kinds, strict=True)
             ]
-            await channel.publish_confirmed(self._names.work_exchange, WORK_ROUTING_KEY, bodies, WORK_UNIT_TYPE)
+            await channel.publish_routed(self._names.work_exchange, messages, WORK_UNIT_TYPE)
             await self._outbox.published(batch)
         self.published += len(batch.units)
         return len(batch.units)

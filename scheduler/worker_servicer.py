@@ -1,12 +1,18 @@
 """WorkerService.Connect: one stream per worker. Claims, reports, heartbeats and log lines come
 in; answers and cancellations go out. Each message is handled in its own task so that batches
-from many workers meet in the ledger's group commits."""
+from many workers meet in the ledger's group commits.
+
+A stream owns the attempts it claims (see scheduler.sessions): its reports, heartbeats and logs
+are accepted for those only. A second stream naming a live worker's id (connected here, or to
+any scheduler: worker_sessions in PostgreSQL) is refused unless it presents that worker's
+session token (the worker reconnecting), which replaces the old one."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC
 from typing import Any
@@ -16,8 +22,9 @@ from google.protobuf.duration_pb2 import Duration
 from scheduler.attempts import AttemptLedger
 from scheduler.observability import roster
 from scheduler.outcomes import AttemptEnding
+from scheduler.sessions import checked_token, session_key
 from taskmesh.convert import from_json, to_json
-from taskmesh.errors import InvalidArgument, Unavailable
+from taskmesh.errors import AlreadyExists, InvalidArgument, Unavailable
 from taskmesh.ids import is_uuid
 from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, RunRecord
 from taskmesh.states import RunState
@@ -40,6 +47,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     def __init__(self, ledger: AttemptLedger) -> None:
         self._ledger = ledger
         self._sessions: dict[str, _Session] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._closing = False
 
     def push_cancel(self, ref: AttemptRef, worker_id: str) -> None:
@@ -54,23 +62,25 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self._closing = True
         await asyncio.gather(*(session.finish(timeout) for session in list(self._sessions.values())))
 
+    async def settle(self, timeout: float) -> None:
+        """After the server stopped: let the ended streams release their worker ids."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+
     async def Connect(
         self, requests: AsyncIterator[pb.ConnectRequest], context: Context
     ) -> AsyncIterator[pb.ConnectResponse]:
         if self._closing:
             raise Unavailable("this scheduler is shutting down")
         hello = await _first_hello(requests)
-        session = _Session(hello.worker_id, self._ledger)
+        token = checked_token(hello.session_token)
+        session = await self._admit(hello.worker_id, session_key(token))
         extra = {"worker_id": hello.worker_id}
-        previous = self._sessions.get(hello.worker_id)
-        if previous is not None:
-            previous.close()  # the worker reconnected before we noticed its old stream died
-        self._sessions[hello.worker_id] = session
         roster.connected(hello.worker_id, hello.slots)
         log.info("worker %s connected (%d slots)", hello.worker_id, hello.slots, extra=extra)
         lease = Duration()
         lease.FromNanoseconds(int(self._ledger.lease_seconds * 1e9))
-        yield pb.ConnectResponse(welcome=pb.Welcome(lease=lease))
+        yield pb.ConnectResponse(welcome=pb.Welcome(lease=lease, session_token=token))
         reader = asyncio.create_task(session.read(requests))
         try:
             async for response in session.responses(reader):
@@ -80,8 +90,48 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             session.close()
             if self._sessions.get(hello.worker_id) is session:
                 del self._sessions[hello.worker_id]
+                self._in_background(self._ledger.close_session(hello.worker_id, session.key))
             roster.disconnected(hello.worker_id)
             log.info("worker %s disconnected", hello.worker_id, extra=extra)
+
+    async def _admit(self, worker_id: str, key: str) -> _Session:
+        """The stream's session; refused while another session of that worker_id is live (here:
+        heard from within a lease, so that a stream left half-open by a dead host does not block
+        it; elsewhere: holding worker_sessions)."""
+        previous = self._sessions.get(worker_id)
+        live_here = (
+            previous is not None and previous.key != key and previous.heard_within(self._ledger.lease_seconds)
+        )
+        if live_here or not await self._registered(worker_id, key):
+            log.warning("refused a second stream for live worker %s", worker_id, extra={"worker_id": worker_id})
+            raise AlreadyExists(
+                f"worker {worker_id} is connected on another stream; a reconnect must present its session_token"
+            )
+        if previous is not None:
+            previous.close()  # the worker reconnected before we noticed its old stream died
+        session = _Session(worker_id, key, self._ledger)
+        self._sessions[worker_id] = session
+        return session
+
+    async def _registered(self, worker_id: str, key: str) -> bool:
+        try:
+            return await self._ledger.open_session(worker_id, key)
+        except Unavailable as error:
+            # Admitted all the same: what it claims is its own whatever its id, and its first
+            # heartbeat registers the session once the database answers.
+            log.warning("worker %s admitted unregistered: %s", worker_id, error, extra={"worker_id": worker_id})
+            return True
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("could not end a worker session (it expires by itself): %r", error)
 
 
 async def _first_hello(requests: AsyncIterator[pb.ConnectRequest]) -> pb.Hello:
@@ -107,14 +157,19 @@ def _proto_ref(ref: AttemptRef) -> pb.AttemptRef:
 
 
 class _Session:
-    def __init__(self, worker_id: str, ledger: AttemptLedger) -> None:
+    def __init__(self, worker_id: str, key: str, ledger: AttemptLedger) -> None:
         self.worker_id = worker_id
+        self.key = key  # session key: owner of the attempts this stream claims
         self._ledger = ledger
         self._outbound: asyncio.Queue[pb.ConnectResponse] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._log_writes: set[asyncio.Task[None]] = set()
         self._log_order = asyncio.Lock()  # batches of one stream are stored in arrival order
         self._finishing = False
+        self._heard_at = time.monotonic()
+
+    def heard_within(self, seconds: float) -> bool:
+        return time.monotonic() - self._heard_at < seconds
 
     async def read(self, requests: AsyncIterator[pb.ConnectRequest]) -> None:
         handlers = {
@@ -124,6 +179,7 @@ class _Session:
             "logs": lambda r: self._logs(r.logs),
         }
         async for request in requests:
+            self._heard_at = time.monotonic()
             if self._finishing:
                 continue  # unanswered: the worker sends it again on its next stream
             kind = request.WhichOneof("message") or ""
@@ -175,7 +231,7 @@ class _Session:
     async def _claim_one(self, ref: pb.AttemptRef) -> ClaimedAttempt | None:
         if not _well_formed(ref):
             return None  # a malformed reference must not fail the batch it would join
-        return await self._ledger.claim(ClaimRequest(_ref(ref), self.worker_id))
+        return await self._ledger.claim(ClaimRequest(_ref(ref), self.worker_id, self.key))
 
     async def _report(self, message: pb.ReportOutcomes) -> None:
         # An attempt's log lines came before its outcome: store them first, so that a finished
@@ -192,6 +248,7 @@ class _Session:
         ending = AttemptEnding(
             ref=_ref(outcome.attempt),
             worker_id=self.worker_id,
+            session=self.key,
             status=ATTEMPT_STATUS.get(outcome.status, RunState.FAILED),
             result=to_json(outcome.result) if outcome.HasField("result") else None,
             error=to_json(outcome.error) if outcome.HasField("error") else None,
@@ -201,7 +258,7 @@ class _Session:
     async def _heartbeat(self, message: pb.Heartbeat) -> None:
         refs = [_ref(a) for a in message.attempts if _well_formed(a)]
         try:
-            held = await self._ledger.heartbeat(self.worker_id, refs)
+            held = await self._ledger.heartbeat(self.worker_id, self.key, refs)
         except Unavailable:
             return  # leases are not extended; the worker heartbeats again soon
         lost = [r for r in refs if r not in held]
@@ -223,7 +280,7 @@ class _Session:
             return
         try:
             async with self._log_order:
-                await self._ledger.append_logs(self.worker_id, entries)
+                await self._ledger.append_logs(self.worker_id, self.key, entries)
         except Unavailable as error:
             log.warning("dropped %d log lines from %s: %s", len(entries), self.worker_id, error)
 

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+# Executor kinds, as taskmesh.v1.Executor's `kind` oneof names them. The relay publishes each
+# work unit with its run's kind as routing key.
+EXECUTOR_KINDS = ("noop", "sleep", "http", "shell")
+# Kinds a worker may not offer (shell is off unless TASKMESH_WORKER_SHELL_ENABLED): each has a
+# work queue of its own, consumed only by workers that run it. The other kinds, which every
+# worker runs, share the main work queue.
+OPTIONAL_EXECUTORS = ("shell",)
+# The main queue's own key: work units of unknown kind (their run is gone) go there and are
+# dropped at claim.
+WORK_ROUTING_KEY = "run"
 
 
 @dataclass(frozen=True)
@@ -18,7 +30,28 @@ class Names:
 
     @property
     def work_queue(self) -> str:
+        """The main work queue: every worker consumes it."""
         return f"{self.namespace}.runs"
+
+    def capability_queue(self, kind: str) -> str:
+        return f"{self.namespace}.runs.{kind}"
+
+    def queue_for(self, kind: str) -> str:
+        """The work queue of an executor kind's work units."""
+        return self.capability_queue(kind) if kind in OPTIONAL_EXECUTORS else self.work_queue
+
+    def work_queues(self, kinds: Iterable[str] = EXECUTOR_KINDS) -> list[str]:
+        """The queues a worker running these executor kinds consumes (default: every work queue)."""
+        offered = set(kinds)
+        return [self.work_queue, *(self.capability_queue(k) for k in OPTIONAL_EXECUTORS if k in offered)]
+
+    def work_bindings(self) -> dict[str, list[str]]:
+        """Each work queue with the routing keys bound to it on the work exchange."""
+        bindings: dict[str, list[str]] = {queue: [] for queue in self.work_queues()}
+        bindings[self.work_queue].append(WORK_ROUTING_KEY)
+        for kind in EXECUTOR_KINDS:
+            bindings[self.queue_for(kind)].append(kind)
+        return bindings
 
     @property
     def dead_letter_exchange(self) -> str:
@@ -47,4 +80,5 @@ class Names:
         return f"{self.namespace}:run-events:{run_id}"
 
 
-WORK_ROUTING_KEY = "run"
+def routing_key(kind: str | None) -> str:
+    return kind if kind in EXECUTOR_KINDS else WORK_ROUTING_KEY

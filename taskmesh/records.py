@@ -90,6 +90,7 @@ class RunRecord:
     idempotency_key: str | None = None
     retried_from: str | None = None
     cancel_time: datetime | None = None
+    executor_kind: str | None = None  # noop, sleep, http or shell: what a worker must offer to run it
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class ExpiredAttempt:
     ref: AttemptRef
     state: RunState
     worker_id: str
+    session: str | None  # the owning stream's session key (None: claimed before sessions existed)
     retry_policy: Json | None
     lease_expired: bool
 
@@ -122,6 +124,7 @@ class ExpiredAttempt:
 class ClaimRequest:
     ref: AttemptRef
     worker_id: str
+    session: str  # key of the claiming stream's session: the attempt's owner from now on
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class OutcomeReport:
 
     ref: AttemptRef
     worker_id: str
+    session: str | None  # must be the attempt owner's (see ClaimRequest)
     attempt_status: RunState  # SUCCEEDED, FAILED or CANCELLED: how the attempt itself ended
     new_state: RunState
     result: Json | None

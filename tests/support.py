@@ -111,19 +111,23 @@ def delete_rabbitmq_namespace(namespace: str) -> None:
     """Delete the queues and exchanges a test session declared (best effort)."""
     import pika
 
+    from taskmesh.names import Names
+
+    names = Names(namespace)
     connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
     try:
         channel = connection.channel()
-        for queue in (f"{namespace}.runs", f"{namespace}.runs.dead"):
+        for queue in (*names.work_queues(), names.dead_letter_queue):
             channel.queue_delete(queue)
-        for exchange in (f"{namespace}.work", f"{namespace}.dead"):
+        for exchange in (names.work_exchange, names.dead_letter_exchange):
             channel.exchange_delete(exchange)
     finally:
         connection.close()
 
 
 def queue_counts(namespace: str, queue_suffix: str = "runs") -> tuple[int, int]:
-    """(messages ready + unacknowledged, consumers) of a queue, from rabbitmqctl."""
+    """(messages ready + unacknowledged, consumers) of a queue, from rabbitmqctl: "runs" is the
+    main work queue, "runs.shell" a capability queue (taskmesh.names), "runs.dead" the dead letters."""
     output = subprocess.run(
         ["rabbitmqctl", "-q", "list_queues", "name", "messages", "consumers", "--no-table-headers"],
         capture_output=True,

@@ -1,10 +1,15 @@
-"""Consumes work units from RabbitMQ (manual acks, bounded prefetch), reconnecting on loss."""
+"""Consumes work units from RabbitMQ (manual acks, bounded prefetch), reconnecting on loss.
+
+A worker consumes only the work queues of the executors it runs (taskmesh.names.work_queues),
+one consumer each on one channel. RabbitMQ applies the prefetch per consumer (quorum queues have
+no channel-wide prefetch): the main queue's flow is as before, a capability queue adds its own.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from taskmesh.aio import wait_event
@@ -22,9 +27,16 @@ class WorkHandler(Protocol):
 
 class WorkConsumer:
     def __init__(
-        self, amqp_url: str, names: Names, pipeline: WorkHandler, prefetch: int, heartbeat: int = 10
+        self,
+        amqp_url: str,
+        names: Names,
+        pipeline: WorkHandler,
+        prefetch: int,
+        heartbeat: int = 10,
+        queues: Sequence[str] = (),
     ) -> None:
         self._amqp_url = amqp_url
+        self._queues = list(queues) or [names.work_queue]
         self._heartbeat = heartbeat
         self._names = names
         self._pipeline = pipeline
@@ -60,15 +72,16 @@ class WorkConsumer:
             channel = await connection.channel()
             await declare_topology(channel, self._names)
             await channel.set_prefetch(self._prefetch)
-            consumer_tag = channel.consume(self._names.work_queue, self._on_delivery)
+            consumer_tags = [channel.consume(queue, self._on_delivery) for queue in self._queues]
             self.consuming.set()
-            log.info("consuming %s (prefetch %d)", self._names.work_queue, self._prefetch)
+            log.info("consuming %s (prefetch %d)", ", ".join(self._queues), self._prefetch)
             stop = asyncio.ensure_future(self._stopping.wait())
             watched: set[asyncio.Future[Any]] = {stop, connection.closed, channel.closed}
             await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             if self._stopping.is_set() and channel.is_open:
-                await channel.cancel(consumer_tag)  # take no more work, keep acking what we hold
+                for consumer_tag in consumer_tags:  # take no more work, keep acking what we hold
+                    await channel.cancel(consumer_tag)
                 self.on_cancelled()
                 await self.drain()
             elif not self._stopping.is_set():

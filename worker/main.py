@@ -40,12 +40,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     session.executing = pipeline.executing
     session.on_stop = pipeline.stop
     admission = Admission(pipeline, settings.worker_slots)
+    names = Names(settings.namespace)
     consumer = WorkConsumer(
         settings.amqp_url,
-        Names(settings.namespace),
+        names,
         admission,
         prefetch=settings.worker_slots + settings.worker_prefetch_extra,
         heartbeat=settings.amqp_heartbeat_seconds,
+        queues=names.work_queues(executors.kinds),  # routed by capability: only work it can run
     )
     consumer.on_cancelled = admission.close
     monitoring = WorkerMonitoring(

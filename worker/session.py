@@ -52,6 +52,9 @@ class SchedulerSession:
         self._reports: dict[Key, asyncio.Future[pb.OutcomeAck]] = {}
         self._unsent_claims: list[pb.AttemptRef] = []
         self._unsent_reports: list[pb.Outcome] = []
+        # From the first Welcome, presented on every reconnect: the attempts this worker claimed
+        # stay its own (their outcomes are accepted from no other stream).
+        self._session_token = ""
 
     @property
     def connected(self) -> bool:
@@ -112,10 +115,13 @@ class SchedulerSession:
         async with aio.insecure_channel(self._address) as channel:
             stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
             call = stub.Connect(metadata=(("authorization", f"Bearer {token}"),))
-            await call.write(pb.ConnectRequest(hello=self._hello))
+            hello = pb.Hello(session_token=self._session_token)
+            hello.MergeFrom(self._hello)
+            await call.write(pb.ConnectRequest(hello=hello))
             welcome = await call.read()
             if not isinstance(welcome, pb.ConnectResponse) or welcome.WhichOneof("message") != "welcome":
                 raise SessionLost("the scheduler did not welcome this worker")
+            self._session_token = welcome.welcome.session_token
             lease = welcome.welcome.lease.ToTimedelta().total_seconds()
             self._heartbeat_interval = max(0.2, lease / 3)
             log.info("connected to scheduler at %s (lease %.1fs)", self._address, lease)

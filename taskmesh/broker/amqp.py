@@ -201,9 +201,15 @@ class AmqpChannel:
         self, exchange: str, routing_key: str, bodies: Sequence[bytes], message_type: str
     ) -> None:
         """Publish persistent, mandatory messages; return once RabbitMQ confirmed every one."""
+        await self.publish_routed(exchange, [(routing_key, body) for body in bodies], message_type)
+
+    async def publish_routed(
+        self, exchange: str, messages: Sequence[tuple[str, bytes]], message_type: str
+    ) -> None:
+        """publish_confirmed with a routing key per message: (routing key, body) pairs."""
         loop = asyncio.get_running_loop()
         futures = []
-        for body in bodies:
+        for routing_key, body in messages:
             self._next_tag += 1
             tag = self._next_tag
             future: asyncio.Future[None] = loop.create_future()

@@ -14,7 +14,7 @@ MAX_BYTES_PER_ATTEMPT = 1 << 20
 # A LogLine's bytes besides its text (attempt, time, field tags), for page budgets.
 LINE_OVERHEAD = 32
 
-# Count the bytes offered for each attempt the worker holds; returns the new totals.
+# Count the bytes offered for each attempt the worker's session holds; returns the new totals.
 ADD_USAGE = text(
     """
     INSERT INTO attempt_log_usage (run_id, attempt, bytes)
@@ -22,6 +22,7 @@ ADD_USAGE = text(
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:bytes AS bigint[]))
         AS u(run_id, attempt, bytes)
     JOIN runs r ON r.id = u.run_id AND r.attempt = u.attempt AND r.worker_id = :worker_id
+        AND r.worker_session = :session
     ON CONFLICT (run_id, attempt) DO UPDATE SET bytes = attempt_log_usage.bytes + EXCLUDED.bytes
     RETURNING run_id::text AS run_id, attempt, bytes
     """
@@ -58,8 +59,8 @@ class LogRepository:
         self._engine = engine
         self._cap = max_bytes_per_attempt
 
-    async def append(self, worker_id: str, entries: Sequence[LogEntry]) -> list[LogEntry]:
-        """Store the lines of attempts this worker holds, within the cap; returns those stored."""
+    async def append(self, worker_id: str, session: str, entries: Sequence[LogEntry]) -> list[LogEntry]:
+        """Store the lines of attempts this worker's session holds, within the cap; returns those stored."""
         offered: dict[AttemptRef, int] = defaultdict(int)
         for entry in entries:
             offered[entry.ref] += len(entry.text.encode())
@@ -73,6 +74,7 @@ class LogRepository:
                         "attempts": [r.attempt for r in refs],
                         "bytes": [offered[r] for r in refs],
                         "worker_id": worker_id,
+                        "session": session,
                     },
                 )
             ).all()

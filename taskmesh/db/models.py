@@ -112,6 +112,8 @@ class Run(Base):
     start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finish_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     worker_id: Mapped[str | None] = mapped_column(Text)
+    # SHA-256 of the session token of the stream that claimed the current attempt (its owner).
+    worker_session: Mapped[str | None] = mapped_column(Text)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -176,3 +178,15 @@ class Outbox(Base):
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
     # Set while a relay publishes the row; past it, another relay may take the row again.
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WorkerSession(Base):
+    """The live Connect stream of each worker_id, whichever scheduler holds it."""
+
+    __tablename__ = "worker_sessions"
+
+    worker_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    # SHA-256 of the stream's session token (see scheduler.sessions).
+    session_key: Mapped[str] = mapped_column(Text)
+    # Renewed by the stream's heartbeats; past it, the session is dead (its scheduler vanished).
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

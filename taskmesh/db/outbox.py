@@ -10,13 +10,15 @@ from taskmesh.records import AttemptRef
 # A relay leases rows while it publishes them; they are deleted once RabbitMQ confirmed them.
 # A relay that dies meanwhile leaves its rows to be taken again when the lease ends: their
 # work units may then be published twice, which fencing on the attempt makes harmless.
+# Each row comes with its run's executor kind (NULL once the run is gone): the routing key.
 TAKE_BATCH = text(
     """
-    UPDATE outbox SET lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)
-    WHERE id IN (
+    UPDATE outbox AS o SET lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)
+    WHERE o.id IN (
         SELECT id FROM outbox WHERE lease_until IS NULL OR lease_until < clock_timestamp()
         ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
-    ) RETURNING id, run_id::text AS run_id, attempt
+    ) RETURNING o.id, o.run_id::text AS run_id, o.attempt,
+        (SELECT min(k) FROM runs r, jsonb_object_keys(r.executor) AS k WHERE r.id = o.run_id) AS executor_kind
     """
 )
 DELETE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(CAST(:ids AS bigint[]))")
@@ -30,6 +32,7 @@ LEASE_SECONDS = 30.0
 class OutboxBatch:
     ids: list[int]
     units: list[AttemptRef]
+    kinds: list[str | None]  # each unit's executor kind (None: its run is gone)
 
 
 class OutboxRepository:
@@ -41,7 +44,9 @@ class OutboxRepository:
         async with statement(self._engine) as conn:
             rows = (await conn.execute(TAKE_BATCH, {"limit": limit, "lease_seconds": lease_seconds})).all()
         return OutboxBatch(
-            ids=[row.id for row in rows], units=[AttemptRef(row.run_id, row.attempt) for row in rows]
+            ids=[row.id for row in rows],
+            units=[AttemptRef(row.run_id, row.attempt) for row in rows],
+            kinds=[row.executor_kind for row in rows],
         )
 
     async def published(self, batch: OutboxBatch) -> None:

@@ -47,7 +47,8 @@ TRANSITIONS: dict[str, frozenset[tuple[RunState, RunState]]] = {
 RUN_COLUMNS = """
     r.id::text AS id, r.job_id::text AS job_id, j.name AS job_name, r.state, r.attempt, r.trigger,
     r.version, r.queue_time, r.start_time, r.finish_time, r.worker_id, r.result, r.error, r.attempts,
-    r.slot_time, r.retry_at, r.idempotency_key, r.retried_from::text AS retried_from, r.cancel_time
+    r.slot_time, r.retry_at, r.idempotency_key, r.retried_from::text AS retried_from, r.cancel_time,
+    (SELECT min(k) FROM jsonb_object_keys(r.executor) AS k) AS executor_kind
 """
 
 # New QUEUED runs with their outbox rows, in one statement. A key already used for the job
@@ -107,15 +108,16 @@ RETRY_RUN = text(
     """
 )
 
-# QUEUED -> RUNNING, with a lease.
+# QUEUED -> RUNNING, with a lease, owned by the claiming stream's session.
 CLAIM_ATTEMPTS = text(
     f"""
     WITH now_ts AS (SELECT clock_timestamp() AS t)
     UPDATE runs AS r
-    SET state = 'RUNNING', worker_id = claim.worker_id, start_time = now_ts.t,
+    SET state = 'RUNNING', worker_id = claim.worker_id, worker_session = claim.session, start_time = now_ts.t,
         lease_expires_at = now_ts.t + make_interval(secs => :lease_seconds), version = r.version + 1
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:worker_ids AS text[]),
-                CAST(:positions AS int[])) AS claim(run_id, attempt, worker_id, position),
+                CAST(:sessions AS text[]), CAST(:positions AS int[]))
+         AS claim(run_id, attempt, worker_id, session, position),
          jobs j, now_ts
     WHERE r.id = claim.run_id AND r.attempt = claim.attempt AND r.state = 'QUEUED' AND j.id = r.job_id
     RETURNING claim.position, r.executor::text AS executor_json, COALESCE(r.attempt_timeout_seconds, {DEFAULT_ATTEMPT_TIMEOUT})
@@ -123,7 +125,8 @@ CLAIM_ATTEMPTS = text(
     """
 )
 
-# RUNNING or CANCELLING -> the state the outcome leads to; the attempt joins the history.
+# RUNNING or CANCELLING -> the state the outcome leads to; the attempt joins the history. Only the
+# owning session reports (the reaper passes the owner's, NULL for attempts claimed before 0006).
 RECORD_OUTCOMES = text(
     f"""
     WITH now_ts AS (SELECT clock_timestamp() AS t)
@@ -137,24 +140,26 @@ RECORD_OUTCOMES = text(
             'finish_time', now_ts.t, 'state', report.attempt_status,
             'result', report.result, 'error', report.error))
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:worker_ids AS text[]),
-                CAST(:new_states AS text[]), CAST(:attempt_statuses AS text[]),
+                CAST(:sessions AS text[]), CAST(:new_states AS text[]), CAST(:attempt_statuses AS text[]),
                 CAST(:results AS jsonb[]), CAST(:errors AS jsonb[]), CAST(:retry_delays AS float8[]),
                 CAST(:positions AS int[]))
-         AS report(run_id, attempt, worker_id, new_state, attempt_status, result, error, retry_delay, position),
+         AS report(run_id, attempt, worker_id, session, new_state, attempt_status, result, error, retry_delay,
+                   position),
          jobs j, now_ts
     WHERE r.id = report.run_id AND r.attempt = report.attempt AND r.worker_id = report.worker_id
+      AND r.worker_session IS NOT DISTINCT FROM report.session
       AND r.state IN ('RUNNING', 'CANCELLING') AND j.id = r.job_id
     RETURNING report.position, {RUN_COLUMNS}
     """
 )
 
-# Heartbeats: extend the leases of the attempts a worker still holds (no state change).
+# Heartbeats: extend the leases of the attempts a worker's session still holds (no state change).
 EXTEND_LEASES = text(
     """
     UPDATE runs AS r SET lease_expires_at = clock_timestamp() + make_interval(secs => :lease_seconds)
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[])) AS hb(run_id, attempt)
     WHERE r.id = hb.run_id AND r.attempt = hb.attempt AND r.worker_id = :worker_id
-      AND r.state IN ('RUNNING', 'CANCELLING')
+      AND r.worker_session = :session AND r.state IN ('RUNNING', 'CANCELLING')
     RETURNING r.id::text AS run_id, r.attempt, r.state
     """
 )
@@ -163,7 +168,7 @@ EXTEND_LEASES = text(
 # backstop to the worker's own timeout), locked for the reaper's transaction.
 SELECT_EXPIRED = text(
     """
-    SELECT r.id::text AS run_id, r.attempt, r.state, r.worker_id, r.retry_policy,
+    SELECT r.id::text AS run_id, r.attempt, r.state, r.worker_id, r.worker_session, r.retry_policy,
            r.lease_expires_at < clock_timestamp() AS lease_expired
     FROM runs r
     WHERE r.state IN ('RUNNING', 'CANCELLING')
@@ -185,7 +190,7 @@ PROMOTE_RETRIES = text(
     ), promoted AS (
         UPDATE runs AS r
         SET state = 'QUEUED', attempt = r.attempt + 1, retry_at = NULL, start_time = NULL, worker_id = NULL,
-            lease_expires_at = NULL, version = r.version + 1
+            worker_session = NULL, lease_expires_at = NULL, version = r.version + 1
         FROM due WHERE r.id = due.id AND r.state = 'RETRY_WAIT'
         RETURNING r.*
     ), dispatched AS (
@@ -300,6 +305,7 @@ class RunRepository:
             "run_ids": [r.ref.run_id for r in requests],
             "attempts": [r.ref.attempt for r in requests],
             "worker_ids": [r.worker_id for r in requests],
+            "sessions": [r.session for r in requests],
             "positions": list(range(len(requests))),
             "lease_seconds": lease_seconds,
         }
@@ -323,13 +329,14 @@ class RunRepository:
         return {row.id: row.retry_policy for row in rows}
 
     async def extend_leases(
-        self, worker_id: str, refs: Sequence[AttemptRef], lease_seconds: float
+        self, worker_id: str, session: str, refs: Sequence[AttemptRef], lease_seconds: float
     ) -> dict[AttemptRef, RunState]:
-        """Extend the leases the worker still holds; returns those attempts with their state."""
+        """Extend the leases the worker's session still holds; returns those attempts with their state."""
         params = {
             "run_ids": [r.run_id for r in refs],
             "attempts": [r.attempt for r in refs],
             "worker_id": worker_id,
+            "session": session,
             "lease_seconds": lease_seconds,
         }
         async with statement(self._engine) as conn:
@@ -351,6 +358,7 @@ class RunRepository:
                     ref=AttemptRef(row.run_id, row.attempt),
                     state=RunState(row.state),
                     worker_id=row.worker_id,
+                    session=row.worker_session,
                     retry_policy=row.retry_policy,
                     lease_expired=bool(row.lease_expired),
                 )
@@ -418,6 +426,7 @@ async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[
         "run_ids": [r.ref.run_id for r in reports],
         "attempts": [r.ref.attempt for r in reports],
         "worker_ids": [r.worker_id for r in reports],
+        "sessions": [r.session for r in reports],
         "new_states": [r.new_state.value for r in reports],
         "attempt_statuses": [r.attempt_status.value for r in reports],
         "results": [_json_or_none(r.result) for r in reports],
@@ -457,4 +466,5 @@ def run_from_row(row: Any) -> RunRecord:
         idempotency_key=row.idempotency_key,
         retried_from=row.retried_from,
         cancel_time=row.cancel_time,
+        executor_kind=row.executor_kind,
     )

@@ -29,16 +29,23 @@ async def _set_job_policy(engine: Database, job_id: str, policy: dict, timeout: 
         )
 
 
+def _session(worker: str) -> str:
+    """The session key a worker's stream would hold (any text stands for the hash here)."""
+    return f"session-of-{worker}"
+
+
 async def _running(runs: RunRepository, job_id: str, worker: str = "w1", lease: float = 30) -> RunRecord:
     (run,) = await runs.create([RunRequest(new_id(), job_id)], Trigger.MANUAL)
     assert run is not None
-    (claimed,) = await runs.claim([ClaimRequest(AttemptRef(run.id, run.attempt), worker)], lease)
+    (claimed,) = await runs.claim([ClaimRequest(AttemptRef(run.id, run.attempt), worker, _session(worker))], lease)
     assert claimed is not None
     return claimed.run
 
 
 async def _fail(runs: RunRepository, run: RunRecord, worker: str = "w1") -> RunRecord | None:
-    ending = AttemptEnding(AttemptRef(run.id, run.attempt), worker, RunState.FAILED, None, RETRYABLE_ERROR)
+    ending = AttemptEnding(
+        AttemptRef(run.id, run.attempt), worker, _session(worker), RunState.FAILED, None, RETRYABLE_ERROR
+    )
     policies = await runs.retry_policies([run.id])
     (recorded,) = await runs.record_outcomes([resolve(ending, policies[run.id])])
     return recorded
@@ -64,8 +71,8 @@ async def test_a_failed_attempt_waits_then_is_queued_again_as_the_next_attempt(
         )
         assert [row.attempt for row in outbox] == [1, 2]
     # the old attempt can no longer be claimed or reported; the new one can
-    assert await runs.claim([ClaimRequest(AttemptRef(run.id, 1), "w2")], 30) == [None]
-    (second,) = await runs.claim([ClaimRequest(AttemptRef(run.id, 2), "w2")], 30)
+    assert await runs.claim([ClaimRequest(AttemptRef(run.id, 1), "w2", _session("w2"))], 30) == [None]
+    (second,) = await runs.claim([ClaimRequest(AttemptRef(run.id, 2), "w2", _session("w2"))], 30)
     assert second is not None and second.run.worker_id == "w2"
 
 
@@ -81,10 +88,12 @@ async def test_heartbeats_extend_only_the_leases_a_worker_holds(engine: Database
     mine = await _running(runs, job_id, "w1")
     theirs = await _running(runs, job_id, "w2")
     stale = AttemptRef(mine.id, 7)
-    held = await runs.extend_leases("w1", [AttemptRef(mine.id, 1), AttemptRef(theirs.id, 1), stale], 30)
+    held = await runs.extend_leases(
+        "w1", _session("w1"), [AttemptRef(mine.id, 1), AttemptRef(theirs.id, 1), stale], 30
+    )
     assert held == {AttemptRef(mine.id, 1): RunState.RUNNING}
     await runs.cancel([mine.id])
-    assert await runs.extend_leases("w1", [AttemptRef(mine.id, 1)], 30) == {
+    assert await runs.extend_leases("w1", _session("w1"), [AttemptRef(mine.id, 1)], 30) == {
         AttemptRef(mine.id, 1): RunState.CANCELLING
     }
 
@@ -161,9 +170,31 @@ async def test_logs_are_capped_per_attempt_and_only_from_the_holder(engine: Data
     run = await _running(runs, job_id, "w1")
     ref = AttemptRef(run.id, 1)
     now = datetime.now(UTC)
-    stored = await logs.append("w1", [LogEntry(ref, now, f"line {i:04d}") for i in range(5)])  # 9 bytes each
+    stored = await logs.append(
+        "w1", _session("w1"), [LogEntry(ref, now, f"line {i:04d}") for i in range(5)]
+    )  # 9 bytes each
     assert [e.text for e in stored] == ["line 0000", "line 0001"]
-    assert await logs.append("intruder", [LogEntry(ref, now, "not mine")]) == []
+    assert await logs.append("intruder", _session("intruder"), [LogEntry(ref, now, "not mine")]) == []
     read = await logs.read(run.id, None)
     assert [e.text for e in read.lines] == ["line 0000", "line 0001"]
     assert read.truncated_attempts == [1]
+
+
+async def test_only_the_claiming_session_reports_heartbeats_and_logs(engine: Database, job_id: str) -> None:
+    """Another stream naming the same worker_id holds nothing: its outcome, heartbeat and log
+    lines for the attempt are refused; the claiming session's are accepted."""
+    from datetime import UTC, datetime
+
+    runs = RunRepository(engine)
+    logs = LogRepository(engine)
+    run = await _running(runs, job_id, "w1")
+    ref = AttemptRef(run.id, 1)
+    forged = AttemptEnding(ref, "w1", "another-stream", RunState.SUCCEEDED, {"forged": True}, None)
+    assert await runs.record_outcomes([resolve(forged, None)]) == [None]
+    assert await runs.extend_leases("w1", "another-stream", [ref], 30) == {}
+    assert await logs.append("w1", "another-stream", [LogEntry(ref, datetime.now(UTC), "injected")]) == []
+    assert await runs.extend_leases("w1", _session("w1"), [ref], 30) == {ref: RunState.RUNNING}
+    real = AttemptEnding(ref, "w1", _session("w1"), RunState.SUCCEEDED, None, None)
+    (recorded,) = await runs.record_outcomes([resolve(real, None)])
+    assert recorded is not None and recorded.state == RunState.SUCCEEDED
+    assert (await logs.read(run.id, None)).lines == []

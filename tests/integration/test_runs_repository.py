@@ -48,26 +48,28 @@ async def test_claim_is_fenced_by_state_and_attempt(engine: Database, job_id: st
     (run,) = await _create(runs, job_id, 1)
     ref = AttemptRef(run.id, 1)
     # the same work unit delivered twice, to two workers, claimed in one batch: one wins
-    results = await runs.claim([ClaimRequest(ref, "w1"), ClaimRequest(ref, "w2")], lease_seconds=30)
+    results = await runs.claim(
+        [ClaimRequest(ref, "w1", "s-w1"), ClaimRequest(ref, "w2", "s-w2")], lease_seconds=30
+    )
     granted = [r for r in results if r is not None]
     assert len(granted) == 1
     assert granted[0].run.state == RunState.RUNNING
     assert json.loads(granted[0].executor_json) == {"noop": {}}
     # later duplicates and stale attempts lose too
-    assert await runs.claim([ClaimRequest(ref, "w3")], 30) == [None]
-    assert await runs.claim([ClaimRequest(AttemptRef(run.id, 2), "w3")], 30) == [None]
-    assert await runs.claim([ClaimRequest(AttemptRef(new_id(), 1), "w3")], 30) == [None]
+    assert await runs.claim([ClaimRequest(ref, "w3", "s-w3")], 30) == [None]
+    assert await runs.claim([ClaimRequest(AttemptRef(run.id, 2), "w3", "s-w3")], 30) == [None]
+    assert await runs.claim([ClaimRequest(AttemptRef(new_id(), 1), "w3", "s-w3")], 30) == [None]
 
 
 async def test_outcome_is_recorded_once_and_only_by_the_claiming_worker(engine: Database, job_id: str) -> None:
     runs = RunRepository(engine)
     (run,) = await _create(runs, job_id, 1)
     ref = AttemptRef(run.id, 1)
-    (claimed,) = await runs.claim([ClaimRequest(ref, "w1")], 30)
+    (claimed,) = await runs.claim([ClaimRequest(ref, "w1", "s-w1")], 30)
     assert claimed is not None
 
     def report(worker: str, status: RunState) -> OutcomeReport:
-        return OutcomeReport(ref, worker, status, status, {"shell": {"exitCode": 0}}, None)
+        return OutcomeReport(ref, worker, f"s-{worker}", status, status, {"shell": {"exitCode": 0}}, None)
 
     assert await runs.record_outcomes([report("zombie", RunState.FAILED)]) == [None]
     (recorded,) = await runs.record_outcomes([report("w1", RunState.SUCCEEDED)])
@@ -96,9 +98,15 @@ async def test_cancel_ends_queued_runs_and_asks_running_ones_to_stop(engine: Dat
     runs = RunRepository(engine)
     queued, running, finished = await _create(runs, job_id, 3)
     await runs.claim(
-        [ClaimRequest(AttemptRef(running.id, 1), "w1"), ClaimRequest(AttemptRef(finished.id, 1), "w1")], 30
+        [
+            ClaimRequest(AttemptRef(running.id, 1), "w1", "s-w1"),
+            ClaimRequest(AttemptRef(finished.id, 1), "w1", "s-w1"),
+        ],
+        30,
     )
-    ok = OutcomeReport(AttemptRef(finished.id, 1), "w1", RunState.SUCCEEDED, RunState.SUCCEEDED, None, None)
+    ok = OutcomeReport(
+        AttemptRef(finished.id, 1), "w1", "s-w1", RunState.SUCCEEDED, RunState.SUCCEEDED, None, None
+    )
     await runs.record_outcomes([ok])
 
     cancelled = {r.id: r for r in await runs.cancel([queued.id, running.id, finished.id])}
@@ -108,8 +116,10 @@ async def test_cancel_ends_queued_runs_and_asks_running_ones_to_stop(engine: Dat
     assert cancelled[running.id].finish_time is None
     assert finished.id not in cancelled  # finished runs are left alone
     # the queued run's work unit is dropped at claim time
-    assert await runs.claim([ClaimRequest(AttemptRef(queued.id, 1), "w2")], 30) == [None]
+    assert await runs.claim([ClaimRequest(AttemptRef(queued.id, 1), "w2", "s-w2")], 30) == [None]
     # the running attempt may still report; it ends as the worker says
-    stopped = OutcomeReport(AttemptRef(running.id, 1), "w1", RunState.CANCELLED, RunState.CANCELLED, None, None)
+    stopped = OutcomeReport(
+        AttemptRef(running.id, 1), "w1", "s-w1", RunState.CANCELLED, RunState.CANCELLED, None, None
+    )
     (recorded,) = await runs.record_outcomes([stopped])
     assert recorded is not None and recorded.state == RunState.CANCELLED

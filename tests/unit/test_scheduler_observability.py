@@ -54,12 +54,13 @@ def _value(name: str, **labels: str) -> float:
 
 def _claim(observer: RunObserver, worker: str, run: RunRecord, executor: dict[str, object]) -> None:
     observer.claimed(
-        [ClaimRequest(AttemptRef(run.id, run.attempt), worker)], [ClaimedAttempt(run, json.dumps(executor), 60.0)]
+        [ClaimRequest(AttemptRef(run.id, run.attempt), worker, f"s-{worker}")],
+        [ClaimedAttempt(run, json.dumps(executor), 60.0)],
     )
 
 
 def _ending(run: RunRecord, worker: str, status: RunState) -> AttemptEnding:
-    return AttemptEnding(AttemptRef(run.id, run.attempt), worker, status, None, None)
+    return AttemptEnding(AttemptRef(run.id, run.attempt), worker, f"s-{worker}", status, None, None)
 
 
 def test_a_run_is_timed_from_queue_to_claim_and_counted_when_it_ends(caplog: pytest.LogCaptureFixture) -> None:
