@@ -137,13 +137,17 @@ class _Session:
     async def responses(self, reader: asyncio.Task[None]) -> AsyncIterator[pb.ConnectResponse]:
         while True:
             getter = asyncio.ensure_future(self._outbound.get())
-            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # Also when the stream ends while we wait (the worker went away, or the
+                # generator is closed): a getter left pending is destroyed with the queue.
+                getter.cancel()
             if getter in done:
                 if (response := getter.result()) is _END:
                     return
                 yield response
                 continue
-            getter.cancel()
             reader.result()  # re-raise what ended the reader, if anything
             return
 
