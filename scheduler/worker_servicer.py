@@ -210,7 +210,9 @@ class _Session:
             return  # leases are not extended; the worker heartbeats again soon
         lost = [r for r in refs if r not in held]
         await self._outbound.put(
-            pb.ConnectResponse(heartbeat=pb.HeartbeatResult(lost=[_proto_ref(r) for r in lost]))
+            pb.ConnectResponse(
+                heartbeat=pb.HeartbeatResult(lost=[_proto_ref(r) for r in lost], sequence=message.sequence)
+            )
         )
         for ref, state in held.items():
             if state == RunState.CANCELLING:  # in case the NOTIFY push was missed
@@ -225,9 +227,12 @@ class _Session:
         ]
         if not entries:
             return
+        truncated = [
+            _ref(item.attempt) for item in message.attempts if item.truncated and _well_formed(item.attempt)
+        ]
         try:
             async with self._log_order:
-                await self._ledger.append_logs(self.worker_id, entries)
+                await self._ledger.append_logs(self.worker_id, entries, truncated)
         except Unavailable as error:
             log.warning("dropped %d log lines from %s: %s", len(entries), self.worker_id, error)
 

@@ -7,9 +7,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from taskmesh.db.engine import Database, statement, text, transaction
+from taskmesh.limits import MAX_LOG_BYTES_PER_ATTEMPT
 from taskmesh.records import AttemptRef, LogEntry, RunLogs
 
-MAX_BYTES_PER_ATTEMPT = 1 << 20
+MAX_BYTES_PER_ATTEMPT = MAX_LOG_BYTES_PER_ATTEMPT
 
 # Count the bytes offered for each attempt the worker holds; returns the new totals.
 ADD_USAGE = text(
@@ -55,8 +56,12 @@ class LogRepository:
         self._engine = engine
         self._cap = max_bytes_per_attempt
 
-    async def append(self, worker_id: str, entries: Sequence[LogEntry]) -> list[LogEntry]:
-        """Store the lines of attempts this worker holds, within the cap; returns those stored."""
+    async def append(
+        self, worker_id: str, entries: Sequence[LogEntry], truncated_by_worker: Sequence[AttemptRef] = ()
+    ) -> list[LogEntry]:
+        """Store the lines of attempts this worker holds, within the cap; returns those stored.
+        Attempts in `truncated_by_worker` (whose lines are among `entries`) are marked truncated:
+        the worker discarded their output past the cap."""
         offered: dict[AttemptRef, int] = defaultdict(int)
         for entry in entries:
             offered[entry.ref] += len(entry.text.encode())
@@ -79,6 +84,9 @@ class LogRepository:
                 for row in rows
             }
             kept, truncated = _within_cap(entries, room)
+            truncated = sorted(
+                set(truncated) | {r for r in truncated_by_worker if r in room}, key=lambda r: (r.run_id, r.attempt)
+            )
             if kept:
                 await conn.execute(
                     INSERT_LINES,

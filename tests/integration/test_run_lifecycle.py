@@ -167,3 +167,23 @@ async def test_logs_are_capped_per_attempt_and_only_from_the_holder(engine: Data
     read = await logs.read(run.id, None)
     assert [e.text for e in read.lines] == ["line 0000", "line 0001"]
     assert read.truncated_attempts == [1]
+
+
+async def test_an_attempt_the_worker_truncated_is_marked_truncated_with_its_marker_kept(
+    engine: Database, job_id: str
+) -> None:
+    from datetime import UTC, datetime
+
+    runs = RunRepository(engine)
+    logs = LogRepository(engine, max_bytes_per_attempt=1000)
+    run = await _running(runs, job_id, "w1")
+    ref = AttemptRef(run.id, 1)
+    now = datetime.now(UTC)
+    lines = [LogEntry(ref, now, "first"), LogEntry(ref, now, "[output truncated]")]
+    assert await logs.append("w1", lines[:1]) == lines[:1]
+    assert (await logs.read(run.id, None)).truncated_attempts == []
+    assert await logs.append("w1", lines[1:], [ref]) == lines[1:]  # within the cap: kept
+    assert await logs.append("intruder", [LogEntry(ref, now, "x")], [ref]) == []
+    read = await logs.read(run.id, None)
+    assert [e.text for e in read.lines] == ["first", "[output truncated]"]
+    assert read.truncated_attempts == [1]

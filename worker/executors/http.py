@@ -18,6 +18,7 @@ from worker.executors.base import (
     head_excerpt,
     succeeded,
 )
+from worker.executors.lease_guard import lease_guard
 
 DEFAULT_TIMEOUT = 30.0
 # Statuses worth retrying: the server may answer differently later.
@@ -48,6 +49,7 @@ class HttpExecutor:
                 headers=headers,
                 content=http.body.encode() if http.body else None,
                 timeout=timeout,
+                extensions=lease_guard(context),
             ) as response:
                 body = await _read_head(response)
         except httpx.TimeoutException:
