@@ -89,6 +89,13 @@ async def test_heartbeats_extend_only_the_leases_a_worker_holds(engine: Database
     }
 
 
+async def test_a_heartbeat_does_not_revive_a_lease_that_ran_out(engine: Database, job_id: str) -> None:
+    runs = RunRepository(engine)
+    run = await _running(runs, job_id, "w1", lease=0.2)
+    await asyncio.sleep(0.3)  # expired, and not reaped yet
+    assert await runs.extend_leases("w1", [AttemptRef(run.id, 1)], 30) == {}  # answered as lost
+
+
 async def test_expired_leases_are_reaped_as_lost_and_retried(engine: Database, job_id: str) -> None:
     await _set_job_policy(engine, job_id, FAST_RETRY)
     runs = RunRepository(engine)
