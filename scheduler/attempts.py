@@ -60,8 +60,10 @@ class AttemptLedger:
             return {}
         return await self._runs.extend_leases(worker_id, session, refs, self.lease_seconds)
 
-    async def append_logs(self, worker_id: str, session: str, entries: Sequence[LogEntry]) -> None:
-        stored = await self._logs.append(worker_id, session, entries)
+    async def append_logs(
+        self, worker_id: str, session: str, entries: Sequence[LogEntry], truncated: Sequence[AttemptRef] = ()
+    ) -> None:
+        stored = await self._logs.append(worker_id, session, entries, truncated)
         self._cache_writer.enqueue_logs(stored)
 
     async def _claim_batch(self, requests: Sequence[ClaimRequest]) -> list[ClaimedAttempt | None]:

@@ -15,7 +15,7 @@ from scheduler.observability import relay_link
 from taskmesh.aio import wait_event
 from taskmesh.broker.amqp import AmqpChannel, AmqpConnection
 from taskmesh.broker.topology import declare_topology
-from taskmesh.db.outbox import OutboxRepository
+from taskmesh.db.outbox import OutboxBatch, OutboxRepository
 from taskmesh.errors import BrokerUnavailable, DatabaseUnavailable
 from taskmesh.names import Names, routing_key
 from taskmesh.v1 import worker_service_pb2
@@ -70,6 +70,8 @@ class OutboxRelay:
             self._wake.clear()
 
     async def _publish_batch(self, channel: AmqpChannel) -> int:
+        if not channel.is_open:  # lost while idle: reconnect before leasing rows to it
+            raise BrokerUnavailable("the relay's RabbitMQ channel closed")
         batch = await self._outbox.take(self._batch_size)
         if batch.units:
             messages = [  # routed by executor kind: only workers that can run it take it
@@ -79,7 +81,19 @@ class OutboxRelay:
                 )
                 for u, kind in zip(batch.units, batch.kinds, strict=True)
             ]
-            await channel.publish_routed(self._names.work_exchange, messages, WORK_UNIT_TYPE)
+            try:
+                await channel.publish_routed(self._names.work_exchange, messages, WORK_UNIT_TYPE)
+            except BaseException:  # the connection broke (or we are stopping): rows go back now
+                await self._release(batch)
+                raise
             await self._outbox.published(batch)
         self.published += len(batch.units)
         return len(batch.units)
+
+    async def _release(self, batch: OutboxBatch) -> None:
+        try:
+            await asyncio.shield(self._outbox.release(batch))
+            log.info("publish failed: released %d outbox rows for the next relay", len(batch.ids))
+        except (DatabaseUnavailable, asyncio.CancelledError) as error:
+            # The lease still bounds how long the rows wait.
+            log.warning("could not release %d outbox rows (%r); they wait for their lease", len(batch.ids), error)

@@ -193,13 +193,17 @@ class _Session:
     async def responses(self, reader: asyncio.Task[None]) -> AsyncIterator[pb.ConnectResponse]:
         while True:
             getter = asyncio.ensure_future(self._outbound.get())
-            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # Also when the stream ends while we wait (the worker went away, or the
+                # generator is closed): a getter left pending is destroyed with the queue.
+                getter.cancel()
             if getter in done:
                 if (response := getter.result()) is _END:
                     return
                 yield response
                 continue
-            getter.cancel()
             reader.result()  # re-raise what ended the reader, if anything
             return
 
@@ -263,7 +267,9 @@ class _Session:
             return  # leases are not extended; the worker heartbeats again soon
         lost = [r for r in refs if r not in held]
         await self._outbound.put(
-            pb.ConnectResponse(heartbeat=pb.HeartbeatResult(lost=[_proto_ref(r) for r in lost]))
+            pb.ConnectResponse(
+                heartbeat=pb.HeartbeatResult(lost=[_proto_ref(r) for r in lost], sequence=message.sequence)
+            )
         )
         for ref, state in held.items():
             if state == RunState.CANCELLING:  # in case the NOTIFY push was missed
@@ -278,9 +284,12 @@ class _Session:
         ]
         if not entries:
             return
+        truncated = [
+            _ref(item.attempt) for item in message.attempts if item.truncated and _well_formed(item.attempt)
+        ]
         try:
             async with self._log_order:
-                await self._ledger.append_logs(self.worker_id, self.key, entries)
+                await self._ledger.append_logs(self.worker_id, self.key, entries, truncated)
         except Unavailable as error:
             log.warning("dropped %d log lines from %s: %s", len(entries), self.worker_id, error)
 

@@ -141,27 +141,30 @@ def queue_counts(namespace: str, queue_suffix: str = "runs") -> tuple[int, int]:
     return 0, 0
 
 
-def close_rabbitmq_connections(namespace: str) -> int:
-    """Close the broker connections of one mesh (named '<namespace>-relay' / '-worker'), as
-    `rabbitmqctl close_all_connections` would, without touching anybody else's."""
-    import json
+def close_rabbitmq_connections(namespace: str, kind: str = "") -> int:
+    """Close the broker connections of one mesh (named '<namespace>-relay' / '-worker'...; only
+    those of `kind` if given), as `rabbitmqctl close_all_connections` would, without touching
+    anybody else's. Returns how many were closed."""
+    import re
 
+    # The default formatter prints pids as close_connection accepts them (the JSON one does not).
     listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties", "--formatter", "json"],
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties", "--no-table-headers"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     closed = 0
-    for connection in json.loads(listing or "[]"):
-        names = [value for key, _, value in connection["client_properties"] if key == "connection_name"]
-        if names and str(names[0]).startswith(f"{namespace}-"):
-            subprocess.run(
-                ["rabbitmqctl", "-q", "close_connection", connection["pid"], "taskmesh fault test"],
+    for line in listing.splitlines():
+        pid, _, properties = line.partition("\t")
+        name = re.search(r'\{"connection_name","([^"]*)"\}', properties)
+        if name and name.group(1).startswith(f"{namespace}-{kind}"):
+            result = subprocess.run(
+                ["rabbitmqctl", "-q", "close_connection", pid.strip(), "taskmesh fault test"],
                 capture_output=True,
                 check=False,
             )
-            closed += 1
+            closed += result.returncode == 0
     return closed
 
 

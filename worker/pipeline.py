@@ -1,5 +1,10 @@
 """What happens to one work unit: parse, claim, execute (within the attempt's timeout, until
-cancelled), report, acknowledge.
+cancelled or the lease is lost), report, acknowledge.
+
+An executor starts only while the claim's lease is valid on this worker's monotonic clock, and
+is stopped as soon as the lease expires there (a heartbeat answer saying the attempt is gone
+revokes it at once): after a pause of the process the worker finds its deadlines passed and
+causes no late effect.
 
 The delivery is acknowledged only after the scheduler settled the outcome (recorded it, or
 refused it as stale), so a worker dying at any point leaves the message to be redelivered,
@@ -19,8 +24,9 @@ from taskmesh.ids import is_uuid
 from taskmesh.records import AttemptRef
 from taskmesh.v1 import run_pb2
 from taskmesh.v1 import worker_service_pb2 as pb
-from worker.executors.base import ExecutionContext, ExecutionOutcome, cancelled, failed
+from worker.executors.base import ExecutionContext, ExecutionOutcome, LeaseExpired, cancelled, failed
 from worker.executors.registry import ExecutorRegistry
+from worker.output import CappedLog
 from worker.session import SchedulerSession, SessionLost
 
 log = logging.getLogger(__name__)
@@ -28,6 +34,7 @@ log = logging.getLogger(__name__)
 WORK_UNIT_TYPE = pb.WorkUnit.DESCRIPTOR.full_name
 REQUEUE_DELAY_SECONDS = 1.0
 REPORT_RETRY_SECONDS = 1.0
+LEASE_LOST_MESSAGE = "the attempt was taken away from this worker (lease lost)"
 
 
 def parse_work_unit(delivery: Delivery) -> AttemptRef | None:
@@ -121,22 +128,28 @@ class Pipeline:
             await self._report_until_settled(ref, outcome)
         finally:
             self._claimed.discard(ref)
+            self._session.leases.forget(ref)
         self.executed += 1
         delivery.ack()
 
     async def _execute(self, ref: AttemptRef, execution: pb.Execution) -> ExecutionOutcome:
+        leases = self._session.leases
+        output = CappedLog(lambda line, truncated: self._session.log(ref, line, truncated))
         context = ExecutionContext(
             run_id=ref.run_id,
             attempt=ref.attempt,
             job_id=execution.job_id,
             job_name=execution.job_name,
-            log=lambda line: self._session.log(ref, line),
+            log=output,
             kill_grace_seconds=self._kill_grace,
+            log_full=lambda: output.full,
+            lease_valid=lambda: leases.valid(ref),
         )
         timeout = execution.timeout.ToTimedelta().total_seconds() if execution.HasField("timeout") else None
         task = asyncio.create_task(self._run_executor(execution, context, timeout))
         entry = _Execution(task)
         self._executions[ref] = entry
+        guard = asyncio.create_task(self._guard_lease(ref))
         try:
             return await task
         except asyncio.CancelledError:
@@ -144,20 +157,32 @@ class Pipeline:
                 raise  # the worker itself is being cancelled
             if entry.stop_reason == "cancelled":
                 return cancelled()
-            return failed("the attempt was taken away from this worker (lease lost)", kind=run_pb2.RunError.LOST)
+            return failed(LEASE_LOST_MESSAGE, kind=run_pb2.RunError.LOST)
         finally:
+            guard.cancel()
             del self._executions[ref]
+
+    async def _guard_lease(self, ref: AttemptRef) -> None:
+        """Stop the execution once its lease expires on this worker's clock."""
+        leases = self._session.leases
+        while (remaining := leases.remaining(ref)) > 0:  # noqa: ASYNC110 (a deadline, maybe extended)
+            await asyncio.sleep(remaining)
+        self.stop(ref, "lost")
 
     async def _run_executor(
         self, execution: pb.Execution, context: ExecutionContext, timeout: float | None
     ) -> ExecutionOutcome:
         try:
             async with asyncio.timeout(timeout):
+                context.ensure_lease()  # nothing awaits between here and the executor's effect
                 return await self._executors.execute(execution.executor, context)
+        except LeaseExpired:
+            log.info("not starting or continuing the attempt: its lease expired", extra=_extra(context))
+            return failed(LEASE_LOST_MESSAGE, kind=run_pb2.RunError.LOST)
         except TimeoutError:
             return failed(f"the attempt timed out after {timeout:g}s", kind=run_pb2.RunError.TIMEOUT)
         except Exception as error:  # an executor bug must not lose the run
-            log.exception("executor crashed", extra={"run_id": context.run_id, "attempt": context.attempt})
+            log.exception("executor crashed", extra=_extra(context))
             return failed(f"worker error: {error.__class__.__name__}: {error}")
 
     async def _report_until_settled(self, ref: AttemptRef, outcome: ExecutionOutcome) -> None:
@@ -182,3 +207,7 @@ class Pipeline:
                     )
                 return
             await asyncio.sleep(REPORT_RETRY_SECONDS)
+
+
+def _extra(context: ExecutionContext) -> dict[str, object]:
+    return {"run_id": context.run_id, "attempt": context.attempt}

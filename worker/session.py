@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import grpc
@@ -18,13 +18,21 @@ from taskmesh.records import AttemptRef
 from taskmesh.v1 import run_pb2, worker_service_pb2_grpc
 from taskmesh.v1 import worker_service_pb2 as pb
 from worker.credentials import TokenSource
+from worker.leases import Leases
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
 T = TypeVar("T")
 CONNECT_WAIT_SECONDS = 10.0
-MAX_UNSENT_LOG_LINES = 10_000
+# What waits to be sent, at most (more is dropped: while disconnected, or if the output comes
+# faster than the stream takes it). Each attempt ships at most its output cap anyway.
+MAX_UNSENT_LOG_LINES = 50_000
+MAX_UNSENT_LOG_BYTES = 8 << 20
+LINE_OVERHEAD_BYTES = 16  # what a line costs on the stream besides its text, roughly
+# Log lines go in messages of at most this (gRPC refuses messages over 4 MiB).
+MAX_LOG_MESSAGE_BYTES = 1 << 20
+MAX_ENTRY_BYTES = 256 << 10
 
 
 class SessionLost(Exception):
@@ -44,7 +52,14 @@ class SchedulerSession:
         self.executing: Callable[[], list[AttemptRef]] = list
         self.on_stop: Callable[[AttemptRef, str], None] = lambda ref, reason: None
         self._heartbeat_interval = 10.0
+        # Lease deadlines of granted claims, extended by answered heartbeats.
+        self.leases = Leases()
+        self._beats: dict[int, tuple[float, list[AttemptRef]]] = {}  # sequence -> (sent at, attempts)
+        self._beat_sequence = 0
         self._unsent_logs: list[pb.AttemptLog] = []
+        self._unsent_log_lines = 0
+        self._unsent_log_bytes = 0
+        self._last_entry_bytes = 0
         self._connected = asyncio.Event()
         self._wake_sender = asyncio.Event()
         self._heartbeat_due = False
@@ -67,12 +82,17 @@ class SchedulerSession:
             raise SessionLost("not connected to the scheduler") from error
 
     async def claim(self, ref: AttemptRef) -> pb.Claim:
+        """The scheduler's answer; a granted claim's lease is then known to `leases`."""
         await self.wait_connected()
         future: asyncio.Future[pb.Claim] = asyncio.get_running_loop().create_future()
         self._claims[_key(ref)] = future
         self._unsent_claims.append(pb.AttemptRef(run_id=ref.run_id, attempt=ref.attempt))
         self._wake_sender.set()
-        return await future
+        sent_at = self.leases.now()  # no later than the scheduler starts the lease
+        claim = await future
+        if claim.granted:
+            self.leases.granted(ref, sent_at)
+        return claim
 
     async def report(self, outcome: pb.Outcome) -> pb.OutcomeAck:
         await self.wait_connected()
@@ -82,17 +102,34 @@ class SchedulerSession:
         self._wake_sender.set()
         return await future
 
-    def log(self, ref: AttemptRef, text: str) -> None:
-        """Queue an output line of an attempt; sent with the next batch (dropped if the buffer
-        is full while disconnected)."""
-        if len(self._unsent_logs) >= MAX_UNSENT_LOG_LINES:
-            return
+    def log(self, ref: AttemptRef, text: str, truncated: bool = False) -> bool:
+        """Queue an output line of an attempt, sent with the next batch; False if it was dropped
+        because the buffer is full. A line flagged `truncated` (the marker saying the attempt's
+        output was cut, one per attempt) is always queued."""
+        full = self._unsent_log_lines >= MAX_UNSENT_LOG_LINES or self._unsent_log_bytes >= MAX_UNSENT_LOG_BYTES
+        if full and not truncated:
+            return False
         line = run_pb2.LogLine(attempt=ref.attempt, text=text)
         line.time.GetCurrentTime()
-        self._unsent_logs.append(
-            pb.AttemptLog(attempt=pb.AttemptRef(run_id=ref.run_id, attempt=ref.attempt), lines=[line])
-        )
+        size = len(text) + LINE_OVERHEAD_BYTES
+        last = self._unsent_logs[-1] if self._unsent_logs else None
+        if (
+            last is not None
+            and last.attempt.run_id == ref.run_id
+            and last.attempt.attempt == ref.attempt
+            and self._last_entry_bytes + size <= MAX_ENTRY_BYTES
+        ):
+            last.lines.append(line)  # consecutive lines of one attempt share one entry
+            self._last_entry_bytes += size
+        else:
+            last = pb.AttemptLog(attempt=pb.AttemptRef(run_id=ref.run_id, attempt=ref.attempt), lines=[line])
+            self._unsent_logs.append(last)
+            self._last_entry_bytes = size
+        last.truncated = last.truncated or truncated
+        self._unsent_log_lines += 1
+        self._unsent_log_bytes += size
         self._wake_sender.set()
+        return True
 
     async def run_forever(self) -> None:
         delay = 0.2
@@ -124,6 +161,8 @@ class SchedulerSession:
             self._session_token = welcome.welcome.session_token
             lease = welcome.welcome.lease.ToTimedelta().total_seconds()
             self._heartbeat_interval = max(0.2, lease / 3)
+            self.leases.lease_seconds = lease
+            self._beats.clear()
             log.info("connected to scheduler at %s (lease %.1fs)", self._address, lease)
             self._connected.set()
             tasks = {
@@ -145,18 +184,38 @@ class SchedulerSession:
             self._wake_sender.clear()
             if self._heartbeat_due:
                 self._heartbeat_due = False
-                attempts = [pb.AttemptRef(run_id=r.run_id, attempt=r.attempt) for r in self.executing()]
-                await call.write(pb.ConnectRequest(heartbeat=pb.Heartbeat(attempts=attempts)))
+                await call.write(pb.ConnectRequest(heartbeat=self._next_heartbeat()))
             # Logs before reports: an attempt's lines all precede its outcome on the stream.
             if self._unsent_logs:
                 logs, self._unsent_logs = self._unsent_logs, []
-                await call.write(pb.ConnectRequest(logs=pb.AppendLogs(attempts=logs)))
+                self._unsent_log_lines = self._unsent_log_bytes = 0
+                for batch in _log_batches(logs):
+                    await call.write(pb.ConnectRequest(logs=pb.AppendLogs(attempts=batch)))
             if self._unsent_claims:
                 claims, self._unsent_claims = self._unsent_claims, []
                 await call.write(pb.ConnectRequest(claim=pb.ClaimRuns(attempts=claims)))
             if self._unsent_reports:
                 reports, self._unsent_reports = self._unsent_reports, []
                 await call.write(pb.ConnectRequest(report=pb.ReportOutcomes(outcomes=reports)))
+
+    def _next_heartbeat(self) -> pb.Heartbeat:
+        refs = self.executing()
+        now = self.leases.now()
+        self._beat_sequence += 1
+        self._beats[self._beat_sequence] = (now, refs)
+        for sequence, (sent_at, _) in list(self._beats.items()):  # unanswered, and too old to matter
+            if sent_at < now - self.leases.lease_seconds:
+                del self._beats[sequence]
+        attempts = [pb.AttemptRef(run_id=r.run_id, attempt=r.attempt) for r in refs]
+        return pb.Heartbeat(attempts=attempts, sequence=self._beat_sequence)
+
+    def _heartbeat_answered(self, answer: pb.HeartbeatResult) -> None:
+        lost = [_attempt(ref) for ref in answer.lost]
+        sent_at, refs = self._beats.pop(answer.sequence, (0.0, []))
+        self.leases.extended((r for r in refs if r not in lost), sent_at)
+        for ref in lost:
+            self.leases.revoke(ref)
+            self.on_stop(ref, "lost")
 
     async def _heartbeat_clock(self) -> None:
         while True:
@@ -179,8 +238,7 @@ class SchedulerSession:
             elif kind == "cancel":
                 self.on_stop(_attempt(message.cancel.attempt), "cancelled")
             elif kind == "heartbeat":
-                for ref in message.heartbeat.lost:
-                    self.on_stop(_attempt(ref), "lost")
+                self._heartbeat_answered(message.heartbeat)
 
     def _fail_pending(self, error: Exception) -> None:
         for pending in (self._claims, self._reports):
@@ -191,6 +249,22 @@ class SchedulerSession:
         self._unsent_claims.clear()
         self._unsent_reports.clear()
         self._unsent_logs.clear()
+        self._unsent_log_lines = self._unsent_log_bytes = 0
+
+
+def _log_batches(entries: list[pb.AttemptLog]) -> Iterator[list[pb.AttemptLog]]:
+    """Consecutive entries in messages of at most MAX_LOG_MESSAGE_BYTES (one entry is smaller)."""
+    batch: list[pb.AttemptLog] = []
+    size = 0
+    for entry in entries:
+        entry_size = entry.ByteSize()
+        if batch and size + entry_size > MAX_LOG_MESSAGE_BYTES:
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += entry_size
+    if batch:
+        yield batch
 
 
 def _resolve(pending: dict[Key, asyncio.Future[T]], key: Key, value: T) -> None:

@@ -7,10 +7,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from taskmesh.db.engine import Database, statement, text, transaction
+from taskmesh.limits import MAX_LOG_BYTES_PER_ATTEMPT
 from taskmesh.listing import page_length
 from taskmesh.records import AttemptRef, LogEntry, RunLogs
 
-MAX_BYTES_PER_ATTEMPT = 1 << 20
+MAX_BYTES_PER_ATTEMPT = MAX_LOG_BYTES_PER_ATTEMPT
 # A LogLine's bytes besides its text (attempt, time, field tags), for page budgets.
 LINE_OVERHEAD = 32
 
@@ -59,8 +60,16 @@ class LogRepository:
         self._engine = engine
         self._cap = max_bytes_per_attempt
 
-    async def append(self, worker_id: str, session: str, entries: Sequence[LogEntry]) -> list[LogEntry]:
-        """Store the lines of attempts this worker's session holds, within the cap; returns those stored."""
+    async def append(
+        self,
+        worker_id: str,
+        session: str,
+        entries: Sequence[LogEntry],
+        truncated_by_worker: Sequence[AttemptRef] = (),
+    ) -> list[LogEntry]:
+        """Store the lines of attempts this worker's session holds, within the cap; returns those
+        stored. Attempts in `truncated_by_worker` (whose lines are among `entries`) are marked
+        truncated: the worker discarded their output past the cap."""
         offered: dict[AttemptRef, int] = defaultdict(int)
         for entry in entries:
             offered[entry.ref] += len(entry.text.encode())
@@ -84,6 +93,9 @@ class LogRepository:
                 for row in rows
             }
             kept, truncated = _within_cap(entries, room)
+            truncated = sorted(
+                set(truncated) | {r for r in truncated_by_worker if r in room}, key=lambda r: (r.run_id, r.attempt)
+            )
             if kept:
                 await conn.execute(
                     INSERT_LINES,

@@ -22,6 +22,9 @@ TAKE_BATCH = text(
     """
 )
 DELETE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(CAST(:ids AS bigint[]))")
+# A relay whose publish failed hands its rows back at once, for the next relay (or itself,
+# reconnected) to take, instead of leaving them until the lease ends.
+RELEASE_BATCH = text("UPDATE outbox SET lease_until = NULL WHERE id = ANY(CAST(:ids AS bigint[]))")
 COUNT_BACKLOG = text("SELECT count(*) FROM outbox")
 
 NOTIFY_CHANNEL = "taskmesh_outbox"  # set by the outbox_notify trigger (migration 0001)
@@ -52,6 +55,11 @@ class OutboxRepository:
     async def published(self, batch: OutboxBatch) -> None:
         async with statement(self._engine) as conn:
             await conn.execute(DELETE_PUBLISHED, {"ids": batch.ids})
+
+    async def release(self, batch: OutboxBatch) -> None:
+        """Hand back rows whose publish failed: any relay may take them again now."""
+        async with statement(self._engine) as conn:
+            await conn.execute(RELEASE_BATCH, {"ids": batch.ids})
 
     async def backlog(self) -> int:
         async with statement(self._engine) as conn:

@@ -154,12 +154,14 @@ RECORD_OUTCOMES = text(
 )
 
 # Heartbeats: extend the leases of the attempts a worker's session still holds (no state change).
+# A lease that ran out is not revived, even before the reaper closed it: the worker is told it is gone.
 EXTEND_LEASES = text(
     """
     UPDATE runs AS r SET lease_expires_at = clock_timestamp() + make_interval(secs => :lease_seconds)
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[])) AS hb(run_id, attempt)
     WHERE r.id = hb.run_id AND r.attempt = hb.attempt AND r.worker_id = :worker_id
       AND r.worker_session = :session AND r.state IN ('RUNNING', 'CANCELLING')
+      AND r.lease_expires_at >= clock_timestamp()
     RETURNING r.id::text AS run_id, r.attempt, r.state
     """
 )

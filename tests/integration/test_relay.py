@@ -89,3 +89,19 @@ async def test_rows_of_a_relay_that_died_mid_publish_are_taken_again_after_its_l
     await outbox.published(second)
     await asyncio.sleep(0.3)
     assert ours(await outbox.take(limit=1000, lease_seconds=0.1)) == set()  # deleted for good
+
+
+async def test_rows_released_after_a_failed_publish_are_taken_again_at_once(engine: Database, job_id: str) -> None:
+    run_ids = [new_id() for _ in range(3)]
+    await RunRepository(engine).create([RunRequest(r, job_id) for r in run_ids], Trigger.MANUAL)
+    outbox = OutboxRepository(engine)
+
+    def ours(batch: OutboxBatch) -> set[str]:
+        return {u.run_id for u in batch.units} & set(run_ids)
+
+    first = await outbox.take(limit=1000)  # leased for the full lease: its publish then fails
+    assert ours(first) == set(run_ids)
+    await outbox.release(first)
+    second = await outbox.take(limit=1000)  # no waiting for the lease
+    assert ours(second) == set(run_ids)
+    await outbox.published(second)

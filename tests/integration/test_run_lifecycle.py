@@ -98,6 +98,13 @@ async def test_heartbeats_extend_only_the_leases_a_worker_holds(engine: Database
     }
 
 
+async def test_a_heartbeat_does_not_revive_a_lease_that_ran_out(engine: Database, job_id: str) -> None:
+    runs = RunRepository(engine)
+    run = await _running(runs, job_id, "w1", lease=0.2)
+    await asyncio.sleep(0.3)  # expired, and not reaped yet
+    assert await runs.extend_leases("w1", _session("w1"), [AttemptRef(run.id, 1)], 30) == {}  # answered as lost
+
+
 async def test_expired_leases_are_reaped_as_lost_and_retried(engine: Database, job_id: str) -> None:
     await _set_job_policy(engine, job_id, FAST_RETRY)
     runs = RunRepository(engine)
@@ -198,3 +205,23 @@ async def test_only_the_claiming_session_reports_heartbeats_and_logs(engine: Dat
     (recorded,) = await runs.record_outcomes([resolve(real, None)])
     assert recorded is not None and recorded.state == RunState.SUCCEEDED
     assert (await logs.read(run.id, None)).lines == []
+
+
+async def test_an_attempt_the_worker_truncated_is_marked_truncated_with_its_marker_kept(
+    engine: Database, job_id: str
+) -> None:
+    from datetime import UTC, datetime
+
+    runs = RunRepository(engine)
+    logs = LogRepository(engine, max_bytes_per_attempt=1000)
+    run = await _running(runs, job_id, "w1")
+    ref = AttemptRef(run.id, 1)
+    now = datetime.now(UTC)
+    lines = [LogEntry(ref, now, "first"), LogEntry(ref, now, "[output truncated]")]
+    assert await logs.append("w1", _session("w1"), lines[:1]) == lines[:1]
+    assert (await logs.read(run.id, None)).truncated_attempts == []
+    assert await logs.append("w1", _session("w1"), lines[1:], [ref]) == lines[1:]  # within the cap: kept
+    assert await logs.append("intruder", _session("intruder"), [LogEntry(ref, now, "x")], [ref]) == []
+    read = await logs.read(run.id, None)
+    assert [e.text for e in read.lines] == ["first", "[output truncated]"]
+    assert read.truncated_attempts == [1]

@@ -49,9 +49,13 @@ def tail_excerpt(data: bytes) -> str:
 LogSink = Callable[[str], None]
 
 
+class LeaseExpired(Exception):
+    """This worker's lease on the attempt ran out: it must cause no (further) effect."""
+
+
 @dataclass(frozen=True)
 class ExecutionContext:
-    """Who is executing and where output lines go."""
+    """Who is executing, where output lines go, and whether the attempt is still ours."""
 
     run_id: str
     attempt: int
@@ -59,6 +63,16 @@ class ExecutionContext:
     job_name: str
     log: LogSink = field(default=lambda line: None)
     kill_grace_seconds: float = 5.0
+    # True once the attempt's output reached its cap: further lines are discarded, so an
+    # executor may stop splitting its output into lines (but must keep draining it).
+    log_full: Callable[[], bool] = field(default=lambda: False)
+    # False once the worker knows its lease on the attempt expired (on its monotonic clock).
+    lease_valid: Callable[[], bool] = field(default=lambda: True)
+
+    def ensure_lease(self) -> None:
+        """Raise LeaseExpired unless the lease is still valid: call it right before an effect."""
+        if not self.lease_valid():
+            raise LeaseExpired(f"the lease on attempt {self.attempt} of run {self.run_id} expired")
 
 
 class Executor(Protocol):

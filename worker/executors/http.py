@@ -27,6 +27,7 @@ from worker.executors.base import (
     succeeded,
 )
 from worker.executors.guarded import EgressDenied, GuardedTransport, Resolver, resolve
+from worker.executors.lease_guard import lease_guard
 
 DEFAULT_TIMEOUT = 30.0
 MAX_REDIRECTS = 10
@@ -62,6 +63,7 @@ class HttpExecutor:
             headers={**dict(http.headers), **identity},
             content=http.body.encode() if http.body else None,
             timeout=timeout,
+            extensions=lease_guard(context),
         )
         context.log(f"{method} {http.url}")
         started = time.monotonic()

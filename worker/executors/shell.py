@@ -1,7 +1,8 @@
 """shell: runs argv directly (never through a shell), in its own process group.
 
 Disabled unless the worker starts with TASKMESH_WORKER_SHELL_ENABLED=true. Output lines are
-streamed to the run's log as they come. On cancellation or timeout the whole process group
+streamed to the run's log as they come (cut at MAX_LOG_LINE_BYTES); once the attempt's output
+reached its cap the rest is still read, so that the process never blocks, but discarded. On cancellation or timeout the whole process group
 gets SIGTERM, then SIGKILL after a grace period. The process sees TASKMESH_RUN_ID,
 TASKMESH_ATTEMPT, TASKMESH_JOB_ID and TASKMESH_JOB_NAME, to make its effect idempotent, in a
 minimal environment that is never the worker's (worker.executors.environment).
@@ -14,19 +15,21 @@ import contextlib
 import os
 import signal
 
+from taskmesh.limits import MAX_LOG_LINE_BYTES
 from taskmesh.v1 import job_pb2, run_pb2
 from worker.executors.base import (
     EXCERPT_BYTES,
     ExecutionContext,
     ExecutionOutcome,
-    LogSink,
     failed,
     succeeded,
     tail_excerpt,
 )
 from worker.executors.environment import process_environment
+from worker.output import LineSplitter
 
-MAX_LINE_BYTES = 64 * 1024
+MAX_LINE_BYTES = MAX_LOG_LINE_BYTES
+READ_BYTES = 64 * 1024
 
 
 class ShellExecutor:
@@ -43,6 +46,7 @@ class ShellExecutor:
                 kind=run_pb2.RunError.UNSUPPORTED,
             )
         shell = spec.shell
+        context.ensure_lease()  # the last moment before the effect starts
         try:
             process = await asyncio.create_subprocess_exec(
                 *shell.argv,
@@ -51,14 +55,13 @@ class ShellExecutor:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                limit=MAX_LINE_BYTES,
             )
         except OSError as error:
             return failed(f"cannot start {shell.argv[0]!r}: {error.strerror or error}", retryable=False)
         timeout = shell.timeout.ToTimedelta().total_seconds() if shell.HasField("timeout") else None
         try:
             async with asyncio.timeout(timeout):
-                output = await _stream_output(process, context.log)
+                output = await _stream_output(process, context)
                 exit_code = await process.wait()
         except TimeoutError:
             await stop_process_group(process, context.kill_grace_seconds)
@@ -83,19 +86,24 @@ def _identity(context: ExecutionContext) -> dict[str, str]:
     }
 
 
-async def _stream_output(process: asyncio.subprocess.Process, log: LogSink) -> bytes:
-    """Send each output line to the log; return the last EXCERPT_BYTES of the output."""
+async def _stream_output(process: asyncio.subprocess.Process, context: ExecutionContext) -> bytes:
+    """Send each output line to the log until its cap; return the last EXCERPT_BYTES of the output."""
     assert process.stdout is not None
     tail = b""
-    while True:
-        try:
-            line = await process.stdout.readline()
-        except ValueError:  # a line longer than the limit: take what is buffered
-            line = await process.stdout.read(MAX_LINE_BYTES)
-        if not line:
-            return tail
-        tail = (tail + line)[-EXCERPT_BYTES:]
-        log(line.decode("utf-8", errors="replace").rstrip("\n"))
+    lines = LineSplitter(MAX_LINE_BYTES)
+    while chunk := await process.stdout.read(READ_BYTES):
+        tail = (tail + chunk)[-EXCERPT_BYTES:]
+        if not context.log_full():
+            _log_lines(lines.feed(chunk), context)
+    _log_lines(lines.finish(), context)
+    return tail
+
+
+def _log_lines(lines: list[bytes], context: ExecutionContext) -> None:
+    for line in lines:
+        if context.log_full():
+            return
+        context.log(line.decode("utf-8", errors="replace"))
 
 
 async def stop_process_group(process: asyncio.subprocess.Process, grace: float) -> None:
