@@ -1,5 +1,6 @@
-"""The server interceptor every taskmesh gRPC server runs: it authenticates the caller, checks
-the permission table, and turns exceptions into status codes, so servicers do neither."""
+"""The server interceptor every taskmesh gRPC server runs: it authenticates the caller (a valid
+token whose user still holds its role and credential version), checks the permission table,
+and turns exceptions into status codes, so servicers do neither."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import grpc
 from grpc import aio
 
 from taskmesh.auth import permissions
+from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
 from taskmesh.errors import PermissionDenied, TaskmeshError
 from taskmesh.rpc.errors import status_for
@@ -19,7 +21,7 @@ from taskmesh.rpc.wrapping import Around, Context, Handler, wrap_handler
 
 log = logging.getLogger(__name__)
 
-Authorize = Callable[[Context], Principal | None]
+Authorize = Callable[[Context], Awaitable[Principal | None]]
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
 
@@ -33,8 +35,9 @@ def current_principal() -> Principal:
 
 
 class GuardInterceptor(aio.ServerInterceptor):
-    def __init__(self, tokens: TokenCodec) -> None:
+    def __init__(self, tokens: TokenCodec, credentials: CredentialDirectory) -> None:
         self._tokens = tokens
+        self._credentials = credentials
 
     async def intercept_service(
         self,
@@ -47,12 +50,13 @@ class GuardInterceptor(aio.ServerInterceptor):
         method = handler_call_details.method
         return wrap_handler(handler, _guarded(lambda context: self._authorize(method, context), method))
 
-    def _authorize(self, method: str, context: Context) -> Principal | None:
+    async def _authorize(self, method: str, context: Context) -> Principal | None:
         if permissions.is_public(method):
             return None
         metadata = dict(context.invocation_metadata() or ())
         authorization = metadata.get("authorization")
-        principal = self._tokens.verify(bearer_token(authorization if isinstance(authorization, str) else None))
+        claims = self._tokens.claims(bearer_token(authorization if isinstance(authorization, str) else None))
+        principal = await self._credentials.check(claims)
         if not permissions.allowed(method, principal.role):
             raise PermissionDenied(f"role {principal.role.value} may not call {method.rsplit('/', 1)[-1]}")
         return principal
@@ -71,7 +75,7 @@ def _guarded(authorize: Authorize, method: str) -> Around:
     @asynccontextmanager
     async def guarded(context: Context, kind: str) -> AsyncIterator[None]:
         try:
-            _principal.set(authorize(context))
+            _principal.set(await authorize(context))
             yield
         except aio.AbortError:
             raise

@@ -101,3 +101,34 @@ def test_production_refuses_development_secrets() -> None:
         admin_password="s3cret-admin",
         worker_password="s3cret-worker",
     ).check_secure()
+
+
+def _signed(claims: dict[str, object]) -> str:
+    return jwt.encode(
+        {"sub": "ann", "role": "ADMIN", "iss": "taskmesh", "ver": 1, **claims}, SECRET, algorithm="HS256"
+    )
+
+
+def test_token_living_longer_than_the_ttl_is_rejected_even_when_signed() -> None:
+    now = int(time.time())
+    with pytest.raises(Unauthenticated, match="longer"):
+        TokenCodec(SECRET, 60).verify(_signed({"iat": now, "exp": now + 10 * 365 * 86400}))
+
+
+def test_token_without_issue_time_is_rejected() -> None:
+    with pytest.raises(Unauthenticated, match="issue time"):
+        TokenCodec(SECRET, 60).verify(_signed({"exp": int(time.time()) + 30}))
+
+
+def test_token_without_credential_version_is_rejected() -> None:
+    now = int(time.time())
+    token = jwt.encode(
+        {"sub": "ann", "role": "ADMIN", "iss": "taskmesh", "iat": now, "exp": now + 30}, SECRET, algorithm="HS256"
+    )
+    with pytest.raises(Unauthenticated, match="log in again"):
+        TokenCodec(SECRET, 60).verify(token)
+
+
+def test_tokens_carry_the_credential_version() -> None:
+    codec = TokenCodec(SECRET, 60)
+    assert codec.claims(codec.issue(Principal("ann", Role.OPERATOR), version=42).token).version == 42
