@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,7 @@ from grpc import aio
 from taskmesh.auth import permissions
 from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
-from taskmesh.errors import PermissionDenied, TaskmeshError
+from taskmesh.errors import PermissionDenied, ResourceExhausted, TaskmeshError
 from taskmesh.rpc.errors import status_for
 from taskmesh.rpc.wrapping import Around, Context, Handler, wrap_handler
 
@@ -63,6 +64,9 @@ class GuardInterceptor(aio.ServerInterceptor):
 
 
 async def _fail(context: Context, error: Exception, method: str) -> None:
+    if isinstance(error, ResourceExhausted):
+        # Envoy passes it on as the HTTP Retry-After header of the 429.
+        context.set_trailing_metadata((("retry-after", str(math.ceil(error.retry_after))),))
     if isinstance(error, TaskmeshError):
         await context.abort(status_for(error), error.message)
     if isinstance(error, NotImplementedError):
