@@ -26,9 +26,10 @@ class Accounts:
 
     async def login(self, username: str, password: str, address: str) -> IssuedToken:
         """An unknown user costs the same as a wrong password (a dummy hash is verified)."""
-        ticket = await self._throttle.admit(username, address)
-        user = await self._users.find(username)
-        ok = await self._passwords.verify(user.password_hash if user else None, password)
+        async with self._passwords.slot():  # before counting: a busy server counts no failure
+            ticket = await self._throttle.admit(username, address)
+            user = await self._users.find(username)
+            ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             raise Unauthenticated("wrong username or password")
         await self._throttle.succeeded(ticket)

@@ -54,7 +54,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     credentials = CredentialDirectory(
         users, settings.credential_refresh_interval, settings.credential_max_staleness
     )
-    passwords = PasswordHashing(settings.password_hash_threads)
+    passwords = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
     throttle = LoginThrottle(ThrottleRepository(engine), LoginLimits.from_settings(settings))
     accounts = Accounts(users, tokens, passwords, throttle)
     await accounts.ensure_account(settings.admin_username, settings.admin_password, Role.ADMIN)

@@ -116,8 +116,10 @@ class Settings(BaseSettings):
     # Comma-separated CIDRs of the proxies (the gateway) whose X-Forwarded-For names the client;
     # any other peer is the client itself.
     login_trusted_proxies: str = "127.0.0.1/32,::1/128"
-    # Threads hashing passwords (argon2 takes tens of ms of CPU each); logins beyond them wait.
+    # Threads hashing passwords (argon2 takes tens of ms of CPU each), and logins that may wait
+    # for them; a login beyond both is answered RESOURCE_EXHAUSTED (429) at once.
     password_hash_threads: int = Field(default=2, ge=1)
+    password_hash_queue: int = Field(default=32, ge=0)
 
     log_level: str = "INFO"
     log_json: bool = True

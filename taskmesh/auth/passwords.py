@@ -3,7 +3,8 @@
 argon2 takes tens of milliseconds of CPU per hash. PasswordHashing runs it on a few threads of
 its own (argon2 releases the GIL), at a lower CPU priority than the rest of the process: a
 login flood then queues for those threads instead of starving the event loop that answers
-every other call and the health checks.
+every other call and the health checks. The queue is bounded: a login that finds it full is
+answered RESOURCE_EXHAUSTED at once rather than after waiting longer than its client would.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from taskmesh.errors import ResourceExhausted
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +51,22 @@ def _lower_priority() -> None:
 
 
 class PasswordHashing:
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, queue: int) -> None:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="argon2", initializer=_lower_priority)
+        self._slots = threads + queue
+        self._taken = 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Room for one login's hashing, or ResourceExhausted if as many are running and waiting
+        as allowed."""
+        if self._taken >= self._slots:
+            raise ResourceExhausted("the server is busy checking passwords; retry in 1 s", retry_after=1)
+        self._taken += 1
+        try:
+            yield
+        finally:
+            self._taken -= 1
 
     async def hash(self, password: str) -> str:
         return await asyncio.get_running_loop().run_in_executor(self._executor, hash_password, password)
