@@ -6,7 +6,8 @@ on a few low-priority threads of its own behind a bounded queue (the event loop 
 answering; excess logins get 429 at once) and the gateway's health check tolerates a slow
 answer. Here hundreds of parallel logins (every one hashed: the throttle is set out of the
 way) saturate the machine while an authenticated cheap route is polled: every poll must be
-answered 200, none 503.
+answered 200, none 503, and Envoy must have counted no failed health check of the api_server
+(a slow answer counts even before it is enough to take the host out of routing).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+
+from taskmesh.launcher import Mesh
 
 FLOOD_CONCURRENCY = 300
 FLOOD_LOGINS = 3000
@@ -54,7 +57,18 @@ async def _flood(gateway: str) -> dict[int | str, int]:
     return answers
 
 
-def test_a_login_flood_never_takes_the_api_server_out_of_routing(gateway: str, admin_token: str) -> None:
+def _health_check_stats(mesh: Mesh) -> dict[str, int]:
+    """Envoy's counters of its active health checks of the api_server (admin interface)."""
+    url = f"http://127.0.0.1:{mesh.settings.gateway_admin_port}/stats"
+    text = httpx.get(url, params={"filter": r"^cluster\.api_server\.health_check\."}, timeout=10).text
+    pairs = (line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    return {name.rsplit(".", 1)[-1]: int(value) for name, value in pairs}
+
+
+def test_a_login_flood_never_takes_the_api_server_out_of_routing(
+    gateway: str, admin_token: str, mesh: Mesh
+) -> None:
+    before = _health_check_stats(mesh)
     polls: list[tuple[int, str]] = []
     with ThreadPoolExecutor(1) as pool:
         flood = pool.submit(asyncio.run, _flood(gateway))
@@ -70,3 +84,6 @@ def test_a_login_flood_never_takes_the_api_server_out_of_routing(gateway: str, a
     unhealthy = [text for status, text in polls if status == 503]
     assert not unhealthy, f"{len(unhealthy)} of {len(polls)} polls answered 503: {unhealthy[:3]}"
     assert polls and all(status == 200 for status, _ in polls), (polls[:5], answers)
+    after = _health_check_stats(mesh)
+    assert after["attempt"] > before["attempt"], after  # Envoy did check during the flood
+    assert after["failure"] == before["failure"], (before, after)
