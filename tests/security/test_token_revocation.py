@@ -16,6 +16,7 @@ import httpx
 import jwt
 import pytest
 
+from taskmesh.client import TaskmeshClient
 from taskmesh.launcher import Mesh, free_port, wait_serving
 from taskmesh.settings import DEV_JWT_SECRET
 from taskmesh.v1 import auth_service_pb2, auth_service_pb2_grpc, worker_service_pb2_grpc
@@ -185,3 +186,11 @@ def test_a_token_living_longer_than_the_ttl_is_refused_even_when_signed_right(
     response = httpx.get(f"{gateway}/api/users", headers={"Authorization": f"Bearer {ten_years}"})
     assert response.status_code == 401 and "longer" in response.json()["message"]
     assert status(_forged(admin_token, exp=now + 60)) == 401  # no iat
+
+
+def test_the_python_client_changes_a_role(api: httpx.Client, mesh: Mesh) -> None:
+    username = _create_user(api, "vera-client", "OPERATOR")
+    address = f"127.0.0.1:{mesh.settings.gateway_port}"
+    with TaskmeshClient(address, username="admin", password="admin") as client:
+        assert client.update_user(username, role="viewer").role == auth_service_pb2.VIEWER
+        assert client.update_user(username, password="yet-another-password").role == auth_service_pb2.VIEWER
