@@ -114,8 +114,11 @@ class Settings(BaseSettings):
     login_base_delay_seconds: float = Field(default=1.0, gt=0)
     login_max_delay_seconds: float = Field(default=300.0, gt=0)
     # Comma-separated CIDRs of the proxies (the gateway) whose X-Forwarded-For names the client;
-    # any other peer is the client itself.
-    login_trusted_proxies: str = "127.0.0.1/32,::1/128"
+    # any other peer is the client itself. The default trusts loopback and private networks,
+    # where the gateway runs (compose, Kubernetes): otherwise every client behind it would share
+    # the gateway's address, and 50 failures from anyone would hold up everyone's logins. Narrow
+    # it to the gateway's addresses where other hosts on those networks can reach the api_server.
+    login_trusted_proxies: str = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
     # Threads hashing passwords (argon2 takes tens of ms of CPU each), and logins that may wait
     # for them; a login beyond both is answered RESOURCE_EXHAUSTED (429) at once.
     password_hash_threads: int = Field(default=2, ge=1)
