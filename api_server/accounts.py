@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from taskmesh.auth.passwords import hash_password, verify_password
+from api_server.throttling import LoginThrottle
+from taskmesh.auth.passwords import PasswordHashing
 from taskmesh.auth.tokens import IssuedToken, Principal, TokenCodec
 from taskmesh.db.users import UserRepository
 from taskmesh.errors import FailedPrecondition, Unauthenticated
@@ -16,24 +16,39 @@ log = logging.getLogger(__name__)
 
 
 class Accounts:
-    def __init__(self, users: UserRepository, tokens: TokenCodec) -> None:
+    def __init__(
+        self, users: UserRepository, tokens: TokenCodec, passwords: PasswordHashing, throttle: LoginThrottle
+    ) -> None:
         self._users = users
         self._tokens = tokens
+        self._passwords = passwords
+        self._throttle = throttle
 
-    async def login(self, username: str, password: str) -> IssuedToken:
-        user = await self._users.find(username)
-        # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
-        ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
+    async def login(self, username: str, password: str, address: str) -> IssuedToken:
+        """An unknown user costs the same as a wrong password (a dummy hash is verified)."""
+        async with self._passwords.slot():  # before counting: a busy server counts no failure
+            ticket = await self._throttle.admit(username, address)
+            user = await self._users.find(username)
+            ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             raise Unauthenticated("wrong username or password")
-        return self._tokens.issue(Principal(username=user.username, role=user.role))
+        await self._throttle.succeeded(ticket)
+        return self._tokens.issue(Principal(username=user.username, role=user.role), user.credential_version)
 
     async def create_user(self, username: str, password: str, role: Role) -> UserRecord:
-        password_hash = await asyncio.to_thread(hash_password, password)
-        return await self._users.create(username, password_hash, role)
+        return await self._users.create(username, await self._passwords.hash(password), role)
 
     async def list_users(self) -> list[UserRecord]:
         return await self._users.all()
+
+    async def update_user(
+        self, username: str, role: Role | None, password: str | None, caller: Principal
+    ) -> UserRecord:
+        """Change the role and/or password; the user's tokens stop working on every server."""
+        if role is not None and username == caller.username and role != caller.role:
+            raise FailedPrecondition("you cannot change your own role")
+        password_hash = await self._passwords.hash(password) if password is not None else None
+        return await self._users.update(username, role, password_hash)
 
     async def delete_user(self, username: str, caller: Principal) -> None:
         if username == caller.username:
@@ -42,6 +57,5 @@ class Accounts:
 
     async def ensure_account(self, username: str, password: str, role: Role) -> None:
         """Create the account if it does not exist yet (first start); never changes one."""
-        password_hash = await asyncio.to_thread(hash_password, password)
-        if await self._users.create_if_missing(username, password_hash, role):
+        if await self._users.create_if_missing(username, await self._passwords.hash(password), role):
             log.info("created %s account %r", role.value.lower(), username)

@@ -11,8 +11,11 @@ from api_server.jobs import Jobs
 from api_server.monitoring import STALE_AFTER_INTERVALS, ApiMonitoring
 from api_server.runs import Runs
 from api_server.servicers import AuthServicer, JobServicer
+from api_server.throttling import LoginLimits, LoginThrottle
 from api_server.waiting import WorkerCapacity
 from api_server.watch import RunWatcher
+from taskmesh.auth.credentials import CredentialDirectory
+from taskmesh.auth.passwords import PasswordHashing
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db.engine import make_engine
@@ -22,10 +25,12 @@ from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.db.schema import ensure_schema
+from taskmesh.db.throttle import ThrottleRepository
 from taskmesh.db.users import UserRepository
 from taskmesh.logs import configure_logging
 from taskmesh.names import Names
 from taskmesh.process import run_until_signalled
+from taskmesh.rpc.peers import parse_networks
 from taskmesh.rpc.server import build_server
 from taskmesh.settings import DEV_ADMIN_PASSWORD, Settings, get_settings
 from taskmesh.states import Role
@@ -46,7 +51,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     names = Names(settings.namespace)
     cache = StatusCache(redis, names, settings.status_cache_ttl)
     cache_writer = CacheWriter(cache)
-    accounts = Accounts(UserRepository(engine), tokens)
+    users = UserRepository(engine)
+    credentials = CredentialDirectory(
+        users, settings.credential_refresh_interval, settings.credential_max_staleness
+    )
+    passwords = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
+    throttle = LoginThrottle(ThrottleRepository(engine), LoginLimits.from_settings(settings))
+    accounts = Accounts(users, tokens, passwords, throttle)
     await accounts.ensure_account(settings.admin_username, settings.admin_password, Role.ADMIN)
     await accounts.ensure_account(settings.worker_username, settings.worker_password, Role.WORKER)
     if settings.is_development and settings.admin_password == DEV_ADMIN_PASSWORD:
@@ -68,16 +79,21 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             ),
             (
                 AUTH_SERVICE,
-                lambda s: auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), s),
+                lambda s: auth_service_pb2_grpc.add_AuthServiceServicer_to_server(
+                    AuthServicer(accounts, parse_networks(settings.login_trusted_proxies)), s
+                ),
             ),
         ],
+        credentials,
     )
     monitoring = ApiMonitoring(
-        settings, DatabaseProbe(engine, settings.database_url), redis, names, built, capacity
+        settings, DatabaseProbe(engine, settings.database_url), redis, names, built, capacity, credentials
     )
     await built.set_serving(False)  # until the monitor has seen PostgreSQL
+    await credentials.refresh()
     await built.server.start()
     writer_task = asyncio.create_task(cache_writer.run_forever())
+    auth_tasks = [asyncio.create_task(credentials.run_forever()), asyncio.create_task(throttle.run_forever())]
     await monitoring.start()
     log.info("api_server listening on %s", settings.api_listen)
     await stop.wait()
@@ -86,9 +102,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await built.set_serving(False)
     await built.server.stop(grace=10)
     await cache_writer.flush()
-    writer_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await writer_task
+    for task in (writer_task, *auth_tasks):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    passwords.close()
     await redis.aclose()
     await engine.dispose()
 

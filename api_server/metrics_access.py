@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
 from taskmesh.errors import Unauthenticated
 from taskmesh.settings import Settings
@@ -49,10 +50,12 @@ class PrometheusAccess:
 PUBLIC = PrometheusAccess(public=True, metrics_token="", verify=lambda token: Principal("", Role.VIEWER))
 
 
-def prometheus_access(settings: Settings) -> PrometheusAccess:
+def prometheus_access(settings: Settings, credentials: CredentialDirectory) -> PrometheusAccess:
+    """Tokens are checked as the guard checks them: a revoked user's token reads no metrics."""
     public = settings.actuator_prometheus_public
+    codec = TokenCodec(settings.jwt_secret, settings.jwt_ttl_seconds)
     return PrometheusAccess(
         public=settings.is_development if public is None else public,
         metrics_token=settings.metrics_token,
-        verify=TokenCodec(settings.jwt_secret, settings.jwt_ttl_seconds).verify,
+        verify=lambda token: credentials.check_now(codec.claims(token)),
     )

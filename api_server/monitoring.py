@@ -24,6 +24,7 @@ from api_server.actuator import Actuator, ScrapeTarget, resolve_targets
 from api_server.metrics_access import prometheus_access
 from api_server.observability import cache_stats
 from api_server.waiting import WorkerCapacity
+from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.broker.probe import QueueProbe
 from taskmesh.db.probes import DatabaseProbe
 from taskmesh.errors import Unavailable
@@ -46,6 +47,7 @@ class ApiMonitoring:
         names: Names,
         built: BuiltServer,
         capacity: WorkerCapacity,
+        credentials: CredentialDirectory,
     ) -> None:
         self._settings = settings
         self._database = database
@@ -72,7 +74,7 @@ class ApiMonitoring:
             stale_after=max(STALE_AFTER_INTERVALS * interval, 10.0),
             local_instance=f"{socket.gethostname()}:{_port(settings.api_metrics_listen)}",
             targets=self._scheduler_targets,
-            prometheus_access=prometheus_access(settings),
+            prometheus_access=prometheus_access(settings, credentials),
         )
         self._task: asyncio.Task[None] | None = None
         self._listener: HttpListener | None = None

@@ -4,7 +4,7 @@ Errors are raised as taskmesh errors; the guard interceptor turns them into stat
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from taskmesh.convert import (
 from taskmesh.errors import InvalidArgument
 from taskmesh.records import JobChanges, Replacement, RunRecord
 from taskmesh.rpc.guard import current_principal
+from taskmesh.rpc.peers import IPNetwork, client_address
 from taskmesh.states import RunState, Trigger
 from taskmesh.v1 import (
     auth_service_pb2,
@@ -276,8 +277,9 @@ def _populated(job: job_pb2.Job, path: str) -> bool:
 
 
 class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts) -> None:
+    def __init__(self, accounts: Accounts, trusted_proxies: Sequence[IPNetwork]) -> None:
         self._accounts = accounts
+        self._trusted_proxies = trusted_proxies
 
     async def Login(
         self, request: auth_service_pb2.LoginRequest, context: Context
@@ -286,7 +288,7 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
             raise InvalidArgument("username", "is required")
         if not request.password:
             raise InvalidArgument("password", "is required")
-        issued = await self._accounts.login(request.username, request.password)
+        issued = await self._accounts.login(request.username, request.password, self._client_address(context))
         return auth_service_pb2.LoginResponse(
             access_token=issued.token, token_type="Bearer", expires_in=issued.expires_in
         )
@@ -307,6 +309,24 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
         users = await self._accounts.list_users()
         return auth_service_pb2.ListUsersResponse(users=[user_to_proto(u) for u in users])
 
+    async def UpdateUser(
+        self, request: auth_service_pb2.UpdateUserRequest, context: Context
+    ) -> auth_service_pb2.User:
+        role = validation.role(request.role) if request.role != auth_service_pb2.ROLE_UNSPECIFIED else None
+        password = validation.new_password(request.password) if request.password else None
+        if role is None and password is None:
+            raise InvalidArgument("role", "give a new role or a new password (or both)")
+        user = await self._accounts.update_user(
+            validation.username(request.username), role, password, current_principal()
+        )
+        return user_to_proto(user)
+
     async def DeleteUser(self, request: auth_service_pb2.DeleteUserRequest, context: Context) -> Empty:
         await self._accounts.delete_user(validation.username(request.username), current_principal())
         return Empty()
+
+    def _client_address(self, context: Context) -> str:
+        forwarded = dict(context.invocation_metadata() or ()).get("x-forwarded-for")
+        return client_address(
+            context.peer(), forwarded if isinstance(forwarded, str) else None, self._trusted_proxies
+        )

@@ -137,12 +137,15 @@ def _cluster(upstream: Upstream) -> dict[str, Any]:
         },
         "health_checks": [
             {
-                "timeout": "1s",
+                # A busy server (a login flood, a burst of triggers) may answer its health check
+                # late: only three checks in a row without an answer within 5 s, or a
+                # NOT_SERVING answer, take it out of routing.
+                "timeout": "5s",
                 "interval": "2s",
                 "no_traffic_interval": "2s",
                 # A failed host is looked at more often, so that it is back soon after it recovers.
                 "unhealthy_interval": "0.5s",
-                "unhealthy_threshold": 2,
+                "unhealthy_threshold": 3,
                 "healthy_threshold": 1,
                 "grpc_health_check": {},
             }
@@ -245,6 +248,9 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
         "stat_prefix": "gateway",
         "codec_type": "AUTO",
         "generate_request_id": True,
+        # Append the client's address to X-Forwarded-For: the api_server throttles failed logins
+        # per client address, trusting only the entry Envoy writes (taskmesh/rpc/peers.py).
+        "use_remote_address": True,
         "always_set_request_id_in_response": True,
         "route_config": {
             "name": "taskmesh",

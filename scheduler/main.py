@@ -20,6 +20,7 @@ from scheduler.monitoring import SchedulerMonitoring
 from scheduler.relay import OutboxRelay
 from scheduler.worker_servicer import WorkerServicer
 from taskmesh import schedules
+from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db import schedules as schedule_store
@@ -30,6 +31,7 @@ from taskmesh.db.outbox import NOTIFY_CHANNEL, OutboxRepository
 from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
+from taskmesh.db.users import UserRepository
 from taskmesh.db.worker_sessions import WorkerSessionRepository
 from taskmesh.logs import configure_logging
 from taskmesh.names import Names
@@ -82,6 +84,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ),
     )
     servicer = WorkerServicer(ledger)
+    # Worker tokens are checked against the users table too: a revoked one opens no new stream.
+    credentials = CredentialDirectory(
+        UserRepository(engine), settings.credential_refresh_interval, settings.credential_max_staleness
+    )
     built = build_server(
         settings.scheduler_listen,
         TokenCodec(settings.jwt_secret, settings.jwt_ttl_seconds),
@@ -91,11 +97,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 lambda s: worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, s),
             )
         ],
+        credentials,
     )
     monitoring = SchedulerMonitoring(settings, DatabaseProbe(engine, settings.database_url), names, built)
     await built.set_serving(False)  # until the monitor has seen PostgreSQL and RabbitMQ
     await built.server.start()
     background = [
+        asyncio.create_task(credentials.run_forever()),
         asyncio.create_task(
             listen_forever(
                 settings.database_url,

@@ -58,6 +58,16 @@ class PermissionDenied(TaskmeshError):
     default_message = "permission denied"
 
 
+class ResourceExhausted(TaskmeshError):
+    """Too many requests of a kind (failed logins): the caller may retry after retry_after seconds."""
+
+    default_message = "too many requests; try again later"
+
+    def __init__(self, message: str | None = None, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(TaskmeshError):
     """A dependency (database, broker, cache) cannot be reached right now."""
 

@@ -3,7 +3,10 @@
 Each process builds a HealthMonitor from small checks (a `SELECT 1`, the state of a broker
 connection...). Some checks gate serving: while any of them fails, the process's gRPC health
 service says NOT_SERVING (Envoy then routes nothing to it, Kubernetes takes it out of its
-Service); once they pass again, SERVING. The others only inform (the actuator's detail).
+Service); once they pass again, SERVING. A serving process whose gating check merely timed out
+once keeps serving: under load its own event loop may be what was slow, and taking a busy but
+healthy process out of routing only moves its load elsewhere. A second timeout in a row, or
+any error, stops serving. The others only inform (the actuator's detail).
 The latest results are kept as an immutable snapshot that other threads may read.
 """
 
@@ -23,10 +26,15 @@ Check = Callable[[], Awaitable[dict[str, Any] | None]]
 OnServing = Callable[[bool], Awaitable[None]]
 
 
+# Rounds in a row a gating check of a serving process may time out before serving stops.
+TOLERATED_TIMEOUTS = 1
+
+
 @dataclass(frozen=True)
 class CheckResult:
     up: bool
     details: dict[str, Any] = field(default_factory=dict)
+    timed_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ async def run_check(check: Check, timeout: float) -> CheckResult:
     except asyncio.CancelledError:
         raise
     except TimeoutError:
-        return CheckResult(False, {"error": f"no answer within {timeout:g}s"})
+        return CheckResult(False, {"error": f"no answer within {timeout:g}s"}, timed_out=True)
     except Exception as error:
         return CheckResult(False, {"error": describe(error)})
     return CheckResult(True, details or {})
@@ -80,6 +88,7 @@ class HealthMonitor:
         self._on_serving = on_serving
         self._interval = interval
         self._serving: bool | None = None  # unknown until the first round
+        self._timeouts = dict.fromkeys(self._gating, 0)  # rounds in a row each has timed out
         self.snapshot = NOT_CHECKED
 
     async def check_once(self) -> Snapshot:
@@ -88,13 +97,22 @@ class HealthMonitor:
         names = list(self._checks)
         results = await asyncio.gather(*(run_check(self._checks[name], timeout) for name in names))
         by_name = dict(zip(names, results, strict=True))
-        serving = is_serving(by_name, self._gating)
+        serving = self._verdict(by_name)
         if serving != self._serving:
             self._log_change(serving, by_name)
             await self._on_serving(serving)
             self._serving = serving
         self.snapshot = Snapshot(results=by_name, serving=serving, taken_at=time.monotonic())
         return self.snapshot
+
+    def _verdict(self, results: Mapping[str, CheckResult]) -> bool:
+        for name in self._gating:
+            result = results.get(name)
+            self._timeouts[name] = self._timeouts[name] + 1 if result is not None and result.timed_out else 0
+        if is_serving(results, self._gating):
+            return True
+        failed = [name for name in self._gating if not (name in results and results[name].up)]
+        return self._serving is True and all(0 < self._timeouts[name] <= TOLERATED_TIMEOUTS for name in failed)
 
     def delay_after(self, snapshot: Snapshot) -> float:
         """The interval; a quarter of it while not serving, to come back quickly."""

@@ -147,8 +147,10 @@ class Mesh:
         ensure_database(self.settings.database_url)
         ensure_schema(self.settings.database_url)
 
-    def start_api_server(self) -> ManagedProcess:
-        return self.spawn("api_server", [_bin("taskmesh-api")])
+    def start_api_server(
+        self, name: str = "api_server", extra_env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
+        return self.spawn(name, [_bin("taskmesh-api")], extra_env)
 
     def start_scheduler(
         self, name: str = "scheduler", extra_env: Mapping[str, str] | None = None

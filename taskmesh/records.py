@@ -18,6 +18,26 @@ class UserRecord:
     password_hash: str
     role: Role
     create_time: datetime
+    # Changes on every role or password change (and differs for a recreated user): see
+    # taskmesh.auth.credentials.
+    credential_version: int
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What a token is checked against: the user's current role and credential version."""
+
+    username: str
+    role: Role
+    version: int
+
+
+@dataclass(frozen=True)
+class CredentialStamp:
+    """Changes whenever the users table's credentials do (see taskmesh.db.users)."""
+
+    top_version: int
+    users: int
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,31 @@ class Settings(BaseSettings):
     # GET /ready and /stats/prometheus.
     gateway_admin_socket: str = ""
 
+    # --- auth: token revocation, login throttling, password hashing (issue 8, findings 3, 9, 10) ---
+    # Seconds between each server's checks of the users table: a deleted user's tokens, or those
+    # issued before a role or password change, stop working within about this.
+    credential_refresh_interval: float = Field(default=1.0, gt=0, le=2.5)
+    # Tokens are refused (UNAVAILABLE) once the users table could not be read for this long.
+    credential_max_staleness: float = Field(default=5.0, gt=0)
+    # Failed logins allowed per username / per client address within login_window_seconds;
+    # beyond them each further attempt must wait login_base_delay_seconds, doubling up to
+    # login_max_delay_seconds (and is answered RESOURCE_EXHAUSTED, HTTP 429, until then).
+    login_user_failures: int = Field(default=10, ge=1)
+    login_address_failures: int = Field(default=50, ge=1)
+    login_window_seconds: float = Field(default=900.0, gt=0)
+    login_base_delay_seconds: float = Field(default=1.0, gt=0)
+    login_max_delay_seconds: float = Field(default=300.0, gt=0)
+    # Comma-separated CIDRs of the proxies (the gateway) whose X-Forwarded-For names the client;
+    # any other peer is the client itself. The default trusts loopback and private networks,
+    # where the gateway runs (compose, Kubernetes): otherwise every client behind it would share
+    # the gateway's address, and 50 failures from anyone would hold up everyone's logins. Narrow
+    # it to the gateway's addresses where other hosts on those networks can reach the api_server.
+    login_trusted_proxies: str = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    # Threads hashing passwords (argon2 takes tens of ms of CPU each), and logins that may wait
+    # for them; a login beyond both is answered RESOURCE_EXHAUSTED (429) at once.
+    password_hash_threads: int = Field(default=2, ge=1)
+    password_hash_queue: int = Field(default=32, ge=0)
+
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -41,6 +41,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "/taskmesh.v1.JobService/ListRunLogs": READ,
     "/taskmesh.v1.AuthService/CreateUser": ADMIN,
     "/taskmesh.v1.AuthService/ListUsers": ADMIN,
+    "/taskmesh.v1.AuthService/UpdateUser": ADMIN,
     "/taskmesh.v1.AuthService/DeleteUser": ADMIN,
     "/taskmesh.v1.WorkerService/Connect": WORKER,
 }

@@ -114,6 +114,16 @@ class TaskmeshClient:
         response = self._call(self._auth.ListUsers, auth_service_pb2.ListUsersRequest(), CallKind.READ)
         return list(response.users)
 
+    def update_user(
+        self, username: str, *, role: RoleLike | None = None, password: str | None = None
+    ) -> auth_service_pb2.User:
+        """Change a user's role and/or password; its existing tokens stop working."""
+        role_name = (
+            None if role is None else role.upper() if isinstance(role, str) else auth_service_pb2.Role.Name(role)
+        )
+        request = auth_service_pb2.UpdateUserRequest(username=username, role=role_name, password=password or "")
+        return self._call(self._auth.UpdateUser, request, CallKind.WRITE)
+
     def delete_user(self, username: str) -> None:
         self._call(self._auth.DeleteUser, auth_service_pb2.DeleteUserRequest(username=username), CallKind.WRITE)
 

@@ -45,6 +45,23 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(Text)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Drawn from credential_version_seq on create and on every role or password change; tokens
+    # carry it, so a changed or deleted user's tokens stop working.
+    credential_version: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("nextval('credential_version_seq')")
+    )
+
+
+class LoginThrottle(Base):
+    """Failed logins in the current window, per key ("user:<sha256>" or "addr:<ip>")."""
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (Index("login_throttle_window_start", "window_start"),)
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Job(Base):

@@ -1,4 +1,9 @@
-"""Users and their password hashes."""
+"""Users, their password hashes and credential versions.
+
+Every statement that creates a user or changes its role or password draws a new credential
+version from one sequence, so that (username, version) names one set of credentials for ever:
+tokens issued for it stop working once it changes, even if the user is deleted and recreated.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,10 @@ from typing import Any
 
 from taskmesh.db.engine import Database, statement, text
 from taskmesh.errors import AlreadyExists, NotFound
-from taskmesh.records import UserRecord
+from taskmesh.records import Credential, CredentialStamp, UserRecord
 from taskmesh.states import Role
 
-USER_COLUMNS = "username, password_hash, role, create_time"
+USER_COLUMNS = "username, password_hash, role, create_time, credential_version"
 
 INSERT_USER = text(
     f"INSERT INTO users (username, password_hash, role) VALUES (:username, :password_hash, :role) "
@@ -21,7 +26,18 @@ INSERT_USER_IF_MISSING = text(
 )
 SELECT_USER = text(f"SELECT {USER_COLUMNS} FROM users WHERE username = :username")
 SELECT_USERS = text(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")
+# A NULL parameter keeps the column as it is; either change gives the user a new version.
+UPDATE_USER = text(
+    "UPDATE users SET role = coalesce(:role, role), password_hash = coalesce(:password_hash, password_hash), "
+    f"credential_version = nextval('credential_version_seq') WHERE username = :username RETURNING {USER_COLUMNS}"
+)
 DELETE_USER = text("DELETE FROM users WHERE username = :username")
+# Changes whenever any user is created or changed (the top version grows) or only deleted (the
+# count falls): a cheap test of whether the credential map must be reloaded.
+SELECT_CREDENTIAL_STAMP = text(
+    "SELECT coalesce(max(credential_version), 0) AS top_version, count(*) AS users FROM users"
+)
+SELECT_CREDENTIALS = text("SELECT username, role, credential_version FROM users")
 
 
 class UserRepository:
@@ -53,11 +69,30 @@ class UserRepository:
             rows = (await conn.execute(SELECT_USERS)).all()
         return [_user(row) for row in rows]
 
+    async def update(self, username: str, role: Role | None, password_hash: str | None) -> UserRecord:
+        """Change the role and/or the password (None keeps it); revokes the user's tokens."""
+        params = {"username": username, "role": role.value if role else None, "password_hash": password_hash}
+        async with statement(self._engine) as conn:
+            row = (await conn.execute(UPDATE_USER, params)).first()
+        if row is None:
+            raise NotFound(f"user {username!r} not found")
+        return _user(row)
+
     async def delete(self, username: str) -> None:
         async with statement(self._engine) as conn:
             result = await conn.execute(DELETE_USER, {"username": username})
         if result.rowcount == 0:
             raise NotFound(f"user {username!r} not found")
+
+    async def credential_stamp(self) -> CredentialStamp:
+        async with statement(self._engine) as conn:
+            row = (await conn.execute(SELECT_CREDENTIAL_STAMP)).one()
+        return CredentialStamp(top_version=int(row.top_version), users=int(row.users))
+
+    async def credentials(self) -> list[Credential]:
+        async with statement(self._engine) as conn:
+            rows = (await conn.execute(SELECT_CREDENTIALS)).all()
+        return [Credential(row.username, Role(row.role), int(row.credential_version)) for row in rows]
 
 
 def _user(row: Any) -> UserRecord:
@@ -66,4 +101,5 @@ def _user(row: Any) -> UserRecord:
         password_hash=row.password_hash,
         role=Role(row.role),
         create_time=row.create_time,
+        credential_version=int(row.credential_version),
     )

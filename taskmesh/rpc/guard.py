@@ -1,11 +1,13 @@
-"""The server interceptor every taskmesh gRPC server runs: it authenticates the caller, checks
-the permission table, refuses requests no method may see (taskmesh.rpc.requests), and turns
-exceptions into status codes, so servicers do none of these."""
+"""The server interceptor every taskmesh gRPC server runs: it authenticates the caller (a valid
+token whose user still holds its role and credential version), checks the permission table,
+refuses requests no method may see (taskmesh.rpc.requests), and turns exceptions into status
+codes, so servicers do none of these."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -13,15 +15,16 @@ import grpc
 from grpc import aio
 
 from taskmesh.auth import permissions
+from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
-from taskmesh.errors import PermissionDenied, TaskmeshError
+from taskmesh.errors import PermissionDenied, ResourceExhausted, TaskmeshError
 from taskmesh.rpc import requests
 from taskmesh.rpc.errors import status_for
 from taskmesh.rpc.wrapping import Around, Context, Handler, wrap_handler
 
 log = logging.getLogger(__name__)
 
-Authorize = Callable[[Context], Principal | None]
+Authorize = Callable[[Context], Awaitable[Principal | None]]
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
 
@@ -35,8 +38,9 @@ def current_principal() -> Principal:
 
 
 class GuardInterceptor(aio.ServerInterceptor):
-    def __init__(self, tokens: TokenCodec) -> None:
+    def __init__(self, tokens: TokenCodec, credentials: CredentialDirectory) -> None:
         self._tokens = tokens
+        self._credentials = credentials
 
     async def intercept_service(
         self,
@@ -50,18 +54,22 @@ class GuardInterceptor(aio.ServerInterceptor):
         guarded = _guarded(lambda context: self._authorize(method, context), method)
         return wrap_handler(handler, guarded, check=requests.check)
 
-    def _authorize(self, method: str, context: Context) -> Principal | None:
+    async def _authorize(self, method: str, context: Context) -> Principal | None:
         if permissions.is_public(method):
             return None
         metadata = dict(context.invocation_metadata() or ())
         authorization = metadata.get("authorization")
-        principal = self._tokens.verify(bearer_token(authorization if isinstance(authorization, str) else None))
+        claims = self._tokens.claims(bearer_token(authorization if isinstance(authorization, str) else None))
+        principal = await self._credentials.check(claims)
         if not permissions.allowed(method, principal.role):
             raise PermissionDenied(f"role {principal.role.value} may not call {method.rsplit('/', 1)[-1]}")
         return principal
 
 
 async def _fail(context: Context, error: Exception, method: str) -> None:
+    if isinstance(error, ResourceExhausted):
+        # Envoy passes it on as the HTTP Retry-After header of the 429.
+        context.set_trailing_metadata((("retry-after", str(math.ceil(error.retry_after))),))
     if isinstance(error, TaskmeshError):
         await context.abort(status_for(error), error.message)
     if isinstance(error, NotImplementedError):
@@ -74,7 +82,7 @@ def _guarded(authorize: Authorize, method: str) -> Around:
     @asynccontextmanager
     async def guarded(context: Context, kind: str) -> AsyncIterator[None]:
         try:
-            _principal.set(authorize(context))
+            _principal.set(await authorize(context))
             yield
         except aio.AbortError:
             raise

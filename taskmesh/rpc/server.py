@@ -10,6 +10,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.rpc.guard import GuardInterceptor
 from taskmesh.rpc.telemetry import TelemetryInterceptor
@@ -34,11 +35,17 @@ class BuiltServer:
             await self.health.set(name, status)
 
 
-def build_server(listen: str, tokens: TokenCodec, services: Sequence[tuple[str, AddServicer]]) -> BuiltServer:
-    """services: (full service name, function adding its servicer to a server)."""
+def build_server(
+    listen: str,
+    tokens: TokenCodec,
+    services: Sequence[tuple[str, AddServicer]],
+    credentials: CredentialDirectory,
+) -> BuiltServer:
+    """services: (full service name, function adding its servicer to a server); credentials: what
+    tokens are checked against (the caller keeps it refreshed)."""
     server = aio.server(
         # Telemetry outermost: it sees the status codes the guard maps errors to.
-        interceptors=[TelemetryInterceptor(), GuardInterceptor(tokens)],
+        interceptors=[TelemetryInterceptor(), GuardInterceptor(tokens, credentials)],
         options=[
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_timeout_ms", 10_000),

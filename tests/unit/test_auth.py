@@ -2,11 +2,12 @@ import time
 
 import jwt
 import pytest
+from argon2 import extract_parameters
 
-from taskmesh.auth import permissions
-from taskmesh.auth.passwords import hash_password, verify_password
+from taskmesh.auth import passwords, permissions
+from taskmesh.auth.passwords import PasswordHashing, hash_password, verify_password
 from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
-from taskmesh.errors import Unauthenticated
+from taskmesh.errors import ResourceExhausted, Unauthenticated
 from taskmesh.settings import InsecureSettingsError, Settings
 from taskmesh.states import Role
 from taskmesh.v1 import auth_service_pb2, job_service_pb2, worker_service_pb2
@@ -101,3 +102,51 @@ def test_production_refuses_development_secrets() -> None:
         admin_password="s3cret-admin",
         worker_password="s3cret-worker",
     ).check_secure()
+
+
+def _signed(claims: dict[str, object]) -> str:
+    return jwt.encode(
+        {"sub": "ann", "role": "ADMIN", "iss": "taskmesh", "ver": 1, **claims}, SECRET, algorithm="HS256"
+    )
+
+
+def test_token_living_longer_than_the_ttl_is_rejected_even_when_signed() -> None:
+    now = int(time.time())
+    with pytest.raises(Unauthenticated, match="longer"):
+        TokenCodec(SECRET, 60).verify(_signed({"iat": now, "exp": now + 10 * 365 * 86400}))
+
+
+def test_token_without_issue_time_is_rejected() -> None:
+    with pytest.raises(Unauthenticated, match="issue time"):
+        TokenCodec(SECRET, 60).verify(_signed({"exp": int(time.time()) + 30}))
+
+
+def test_token_without_credential_version_is_rejected() -> None:
+    now = int(time.time())
+    token = jwt.encode(
+        {"sub": "ann", "role": "ADMIN", "iss": "taskmesh", "iat": now, "exp": now + 30}, SECRET, algorithm="HS256"
+    )
+    with pytest.raises(Unauthenticated, match="log in again"):
+        TokenCodec(SECRET, 60).verify(token)
+
+
+def test_tokens_carry_the_credential_version() -> None:
+    codec = TokenCodec(SECRET, 60)
+    assert codec.claims(codec.issue(Principal("ann", Role.OPERATOR), version=42).token).version == 42
+
+
+def test_an_unknown_user_is_checked_against_a_hash_with_the_same_parameters() -> None:
+    assert extract_parameters(passwords._DUMMY_HASH) == extract_parameters(hash_password("x" * 12))
+
+
+async def test_logins_beyond_the_hashing_queue_are_refused_at_once() -> None:
+    hashing = PasswordHashing(threads=1, queue=1)
+    try:
+        async with hashing.slot(), hashing.slot():
+            with pytest.raises(ResourceExhausted, match="busy"):
+                async with hashing.slot():
+                    pass
+        async with hashing.slot():  # slots are given back
+            assert await hashing.verify(None, "anything") is False
+    finally:
+        hashing.close()

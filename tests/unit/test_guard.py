@@ -7,8 +7,10 @@ import grpc
 import pytest
 from grpc import aio
 
+from taskmesh.auth.credentials import CredentialDirectory, StaticCredentials
 from taskmesh.auth.tokens import Principal, TokenCodec
 from taskmesh.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from taskmesh.records import Credential
 from taskmesh.rpc.server import build_server
 from taskmesh.states import Role
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
@@ -45,6 +47,7 @@ async def channel() -> AsyncIterator[aio.Channel]:
                 lambda s: job_service_pb2_grpc.add_JobServiceServicer_to_server(ScriptedJobs(), s),
             )
         ],
+        CredentialDirectory(StaticCredentials(Credential(_tester(role), role, 0) for role in Role)),
     )
     await built.server.start()
     async with aio.insecure_channel(address) as chan:
@@ -52,8 +55,12 @@ async def channel() -> AsyncIterator[aio.Channel]:
     await built.server.stop(None)
 
 
+def _tester(role: Role) -> str:
+    return f"tester-{role.value.lower()}"
+
+
 def _auth(role: Role) -> tuple[tuple[str, str]]:
-    token = TokenCodec(SECRET, 60).issue(Principal("tester", role)).token
+    token = TokenCodec(SECRET, 60).issue(Principal(_tester(role), role)).token
     return (("authorization", f"Bearer {token}"),)
 
 

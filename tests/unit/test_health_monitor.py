@@ -78,6 +78,30 @@ async def test_a_check_that_hangs_is_down_after_the_timeout() -> None:
     assert "no answer within" in snapshot.results["database"].details["error"]
 
 
+async def test_a_serving_process_keeps_serving_through_one_slow_round_but_not_two() -> None:
+    database, cache, told = Switch(), Switch(), Recorder()
+    monitor = _monitor(database, cache, told, interval=0.01)
+    assert (await monitor.check_once()).serving
+    database.hang = True  # e.g. the process's own event loop was busy: not a lost database
+    slow = await monitor.check_once()
+    assert slow.serving and not slow.up("database") and told.calls == [True]
+    assert not (await monitor.check_once()).serving and told.calls == [True, False]
+    database.hang = False
+    assert (await monitor.check_once()).serving
+    database.hang = True  # the count starts again after a good round
+    assert (await monitor.check_once()).serving
+
+
+async def test_an_error_stops_serving_at_once_even_after_a_slow_round() -> None:
+    database, cache, told = Switch(), Switch(), Recorder()
+    monitor = _monitor(database, cache, told, interval=0.01)
+    await monitor.check_once()
+    database.hang = True
+    await monitor.check_once()
+    database.hang, database.error = False, DatabaseUnavailable("refused")
+    assert not (await monitor.check_once()).serving and told.calls == [True, False]
+
+
 async def _until(condition: Any, timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -10,8 +10,10 @@ from prometheus_client import CollectorRegistry
 
 from api_server.actuator import Actuator
 from api_server.metrics_access import Access, PrometheusAccess, prometheus_access
+from taskmesh.auth.credentials import CredentialDirectory, StaticCredentials
 from taskmesh.auth.tokens import Principal, TokenCodec
 from taskmesh.health import CheckResult, Snapshot
+from taskmesh.records import Credential
 from taskmesh.settings import InsecureSettingsError, Settings
 from taskmesh.states import Role
 
@@ -73,10 +75,22 @@ def test_public_metrics_need_nothing() -> None:
 
 def test_settings_decide_public_by_environment_unless_told() -> None:
     production = {"environment": "production", "jwt_secret": SECRET, "admin_password": "a", "worker_password": "w"}
-    assert prometheus_access(Settings()).public
-    assert not prometheus_access(Settings(**production)).public  # type: ignore[arg-type]
-    assert prometheus_access(Settings(actuator_prometheus_public=True, **production)).public  # type: ignore[arg-type]
-    assert not prometheus_access(Settings(actuator_prometheus_public=False)).public
+    users = CredentialDirectory(StaticCredentials([]))
+    assert prometheus_access(Settings(), users).public
+    assert not prometheus_access(Settings(**production), users).public  # type: ignore[arg-type]
+    assert prometheus_access(Settings(actuator_prometheus_public=True, **production), users).public  # type: ignore[arg-type]
+    assert not prometheus_access(Settings(actuator_prometheus_public=False), users).public
+
+
+async def test_a_revoked_users_token_reads_no_metrics() -> None:
+    codec = TokenCodec(SECRET, 60)
+    users = CredentialDirectory(StaticCredentials([Credential("ops", Role.OPERATOR, 7)]))
+    await users.refresh()
+    access = prometheus_access(Settings(actuator_prometheus_public=False, jwt_secret=SECRET), users)
+    current = codec.issue(Principal("ops", Role.OPERATOR), version=7).token
+    revoked = codec.issue(Principal("ops", Role.OPERATOR), version=6).token
+    assert access.check(f"Bearer {current}") is Access.ALLOWED
+    assert access.check(f"Bearer {revoked}") is Access.UNAUTHENTICATED
 
 
 def test_production_refuses_a_short_metrics_token() -> None:

@@ -16,9 +16,11 @@ import pytest
 from grpc import aio
 from prometheus_client import REGISTRY
 
+from taskmesh.auth.credentials import CredentialDirectory, StaticCredentials
 from taskmesh.auth.tokens import Principal, TokenCodec
 from taskmesh.errors import NotFound
 from taskmesh.logs import JsonFormatter, TextFormatter, request_id
+from taskmesh.records import Credential
 from taskmesh.rpc.server import build_server
 from taskmesh.states import Role
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
@@ -44,6 +46,7 @@ async def stub() -> AsyncIterator[job_service_pb2_grpc.JobServiceStub]:
         address,
         TokenCodec(SECRET, 60),
         [(service, lambda s: job_service_pb2_grpc.add_JobServiceServicer_to_server(LoggingJobs(), s))],
+        CredentialDirectory(StaticCredentials([Credential("t", Role.ADMIN, 0)])),
     )
     await built.server.start()
     async with aio.insecure_channel(address) as channel:
