@@ -12,10 +12,10 @@ import httpx
 import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from taskmesh.launcher import Mesh, wait_serving
+from taskmesh.launcher import Mesh
 from tests.e2e.helpers import create_job, trigger, wait_run_terminal
 from tests.faults.conftest import ensure_workers
-from tests.support import PG_ADMIN_URL, Isolation, PrivateRedis, wait_for
+from tests.support import PG_ADMIN_URL, Isolation, PrivateRedis, free_port, wait_for
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -56,6 +56,12 @@ def _log(mesh: Mesh, process: str) -> list[dict[str, Any]]:
     assert mesh.log_dir is not None
     lines = (mesh.log_dir / f"{process}.log").read_text(errors="replace").splitlines()
     return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def _logged(mesh: Mesh, process: str, text: str) -> bool:
+    assert mesh.log_dir is not None
+    started = (mesh.log_dir / f"{process}.log").exists()
+    return started and any(text in entry["message"] for entry in _log(mesh, process))
 
 
 def test_without_the_cache_health_is_down_with_the_reason_and_readiness_stays_up(
@@ -189,14 +195,21 @@ def test_a_stopped_scheduler_ends_worker_streams_cleanly_and_work_goes_on_elsewh
     name, scheduler = next(
         (n, p) for n, p in fault_mesh.processes.items() if n.startswith("scheduler") and p.alive()
     )
+    # The replacement listens beside it (gRPC binds with SO_REUSEPORT) before the old one stops,
+    # so that the worker finds a scheduler within its 3 s lease even on a loaded machine.
+    replacement = f"{name}-next"
+    fault_mesh.start_scheduler(replacement, {"TASKMESH_SCHEDULER_METRICS_LISTEN": f"127.0.0.1:{free_port()}"})
+    wait_for(
+        lambda: _logged(fault_mesh, replacement, "listening on"),
+        timeout=60,
+        message="the replacement scheduler listening",
+    )
     scheduler.signal(signal.SIGTERM)
     assert scheduler.popen is not None and scheduler.popen.wait(30) == 0
     after_stop = _log(fault_mesh, name)
     stopping = next(i for i, e in enumerate(after_stop) if e["message"].startswith("scheduler stopping"))
     assert not [e for e in after_stop[stopping:] if e.get("method") == "/taskmesh.v1.WorkerService/Connect"]  # OK
 
-    replacement = fault_mesh.start_scheduler(f"{name}-next")
-    wait_serving(fault_mesh.settings.scheduler_address, process=replacement)
     final = wait_run_terminal(api, run["id"], timeout=60)
     assert final["state"] == "SUCCEEDED" and final["attempt"] == 1 and final["workerId"] == worker
     assert any("closed the stream" in e["message"] for e in _log(fault_mesh, worker))
