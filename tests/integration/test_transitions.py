@@ -2,6 +2,7 @@
 statement of taskmesh.db.runs is applied to it, and the edges that changed something must be
 exactly taskmesh.states.ALLOWED_TRANSITIONS (each allowed edge reachable, every other refused)."""
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
@@ -23,7 +24,7 @@ from taskmesh.records import (
     RunRecord,
     RunRequest,
 )
-from taskmesh.states import ALLOWED_TRANSITIONS, RunState, Trigger
+from taskmesh.states import ACTIVE_STATES, ALLOWED_TRANSITIONS, LEASED_STATES, RunState, Trigger
 
 pytestmark = pytest.mark.integration
 
@@ -219,3 +220,36 @@ async def _forget(engine: Database, run_id: str) -> None:
     async with engine.statement() as conn:
         await conn.execute(text("DELETE FROM runs WHERE id = :id"), {"id": run_id})
         await conn.execute(text("DELETE FROM outbox WHERE run_id = :id"), {"id": run_id})
+
+
+async def test_the_migrated_schema_lists_the_states_the_code_derives(engine: Database) -> None:
+    """The CHECK and the partial indexes as migrated agree with taskmesh.states: a state added
+    without its migration, or a set (active, leased) that changed without its index being
+    rebuilt (the statements would then miss the index), fails here."""
+    async with engine.statement() as conn:
+        check = (
+            await conn.execute(
+                text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'runs_state_valid'")
+            )
+        ).scalar_one()
+        rows = (
+            await conn.execute(
+                text(
+                    """SELECT c.relname AS name, pg_get_expr(i.indpred, i.indrelid) AS predicate
+                       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                       WHERE i.indrelid = 'runs'::regclass AND i.indpred IS NOT NULL"""
+                )
+            )
+        ).all()
+    predicates = {row.name: _named_states(row.predicate) for row in rows}
+    assert _named_states(check) == set(RunState)
+    assert predicates == {
+        "runs_active_per_job": ACTIVE_STATES,
+        "runs_leased": LEASED_STATES,
+        "runs_retry_due": {RunState.RETRY_WAIT},
+    }
+
+
+def _named_states(sql: str) -> set[RunState]:
+    """The run states an SQL expression as PostgreSQL prints it names ('QUEUED'::text, ...)."""
+    return {RunState(name) for name in re.findall(r"'([A-Z_]+)'", sql)}

@@ -14,6 +14,7 @@ from taskmesh.states import (
     can_transition,
     in_order,
 )
+from taskmesh.v1 import run_pb2
 
 VERSIONS = Path(models.__file__).parent / "migrations" / "versions"
 
@@ -38,6 +39,11 @@ def test_lifecycle_edges_from_the_design() -> None:
     assert not can_transition(RunState.QUEUED, RunState.SUCCEEDED)
     assert not can_transition(RunState.SUCCEEDED, RunState.QUEUED)
     assert not can_transition(RunState.FAILED, RunState.RUNNING)
+
+
+def test_the_enum_mirrors_the_proto_states() -> None:
+    proto = set(run_pb2.Run.State.keys()) - {"STATE_UNSPECIFIED"}
+    assert {state.value for state in RunState} == proto
 
 
 def test_active_states_are_the_unfinished_ones_and_leased_ones_are_active() -> None:
