@@ -2,6 +2,7 @@
 (tests/integration/test_transitions.py checks the statements against the database)."""
 
 import ast
+import re
 from pathlib import Path
 
 from taskmesh.db import models, runs
@@ -17,6 +18,8 @@ from taskmesh.states import (
 from taskmesh.v1 import run_pb2
 
 VERSIONS = Path(models.__file__).parent / "migrations" / "versions"
+ROOT = Path(runs.__file__).parents[2]
+RUN_WRITE = re.compile(r"\b(INSERT\s+INTO\s+(runs|outbox)|UPDATE\s+runs|DELETE\s+FROM\s+runs)\b", re.IGNORECASE)
 
 
 def test_terminal_states_have_no_way_out() -> None:
@@ -103,3 +106,15 @@ def test_migration_0007_is_frozen_to_its_own_literal_list() -> None:
         "CANCELLING",
         "CANCELLED",
     )
+
+
+def test_only_the_lifecycle_module_writes_runs_or_queues_work_units() -> None:
+    """One home for run writes: schedules and maintenance call taskmesh.db.runs, they do not
+    write runs (or outbox rows, the outbox rule) themselves. Migrations are history."""
+    sources = [p for d in ("taskmesh", "api_server", "scheduler", "worker") for p in (ROOT / d).rglob("*.py")]
+    writers = {
+        str(path.relative_to(ROOT))
+        for path in sources
+        if "migrations" not in path.parts and RUN_WRITE.search(path.read_text())
+    }
+    assert writers == {"taskmesh/db/runs.py"}
