@@ -17,7 +17,6 @@ from grpc import aio
 from taskmesh.records import AttemptRef
 from taskmesh.v1 import run_pb2, worker_service_pb2_grpc
 from taskmesh.v1 import worker_service_pb2 as pb
-from worker.credentials import TokenSource
 from worker.leases import Leases
 
 log = logging.getLogger(__name__)
@@ -43,6 +42,12 @@ def _key(ref: pb.AttemptRef | AttemptRef) -> Key:
     return (ref.run_id, ref.attempt)
 
 
+class Tokens(Protocol):
+    """The worker's access token (worker.credentials.TokenSource)."""
+
+    async def token(self) -> str: ...
+
+
 class HeldAttempts(Protocol):
     """What the worker executes, and how to stop one attempt (worker.executions.Executions)."""
 
@@ -51,7 +56,7 @@ class HeldAttempts(Protocol):
 
 
 class SchedulerSession:
-    def __init__(self, address: str, tokens: TokenSource, hello: pb.Hello, held: HeldAttempts) -> None:
+    def __init__(self, address: str, tokens: Tokens, hello: pb.Hello, held: HeldAttempts) -> None:
         self._address = address
         self._tokens = tokens
         self._hello = hello
