@@ -109,7 +109,6 @@ class InMemoryRuns:
         run.record = replace(
             run.record,
             state=report.new_state,
-            attempt=run.record.attempt + (report.new_state == RunState.RETRY_WAIT),
             finish_time=now if report.new_state.is_terminal else None,
             result=report.result,
             error=report.error,
