@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from api_server.observability import cache_stats
+from api_server.observability import CacheStats
 from taskmesh import redaction, schedules
 from taskmesh.cache.status import CacheWriter, StatusCache
 from taskmesh.convert import from_json, run_to_proto, to_json
@@ -66,7 +66,9 @@ class Jobs:
         cache: StatusCache,
         cache_writer: CacheWriter,
         schedule_store: ScheduleRepository,
+        cache_stats: CacheStats,
     ) -> None:
+        self._cache_stats = cache_stats
         self._jobs = jobs
         self._runs = runs
         self._cache = cache
@@ -173,9 +175,9 @@ class Jobs:
         try:
             cached = await self._cache.get(job_id)
         except CacheUnavailable:
-            cache_stats.record("error")
+            self._cache_stats.record("error")
             return None
-        cache_stats.record("hit" if cached is not None else "miss")
+        self._cache_stats.record("hit" if cached is not None else "miss")
         return cached
 
 

@@ -9,6 +9,7 @@ import logging
 from api_server.accounts import Accounts
 from api_server.jobs import Jobs
 from api_server.monitoring import STALE_AFTER_INTERVALS, ApiMonitoring
+from api_server.observability import CacheStats, CancelObserver
 from api_server.runs import Runs
 from api_server.servicers import AuthServicer, JobServicer
 from api_server.throttling import LoginLimits, LoginThrottle
@@ -63,9 +64,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     if settings.is_development and settings.admin_password == DEV_ADMIN_PASSWORD:
         log.warning("development mode: admin account %r has the default password", settings.admin_username)
     job_repository, run_repository = JobRepository(engine), RunRepository(engine)
-    jobs = Jobs(job_repository, run_repository, cache, cache_writer, ScheduleRepository(engine))
+    cache_stats = CacheStats()
+    jobs = Jobs(job_repository, run_repository, cache, cache_writer, ScheduleRepository(engine), cache_stats)
     log_repository = LogRepository(engine)
-    runs = Runs(job_repository, run_repository, log_repository, cache_writer)
+    runs = Runs(job_repository, run_repository, log_repository, cache_writer, observers=[CancelObserver()])
     capacity = WorkerCapacity(names, max_age=STALE_AFTER_INTERVALS * settings.health_check_interval)
     job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, log_repository, redis, names), capacity)
 
@@ -87,7 +89,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         credentials,
     )
     monitoring = ApiMonitoring(
-        settings, DatabaseProbe(engine, settings.database_url), redis, names, built, capacity, credentials
+        settings,
+        DatabaseProbe(engine, settings.database_url),
+        redis,
+        names,
+        built,
+        capacity,
+        credentials,
+        cache_stats,
     )
     await built.set_serving(False)  # until the monitor has seen PostgreSQL
     await credentials.refresh()

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from api_server.actuator import Actuator, ScrapeTarget, resolve_targets
 from api_server.metrics_access import prometheus_access
-from api_server.observability import cache_stats
+from api_server.observability import CacheStats
 from api_server.waiting import WorkerCapacity
 from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.broker.probe import QueueProbe
@@ -48,7 +48,9 @@ class ApiMonitoring:
         built: BuiltServer,
         capacity: WorkerCapacity,
         credentials: CredentialDirectory,
+        cache_stats: CacheStats,
     ) -> None:
+        self._cache_stats = cache_stats
         self._settings = settings
         self._database = database
         self._redis = redis
@@ -109,7 +111,7 @@ class ApiMonitoring:
         return resolve_targets("scheduler", host, _port(self._settings.scheduler_metrics_listen))
 
     async def start(self) -> None:
-        REGISTRY.register(cache_stats)
+        REGISTRY.register(self._cache_stats)
         self._listener = serve_http(
             self._settings.api_metrics_listen, self.actuator, "api_server metrics and actuator"
         )
@@ -123,7 +125,7 @@ class ApiMonitoring:
                 await self._task
         if self._listener is not None:
             await asyncio.to_thread(self._listener.close)
-        REGISTRY.unregister(cache_stats)
+        REGISTRY.unregister(self._cache_stats)
         await self._queues.close()
         await self._database.close()
         await self._scheduler.close()

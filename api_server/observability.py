@@ -1,5 +1,6 @@
-"""What the api_server sees, turned into metrics and log lines; called with one line from the
-domain code (api_server.jobs, api_server.runs).
+"""What the api_server sees, turned into metrics and log lines. api_server.main builds one
+CacheStats and one CancelObserver and hands them to the domain code (api_server.jobs,
+api_server.runs) and to the metrics endpoint (api_server.monitoring).
 
 - GetJobStatus lookups in the Redis status cache by result, and the hit ratio since start;
 - runs cancelled here (queued or waiting to retry: they end at once) by terminal state, and a
@@ -54,15 +55,17 @@ class CacheStats:
         )
 
 
-cache_stats = CacheStats()
+class CancelObserver:
+    """Counts and logs the runs a cancel changed (api_server.runs.RunsObserver)."""
 
-
-def runs_cancelled(runs: Sequence[RunRecord]) -> None:
-    for run in runs:
-        extra = {"job_id": run.job_id, "run_id": run.id, "attempt": run.attempt}
-        if run.state == RunState.CANCELLED:
-            # Nothing executed it since the last attempt (if any): its executor is not known here.
-            RUNS_FINISHED.labels(run.state.value, "none" if not run.attempts else "unknown").inc()
-            log.info("run cancelled", extra=extra)
-        else:
-            log.info("cancel requested: the worker executing attempt %d is told to stop", run.attempt, extra=extra)
+    def cancelled(self, runs: Sequence[RunRecord]) -> None:
+        for run in runs:
+            extra = {"job_id": run.job_id, "run_id": run.id, "attempt": run.attempt}
+            if run.state == RunState.CANCELLED:
+                # Nothing executed it since the last attempt (if any): its executor is not known here.
+                RUNS_FINISHED.labels(run.state.value, "none" if not run.attempts else "unknown").inc()
+                log.info("run cancelled", extra=extra)
+            else:
+                log.info(
+                    "cancel requested: the worker executing attempt %d is told to stop", run.attempt, extra=extra
+                )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
-from api_server.observability import runs_cancelled
 from taskmesh.batching import GroupCommitter
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.jobs import JobRepository
@@ -16,10 +16,22 @@ from taskmesh.records import Condition, Page, RunLogs, RunRecord, RunRequest
 from taskmesh.states import RunState, Trigger
 
 
+class RunsObserver(Protocol):
+    """Sees the runs a cancel changed (api_server.observability.CancelObserver: metrics, logs)."""
+
+    def cancelled(self, runs: Sequence[RunRecord]) -> None: ...
+
+
 class Runs:
     def __init__(
-        self, jobs: JobRepository, runs: RunRepository, logs: LogRepository, cache_writer: CacheWriter
+        self,
+        jobs: JobRepository,
+        runs: RunRepository,
+        logs: LogRepository,
+        cache_writer: CacheWriter,
+        observers: Sequence[RunsObserver] = (),
     ) -> None:
+        self._observers = tuple(observers)
         self._jobs = jobs
         self._runs = runs
         self._logs = logs
@@ -57,7 +69,8 @@ class Runs:
     async def cancel(self, run_id: str) -> RunRecord:
         """Cancel now if queued or waiting to retry; ask the worker to stop if running."""
         cancelled = await self._runs.cancel([run_id])
-        runs_cancelled(cancelled)
+        for observer in self._observers:
+            observer.cancelled(cancelled)
         if cancelled:
             self._cache_writer.enqueue(cancelled)
             return cancelled[0]

@@ -22,13 +22,14 @@ from taskmesh.convert import log_line_to_proto, run_to_proto
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.runs import RunRepository
 from taskmesh.names import Names
+from taskmesh.states import TERMINAL_STATES
 from taskmesh.v1 import job_service_pb2, run_pb2
 
 log = logging.getLogger(__name__)
 
 RunEvent = job_service_pb2.RunEvent
 FIRST_RECHECK_SECONDS = 0.5
-TERMINAL = {run_pb2.Run.SUCCEEDED, run_pb2.Run.FAILED, run_pb2.Run.CANCELLED}
+TERMINAL = {run_pb2.Run.State.Value(state.value) for state in TERMINAL_STATES}
 
 
 @dataclass

@@ -1,34 +1,83 @@
 """Claims, outcome reports and heartbeats from every connected worker, group-committed to
-PostgreSQL, and the changes written through to Redis; and which session holds each worker_id."""
+PostgreSQL, and the changes written through to Redis; and which session holds each worker_id.
+
+What the ledger needs of the database and of Redis is stated by the Protocols below
+(taskmesh.db and taskmesh.cache implement them; scheduler.testing has in-memory fakes). Metrics
+and log lines are not the ledger's business: observers see each committed batch."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Protocol
 
-from scheduler.observability import roster, run_observer
 from scheduler.outcomes import AttemptEnding, resolve
 from taskmesh.batching import GroupCommitter
-from taskmesh.cache.status import CacheWriter
-from taskmesh.db.logs import LogRepository
-from taskmesh.db.runs import RunRepository
-from taskmesh.db.worker_sessions import WorkerSessionRepository
-from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, RunRecord
+from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, OutcomeReport, RunRecord
 from taskmesh.states import RunState
+
+
+class AttemptStore(Protocol):
+    """The run statements of an attempt's life (taskmesh.db.runs.RunRepository)."""
+
+    async def claim(
+        self, requests: Sequence[ClaimRequest], lease_seconds: float
+    ) -> list[ClaimedAttempt | None]: ...
+    async def retry_policies(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]: ...
+    async def record_outcomes(self, reports: Sequence[OutcomeReport]) -> list[RunRecord | None]: ...
+    async def extend_leases(
+        self, worker_id: str, session: str, refs: Sequence[AttemptRef], lease_seconds: float
+    ) -> dict[AttemptRef, RunState]: ...
+
+
+class LogStore(Protocol):
+    """taskmesh.db.logs.LogRepository: returns the lines it stored (those of the session's attempts)."""
+
+    async def append(
+        self,
+        worker_id: str,
+        session: str,
+        entries: Sequence[LogEntry],
+        truncated_by_worker: Sequence[AttemptRef] = (),
+    ) -> list[LogEntry]: ...
+
+
+class SessionStore(Protocol):
+    """taskmesh.db.worker_sessions.WorkerSessionRepository: one live session per worker_id."""
+
+    async def acquire(self, worker_id: str, session_key: str, ttl: float) -> bool: ...
+    async def release(self, worker_id: str, session_key: str) -> None: ...
+
+
+class StatusWriter(Protocol):
+    """taskmesh.cache.status.CacheWriter: write-through to Redis, in the background."""
+
+    def enqueue(self, runs: Sequence[RunRecord]) -> None: ...
+    def enqueue_logs(self, entries: Sequence[LogEntry]) -> None: ...
+
+
+class LedgerObserver(Protocol):
+    """Sees what the ledger committed (scheduler.observability.RunObserver: metrics, log lines)."""
+
+    def claimed(self, requests: Sequence[ClaimRequest], claimed: Sequence[ClaimedAttempt | None]) -> None: ...
+    def ended(self, endings: Sequence[AttemptEnding], recorded: Sequence[RunRecord | None]) -> None: ...
+    def heartbeat(self, worker_id: str, refs: Sequence[AttemptRef]) -> None: ...
 
 
 class AttemptLedger:
     def __init__(
         self,
-        runs: RunRepository,
-        logs: LogRepository,
-        cache_writer: CacheWriter,
+        runs: AttemptStore,
+        logs: LogStore,
+        cache_writer: StatusWriter,
         lease_seconds: float,
-        sessions: WorkerSessionRepository,
+        sessions: SessionStore,
+        observers: Sequence[LedgerObserver] = (),
     ) -> None:
         self._runs = runs
         self._logs = logs
         self._sessions = sessions
         self._cache_writer = cache_writer
+        self._observers = tuple(observers)
         self.lease_seconds = lease_seconds
         self._claims: GroupCommitter[ClaimRequest, ClaimedAttempt | None] = GroupCommitter(self._claim_batch)
         self._endings: GroupCommitter[AttemptEnding, RunRecord | None] = GroupCommitter(self._ending_batch)
@@ -53,7 +102,8 @@ class AttemptLedger:
     ) -> dict[AttemptRef, RunState]:
         """Keep the session and extend its leases; returns the attempts it still holds, with
         their state."""
-        roster.heartbeat(worker_id, refs)
+        for observer in self._observers:
+            observer.heartbeat(worker_id, refs)
         # Takes the worker_id too if the Connect could not (the database was out of reach).
         await self._sessions.acquire(worker_id, session, self.lease_seconds)
         if not refs:
@@ -69,7 +119,8 @@ class AttemptLedger:
     async def _claim_batch(self, requests: Sequence[ClaimRequest]) -> list[ClaimedAttempt | None]:
         claimed = await self._runs.claim(requests, self.lease_seconds)
         self._cache_writer.enqueue([c.run for c in claimed if c is not None])
-        run_observer.claimed(requests, claimed)
+        for observer in self._observers:
+            observer.claimed(requests, claimed)
         return claimed
 
     async def _ending_batch(self, endings: Sequence[AttemptEnding]) -> list[RunRecord | None]:
@@ -78,5 +129,6 @@ class AttemptLedger:
         reports = [resolve(e, policies.get(e.ref.run_id)) for e in endings]
         recorded = await self._runs.record_outcomes(reports)
         self._cache_writer.enqueue([r for r in recorded if r is not None])
-        run_observer.ended(endings, recorded)
+        for observer in self._observers:
+            observer.ended(endings, recorded)
         return recorded

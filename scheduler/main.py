@@ -17,6 +17,7 @@ from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.maintenance import Maintenance
 from scheduler.metrics import FiringMetrics
 from scheduler.monitoring import SchedulerMonitoring
+from scheduler.observability import RunObserver, WorkerRoster, relay_link
 from scheduler.relay import OutboxRelay
 from scheduler.worker_servicer import WorkerServicer
 from taskmesh import schedules
@@ -56,10 +57,17 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     redis = connect_redis(settings.redis_url)
     cache_writer = CacheWriter(StatusCache(redis, names, settings.status_cache_ttl))
     runs = RunRepository(engine)
+    roster = WorkerRoster()
+    observer = RunObserver(roster)
     ledger = AttemptLedger(
-        runs, LogRepository(engine), cache_writer, settings.lease_seconds, WorkerSessionRepository(engine)
+        runs,
+        LogRepository(engine),
+        cache_writer,
+        settings.lease_seconds,
+        WorkerSessionRepository(engine),
+        observers=[observer],
     )
-    maintenance = Maintenance(runs, cache_writer, settings.timeout_grace_seconds)
+    maintenance = Maintenance(runs, cache_writer, settings.timeout_grace_seconds, observers=[observer])
     outbox_wake = asyncio.Event()
     relay = OutboxRelay(
         OutboxRepository(engine),
@@ -83,7 +91,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             rules=schedules.FiringRules(misfire_threshold=timedelta(seconds=settings.schedule_misfire_threshold)),
         ),
     )
-    servicer = WorkerServicer(ledger)
+    servicer = WorkerServicer(ledger, roster)
     # Worker tokens are checked against the users table too: a revoked one opens no new stream.
     credentials = CredentialDirectory(
         UserRepository(engine), settings.credential_refresh_interval, settings.credential_max_staleness
@@ -99,7 +107,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ],
         credentials,
     )
-    monitoring = SchedulerMonitoring(settings, DatabaseProbe(engine, settings.database_url), names, built)
+    monitoring = SchedulerMonitoring(
+        settings, DatabaseProbe(engine, settings.database_url), names, built, roster, relay_link
+    )
     await built.set_serving(False)  # until the monitor has seen PostgreSQL and RabbitMQ
     await built.server.start()
     background = [

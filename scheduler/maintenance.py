@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
-from scheduler.observability import run_observer
 from scheduler.outcomes import resolve_expired
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.runs import RunRepository
 from taskmesh.errors import Unavailable
+from taskmesh.records import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +21,24 @@ RETRY_TICK_SECONDS = 0.2
 REAP_EVERY_SECONDS = 1.0
 
 
+class ReapObserver(Protocol):
+    """Sees the attempts the reaper closed (scheduler.observability.RunObserver)."""
+
+    def reaped(self, runs: Sequence[RunRecord]) -> None: ...
+
+
 class Maintenance:
-    def __init__(self, runs: RunRepository, cache_writer: CacheWriter, timeout_grace_seconds: float) -> None:
+    def __init__(
+        self,
+        runs: RunRepository,
+        cache_writer: CacheWriter,
+        timeout_grace_seconds: float,
+        observers: Sequence[ReapObserver] = (),
+    ) -> None:
         self._runs = runs
         self._cache_writer = cache_writer
         self._grace = timeout_grace_seconds
+        self._observers = tuple(observers)
 
     async def run_forever(self) -> None:
         next_reap = 0.0
@@ -46,7 +61,8 @@ class Maintenance:
     async def reap(self) -> None:
         while reaped := await self._runs.expire_attempts(resolve_expired, self._grace):
             self._cache_writer.enqueue(reaped)
-            run_observer.reaped(reaped)
+            for observer in self._observers:
+                observer.reaped(reaped)
             for run in reaped:
                 log.warning(
                     "attempt %d of run %s expired: %s -> %s",

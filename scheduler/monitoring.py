@@ -3,7 +3,7 @@ in the background, and /metrics on TASKMESH_SCHEDULER_METRICS_LISTEN.
 
 NOT_SERVING while PostgreSQL (a `SELECT 1` on a connection of its own) or RabbitMQ (the outbox
 relay's connection) is out of reach. Gauges computed at scrape time: connected workers, their
-slots and busy slots (from scheduler.observability's roster), queue depth and consumers
+slots and busy slots (from the scheduler's WorkerRoster), queue depth and consumers
 (passive declares every few seconds), outbox backlog and active leases (one small query every
 few seconds).
 """
@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from scheduler.observability import WorkerRoster, relay_link, roster
+from scheduler.observability import ConnectionWatch, WorkerRoster
 from taskmesh.broker.probe import QueueDepth, QueueProbe
 from taskmesh.db.probes import DatabaseGauges, DatabaseProbe
 from taskmesh.health import HealthMonitor
@@ -90,16 +90,24 @@ class SchedulerCollector:
 
 
 class SchedulerMonitoring:
-    def __init__(self, settings: Settings, database: DatabaseProbe, names: Names, built: BuiltServer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: DatabaseProbe,
+        names: Names,
+        built: BuiltServer,
+        workers: WorkerRoster,
+        relay: ConnectionWatch,
+    ) -> None:
         self._settings = settings
         self._database = database
         self._queues = QueueProbe(settings.amqp_url, names, "metrics")
         queues = [*names.work_queues(), names.dead_letter_queue]
         self._queue_depths = Sampler("queue depths", lambda: self._queues.depths(queues), GAUGE_POLL_SECONDS)
         self._database_gauges = Sampler("outbox backlog", self._database.gauges, GAUGE_POLL_SECONDS)
-        self._collector = SchedulerCollector(roster, self._queue_depths, self._database_gauges)
+        self._collector = SchedulerCollector(workers, self._queue_depths, self._database_gauges)
         self.monitor = HealthMonitor(
-            {"database": self._ping, "broker": relay_link.check},
+            {"database": self._ping, "broker": relay.check},
             gating={"database", "broker"},
             on_serving=built.set_serving,
             interval=settings.health_check_interval,

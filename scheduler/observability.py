@@ -1,7 +1,9 @@
 """What the scheduler sees of runs and workers, turned into metrics and log lines.
 
-The ledger (claims, outcomes, heartbeats), the reaper, the WorkerService streams and the relay
-call the module-level instances below with one line each; nothing here touches the database.
+scheduler.main builds one WorkerRoster and one RunObserver and hands them to what they watch:
+the ledger calls the observer after each group commit (claims, outcomes) and on each heartbeat,
+the reaper after each expiry batch, the WorkerService streams tell the roster who connects.
+Nothing here touches the database.
 
 - runs by terminal state and executor kind, trigger-to-start latency (claim time minus queue
   time, first attempts only: a retry's wait is its backoff) and execution time per attempt;
@@ -120,6 +122,9 @@ class RunObserver:
         self._roster = roster
         self._kinds: OrderedDict[str, str] = OrderedDict()
 
+    def heartbeat(self, worker_id: str, refs: Sequence[AttemptRef]) -> None:
+        self._roster.heartbeat(worker_id, refs)
+
     def kind_of(self, run_id: str) -> str:
         return self._kinds.get(run_id, "unknown")
 
@@ -220,6 +225,6 @@ class ConnectionWatch:
         return None
 
 
-roster = WorkerRoster()
-run_observer = RunObserver(roster)
+# The relay's reconnect loop reads this one (scheduler.relay); it moves into OutboxRelay's
+# constructor once that loop is rewritten on the shared reconnect helper.
 relay_link = ConnectionWatch()

@@ -15,12 +15,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf.duration_pb2 import Duration
 
 from scheduler.attempts import AttemptLedger
-from scheduler.observability import roster
 from scheduler.outcomes import AttemptEnding
 from scheduler.sessions import checked_token, session_key
 from taskmesh.convert import from_json, to_json
@@ -43,9 +42,17 @@ ATTEMPT_STATUS = {
 _END = pb.ConnectResponse()  # put on a session's outbound queue: the stream ends there
 
 
+class StreamObserver(Protocol):
+    """Sees workers come and go (scheduler.observability.WorkerRoster)."""
+
+    def connected(self, worker_id: str, slots: int) -> None: ...
+    def disconnected(self, worker_id: str) -> None: ...
+
+
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, ledger: AttemptLedger) -> None:
+    def __init__(self, ledger: AttemptLedger, streams: StreamObserver) -> None:
         self._ledger = ledger
+        self._streams = streams
         self._sessions: dict[str, _Session] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -76,7 +83,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         token = checked_token(hello.session_token)
         session = await self._admit(hello.worker_id, session_key(token))
         extra = {"worker_id": hello.worker_id}
-        roster.connected(hello.worker_id, hello.slots)
+        self._streams.connected(hello.worker_id, hello.slots)
         log.info("worker %s connected (%d slots)", hello.worker_id, hello.slots, extra=extra)
         lease = Duration()
         lease.FromNanoseconds(int(self._ledger.lease_seconds * 1e9))
@@ -91,7 +98,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             if self._sessions.get(hello.worker_id) is session:
                 del self._sessions[hello.worker_id]
                 self._in_background(self._ledger.close_session(hello.worker_id, session.key))
-            roster.disconnected(hello.worker_id)
+            self._streams.disconnected(hello.worker_id)
             log.info("worker %s disconnected", hello.worker_id, extra=extra)
 
     async def _admit(self, worker_id: str, key: str) -> _Session:

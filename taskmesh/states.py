@@ -1,8 +1,11 @@
 """Run states and the transitions the lifecycle allows (see README "Run lifecycle").
 
-The enum mirrors taskmesh.v1.Run.State by name. The table below is documentation made
-executable: every guarded UPDATE in taskmesh.db.runs moves a run along one of these edges, and
-unit tests check the two agree.
+The enum mirrors taskmesh.v1.Run.State by name. Everything else derives from this module: the
+SQL of taskmesh.db.runs (the one module that writes runs), the model's index predicates, and
+the database's CHECK on runs.state (written out in the latest migration that changes it, which
+a unit test keeps equal to the enum). tests/integration/test_transitions.py applies every
+guarded statement to a run in every state and checks the edges taken are exactly
+ALLOWED_TRANSITIONS.
 """
 
 from __future__ import annotations
@@ -23,13 +26,12 @@ class RunState(StrEnum):
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATES
 
-    @property
-    def is_active(self) -> bool:
-        """Holds (or is about to hold) a worker."""
-        return self in (RunState.QUEUED, RunState.RUNNING, RunState.CANCELLING)
-
 
 TERMINAL_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+# Not finished yet: counts against a schedule's overlap policy, can be cancelled or waited on.
+ACTIVE_STATES = frozenset(RunState) - TERMINAL_STATES
+# An attempt is out on a worker under a lease: heartbeats extend it, the reaper ends it.
+LEASED_STATES = frozenset({RunState.RUNNING, RunState.CANCELLING})
 
 ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED}),
@@ -46,6 +48,11 @@ ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 
 def can_transition(current: RunState, new: RunState) -> bool:
     return new in ALLOWED_TRANSITIONS[current]
+
+
+def in_order(states: frozenset[RunState]) -> tuple[RunState, ...]:
+    """The states in declaration order, so that SQL written from a set is always the same text."""
+    return tuple(state for state in RunState if state in states)
 
 
 class Trigger(StrEnum):

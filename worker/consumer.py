@@ -34,6 +34,7 @@ class WorkConsumer:
         prefetch: int,
         heartbeat: int = 10,
         queues: Sequence[str] = (),
+        on_cancelled: Callable[[], object] = lambda: None,
     ) -> None:
         self._amqp_url = amqp_url
         self._queues = list(queues) or [names.work_queue]
@@ -46,7 +47,7 @@ class WorkConsumer:
         self.consuming = asyncio.Event()
         # Called once RabbitMQ confirmed the consumer's cancellation at shutdown: nothing more
         # arrives, so what waits may be handed back without coming back here.
-        self.on_cancelled: Callable[[], object] = lambda: None
+        self.on_cancelled = on_cancelled
 
     async def run_until_stopped(self) -> None:
         delay = 0.5

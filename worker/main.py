@@ -16,8 +16,10 @@ from taskmesh.v1 import worker_service_pb2 as pb
 from worker.admission import Admission
 from worker.consumer import WorkConsumer
 from worker.credentials import TokenSource
+from worker.executions import Executions
 from worker.executors.guarded import worker_policy
 from worker.executors.registry import ExecutorRegistry
+from worker.layers import standard_layers
 from worker.monitoring import WorkerCollector, WorkerMonitoring
 from worker.pipeline import Pipeline
 from worker.session import SchedulerSession
@@ -35,10 +37,16 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     executors = ExecutorRegistry(settings.worker_shell_enabled, egress=worker_policy(settings))
     tokens = TokenSource(settings.api_address, settings.worker_username, settings.worker_password)
     hello = pb.Hello(worker_id=identity, executors=executors.kinds, slots=settings.worker_slots)
-    session = SchedulerSession(settings.scheduler_address, tokens, hello)
-    pipeline = Pipeline(session, executors, settings.worker_slots, settings.worker_kill_grace_seconds)
-    session.executing = pipeline.executing
-    session.on_stop = pipeline.stop
+    executions = Executions()  # filled by the pipeline, read and stopped through by the session
+    session = SchedulerSession(settings.scheduler_address, tokens, hello, executions)
+    pipeline = Pipeline(
+        session,
+        executors,
+        executions,
+        settings.worker_slots,
+        settings.worker_kill_grace_seconds,
+        layers=standard_layers(executions, session.leases),
+    )
     admission = Admission(pipeline, settings.worker_slots)
     names = Names(settings.namespace)
     consumer = WorkConsumer(
@@ -48,8 +56,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         prefetch=settings.worker_slots + settings.worker_prefetch_extra,
         heartbeat=settings.amqp_heartbeat_seconds,
         queues=names.work_queues(executors.kinds),  # routed by capability: only work it can run
+        on_cancelled=admission.close,
     )
-    consumer.on_cancelled = admission.close
     monitoring = WorkerMonitoring(
         settings, WorkerCollector(settings.worker_slots, pipeline, admission, consumer, session), consumer
     )

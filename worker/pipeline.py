@@ -1,5 +1,6 @@
 """What happens to one work unit: parse, claim, execute (within the attempt's timeout, until
-cancelled or the lease is lost), report, acknowledge.
+cancelled or the lease is lost), report, acknowledge. The execution runs inside small layers
+(worker.layers: stop, lease guard, crash guard, time limit, lease check) around the executor.
 
 An executor starts only while the claim's lease is valid on this worker's monotonic clock, and
 is stopped as soon as the lease expires there (a heartbeat answer saying the attempt is gone
@@ -15,26 +16,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Protocol
 
 from google.protobuf.message import DecodeError
 
 from taskmesh.broker.amqp import Delivery
 from taskmesh.ids import is_uuid
 from taskmesh.records import AttemptRef
-from taskmesh.v1 import run_pb2
 from taskmesh.v1 import worker_service_pb2 as pb
-from worker.executors.base import ExecutionContext, ExecutionOutcome, LeaseExpired, cancelled, failed
+from worker.executions import Executions
+from worker.executors.base import ExecutionContext, ExecutionOutcome
 from worker.executors.registry import ExecutorRegistry
+from worker.layers import Attempt, Layer, compose, standard_layers
+from worker.leases import Leases
 from worker.output import CappedLog
-from worker.session import SchedulerSession, SessionLost
+from worker.session import SessionLost
 
 log = logging.getLogger(__name__)
 
 WORK_UNIT_TYPE = pb.WorkUnit.DESCRIPTOR.full_name
 REQUEUE_DELAY_SECONDS = 1.0
 REPORT_RETRY_SECONDS = 1.0
-LEASE_LOST_MESSAGE = "the attempt was taken away from this worker (lease lost)"
 
 
 def parse_work_unit(delivery: Delivery) -> AttemptRef | None:
@@ -50,41 +53,49 @@ def parse_work_unit(delivery: Delivery) -> AttemptRef | None:
     return AttemptRef(unit.run_id, unit.attempt)
 
 
-@dataclass
-class _Execution:
-    task: asyncio.Task[ExecutionOutcome]
-    stop_reason: str | None = None  # "cancelled" (asked by the server) or "lost" (lease gone)
+class SchedulerLink(Protocol):
+    """What the pipeline asks of the scheduler stream (worker.session.SchedulerSession)."""
+
+    @property
+    def leases(self) -> Leases: ...
+    async def claim(self, ref: AttemptRef) -> pb.Claim: ...
+    async def report(self, outcome: pb.Outcome) -> pb.OutcomeAck: ...
+    def log(self, ref: AttemptRef, text: str, truncated: bool = False) -> bool: ...
 
 
 class Pipeline:
     def __init__(
-        self, session: SchedulerSession, executors: ExecutorRegistry, slots: int, kill_grace_seconds: float = 5.0
+        self,
+        session: SchedulerLink,
+        executors: ExecutorRegistry,
+        executions: Executions,
+        slots: int,
+        kill_grace_seconds: float = 5.0,
+        layers: Sequence[Layer] | None = None,
     ) -> None:
         self._session = session
         self._executors = executors
+        self._executions = executions
         self._slots = asyncio.Semaphore(slots)
         self._kill_grace = kill_grace_seconds
         self._held: set[AttemptRef] = set()  # taken off the queue, not yet acknowledged
-        self._executions: dict[AttemptRef, _Execution] = {}
-        self._claimed: set[AttemptRef] = set()  # granted and not yet settled: heartbeats keep them
+        self._run = compose(
+            standard_layers(executions, session.leases) if layers is None else layers, self._execute_step
+        )
         self.dead_lettered = 0
         self.executed = 0
 
     @property
     def busy(self) -> int:
-        return len(self._executions)
+        return self._executions.busy
 
     def executing(self) -> list[AttemptRef]:
         """Attempts whose lease this worker must keep: claimed, until the outcome is settled."""
-        return list(self._claimed)
+        return self._executions.executing()
 
     def stop(self, ref: AttemptRef, reason: str) -> None:
         """Stop executing an attempt: the server cancelled it, or this worker lost its lease."""
-        execution = self._executions.get(ref)
-        if execution is not None and execution.stop_reason is None:
-            log.info("stopping attempt: %s", reason, extra={"run_id": ref.run_id, "attempt": ref.attempt})
-            execution.stop_reason = reason
-            execution.task.cancel()
+        self._executions.stop(ref, reason)
 
     async def handle(self, delivery: Delivery) -> None:
         ref = parse_work_unit(delivery)
@@ -122,12 +133,12 @@ class Pipeline:
             log.info("dropped work unit: %s", claim.reason, extra={"run_id": ref.run_id, "attempt": ref.attempt})
             delivery.ack()
             return
-        self._claimed.add(ref)
+        self._executions.claimed(ref)
         try:
             outcome = await self._execute(ref, claim.execution)
             await self._report_until_settled(ref, outcome)
         finally:
-            self._claimed.discard(ref)
+            self._executions.settled(ref)
             self._session.leases.forget(ref)
         self.executed += 1
         delivery.ack()
@@ -146,44 +157,10 @@ class Pipeline:
             lease_valid=lambda: leases.valid(ref),
         )
         timeout = execution.timeout.ToTimedelta().total_seconds() if execution.HasField("timeout") else None
-        task = asyncio.create_task(self._run_executor(execution, context, timeout))
-        entry = _Execution(task)
-        self._executions[ref] = entry
-        guard = asyncio.create_task(self._guard_lease(ref))
-        try:
-            return await task
-        except asyncio.CancelledError:
-            if entry.stop_reason is None:
-                raise  # the worker itself is being cancelled
-            if entry.stop_reason == "cancelled":
-                return cancelled()
-            return failed(LEASE_LOST_MESSAGE, kind=run_pb2.RunError.LOST)
-        finally:
-            guard.cancel()
-            del self._executions[ref]
+        return await self._run(Attempt(ref, execution, context, timeout))
 
-    async def _guard_lease(self, ref: AttemptRef) -> None:
-        """Stop the execution once its lease expires on this worker's clock."""
-        leases = self._session.leases
-        while (remaining := leases.remaining(ref)) > 0:  # noqa: ASYNC110 (a deadline, maybe extended)
-            await asyncio.sleep(remaining)
-        self.stop(ref, "lost")
-
-    async def _run_executor(
-        self, execution: pb.Execution, context: ExecutionContext, timeout: float | None
-    ) -> ExecutionOutcome:
-        try:
-            async with asyncio.timeout(timeout):
-                context.ensure_lease()  # nothing awaits between here and the executor's effect
-                return await self._executors.execute(execution.executor, context)
-        except LeaseExpired:
-            log.info("not starting or continuing the attempt: its lease expired", extra=_extra(context))
-            return failed(LEASE_LOST_MESSAGE, kind=run_pb2.RunError.LOST)
-        except TimeoutError:
-            return failed(f"the attempt timed out after {timeout:g}s", kind=run_pb2.RunError.TIMEOUT)
-        except Exception as error:  # an executor bug must not lose the run
-            log.exception("executor crashed", extra=_extra(context))
-            return failed(f"worker error: {error.__class__.__name__}: {error}")
+    async def _execute_step(self, attempt: Attempt) -> ExecutionOutcome:
+        return await self._executors.execute(attempt.execution.executor, attempt.context)
 
     async def _report_until_settled(self, ref: AttemptRef, outcome: ExecutionOutcome) -> None:
         message = pb.Outcome(
@@ -207,7 +184,3 @@ class Pipeline:
                     )
                 return
             await asyncio.sleep(REPORT_RETRY_SECONDS)
-
-
-def _extra(context: ExecutionContext) -> dict[str, object]:
-    return {"run_id": context.run_id, "attempt": context.attempt}

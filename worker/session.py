@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
+from typing import Protocol, TypeVar
 
 import grpc
 from grpc import aio
@@ -17,7 +17,6 @@ from grpc import aio
 from taskmesh.records import AttemptRef
 from taskmesh.v1 import run_pb2, worker_service_pb2_grpc
 from taskmesh.v1 import worker_service_pb2 as pb
-from worker.credentials import TokenSource
 from worker.leases import Leases
 
 log = logging.getLogger(__name__)
@@ -43,14 +42,25 @@ def _key(ref: pb.AttemptRef | AttemptRef) -> Key:
     return (ref.run_id, ref.attempt)
 
 
+class Tokens(Protocol):
+    """The worker's access token (worker.credentials.TokenSource)."""
+
+    async def token(self) -> str: ...
+
+
+class HeldAttempts(Protocol):
+    """What the worker executes, and how to stop one attempt (worker.executions.Executions)."""
+
+    def executing(self) -> list[AttemptRef]: ...
+    def stop(self, ref: AttemptRef, reason: str) -> None: ...
+
+
 class SchedulerSession:
-    def __init__(self, address: str, tokens: TokenSource, hello: pb.Hello) -> None:
+    def __init__(self, address: str, tokens: Tokens, hello: pb.Hello, held: HeldAttempts) -> None:
         self._address = address
         self._tokens = tokens
         self._hello = hello
-        # Set by the pipeline: what the worker executes, and how to stop one attempt.
-        self.executing: Callable[[], list[AttemptRef]] = list
-        self.on_stop: Callable[[AttemptRef, str], None] = lambda ref, reason: None
+        self._held = held  # heartbeats list them; a cancel or a lost lease stops one
         self._heartbeat_interval = 10.0
         # Lease deadlines of granted claims, extended by answered heartbeats.
         self.leases = Leases()
@@ -199,7 +209,7 @@ class SchedulerSession:
                 await call.write(pb.ConnectRequest(report=pb.ReportOutcomes(outcomes=reports)))
 
     def _next_heartbeat(self) -> pb.Heartbeat:
-        refs = self.executing()
+        refs = self._held.executing()
         now = self.leases.now()
         self._beat_sequence += 1
         self._beats[self._beat_sequence] = (now, refs)
@@ -215,7 +225,7 @@ class SchedulerSession:
         self.leases.extended((r for r in refs if r not in lost), sent_at)
         for ref in lost:
             self.leases.revoke(ref)
-            self.on_stop(ref, "lost")
+            self._held.stop(ref, "lost")
 
     async def _heartbeat_clock(self) -> None:
         while True:
@@ -236,7 +246,7 @@ class SchedulerSession:
                 for ack in message.recorded.acks:
                     _resolve(self._reports, _key(ack.attempt), ack)
             elif kind == "cancel":
-                self.on_stop(_attempt(message.cancel.attempt), "cancelled")
+                self._held.stop(_attempt(message.cancel.attempt), "cancelled")
             elif kind == "heartbeat":
                 self._heartbeat_answered(message.heartbeat)
 

@@ -24,13 +24,19 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-RUN_STATES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "RETRY_WAIT", "CANCELLING", "CANCELLED")
+from taskmesh.states import ACTIVE_STATES, LEASED_STATES, RunState, in_order
+
+RUN_STATES = tuple(state.value for state in RunState)
 ROLES = ("ADMIN", "OPERATOR", "VIEWER", "WORKER")
 SKIP_REASONS = ("MISFIRED", "OVERLAP", "OUTSIDE_CATCH_UP_WINDOW")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _states_in(states: frozenset[RunState]) -> str:
+    return _in("state", tuple(state.value for state in in_order(states)))
 
 
 class Base(DeclarativeBase):
@@ -106,13 +112,9 @@ class Run(Base):
         Index("runs_recent", text("queue_time DESC"), text("id DESC")),
         UniqueConstraint("job_id", "slot_time", name="runs_one_per_slot"),
         UniqueConstraint("job_id", "idempotency_key", name="runs_idempotency_key"),
-        Index("runs_retry_due", "retry_at", postgresql_where=text("state = 'RETRY_WAIT'")),
-        Index("runs_leased", "lease_expires_at", postgresql_where=text("state IN ('RUNNING', 'CANCELLING')")),
-        Index(
-            "runs_active_per_job",
-            "job_id",
-            postgresql_where=text("state IN ('QUEUED', 'RUNNING', 'CANCELLING', 'RETRY_WAIT')"),
-        ),
+        Index("runs_retry_due", "retry_at", postgresql_where=text(f"state = '{RunState.RETRY_WAIT.value}'")),
+        Index("runs_leased", "lease_expires_at", postgresql_where=text(_states_in(LEASED_STATES))),
+        Index("runs_active_per_job", "job_id", postgresql_where=text(_states_in(ACTIVE_STATES))),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)

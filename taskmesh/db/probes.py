@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import psycopg
 
 from taskmesh.db.engine import Database, libpq_url, statement, text
+from taskmesh.db.runs import LEASED
 from taskmesh.errors import DatabaseUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 2
@@ -15,9 +16,9 @@ CONNECT_TIMEOUT_SECONDS = 2
 # Both counts use small structures: the outbox holds only unpublished work units, and
 # runs_leased is a partial index over RUNNING and CANCELLING runs.
 GAUGES = text(
-    """
+    f"""
     SELECT (SELECT count(*) FROM outbox) AS outbox_backlog,
-           (SELECT count(*) FROM runs WHERE state IN ('RUNNING', 'CANCELLING')
+           (SELECT count(*) FROM runs WHERE state IN {LEASED}
               AND lease_expires_at > clock_timestamp()) AS active_leases
     """
 )

@@ -1,8 +1,14 @@
-"""Runs: creation and every state transition, each one guarded statement.
+"""The run lifecycle: every statement that writes a run, each transition one guarded statement.
+
+Run creation (manual, scheduled, retry), claim, outcome, heartbeat, cancel, retry promotion and
+expiry all live here, and nowhere else writes runs.state; taskmesh.db.schedules and the
+scheduler's maintenance call in. Only this module knows the outbox rule (see _queueing).
 
 A transition names the state(s) it expects and the attempt (the fencing token). A stale or
 duplicate request matches no row and changes nothing; callers learn it from the missing row.
 Statements take batches (arrays bound with unnest) so that a burst costs one round trip.
+tests/integration/test_transitions.py checks the edges these statements take against
+taskmesh.states.ALLOWED_TRANSITIONS, on the real database.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from taskmesh.db.engine import Database, statement, text, transaction
+from taskmesh.db.engine import Connection, Database, Query, statement, text, transaction
 from taskmesh.errors import FailedPrecondition, NotFound
 from taskmesh.records import (
     AttemptRef,
@@ -26,22 +32,25 @@ from taskmesh.records import (
     RunRequest,
 )
 from taskmesh.retry import DEFAULT_ATTEMPT_TIMEOUT
-from taskmesh.states import RunState, Trigger
+from taskmesh.states import ACTIVE_STATES, LEASED_STATES, TERMINAL_STATES, RunState, Trigger, in_order
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # NOTIFY channel of the run_cancelling_notify trigger (migration 0002): 'run_id:attempt:worker_id'.
 CANCEL_CHANNEL = "taskmesh_cancel"
 
-# The lifecycle edges each guarded statement below implements (from state, to state).
-# tests/unit/test_states.py checks them against taskmesh.states.ALLOWED_TRANSITIONS.
-Q, R, C, CI, RW = RunState.QUEUED, RunState.RUNNING, RunState.CANCELLED, RunState.CANCELLING, RunState.RETRY_WAIT
-ENDINGS = (RunState.SUCCEEDED, RunState.FAILED, RW, C)
-TRANSITIONS: dict[str, frozenset[tuple[RunState, RunState]]] = {
-    "claim": frozenset({(Q, R)}),
-    "cancel": frozenset({(Q, C), (RW, C), (R, CI)}),
-    "record_outcomes": frozenset((source, target) for source in (R, CI) for target in ENDINGS),
-    "promote_retries": frozenset({(RW, Q)}),
-}
+
+def sql_states(states: frozenset[RunState]) -> str:
+    """A set of states as an SQL list, always in the same order: ('RUNNING', 'CANCELLING')."""
+    return "(" + ", ".join(f"'{state.value}'" for state in in_order(states)) + ")"
+
+
+ACTIVE = sql_states(ACTIVE_STATES)
+LEASED = sql_states(LEASED_STATES)
+FINISHED = sql_states(TERMINAL_STATES)
+# What an ended attempt may leave its run in (scheduler.outcomes decides which).
+OUTCOMES = sql_states(frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.RETRY_WAIT, RunState.CANCELLED}))
+# What cancelling may stop: QUEUED and RETRY_WAIT at once, RUNNING through CANCELLING.
+CANCELLABLE = sql_states(frozenset({RunState.QUEUED, RunState.RETRY_WAIT, RunState.RUNNING}))
 
 # Every query that returns runs selects these, with jobs joined as j for the name.
 RUN_COLUMNS = """
@@ -51,14 +60,30 @@ RUN_COLUMNS = """
     (SELECT min(k) FROM jsonb_object_keys(r.executor) AS k) AS executor_kind
 """
 
-# New QUEUED runs with their outbox rows, in one statement. A key already used for the job
-# creates nothing (the caller looks the earlier run up).
-CREATE_RUNS = text(
-    f"""
-    WITH request AS (
+
+def _queueing(*ctes: str) -> Query:
+    """The outbox rule, written once: every run that enters QUEUED (a new run, or the next
+    attempt of a retried one) gets its work unit in the outbox in the same statement, so the
+    relay publishes it exactly when the run exists. `ctes` include `queued`, which returns
+    (RETURNING *) the runs entering QUEUED; the statement returns those runs."""
+    return text(
+        f"""
+    WITH {", ".join(ctes)}, dispatched AS (
+        INSERT INTO outbox (run_id, attempt) SELECT id, attempt FROM queued
+    )
+    SELECT {RUN_COLUMNS} FROM queued r JOIN jobs j ON j.id = r.job_id
+    """
+    )
+
+
+# Manual runs: new QUEUED runs of the given jobs. A key already used for the job creates
+# nothing (the caller looks the earlier run up).
+CREATE_RUNS = _queueing(
+    """request AS (
         SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:job_ids AS uuid[]), CAST(:keys AS text[]))
             AS t(run_id, job_id, idempotency_key)
-    ), created AS (
+    )""",
+    """queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
                           idempotency_key, queue_time)
         SELECT request.run_id, jobs.id, 'QUEUED', 1, :trigger, jobs.executor, jobs.retry_policy,
@@ -66,12 +91,32 @@ CREATE_RUNS = text(
         FROM request JOIN jobs ON jobs.id = request.job_id
         ON CONFLICT (job_id, idempotency_key) DO NOTHING
         RETURNING *
-    ), dispatched AS (
-        INSERT INTO outbox (run_id, attempt) SELECT id, attempt FROM created
-    )
-    SELECT {RUN_COLUMNS} FROM created r JOIN jobs j ON j.id = r.job_id
-    """
+    )""",
 )
+
+
+def scheduled_runs_statement(*bookkeeping: str) -> Query:
+    """Scheduled runs: one new QUEUED run per fired slot (:run_ids, :fire_job_ids, :slot_times);
+    a slot that already has a run creates nothing. `bookkeeping` are the caller's CTEs
+    (taskmesh.db.schedules: skipped slots, the jobs' next slot), run in the same statement; they
+    may read `queued` but write no run."""
+    return _queueing(
+        """fire AS (
+        SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:fire_job_ids AS uuid[]),
+                             CAST(:slot_times AS timestamptz[])) AS f(run_id, job_id, slot_time)
+    )""",
+        """queued AS (
+        INSERT INTO runs (id, job_id, state, attempt, trigger, executor, queue_time, slot_time,
+                          retry_policy, attempt_timeout_seconds)
+        SELECT f.run_id, jobs.id, 'QUEUED', 1, 'SCHEDULE', jobs.executor, clock_timestamp(), f.slot_time,
+               jobs.retry_policy, jobs.attempt_timeout_seconds
+        FROM fire f JOIN jobs ON jobs.id = f.job_id
+        ON CONFLICT (job_id, slot_time) DO NOTHING
+        RETURNING *
+    )""",
+        *bookkeeping,
+    )
+
 
 SELECT_BY_IDEMPOTENCY_KEY = text(
     f"""
@@ -89,23 +134,19 @@ RELEASE_EXPIRED_KEYS = text(
     """
 )
 
-# A finished run -> a fresh run (attempt 1) of the same executor and policies.
-RETRY_RUN = text(
-    f"""
-    WITH source AS (
-        SELECT * FROM runs WHERE id = :source_id AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')
-    ), created AS (
+# Replays: a finished run -> a fresh run (attempt 1) of the same executor and policies.
+RETRY_RUN = _queueing(
+    f"""source AS (
+        SELECT * FROM runs WHERE id = :source_id AND state IN {FINISHED}
+    )""",
+    """queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
                           retried_from, queue_time)
         SELECT :run_id, job_id, 'QUEUED', 1, 'RETRY', executor, retry_policy, attempt_timeout_seconds, id,
                clock_timestamp()
         FROM source
         RETURNING *
-    ), dispatched AS (
-        INSERT INTO outbox (run_id, attempt) SELECT id, attempt FROM created
-    )
-    SELECT {RUN_COLUMNS} FROM created r JOIN jobs j ON j.id = r.job_id
-    """
+    )""",
 )
 
 # QUEUED -> RUNNING, with a lease, owned by the claiming stream's session.
@@ -148,7 +189,7 @@ RECORD_OUTCOMES = text(
          jobs j, now_ts
     WHERE r.id = report.run_id AND r.attempt = report.attempt AND r.worker_id = report.worker_id
       AND r.worker_session IS NOT DISTINCT FROM report.session
-      AND r.state IN ('RUNNING', 'CANCELLING') AND j.id = r.job_id
+      AND r.state IN {LEASED} AND report.new_state IN {OUTCOMES} AND j.id = r.job_id
     RETURNING report.position, {RUN_COLUMNS}
     """
 )
@@ -156,11 +197,11 @@ RECORD_OUTCOMES = text(
 # Heartbeats: extend the leases of the attempts a worker's session still holds (no state change).
 # A lease that ran out is not revived, even before the reaper closed it: the worker is told it is gone.
 EXTEND_LEASES = text(
-    """
+    f"""
     UPDATE runs AS r SET lease_expires_at = clock_timestamp() + make_interval(secs => :lease_seconds)
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[])) AS hb(run_id, attempt)
     WHERE r.id = hb.run_id AND r.attempt = hb.attempt AND r.worker_id = :worker_id
-      AND r.worker_session = :session AND r.state IN ('RUNNING', 'CANCELLING')
+      AND r.worker_session = :session AND r.state IN {LEASED}
       AND r.lease_expires_at >= clock_timestamp()
     RETURNING r.id::text AS run_id, r.attempt, r.state
     """
@@ -169,11 +210,11 @@ EXTEND_LEASES = text(
 # Attempts whose worker vanished (lease expired) or overran their timeout (the server's
 # backstop to the worker's own timeout), locked for the reaper's transaction.
 SELECT_EXPIRED = text(
-    """
+    f"""
     SELECT r.id::text AS run_id, r.attempt, r.state, r.worker_id, r.worker_session, r.retry_policy,
            r.lease_expires_at < clock_timestamp() AS lease_expired
     FROM runs r
-    WHERE r.state IN ('RUNNING', 'CANCELLING')
+    WHERE r.state IN {LEASED}
       AND (r.lease_expires_at < clock_timestamp()
            OR r.start_time + make_interval(secs => COALESCE(r.attempt_timeout_seconds, :default_timeout)
                                                    + :grace_seconds) < clock_timestamp())
@@ -183,23 +224,19 @@ SELECT_EXPIRED = text(
     """
 )
 
-# RETRY_WAIT -> QUEUED as attempt + 1 when due, with a new outbox row.
-PROMOTE_RETRIES = text(
-    f"""
-    WITH due AS (
+# RETRY_WAIT -> QUEUED as attempt + 1 when due (with its work unit, as every run entering QUEUED).
+PROMOTE_RETRIES = _queueing(
+    """due AS (
         SELECT id FROM runs WHERE state = 'RETRY_WAIT' AND retry_at <= clock_timestamp()
         ORDER BY retry_at LIMIT :limit FOR UPDATE SKIP LOCKED
-    ), promoted AS (
+    )""",
+    """queued AS (
         UPDATE runs AS r
         SET state = 'QUEUED', attempt = r.attempt + 1, retry_at = NULL, start_time = NULL, worker_id = NULL,
             worker_session = NULL, lease_expires_at = NULL, version = r.version + 1
         FROM due WHERE r.id = due.id AND r.state = 'RETRY_WAIT'
         RETURNING r.*
-    ), dispatched AS (
-        INSERT INTO outbox (run_id, attempt) SELECT id, attempt FROM promoted
-    )
-    SELECT {RUN_COLUMNS} FROM promoted r JOIN jobs j ON j.id = r.job_id
-    """
+    )""",
 )
 
 NEXT_RETRY_DUE = text("SELECT min(retry_at) FROM runs WHERE state = 'RETRY_WAIT'")
@@ -215,7 +252,7 @@ CANCEL_RUNS = text(
         finish_time = CASE WHEN r.state = 'RUNNING' THEN r.finish_time ELSE now_ts.t END,
         cancel_time = now_ts.t, retry_at = NULL, version = r.version + 1
     FROM jobs j, now_ts
-    WHERE r.id = ANY(CAST(:run_ids AS uuid[])) AND r.state IN ('QUEUED', 'RETRY_WAIT', 'RUNNING')
+    WHERE r.id = ANY(CAST(:run_ids AS uuid[])) AND r.state IN {CANCELLABLE}
       AND j.id = r.job_id
     RETURNING {RUN_COLUMNS}
     """
@@ -234,7 +271,7 @@ SELECT_RETRY_POLICIES = text(
     "SELECT id::text AS id, retry_policy FROM runs WHERE id = ANY(CAST(:run_ids AS uuid[]))"
 )
 
-# Decides what an expired attempt becomes (see scheduler.reaper).
+# Decides what an expired attempt becomes (scheduler.outcomes.resolve_expired).
 ExpiryDecision = Callable[[ExpiredAttempt], OutcomeReport]
 
 
@@ -382,8 +419,7 @@ class RunRepository:
     async def cancel(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """Cancel the given runs that are still active; returns them as they now are."""
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(CANCEL_RUNS, {"run_ids": list(run_ids)})).all()
-        return [run_from_row(row) for row in rows]
+            return await cancel_runs(conn, run_ids)
 
     async def get(self, run_id: str) -> RunRecord:
         async with statement(self._engine) as conn:
@@ -421,6 +457,16 @@ class RunRepository:
         async with statement(self._engine) as conn:
             rows = (await conn.execute(text(sql), params)).all()
         return [run_from_row(row) for row in rows]
+
+
+async def create_scheduled_runs(conn: Connection, sql: Query, params: dict[str, Any]) -> list[RunRecord]:
+    """Run a scheduled_runs_statement() in the caller's transaction; returns the runs created."""
+    return [run_from_row(row) for row in (await conn.execute(sql, params)).all()]
+
+
+async def cancel_runs(conn: Connection, run_ids: Sequence[str]) -> list[RunRecord]:
+    """The guarded cancel transition, in the caller's transaction (see CANCEL_RUNS)."""
+    return [run_from_row(row) for row in (await conn.execute(CANCEL_RUNS, {"run_ids": list(run_ids)})).all()]
 
 
 async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[RunRecord | None]:

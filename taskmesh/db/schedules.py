@@ -1,8 +1,9 @@
 """Firing schedules: claim due jobs, apply the decisions, list skipped slots.
 
 Any number of schedulers fire at once. Each claims due jobs with FOR UPDATE SKIP LOCKED and,
-in that same transaction, creates their runs (with outbox rows), records skipped slots,
-cancels runs (REPLACE) and moves the jobs to their next slot. A job row is thus fired by one
+in that same transaction, creates their runs, records skipped slots, cancels runs (REPLACE) and
+moves the jobs to their next slot. The run writes are taskmesh.db.runs' (the lifecycle module):
+this module adds the schedule's bookkeeping to its statement. A job row is thus fired by one
 scheduler at a time, and a crash rolls the whole decision back. UNIQUE (job_id, slot_time) on
 runs is the last line of defence: a slot that already has a run is counted as a conflict,
 never fired twice.
@@ -14,21 +15,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from taskmesh.db import runs
 from taskmesh.db.engine import Connection, Database, statement, text, transaction
-from taskmesh.db.runs import CANCEL_RUNS, RUN_COLUMNS, run_from_row
 from taskmesh.records import DueJob, FiredBatch, FireDecision, Page, RunRecord, SkippedSlotRecord
 from taskmesh.states import SkipReason
 
 NOTIFY_CHANNEL = "taskmesh_schedules"  # set by the jobs_schedule_* triggers (migration 0003)
-
-ACTIVE_STATES = "('QUEUED', 'RUNNING', 'CANCELLING', 'RETRY_WAIT')"
 
 # Active runs are read only where the overlap policy needs them (runs_active_per_job index).
 CLAIM_DUE = text(
     f"""
     SELECT j.id::text AS id, j.schedule, j.create_time, j.next_fire_at, j.resumed_at, now() AS now,
            CASE WHEN j.schedule ->> 'overlapPolicy' IN ('FORBID', 'REPLACE') THEN ARRAY(
-               SELECT r.id::text FROM runs r WHERE r.job_id = j.id AND r.state IN {ACTIVE_STATES}
+               SELECT r.id::text FROM runs r WHERE r.job_id = j.id AND r.state IN {runs.ACTIVE}
                ORDER BY r.queue_time, r.id
            ) ELSE ARRAY[]::text[] END AS active_run_ids
     FROM jobs j
@@ -39,33 +38,20 @@ CLAIM_DUE = text(
     """
 )
 
-# One statement for the whole batch: runs + outbox rows, skipped slots, the jobs' next slot.
-APPLY_DECISIONS = text(
-    f"""
-    WITH fire AS (
-        SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:fire_job_ids AS uuid[]),
-                             CAST(:slot_times AS timestamptz[])) AS f(run_id, job_id, slot_time)
-    ), created AS (
-        INSERT INTO runs (id, job_id, state, attempt, trigger, executor, queue_time, slot_time,
-                          retry_policy, attempt_timeout_seconds)
-        SELECT f.run_id, jobs.id, 'QUEUED', 1, 'SCHEDULE', jobs.executor, clock_timestamp(), f.slot_time,
-               jobs.retry_policy, jobs.attempt_timeout_seconds
-        FROM fire f JOIN jobs ON jobs.id = f.job_id
-        ON CONFLICT (job_id, slot_time) DO NOTHING
-        RETURNING *
-    ), dispatched AS (
-        INSERT INTO outbox (run_id, attempt) SELECT id, attempt FROM created
-    ), skipped AS (
+# One statement for the whole batch: the runs (with their work units), skipped slots, the jobs' next slot.
+APPLY_DECISIONS = runs.scheduled_runs_statement(
+    """skipped AS (
         INSERT INTO skipped_slots (job_id, slot_time, reason, active_run_id)
         SELECT * FROM unnest(CAST(:skip_job_ids AS uuid[]), CAST(:skip_slots AS timestamptz[]),
                              CAST(:skip_reasons AS text[]), CAST(:skip_active_ids AS uuid[]))
         ON CONFLICT (job_id, slot_time) DO NOTHING
-    ), advanced AS (
+    )""",
+    """advanced AS (
         UPDATE jobs SET next_fire_at = u.next_fire_at, due_at = u.due_at,
             last_fire_at = COALESCE(u.last_fire_at, jobs.last_fire_at),
             last_fire_lag_seconds = COALESCE(
-                (SELECT extract(epoch FROM c.queue_time - c.slot_time) FROM created c
-                 WHERE c.job_id = jobs.id ORDER BY c.slot_time DESC LIMIT 1),
+                (SELECT extract(epoch FROM q.queue_time - q.slot_time) FROM queued q
+                 WHERE q.job_id = jobs.id ORDER BY q.slot_time DESC LIMIT 1),
                 jobs.last_fire_lag_seconds),
             misfired_slots = jobs.misfired_slots + u.misfired,
             skipped_slots = jobs.skipped_slots + u.skipped
@@ -74,9 +60,7 @@ APPLY_DECISIONS = text(
                     CAST(:misfired AS bigint[]), CAST(:skipped AS bigint[]))
              AS u(job_id, next_fire_at, due_at, last_fire_at, misfired, skipped)
         WHERE jobs.id = u.job_id
-    )
-    SELECT {RUN_COLUMNS} FROM created r JOIN jobs j ON j.id = r.job_id
-    """
+    )""",
 )
 
 SECONDS_UNTIL_DUE = text(
@@ -136,12 +120,12 @@ class ScheduleRepository:
 
 async def _apply(conn: Connection, decisions: Sequence[FireDecision]) -> FiredBatch:
     params = _apply_params(decisions)
-    created = [run_from_row(row) for row in (await conn.execute(APPLY_DECISIONS, params)).all()]
+    created = await runs.create_scheduled_runs(conn, APPLY_DECISIONS, params)
     cancel_ids = [run_id for d in decisions for run_id in d.cancel_run_ids]
     cancelled: list[RunRecord] = []
     if cancel_ids:
         # REPLACE: the guarded cancel transition, in the same transaction as the new run.
-        cancelled = [run_from_row(row) for row in (await conn.execute(CANCEL_RUNS, {"run_ids": cancel_ids})).all()]
+        cancelled = await runs.cancel_runs(conn, cancel_ids)
     conflicts = len(params["run_ids"]) - len(created)
     return FiredBatch(created=created, cancelled=cancelled, conflicts=conflicts)
 

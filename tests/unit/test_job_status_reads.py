@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api_server.jobs import Jobs
+from api_server.observability import CacheStats
 from taskmesh.records import JobRecord
 from taskmesh.v1 import run_pb2
 
@@ -29,7 +30,7 @@ class CachedRuns:
 
 def _jobs(rows: CountingJobs) -> Jobs:
     nothing: Any = None
-    return Jobs(rows, nothing, CachedRuns(), nothing, nothing)  # type: ignore[arg-type]
+    return Jobs(rows, nothing, CachedRuns(), nothing, nothing, CacheStats())  # type: ignore[arg-type]
 
 
 async def test_a_cache_hit_reads_the_job_row_once_a_second() -> None:

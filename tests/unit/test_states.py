@@ -1,5 +1,25 @@
-from taskmesh.db import runs
-from taskmesh.states import ALLOWED_TRANSITIONS, TERMINAL_STATES, RunState, can_transition
+"""The lifecycle table itself, and the places derived from it that are not SQL statements
+(tests/integration/test_transitions.py checks the statements against the database)."""
+
+import ast
+import re
+from pathlib import Path
+
+from taskmesh.db import models, runs
+from taskmesh.states import (
+    ACTIVE_STATES,
+    ALLOWED_TRANSITIONS,
+    LEASED_STATES,
+    TERMINAL_STATES,
+    RunState,
+    can_transition,
+    in_order,
+)
+from taskmesh.v1 import run_pb2
+
+VERSIONS = Path(models.__file__).parent / "migrations" / "versions"
+ROOT = Path(runs.__file__).parents[2]
+RUN_WRITE = re.compile(r"\b(INSERT\s+INTO\s+(runs|outbox)|UPDATE\s+runs|DELETE\s+FROM\s+runs)\b", re.IGNORECASE)
 
 
 def test_terminal_states_have_no_way_out() -> None:
@@ -24,20 +44,77 @@ def test_lifecycle_edges_from_the_design() -> None:
     assert not can_transition(RunState.FAILED, RunState.RUNNING)
 
 
-def test_guarded_statements_only_move_along_allowed_edges() -> None:
-    for name, edges in runs.TRANSITIONS.items():
-        for source, target in edges:
-            assert can_transition(source, target), f"{name}: {source} -> {target} is not in the lifecycle"
+def test_the_enum_mirrors_the_proto_states() -> None:
+    proto = set(run_pb2.Run.State.keys()) - {"STATE_UNSPECIFIED"}
+    assert {state.value for state in RunState} == proto
 
 
-def test_claim_statement_is_guarded_by_state_and_attempt() -> None:
-    sql = str(runs.CLAIM_ATTEMPTS)
-    assert "r.state = 'QUEUED'" in sql
-    assert "r.attempt = claim.attempt" in sql
+def test_active_states_are_the_unfinished_ones_and_leased_ones_are_active() -> None:
+    assert {RunState.QUEUED, RunState.RUNNING, RunState.RETRY_WAIT, RunState.CANCELLING} == ACTIVE_STATES
+    assert LEASED_STATES < ACTIVE_STATES
+    assert not ACTIVE_STATES & TERMINAL_STATES
 
 
-def test_outcome_statement_is_guarded_by_state_attempt_and_worker() -> None:
-    sql = str(runs.RECORD_OUTCOMES)
-    assert "r.state IN ('RUNNING', 'CANCELLING')" in sql
-    assert "r.attempt = report.attempt" in sql
-    assert "r.worker_id = report.worker_id" in sql
+def test_state_lists_in_sql_follow_the_enum_order() -> None:
+    assert in_order(frozenset({RunState.CANCELLING, RunState.RUNNING})) == (RunState.RUNNING, RunState.CANCELLING)
+    assert runs.LEASED == "('RUNNING', 'CANCELLING')"
+    assert runs.ACTIVE == "('QUEUED', 'RUNNING', 'RETRY_WAIT', 'CANCELLING')"
+
+
+def test_model_check_and_index_predicates_derive_from_the_states() -> None:
+    table = models.Run.__table__
+    check = next(c for c in table.constraints if c.name == "runs_state_valid")
+    assert str(check.sqltext) == "state IN (" + ", ".join(f"'{s.value}'" for s in RunState) + ")"
+    predicates = {index.name: str(index.dialect_options["postgresql"]["where"]) for index in table.indexes}
+    assert predicates["runs_active_per_job"] == f"state IN {runs.ACTIVE}"
+    assert predicates["runs_leased"] == f"state IN {runs.LEASED}"
+
+
+def _literal(path: Path, name: str) -> object:
+    """A module-level constant of a migration, read without importing it (alembic's op is unbound)."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{path.name} has no literal {name}")
+
+
+def _latest_state_migration() -> Path:
+    """The newest migration that writes the runs.state check (each defines RUN_STATES)."""
+    candidates = [path for path in sorted(VERSIONS.glob("[0-9]*.py")) if "RUN_STATES =" in path.read_text()]
+    assert candidates, "no migration writes the runs.state check"
+    return candidates[-1]
+
+
+def test_the_latest_state_migration_lists_exactly_the_enum() -> None:
+    """Adding a RunState without a migration (or the reverse) fails here."""
+    migration = _latest_state_migration()
+    assert _literal(migration, "RUN_STATES") == tuple(state.value for state in RunState), migration.name
+
+
+def test_migration_0007_is_frozen_to_its_own_literal_list() -> None:
+    """A migration must not follow the code: it imports nothing of ours and writes its list out."""
+    tree = ast.parse((VERSIONS / "0007_run_states.py").read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [name for name in imported if name.startswith("taskmesh")]
+    assert _literal(VERSIONS / "0007_run_states.py", "RUN_STATES") == (
+        "QUEUED",
+        "RUNNING",
+        "SUCCEEDED",
+        "FAILED",
+        "RETRY_WAIT",
+        "CANCELLING",
+        "CANCELLED",
+    )
+
+
+def test_only_the_lifecycle_module_writes_runs_or_queues_work_units() -> None:
+    """One home for run writes: schedules and maintenance call taskmesh.db.runs, they do not
+    write runs (or outbox rows, the outbox rule) themselves. Migrations are history."""
+    sources = [p for d in ("taskmesh", "api_server", "scheduler", "worker") for p in (ROOT / d).rglob("*.py")]
+    writers = {
+        str(path.relative_to(ROOT))
+        for path in sources
+        if "migrations" not in path.parts and RUN_WRITE.search(path.read_text())
+    }
+    assert writers == {"taskmesh/db/runs.py"}

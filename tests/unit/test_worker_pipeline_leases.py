@@ -11,6 +11,7 @@ from taskmesh.egress import EgressPolicy
 from taskmesh.records import AttemptRef
 from taskmesh.v1 import job_pb2, run_pb2
 from taskmesh.v1 import worker_service_pb2 as pb
+from worker.executions import Executions
 from worker.executors.registry import ExecutorRegistry
 from worker.leases import Leases
 from worker.pipeline import WORK_UNIT_TYPE, Pipeline
@@ -67,7 +68,7 @@ REF = AttemptRef("0192d1a0-0000-7000-8000-000000000001", 1)
 
 
 async def _handle(session: FakeSession) -> FakeDelivery:
-    pipeline = Pipeline(session, ExecutorRegistry(shell_enabled=False, egress=LOCAL), slots=1)  # type: ignore[arg-type]
+    pipeline = Pipeline(session, ExecutorRegistry(shell_enabled=False, egress=LOCAL), Executions(), slots=1)
     delivery = FakeDelivery(REF)
     await asyncio.wait_for(pipeline.handle(delivery), 10)  # type: ignore[arg-type]
     return delivery

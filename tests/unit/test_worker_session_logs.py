@@ -4,13 +4,16 @@ from taskmesh.records import AttemptRef
 from taskmesh.v1 import worker_service_pb2 as pb
 from worker import session as session_module
 from worker.credentials import TokenSource
+from worker.executions import Executions
 from worker.session import MAX_LOG_MESSAGE_BYTES, SchedulerSession, _log_batches
 
 REF = AttemptRef("r", 1)
 
 
 def _session() -> SchedulerSession:
-    return SchedulerSession("127.0.0.1:1", TokenSource("127.0.0.1:1", "u", "p"), pb.Hello(worker_id="w"))
+    return SchedulerSession(
+        "127.0.0.1:1", TokenSource("127.0.0.1:1", "u", "p"), pb.Hello(worker_id="w"), Executions()
+    )
 
 
 def test_lines_of_one_attempt_share_entries_and_the_marker_flags_them(monkeypatch) -> None:
