@@ -17,10 +17,9 @@ from typing import Any
 
 from scheduler.attempts import AttemptLedger, LedgerObserver
 from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, OutcomeReport, RunRecord
-from taskmesh.states import RunState, Trigger
+from taskmesh.states import LEASED_STATES, RunState, Trigger
 
 SLEEP_EXECUTOR = json.dumps({"sleep": {}})
-HELD_STATES = (RunState.RUNNING, RunState.CANCELLING)
 
 
 @dataclass
@@ -135,7 +134,7 @@ class InMemoryRuns:
 
     def _held(self, ref: AttemptRef, worker_id: str, session: str | None) -> _Run | None:
         run = self.runs.get(ref.run_id)
-        if run is None or run.record.state not in HELD_STATES or run.record.attempt != ref.attempt:
+        if run is None or run.record.state not in LEASED_STATES or run.record.attempt != ref.attempt:
             return None
         if run.owner is None or run.owner[0] != worker_id or (session is not None and run.owner[1] != session):
             return None
