@@ -29,6 +29,7 @@ from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "deploy" / "docker-compose.yml"
+DOCKERFILE = REPO / "deploy" / "Dockerfile"
 STANDINS = Path(__file__).resolve().parent / "standins"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEBOOTSTRAP = ("debootstrap", "--variant=minbase", "bookworm")
@@ -205,6 +206,26 @@ def _forget_other_standins(docker: Docker, keep: set[str]) -> None:
     stale = [tag for tag in listed.split() if tag not in keep]
     if stale:
         docker.run("rmi", *stale, check=False)
+
+
+def build_builder_stage(docker: Docker, images: Standins, tag: str) -> None:
+    """The Dockerfile's builder stage under a tag of its own: compose's build reuses its layers, and
+    the prune after the test (old app images) keeps them, as it would not keep an untagged stage."""
+    docker.run(
+        "build",
+        "--network",
+        "host",
+        "--target",
+        "builder",
+        "--build-arg",
+        f"PYTHON_IMAGE={images.python}",
+        "--file",
+        str(DOCKERFILE),
+        "--tag",
+        tag,
+        str(REPO),
+        timeout=900,
+    )
 
 
 @dataclass(frozen=True)
