@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,7 @@ def engine(cache: Path) -> Iterator[Docker]:
         f"--pidfile={exec_root / 'docker.pid'}",
         f"--host={own.host}",
     ]
+    _stop_stale_engine(exec_root / "docker.pid")
     log(f"starting dockerd ({' '.join(command[1:5])}) at {own.host}")
     with (root / "dockerd.log").open("ab") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
@@ -132,6 +134,19 @@ def engine(cache: Path) -> Iterator[Docker]:
             process.kill()
             process.wait()
         log("dockerd stopped")
+
+
+def _stop_stale_engine(pidfile: Path) -> None:
+    """A dockerd of ours left by a run that was killed (we hold the cache's lock): stop it."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "dockerd":
+            return  # the pid now belongs to another program
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    log(f"stopping a dockerd left running by an earlier run (pid {pid})")
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=60, interval=0.5, message="the old dockerd")
 
 
 def _digest(parts: Mapping[str, bytes]) -> str:
@@ -226,6 +241,40 @@ def build_builder_stage(docker: Docker, images: Standins, tag: str) -> None:
         str(REPO),
         timeout=900,
     )
+
+
+def build_with_buildkit(docker: Docker, images: Standins, tag: str) -> None:
+    """The whole image with BuildKit (its own cache, kept in the engine for the next run)."""
+    command = [
+        *_buildkit_cli(),
+        "--network",
+        "host",
+        "--build-arg",
+        f"PYTHON_IMAGE={images.python}",
+        "--file",
+        str(DOCKERFILE),
+        "--tag",
+        tag,
+        str(REPO),
+    ]
+    env = {**docker.env(), "DOCKER_BUILDKIT": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"BuildKit build failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+
+
+def _buildkit_cli() -> list[str]:
+    """`docker buildx build` where the plugin is installed; else a docker CLI older than 23, whose
+    `docker build` has BuildKit built in (Debian 12's docker.io, 20.10, at /usr/bin/docker)."""
+    for cli in dict.fromkeys(c for c in (shutil.which("docker"), "/usr/bin/docker") if c and Path(c).exists()):
+        if subprocess.run([cli, "buildx", "version"], capture_output=True, check=False).returncode == 0:
+            return [cli, "buildx", "build", "--load"]
+        version = subprocess.run(
+            [cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if version.split(".")[0].isdigit() and int(version.split(".")[0]) < 23:
+            return [cli, "build"]
+    raise RuntimeError("no docker CLI with BuildKit: install the buildx plugin or Debian's docker.io")
 
 
 @dataclass(frozen=True)
