@@ -1,4 +1,5 @@
 # Two commands for a fresh machine: `make up` runs the whole mesh, `make test` runs every test.
+# `make deploy-test` builds the image and runs deploy/docker-compose.yml for real (a Docker engine).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP := $(VENV)/.installed
 GENERATED := gateway/generated/taskmesh.pb
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: up test generate lint typecheck bench clean
+.PHONY: up test deploy-test generate lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +25,17 @@ up: $(GENERATED)
 	$(BIN)/taskmesh-up --workers 2
 
 test: $(GENERATED)
+	scripts/ensure_tools.sh chromium
 	$(BIN)/buf lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# Not part of `make test` (minutes, a Docker engine): tests/deploy/test_compose_stack.py.
+deploy-test: $(GENERATED)
+	scripts/ensure_tools.sh docker
+	$(BIN)/pytest -m compose -s tests/deploy/test_compose_stack.py
 
 lint: $(STAMP)
 	$(BIN)/buf lint

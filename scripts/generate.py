@@ -14,6 +14,10 @@ from pathlib import Path
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
+# The OpenAPI step imports gateway/ and taskmesh/ from the sources: they need not be installed
+# (the image's codegen venv has only the code generation tools).
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 PROTO_ROOT = ROOT / "protos"
 DESCRIPTOR_SET = ROOT / "gateway" / "generated" / "taskmesh.pb"
 

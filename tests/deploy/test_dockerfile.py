@@ -11,6 +11,7 @@ from tests.deploy.deployfiles import DEPLOY, DOCKERFILE, HADOLINT, console_scrip
 from tests.deploy.dockerfile import exec_form, final_stage, instructions
 
 DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
+ROOT_DOCKERIGNORE = DEPLOY.parent / ".dockerignore"
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -58,7 +59,8 @@ def test_the_image_generates_its_code_with_the_project_s_tool_versions() -> None
     runs = " && ".join(i.arguments for i in builder if i.keyword == "RUN")
     assert "scripts/generate.py" in runs
     pinned = [Requirement(r) for r in re.findall(r'"([A-Za-z0-9_.-]+[<>=!~][^"]*)"', runs)]
-    assert {r.name for r in pinned} == {"grpcio-tools", "mypy-protobuf", "googleapis-common-protos"}
+    # PyYAML: scripts/generate.py writes openapi.yaml.
+    assert {r.name for r in pinned} == {"grpcio-tools", "mypy-protobuf", "googleapis-common-protos", "PyYAML"}
     project = pyproject()["project"]
     declared = {
         Requirement(r).name: Requirement(r)
@@ -84,3 +86,14 @@ def test_the_build_context_holds_every_package_and_no_generated_code() -> None:
     assert needed <= allowed, f"left out of the build context: {needed - allowed}"
     ignored = set(DOCKERIGNORE.read_text().splitlines())
     assert {"taskmesh/v1/*_pb2*", "gateway/generated/"} <= ignored
+
+
+def _patterns(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def test_every_builder_gets_the_same_small_context() -> None:
+    """The legacy builder reads only the root .dockerignore (BuildKit prefers the Dockerfile's own):
+    both must keep .venv, .git and local state out of the context."""
+    assert _patterns(ROOT_DOCKERIGNORE) == _patterns(DOCKERIGNORE)
+    assert _patterns(ROOT_DOCKERIGNORE)[0] == "*", "an allow-list: everything else stays out"

