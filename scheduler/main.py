@@ -24,10 +24,10 @@ from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db import schedules as schedule_store
-from taskmesh.db.engine import make_engine
 from taskmesh.db.listen import listen_forever
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.outbox import NOTIFY_CHANNEL, OutboxRepository
+from taskmesh.db.pg import Database
 from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
@@ -52,7 +52,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     settings.check_secure()
     await asyncio.to_thread(ensure_schema, settings.database_url)
     names = Names(settings.namespace)
-    engine = make_engine(settings.database_url, settings.database_pool_size, pre_ping=False)
+    engine = Database(settings.database_url, settings.database_pool_size, check=False)
     redis = connect_redis(settings.redis_url)
     cache_writer = CacheWriter(StatusCache(redis, names, settings.status_cache_ttl))
     runs = RunRepository(engine)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import psycopg
 
-from taskmesh.db.engine import libpq_url
+from taskmesh.db.pg import libpq_url
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from taskmesh.db.engine import Connection, Database, statement, text, transaction
+from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.db.runs import CANCEL_RUNS, RUN_COLUMNS, run_from_row
 from taskmesh.records import DueJob, FiredBatch, FireDecision, Page, RunRecord, SkippedSlotRecord
 from taskmesh.states import SkipReason
@@ -24,7 +24,7 @@ NOTIFY_CHANNEL = "taskmesh_schedules"  # set by the jobs_schedule_* triggers (mi
 ACTIVE_STATES = "('QUEUED', 'RUNNING', 'CANCELLING', 'RETRY_WAIT')"
 
 # Active runs are read only where the overlap policy needs them (runs_active_per_job index).
-CLAIM_DUE = text(
+CLAIM_DUE = Query(
     f"""
     SELECT j.id::text AS id, j.schedule, j.create_time, j.next_fire_at, j.resumed_at, now() AS now,
            CASE WHEN j.schedule ->> 'overlapPolicy' IN ('FORBID', 'REPLACE') THEN ARRAY(
@@ -40,7 +40,7 @@ CLAIM_DUE = text(
 )
 
 # One statement for the whole batch: runs + outbox rows, skipped slots, the jobs' next slot.
-APPLY_DECISIONS = text(
+APPLY_DECISIONS = Query(
     f"""
     WITH fire AS (
         SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:fire_job_ids AS uuid[]),
@@ -79,7 +79,7 @@ APPLY_DECISIONS = text(
     """
 )
 
-SECONDS_UNTIL_DUE = text(
+SECONDS_UNTIL_DUE = Query(
     """
     SELECT extract(epoch FROM min(due_at) - clock_timestamp()) FROM jobs
     WHERE due_at IS NOT NULL AND NOT paused
@@ -99,7 +99,7 @@ class ScheduleRepository:
         """Claim up to `limit` due jobs, apply decide(jobs) to them and commit; returns how
         many jobs were claimed and what firing did."""
         async with transaction(self._engine) as conn:
-            rows = (await conn.execute(CLAIM_DUE, {"limit": limit})).all()
+            rows = (await conn.execute(CLAIM_DUE, {"limit": limit})).all_rows()
             if not rows:
                 return 0, FiredBatch([], [], 0)
             decisions = decide([_due_job(row) for row in rows])
@@ -109,7 +109,7 @@ class ScheduleRepository:
     async def seconds_until_due(self) -> float | None:
         """Seconds until the earliest due job (negative when overdue); None when none is."""
         async with statement(self._engine) as conn:
-            value = (await conn.execute(SECONDS_UNTIL_DUE)).scalar_one()
+            value = (await conn.execute(SECONDS_UNTIL_DUE)).one_value()
         return None if value is None else float(value)
 
     async def list_skipped(self, job_id: str, page: Page | None, limit: int) -> list[SkippedSlotRecord]:
@@ -121,7 +121,7 @@ class ScheduleRepository:
             params["after_time"] = page.after_time
         sql += " ORDER BY slot_time DESC LIMIT :limit"
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(text(sql), params)).all()
+            rows = (await conn.execute(Query(sql), params)).all_rows()
         return [
             SkippedSlotRecord(
                 job_id=row.job_id,
@@ -136,12 +136,14 @@ class ScheduleRepository:
 
 async def _apply(conn: Connection, decisions: Sequence[FireDecision]) -> FiredBatch:
     params = _apply_params(decisions)
-    created = [run_from_row(row) for row in (await conn.execute(APPLY_DECISIONS, params)).all()]
+    created = [run_from_row(row) for row in (await conn.execute(APPLY_DECISIONS, params)).all_rows()]
     cancel_ids = [run_id for d in decisions for run_id in d.cancel_run_ids]
     cancelled: list[RunRecord] = []
     if cancel_ids:
         # REPLACE: the guarded cancel transition, in the same transaction as the new run.
-        cancelled = [run_from_row(row) for row in (await conn.execute(CANCEL_RUNS, {"run_ids": cancel_ids})).all()]
+        cancelled = [
+            run_from_row(row) for row in (await conn.execute(CANCEL_RUNS, {"run_ids": cancel_ids})).all_rows()
+        ]
     conflicts = len(params["run_ids"]) - len(created)
     return FiredBatch(created=created, cancelled=cancelled, conflicts=conflicts)
 
