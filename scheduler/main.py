@@ -35,6 +35,7 @@ from taskmesh.db.users import UserRepository
 from taskmesh.db.worker_sessions import WorkerSessionRepository
 from taskmesh.logs import configure_logging
 from taskmesh.names import Names
+from taskmesh.patches import coalesce_pika_writes
 from taskmesh.process import run_until_signalled
 from taskmesh.records import AttemptRef
 from taskmesh.rpc.server import build_server
@@ -153,6 +154,7 @@ def _cancel_pusher(servicer: WorkerServicer) -> Callable[[str], None]:
 def main() -> None:
     settings = get_settings()
     configure_logging("scheduler", settings.log_level, settings.log_json)
+    coalesce_pika_writes()
     run_until_signalled(lambda stop: serve(settings, stop))
 
 
