@@ -25,7 +25,7 @@ Sleep = Callable[[float], Awaitable[object]]
 class Backoff:
     initial: float = 0.2  # low: a restarted peer is usually back within a second
     multiplier: float = 2.0
-    cap: float = 5.0
+    cap: float = 2.0  # a link is tried at least this often: a peer back is found within it
     jitter: float = 0.2  # each delay is spread over +-20%, so that peers do not knock in step
 
     def delay(self, failures: int, spread: float) -> float:
