@@ -19,9 +19,9 @@ from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.passwords import PasswordHashing
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
-from taskmesh.db.engine import make_engine
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.logs import LogRepository
+from taskmesh.db.pg import Database
 from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
@@ -46,7 +46,7 @@ AUTH_SERVICE = auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     settings.check_secure()
     await asyncio.to_thread(ensure_schema, settings.database_url)
-    engine = make_engine(settings.database_url, settings.database_pool_size)
+    engine = Database(settings.database_url, settings.database_pool_size)
     redis = connect_redis(settings.redis_url)
     tokens = TokenCodec(settings.jwt_secret, settings.jwt_ttl_seconds)
     names = Names(settings.namespace)

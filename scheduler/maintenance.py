@@ -13,6 +13,7 @@ from scheduler.outcomes import resolve_expired
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.runs import RunRepository
 from taskmesh.errors import Unavailable
+from taskmesh.reconnect import Reconnect
 from taskmesh.records import RunRecord
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Maintenance:
         self._cache_writer = cache_writer
         self._grace = timeout_grace_seconds
         self._observers = tuple(observers)
+        self._reconnect = Reconnect("maintenance", logger=log)
 
     async def run_forever(self) -> None:
         next_reap = 0.0
@@ -48,9 +50,9 @@ class Maintenance:
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + REAP_EVERY_SECONDS
                     await self.reap()
+                self._reconnect.connected()
             except Unavailable as error:
-                log.warning("maintenance paused: %s", error)
-                await asyncio.sleep(1.0)
+                await self._reconnect.failed(error)
             await asyncio.sleep(RETRY_TICK_SECONDS)
 
     async def promote_due_retries(self) -> None:

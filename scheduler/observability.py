@@ -223,8 +223,3 @@ class ConnectionWatch:
         if self._connection is None or not self._connection.is_open:
             raise BrokerUnavailable("the outbox relay has no connection to RabbitMQ")
         return None
-
-
-# The relay's reconnect loop reads this one (scheduler.relay); it moves into OutboxRelay's
-# constructor once that loop is rewritten on the shared reconnect helper.
-relay_link = ConnectionWatch()

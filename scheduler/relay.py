@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from scheduler.observability import relay_link
+from scheduler.observability import ConnectionWatch
 from taskmesh.aio import wait_event
 from taskmesh.broker.amqp import AmqpChannel, AmqpConnection
 from taskmesh.broker.topology import declare_topology
 from taskmesh.db.outbox import OutboxBatch, OutboxRepository
 from taskmesh.errors import BrokerUnavailable, DatabaseUnavailable
 from taskmesh.names import Names, routing_key
+from taskmesh.reconnect import Reconnect
 from taskmesh.v1 import worker_service_pb2
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class OutboxRelay:
         wake: asyncio.Event,
         batch_size: int,
         poll_interval: float,
+        link: ConnectionWatch | None = None,
     ) -> None:
         self._outbox = outbox
         self._amqp_url = amqp_url
@@ -42,25 +44,25 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self.published = 0
+        # What the scheduler's health reads: the relay's current RabbitMQ connection.
+        self.link = link or ConnectionWatch()
+        self._reconnect = Reconnect("outbox relay", logger=log)
 
     async def run_forever(self) -> None:
-        delay = 0.5
         while True:
             try:
                 connection = await AmqpConnection.open(self._amqp_url, name=f"{self._names.namespace}-relay")
-                relay_link.watch(connection)
+                self.link.watch(connection)
                 try:
                     channel = await connection.channel()
                     await declare_topology(channel, self._names)
                     await channel.enable_confirms()
-                    delay = 0.5
+                    self._reconnect.connected()
                     await self._relay(channel)
                 finally:
                     await connection.close()
             except (BrokerUnavailable, DatabaseUnavailable) as error:
-                log.warning("outbox relay interrupted (%s); retrying in %.1fs", error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await self._reconnect.failed(error)
 
     async def _relay(self, channel: AmqpChannel) -> None:
         while True:

@@ -17,6 +17,7 @@ from taskmesh.broker.amqp import AmqpConnection, Delivery
 from taskmesh.broker.topology import declare_topology
 from taskmesh.errors import BrokerUnavailable
 from taskmesh.names import Names
+from taskmesh.reconnect import Reconnect
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,18 @@ class WorkConsumer:
         # Called once RabbitMQ confirmed the consumer's cancellation at shutdown: nothing more
         # arrives, so what waits may be handed back without coming back here.
         self.on_cancelled = on_cancelled
+        # A stop cuts the wait between attempts short.
+        self._reconnect = Reconnect(
+            "RabbitMQ consumer", sleep=lambda seconds: wait_event(self._stopping, seconds), logger=log
+        )
 
     async def run_until_stopped(self) -> None:
-        delay = 0.5
         while not self._stopping.is_set():
             try:
                 await self._consume_once()
-                delay = 0.5
             except BrokerUnavailable as error:
-                log.warning("RabbitMQ consumer interrupted (%s); reconnecting in %.1fs", error, delay)
                 self.consuming.clear()
-                await wait_event(self._stopping, delay)
-                delay = min(delay * 2, 10.0)
+                await self._reconnect.failed(error)
         # Stopped between connections: what is left still runs to its end (its acks are lost
         # with the channel; RabbitMQ redelivers and fencing drops the duplicates).
         self.on_cancelled()
@@ -75,6 +76,7 @@ class WorkConsumer:
             await channel.set_prefetch(self._prefetch)
             consumer_tags = [channel.consume(queue, self._on_delivery) for queue in self._queues]
             self.consuming.set()
+            self._reconnect.connected()
             log.info("consuming %s (prefetch %d)", ", ".join(self._queues), self._prefetch)
             stop = asyncio.ensure_future(self._stopping.wait())
             watched: set[asyncio.Future[Any]] = {stop, connection.closed, channel.closed}

@@ -10,6 +10,7 @@ import socket
 
 from taskmesh.logs import configure_logging
 from taskmesh.names import Names
+from taskmesh.patches import coalesce_pika_writes
 from taskmesh.process import run_until_signalled
 from taskmesh.settings import Settings, get_settings
 from taskmesh.v1 import worker_service_pb2 as pb
@@ -87,6 +88,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging("worker", settings.log_level, settings.log_json)
+    coalesce_pika_writes()
     run_until_signalled(lambda stop: serve(settings, stop), fast_loop=False)
 
 

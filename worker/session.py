@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 import grpc
 from grpc import aio
 
+from taskmesh.reconnect import Reconnect
 from taskmesh.records import AttemptRef
 from taskmesh.v1 import run_pb2, worker_service_pb2_grpc
 from taskmesh.v1 import worker_service_pb2 as pb
@@ -80,6 +81,7 @@ class SchedulerSession:
         # From the first Welcome, presented on every reconnect: the attempts this worker claimed
         # stay its own (their outcomes are accepted from no other stream).
         self._session_token = ""
+        self._reconnect = Reconnect("scheduler stream", logger=log)
 
     @property
     def connected(self) -> bool:
@@ -142,20 +144,16 @@ class SchedulerSession:
         return True
 
     async def run_forever(self) -> None:
-        delay = 0.2
         while True:
+            lost: BaseException = SessionLost("the scheduler ended the stream")
             try:
                 await self._run_once()
-                delay = 0.2
-            except asyncio.CancelledError:
-                raise
             except (grpc.RpcError, SessionLost, OSError) as error:
-                log.warning("scheduler stream lost (%s); reconnecting in %.1fs", _describe(error), delay)
-            finally:
+                lost = error
+            finally:  # before the wait: what is pending fails now, not after it
                 self._connected.clear()
                 self._fail_pending(SessionLost("the scheduler stream was lost"))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await self._reconnect.failed(lost, _describe(lost))
 
     async def _run_once(self) -> None:
         token = await self._tokens.token()
@@ -174,6 +172,7 @@ class SchedulerSession:
             self.leases.lease_seconds = lease
             self._beats.clear()
             log.info("connected to scheduler at %s (lease %.1fs)", self._address, lease)
+            self._reconnect.connected()
             self._connected.set()
             tasks = {
                 asyncio.create_task(self._send_loop(call)),

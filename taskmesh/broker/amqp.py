@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
-from pika.adapters.utils.io_services_utils import _AsyncTransportBase
 from pika.channel import Channel
 from pika.exceptions import AMQPError
 from pika.spec import Basic, BasicProperties
@@ -24,27 +23,6 @@ from taskmesh.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
-
-def _coalesce_writes() -> None:
-    """pika's asyncio transport sends each buffered frame with its own send() call: three per
-    published message, one per ack. Join what is buffered into one send instead."""
-    original = _AsyncTransportBase._produce
-    if getattr(original, "_taskmesh_coalescing", False):
-        return
-
-    def produce(self: Any) -> None:
-        buffers = self._tx_buffers
-        if len(buffers) > 1:
-            joined = b"".join(buffers)
-            buffers.clear()
-            buffers.append(joined)
-        original(self)
-
-    produce._taskmesh_coalescing = True  # type: ignore[attr-defined]
-    _AsyncTransportBase._produce = produce
-
-
-_coalesce_writes()
 
 PERSISTENT = 2
 T = TypeVar("T")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from taskmesh.db.engine import Database, Query, statement, text
+from taskmesh.db.pg import Database, Query, statement
 from taskmesh.errors import AlreadyExists, NotFound
 from taskmesh.records import Condition, JobChanges, JobRecord, Json, Page, ScheduleSetting
 
@@ -17,7 +17,7 @@ JOB_COLUMNS = """
     j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots
 """
 
-INSERT_JOB = text(
+INSERT_JOB = Query(
     f"""
     INSERT INTO jobs AS j (id, name, description, executor, labels, create_time, update_time,
                            schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds)
@@ -28,21 +28,21 @@ INSERT_JOB = text(
     RETURNING {JOB_COLUMNS}
     """
 )
-SELECT_EXISTING = text("SELECT id::text AS id FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]))")
-SELECT_JOB = text(f"SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id = :id")
-DELETE_JOB = text("DELETE FROM jobs WHERE id = :id")
+SELECT_EXISTING = Query("SELECT id::text AS id FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]))")
+SELECT_JOB = Query(f"SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id = :id")
+DELETE_JOB = Query("DELETE FROM jobs WHERE id = :id")
 LATEST_RUN_STATE = (
     "(SELECT r.state FROM runs r WHERE r.job_id = j.id ORDER BY r.queue_time DESC, r.id DESC LIMIT 1)"
 )
 # Idempotent: pausing a paused job (or resuming a running one) changes nothing.
-PAUSE_JOB = text(
+PAUSE_JOB = Query(
     f"""
     UPDATE jobs AS j SET paused = true, update_time = CASE WHEN j.paused THEN j.update_time ELSE now() END
     WHERE j.id = :id RETURNING {JOB_COLUMNS}
     """
 )
 # Slots due before resumed_at came while the job was paused: schedulers treat them as missed.
-RESUME_JOB = text(
+RESUME_JOB = Query(
     f"""
     UPDATE jobs AS j SET paused = false,
         resumed_at = CASE WHEN j.paused THEN now() ELSE j.resumed_at END,
@@ -87,7 +87,7 @@ class JobRepository:
         }
         try:
             async with statement(self._engine) as conn:
-                row = (await conn.execute(INSERT_JOB, params)).one()
+                row = (await conn.execute(INSERT_JOB, params)).one_row()
         except AlreadyExists as error:
             raise AlreadyExists(f"a job named {name!r} already exists") from error
         return _job(row)
@@ -96,11 +96,11 @@ class JobRepository:
         """Which of these jobs exist."""
         async with statement(self._engine) as conn:
             rows = await conn.execute(SELECT_EXISTING, {"ids": sorted(job_ids)})
-            return {row.id for row in rows.all()}
+            return {row.id for row in rows.all_rows()}
 
     async def get(self, job_id: str) -> JobRecord:
         async with statement(self._engine) as conn:
-            row = (await conn.execute(SELECT_JOB, {"id": job_id})).first()
+            row = (await conn.execute(SELECT_JOB, {"id": job_id})).first_row()
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return _job(row)
@@ -116,7 +116,7 @@ class JobRepository:
         sql += " ORDER BY j.create_time, j.id LIMIT :limit"
         params["limit"] = limit
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(text(sql), params)).all()
+            rows = (await conn.execute(Query(sql), params)).all_rows()
         return [_job(row) for row in rows]
 
     async def update(self, job_id: str, changes: JobChanges) -> JobRecord:
@@ -150,10 +150,10 @@ class JobRepository:
         if changes.attempt_timeout_seconds is not None:
             assignments.append("attempt_timeout_seconds = :attempt_timeout_seconds")
             params["attempt_timeout_seconds"] = changes.attempt_timeout_seconds.value
-        sql = text(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
+        sql = Query(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
         try:
             async with statement(self._engine) as conn:
-                row = (await conn.execute(sql, params)).first()
+                row = (await conn.execute(sql, params)).first_row()
         except AlreadyExists as error:
             raise AlreadyExists(f"a job named {changes.name!r} already exists") from error
         if row is None:
@@ -168,7 +168,7 @@ class JobRepository:
 
     async def _one(self, query: Query, job_id: str) -> JobRecord:
         async with statement(self._engine) as conn:
-            row = (await conn.execute(query, {"id": job_id})).first()
+            row = (await conn.execute(query, {"id": job_id})).first_row()
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return _job(row)

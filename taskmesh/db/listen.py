@@ -6,13 +6,13 @@ by at most one poll interval, it never loses any.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
 import psycopg
 
-from taskmesh.db.engine import libpq_url
+from taskmesh.db.pg import libpq_url
+from taskmesh.reconnect import Reconnect
 
 log = logging.getLogger(__name__)
 
@@ -21,23 +21,19 @@ async def listen_forever(database_url: str, handlers: Mapping[str, Callable[[str
     """On one connection, call handlers[channel](payload) for every notification on each
     channel, and every handler with "" whenever (re)connected, since notifications sent
     meanwhile are lost. Reconnects with backoff."""
-    delay = 0.5
+    reconnect = Reconnect(f"LISTEN {', '.join(handlers)}", logger=log)
     while True:
         try:
             conn = await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True)
             async with conn:
                 for channel in handlers:
                     await conn.execute(f'LISTEN "{channel}"')
-                delay = 0.5
+                reconnect.connected()
                 for on_notify in handlers.values():
                     on_notify("")
                 async for notification in conn.notifies():
                     handler = handlers.get(notification.channel)
                     if handler is not None:
                         handler(notification.payload)
-        except asyncio.CancelledError:
-            raise
         except (psycopg.Error, OSError) as error:
-            log.warning("LISTEN %s failed (%s); retrying in %.1fs", ", ".join(handlers), error, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            await reconnect.failed(error)

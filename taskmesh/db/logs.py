@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from taskmesh.db.engine import Database, statement, text, transaction
+from taskmesh.db.pg import Database, Query, statement, transaction
 from taskmesh.limits import MAX_LOG_BYTES_PER_ATTEMPT
 from taskmesh.listing import page_length
 from taskmesh.records import AttemptRef, LogEntry, RunLogs
@@ -16,7 +16,7 @@ MAX_BYTES_PER_ATTEMPT = MAX_LOG_BYTES_PER_ATTEMPT
 LINE_OVERHEAD = 32
 
 # Count the bytes offered for each attempt the worker's session holds; returns the new totals.
-ADD_USAGE = text(
+ADD_USAGE = Query(
     """
     INSERT INTO attempt_log_usage (run_id, attempt, bytes)
     SELECT r.id, r.attempt, u.bytes
@@ -28,14 +28,14 @@ ADD_USAGE = text(
     RETURNING run_id::text AS run_id, attempt, bytes
     """
 )
-INSERT_LINES = text(
+INSERT_LINES = Query(
     """
     INSERT INTO run_logs (run_id, attempt, time, text)
     SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:times AS timestamptz[]),
                          CAST(:texts AS text[]))
     """
 )
-MARK_TRUNCATED = text(
+MARK_TRUNCATED = Query(
     """
     UPDATE attempt_log_usage SET truncated = true
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[])) AS t(run_id, attempt)
@@ -43,14 +43,14 @@ MARK_TRUNCATED = text(
     """
 )
 # Lines in the order they were stored (attempts run one after another); keyset by id.
-SELECT_LINES = text(
+SELECT_LINES = Query(
     """
     SELECT id, attempt, time, text FROM run_logs
     WHERE run_id = :run_id AND (CAST(:attempt AS int) IS NULL OR attempt = :attempt) AND id > :after_id
     ORDER BY id LIMIT :limit
     """
 )
-SELECT_TRUNCATED = text(
+SELECT_TRUNCATED = Query(
     "SELECT attempt FROM attempt_log_usage WHERE run_id = :run_id AND truncated ORDER BY attempt"
 )
 
@@ -86,7 +86,7 @@ class LogRepository:
                         "session": session,
                     },
                 )
-            ).all()
+            ).all_rows()
             room = {
                 AttemptRef(row.run_id, row.attempt): self._cap
                 - (row.bytes - offered[AttemptRef(row.run_id, row.attempt)])
@@ -118,8 +118,8 @@ class LogRepository:
         byte budget (taskmesh.listing.PAGE_BYTES); next_after_id is set when more remain."""
         params = {"run_id": run_id, "attempt": attempt, "after_id": after_id, "limit": limit + 1}
         async with statement(self._engine) as conn:
-            lines = (await conn.execute(SELECT_LINES, params)).all()
-            truncated = (await conn.execute(SELECT_TRUNCATED, {"run_id": run_id})).scalars()
+            lines = (await conn.execute(SELECT_LINES, params)).all_rows()
+            truncated = (await conn.execute(SELECT_TRUNCATED, {"run_id": run_id})).first_column()
         count = page_length((len(row.text.encode()) + LINE_OVERHEAD for row in lines), limit)
         more = len(lines) > count
         lines = lines[:count]

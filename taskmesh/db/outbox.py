@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taskmesh.db.engine import Database, statement, text
+from taskmesh.db.pg import Database, Query, statement
 from taskmesh.records import AttemptRef
 
 # A relay leases rows while it publishes them; they are deleted once RabbitMQ confirmed them.
 # A relay that dies meanwhile leaves its rows to be taken again when the lease ends: their
 # work units may then be published twice, which fencing on the attempt makes harmless.
 # Each row comes with its run's executor kind (NULL once the run is gone): the routing key.
-TAKE_BATCH = text(
+TAKE_BATCH = Query(
     """
     UPDATE outbox AS o SET lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)
     WHERE o.id IN (
@@ -21,11 +21,11 @@ TAKE_BATCH = text(
         (SELECT min(k) FROM runs r, jsonb_object_keys(r.executor) AS k WHERE r.id = o.run_id) AS executor_kind
     """
 )
-DELETE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(CAST(:ids AS bigint[]))")
+DELETE_PUBLISHED = Query("DELETE FROM outbox WHERE id = ANY(CAST(:ids AS bigint[]))")
 # A relay whose publish failed hands its rows back at once, for the next relay (or itself,
 # reconnected) to take, instead of leaving them until the lease ends.
-RELEASE_BATCH = text("UPDATE outbox SET lease_until = NULL WHERE id = ANY(CAST(:ids AS bigint[]))")
-COUNT_BACKLOG = text("SELECT count(*) FROM outbox")
+RELEASE_BATCH = Query("UPDATE outbox SET lease_until = NULL WHERE id = ANY(CAST(:ids AS bigint[]))")
+COUNT_BACKLOG = Query("SELECT count(*) FROM outbox")
 
 NOTIFY_CHANNEL = "taskmesh_outbox"  # set by the outbox_notify trigger (migration 0001)
 LEASE_SECONDS = 30.0
@@ -45,7 +45,7 @@ class OutboxRepository:
     async def take(self, limit: int, lease_seconds: float = LEASE_SECONDS) -> OutboxBatch:
         """Lease up to `limit` pending work units to this relay."""
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(TAKE_BATCH, {"limit": limit, "lease_seconds": lease_seconds})).all()
+            rows = (await conn.execute(TAKE_BATCH, {"limit": limit, "lease_seconds": lease_seconds})).all_rows()
         return OutboxBatch(
             ids=[row.id for row in rows],
             units=[AttemptRef(row.run_id, row.attempt) for row in rows],
@@ -63,4 +63,4 @@ class OutboxRepository:
 
     async def backlog(self) -> int:
         async with statement(self._engine) as conn:
-            return int((await conn.execute(COUNT_BACKLOG)).scalar_one())
+            return int((await conn.execute(COUNT_BACKLOG)).one_value())

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from taskmesh.db.engine import Database, libpq_url, statement, text
+from taskmesh.db.pg import Database, Query, libpq_url, statement
 from taskmesh.db.runs import LEASED
 from taskmesh.errors import DatabaseUnavailable
 
@@ -15,7 +15,7 @@ CONNECT_TIMEOUT_SECONDS = 2
 
 # Both counts use small structures: the outbox holds only unpublished work units, and
 # runs_leased is a partial index over RUNNING and CANCELLING runs.
-GAUGES = text(
+GAUGES = Query(
     f"""
     SELECT (SELECT count(*) FROM outbox) AS outbox_backlog,
            (SELECT count(*) FROM runs WHERE state IN {LEASED}
@@ -64,5 +64,5 @@ class DatabaseProbe:
 
     async def gauges(self) -> DatabaseGauges:
         async with statement(self._engine) as conn:
-            row = (await conn.execute(GAUGES)).one()
+            row = (await conn.execute(GAUGES)).one_row()
         return DatabaseGauges(outbox_backlog=int(row.outbox_backlog), active_leases=int(row.active_leases))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from taskmesh.db.engine import Connection, Database, Query, statement, text, transaction
+from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.errors import FailedPrecondition, NotFound
 from taskmesh.records import (
     AttemptRef,
@@ -66,7 +66,7 @@ def _queueing(*ctes: str) -> Query:
     attempt of a retried one) gets its work unit in the outbox in the same statement, so the
     relay publishes it exactly when the run exists. `ctes` include `queued`, which returns
     (RETURNING *) the runs entering QUEUED; the statement returns those runs."""
-    return text(
+    return Query(
         f"""
     WITH {", ".join(ctes)}, dispatched AS (
         INSERT INTO outbox (run_id, attempt) SELECT id, attempt FROM queued
@@ -118,7 +118,7 @@ def scheduled_runs_statement(*bookkeeping: str) -> Query:
     )
 
 
-SELECT_BY_IDEMPOTENCY_KEY = text(
+SELECT_BY_IDEMPOTENCY_KEY = Query(
     f"""
     SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id
     JOIN unnest(CAST(:job_ids AS uuid[]), CAST(:keys AS text[])) AS k(job_id, idempotency_key)
@@ -127,7 +127,7 @@ SELECT_BY_IDEMPOTENCY_KEY = text(
 )
 
 # A key older than the idempotency window is released so that it can be used again.
-RELEASE_EXPIRED_KEYS = text(
+RELEASE_EXPIRED_KEYS = Query(
     """
     UPDATE runs SET idempotency_key = NULL
     WHERE id = ANY(CAST(:run_ids AS uuid[])) AND queue_time < clock_timestamp() - :window
@@ -150,7 +150,7 @@ RETRY_RUN = _queueing(
 )
 
 # QUEUED -> RUNNING, with a lease, owned by the claiming stream's session.
-CLAIM_ATTEMPTS = text(
+CLAIM_ATTEMPTS = Query(
     f"""
     WITH now_ts AS (SELECT clock_timestamp() AS t)
     UPDATE runs AS r
@@ -168,7 +168,7 @@ CLAIM_ATTEMPTS = text(
 
 # RUNNING or CANCELLING -> the state the outcome leads to; the attempt joins the history. Only the
 # owning session reports (the reaper passes the owner's, NULL for attempts claimed before 0006).
-RECORD_OUTCOMES = text(
+RECORD_OUTCOMES = Query(
     f"""
     WITH now_ts AS (SELECT clock_timestamp() AS t)
     UPDATE runs AS r
@@ -196,7 +196,7 @@ RECORD_OUTCOMES = text(
 
 # Heartbeats: extend the leases of the attempts a worker's session still holds (no state change).
 # A lease that ran out is not revived, even before the reaper closed it: the worker is told it is gone.
-EXTEND_LEASES = text(
+EXTEND_LEASES = Query(
     f"""
     UPDATE runs AS r SET lease_expires_at = clock_timestamp() + make_interval(secs => :lease_seconds)
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[])) AS hb(run_id, attempt)
@@ -209,7 +209,7 @@ EXTEND_LEASES = text(
 
 # Attempts whose worker vanished (lease expired) or overran their timeout (the server's
 # backstop to the worker's own timeout), locked for the reaper's transaction.
-SELECT_EXPIRED = text(
+SELECT_EXPIRED = Query(
     f"""
     SELECT r.id::text AS run_id, r.attempt, r.state, r.worker_id, r.worker_session, r.retry_policy,
            r.lease_expires_at < clock_timestamp() AS lease_expired
@@ -239,12 +239,12 @@ PROMOTE_RETRIES = _queueing(
     )""",
 )
 
-NEXT_RETRY_DUE = text("SELECT min(retry_at) FROM runs WHERE state = 'RETRY_WAIT'")
+NEXT_RETRY_DUE = Query("SELECT min(retry_at) FROM runs WHERE state = 'RETRY_WAIT'")
 
 # QUEUED or RETRY_WAIT -> CANCELLED at once (a work unit still queued is dropped at claim);
 # RUNNING -> CANCELLING: the worker holding the attempt is told to stop it and reports CANCELLED.
 # Runs in other states are left alone (and not returned).
-CANCEL_RUNS = text(
+CANCEL_RUNS = Query(
     f"""
     WITH now_ts AS (SELECT clock_timestamp() AS t)
     UPDATE runs AS r
@@ -258,16 +258,16 @@ CANCEL_RUNS = text(
     """
 )
 
-SELECT_RUN = text(f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = :id")
+SELECT_RUN = Query(f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = :id")
 
-SELECT_LATEST_RUN = text(
+SELECT_LATEST_RUN = Query(
     f"""
     SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id
     WHERE r.job_id = :job_id ORDER BY r.queue_time DESC, r.id DESC LIMIT 1
     """
 )
 
-SELECT_RETRY_POLICIES = text(
+SELECT_RETRY_POLICIES = Query(
     "SELECT id::text AS id, retry_policy FROM runs WHERE id = ANY(CAST(:run_ids AS uuid[]))"
 )
 
@@ -298,7 +298,7 @@ class RunRepository:
             "trigger": trigger.value,
         }
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(CREATE_RUNS, params)).all()
+            rows = (await conn.execute(CREATE_RUNS, params)).all_rows()
         return [run_from_row(row) for row in rows]
 
     async def _resolve_keys(
@@ -309,7 +309,7 @@ class RunRepository:
         async with statement(self._engine) as conn:
             earlier = {
                 (run.job_id, run.idempotency_key): run
-                for run in map(run_from_row, (await conn.execute(SELECT_BY_IDEMPOTENCY_KEY, params)).all())
+                for run in map(run_from_row, (await conn.execute(SELECT_BY_IDEMPOTENCY_KEY, params)).all_rows())
             }
             cutoff = datetime.now(UTC) - IDEMPOTENCY_WINDOW  # rechecked against the database clock
             expired = [run.id for run in earlier.values() if run.queue_time < cutoff]
@@ -330,7 +330,7 @@ class RunRepository:
     async def retry_run(self, source_id: str, run_id: str) -> RunRecord:
         """A fresh run from a finished one; FailedPrecondition while the source is active."""
         async with statement(self._engine) as conn:
-            row = (await conn.execute(RETRY_RUN, {"source_id": source_id, "run_id": run_id})).first()
+            row = (await conn.execute(RETRY_RUN, {"source_id": source_id, "run_id": run_id})).first_row()
         if row is not None:
             return run_from_row(row)
         source = await self.get(source_id)
@@ -349,7 +349,7 @@ class RunRepository:
             "lease_seconds": lease_seconds,
         }
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(CLAIM_ATTEMPTS, params)).all()
+            rows = (await conn.execute(CLAIM_ATTEMPTS, params)).all_rows()
         granted: list[ClaimedAttempt | None] = [None] * len(requests)
         for row in rows:
             granted[row.position] = ClaimedAttempt(
@@ -364,7 +364,7 @@ class RunRepository:
 
     async def retry_policies(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(SELECT_RETRY_POLICIES, {"run_ids": list(run_ids)})).all()
+            rows = (await conn.execute(SELECT_RETRY_POLICIES, {"run_ids": list(run_ids)})).all_rows()
         return {row.id: row.retry_policy for row in rows}
 
     async def extend_leases(
@@ -379,7 +379,7 @@ class RunRepository:
             "lease_seconds": lease_seconds,
         }
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(EXTEND_LEASES, params)).all()
+            rows = (await conn.execute(EXTEND_LEASES, params)).all_rows()
         return {AttemptRef(row.run_id, row.attempt): RunState(row.state) for row in rows}
 
     async def expire_attempts(
@@ -389,7 +389,7 @@ class RunRepository:
         Several schedulers may reap at once: rows are locked with SKIP LOCKED."""
         params = {"grace_seconds": grace_seconds, "default_timeout": DEFAULT_ATTEMPT_TIMEOUT, "limit": limit}
         async with transaction(self._engine) as conn:
-            rows = (await conn.execute(SELECT_EXPIRED, params)).all()
+            rows = (await conn.execute(SELECT_EXPIRED, params)).all_rows()
             if not rows:
                 return []
             expired = [
@@ -409,12 +409,12 @@ class RunRepository:
     async def promote_retries(self, limit: int = 500) -> list[RunRecord]:
         """Queue the next attempt of every run whose retry is due (with its work unit)."""
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(PROMOTE_RETRIES, {"limit": limit})).all()
+            rows = (await conn.execute(PROMOTE_RETRIES, {"limit": limit})).all_rows()
         return [run_from_row(row) for row in rows]
 
     async def next_retry_due(self) -> Any:
         async with statement(self._engine) as conn:
-            return (await conn.execute(NEXT_RETRY_DUE)).scalar_one()
+            return (await conn.execute(NEXT_RETRY_DUE)).one_value()
 
     async def cancel(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """Cancel the given runs that are still active; returns them as they now are."""
@@ -423,14 +423,14 @@ class RunRepository:
 
     async def get(self, run_id: str) -> RunRecord:
         async with statement(self._engine) as conn:
-            row = (await conn.execute(SELECT_RUN, {"id": run_id})).first()
+            row = (await conn.execute(SELECT_RUN, {"id": run_id})).first_row()
         if row is None:
             raise NotFound(f"run {run_id} not found")
         return run_from_row(row)
 
     async def latest_for_job(self, job_id: str) -> RunRecord | None:
         async with statement(self._engine) as conn:
-            row = (await conn.execute(SELECT_LATEST_RUN, {"job_id": job_id})).first()
+            row = (await conn.execute(SELECT_LATEST_RUN, {"job_id": job_id})).first_row()
         return None if row is None else run_from_row(row)
 
     async def list_page(
@@ -455,18 +455,18 @@ class RunRepository:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY r.queue_time DESC, r.id DESC LIMIT :limit"
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(text(sql), params)).all()
+            rows = (await conn.execute(Query(sql), params)).all_rows()
         return [run_from_row(row) for row in rows]
 
 
 async def create_scheduled_runs(conn: Connection, sql: Query, params: dict[str, Any]) -> list[RunRecord]:
     """Run a scheduled_runs_statement() in the caller's transaction; returns the runs created."""
-    return [run_from_row(row) for row in (await conn.execute(sql, params)).all()]
+    return [run_from_row(row) for row in (await conn.execute(sql, params)).all_rows()]
 
 
 async def cancel_runs(conn: Connection, run_ids: Sequence[str]) -> list[RunRecord]:
     """The guarded cancel transition, in the caller's transaction (see CANCEL_RUNS)."""
-    return [run_from_row(row) for row in (await conn.execute(CANCEL_RUNS, {"run_ids": list(run_ids)})).all()]
+    return [run_from_row(row) for row in (await conn.execute(CANCEL_RUNS, {"run_ids": list(run_ids)})).all_rows()]
 
 
 async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[RunRecord | None]:
@@ -482,7 +482,7 @@ async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[
         "retry_delays": [r.retry_delay for r in reports],
         "positions": list(range(len(reports))),
     }
-    rows = (await conn.execute(RECORD_OUTCOMES, params)).all()
+    rows = (await conn.execute(RECORD_OUTCOMES, params)).all_rows()
     recorded: list[RunRecord | None] = [None] * len(reports)
     for row in rows:
         recorded[row.position] = run_from_row(row)

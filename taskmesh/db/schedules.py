@@ -16,14 +16,14 @@ from datetime import datetime
 from typing import Any
 
 from taskmesh.db import runs
-from taskmesh.db.engine import Connection, Database, statement, text, transaction
+from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.records import DueJob, FiredBatch, FireDecision, Page, RunRecord, SkippedSlotRecord
 from taskmesh.states import SkipReason
 
 NOTIFY_CHANNEL = "taskmesh_schedules"  # set by the jobs_schedule_* triggers (migration 0003)
 
 # Active runs are read only where the overlap policy needs them (runs_active_per_job index).
-CLAIM_DUE = text(
+CLAIM_DUE = Query(
     f"""
     SELECT j.id::text AS id, j.schedule, j.create_time, j.next_fire_at, j.resumed_at, now() AS now,
            CASE WHEN j.schedule ->> 'overlapPolicy' IN ('FORBID', 'REPLACE') THEN ARRAY(
@@ -63,7 +63,7 @@ APPLY_DECISIONS = runs.scheduled_runs_statement(
     )""",
 )
 
-SECONDS_UNTIL_DUE = text(
+SECONDS_UNTIL_DUE = Query(
     """
     SELECT extract(epoch FROM min(due_at) - clock_timestamp()) FROM jobs
     WHERE due_at IS NOT NULL AND NOT paused
@@ -83,7 +83,7 @@ class ScheduleRepository:
         """Claim up to `limit` due jobs, apply decide(jobs) to them and commit; returns how
         many jobs were claimed and what firing did."""
         async with transaction(self._engine) as conn:
-            rows = (await conn.execute(CLAIM_DUE, {"limit": limit})).all()
+            rows = (await conn.execute(CLAIM_DUE, {"limit": limit})).all_rows()
             if not rows:
                 return 0, FiredBatch([], [], 0)
             decisions = decide([_due_job(row) for row in rows])
@@ -93,7 +93,7 @@ class ScheduleRepository:
     async def seconds_until_due(self) -> float | None:
         """Seconds until the earliest due job (negative when overdue); None when none is."""
         async with statement(self._engine) as conn:
-            value = (await conn.execute(SECONDS_UNTIL_DUE)).scalar_one()
+            value = (await conn.execute(SECONDS_UNTIL_DUE)).one_value()
         return None if value is None else float(value)
 
     async def list_skipped(self, job_id: str, page: Page | None, limit: int) -> list[SkippedSlotRecord]:
@@ -105,7 +105,7 @@ class ScheduleRepository:
             params["after_time"] = page.after_time
         sql += " ORDER BY slot_time DESC LIMIT :limit"
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(text(sql), params)).all()
+            rows = (await conn.execute(Query(sql), params)).all_rows()
         return [
             SkippedSlotRecord(
                 job_id=row.job_id,

@@ -11,23 +11,23 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from taskmesh.auth.throttle import ThrottleState, fresh
-from taskmesh.db.engine import Database, statement, text, transaction
+from taskmesh.db.pg import Database, Query, statement, transaction
 
-INSERT_MISSING = text(
+INSERT_MISSING = Query(
     "INSERT INTO login_throttle (key, failures, window_start) "
     "SELECT key, 0, clock_timestamp() FROM unnest(CAST(:keys AS text[])) AS key ORDER BY key "
     "ON CONFLICT (key) DO NOTHING"
 )
-SELECT_LOCKED = text(
+SELECT_LOCKED = Query(
     "SELECT key, failures, window_start, blocked_until, clock_timestamp() AS now FROM login_throttle "
     "WHERE key = ANY(CAST(:keys AS text[])) ORDER BY key FOR UPDATE"
 )
-UPDATE_ROW = text(
+UPDATE_ROW = Query(
     "UPDATE login_throttle SET failures = :failures, window_start = :window_start, blocked_until = :blocked_until "
     "WHERE key = :key"
 )
 # Rows whose window is over and that hold no wait: they would start afresh anyway.
-DELETE_STALE = text(
+DELETE_STALE = Query(
     "DELETE FROM login_throttle WHERE window_start < clock_timestamp() - CAST(:window AS interval) "
     "AND (blocked_until IS NULL OR blocked_until < clock_timestamp())"
 )
@@ -44,7 +44,7 @@ class ThrottleRepository:
         ordered = sorted(set(keys))
         async with transaction(self._engine) as conn:
             await conn.execute(INSERT_MISSING, {"keys": ordered})
-            rows = (await conn.execute(SELECT_LOCKED, {"keys": ordered})).all()
+            rows = (await conn.execute(SELECT_LOCKED, {"keys": ordered})).all_rows()
             # No rows only if a clean-up deleted them in between: they start afresh.
             now: datetime = rows[0].now if rows else datetime.now(UTC)
             current = {row.key: ThrottleState(row.failures, row.window_start, row.blocked_until) for row in rows}

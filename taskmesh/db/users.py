@@ -9,35 +9,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskmesh.db.engine import Database, statement, text
+from taskmesh.db.pg import Database, Query, statement
 from taskmesh.errors import AlreadyExists, NotFound
 from taskmesh.records import Credential, CredentialStamp, UserRecord
 from taskmesh.states import Role
 
 USER_COLUMNS = "username, password_hash, role, create_time, credential_version"
 
-INSERT_USER = text(
+INSERT_USER = Query(
     f"INSERT INTO users (username, password_hash, role) VALUES (:username, :password_hash, :role) "
     f"RETURNING {USER_COLUMNS}"
 )
-INSERT_USER_IF_MISSING = text(
+INSERT_USER_IF_MISSING = Query(
     "INSERT INTO users (username, password_hash, role) VALUES (:username, :password_hash, :role) "
     "ON CONFLICT (username) DO NOTHING"
 )
-SELECT_USER = text(f"SELECT {USER_COLUMNS} FROM users WHERE username = :username")
-SELECT_USERS = text(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")
+SELECT_USER = Query(f"SELECT {USER_COLUMNS} FROM users WHERE username = :username")
+SELECT_USERS = Query(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")
 # A NULL parameter keeps the column as it is; either change gives the user a new version.
-UPDATE_USER = text(
+UPDATE_USER = Query(
     "UPDATE users SET role = coalesce(:role, role), password_hash = coalesce(:password_hash, password_hash), "
     f"credential_version = nextval('credential_version_seq') WHERE username = :username RETURNING {USER_COLUMNS}"
 )
-DELETE_USER = text("DELETE FROM users WHERE username = :username")
+DELETE_USER = Query("DELETE FROM users WHERE username = :username")
 # Changes whenever any user is created or changed (the top version grows) or only deleted (the
 # count falls): a cheap test of whether the credential map must be reloaded.
-SELECT_CREDENTIAL_STAMP = text(
+SELECT_CREDENTIAL_STAMP = Query(
     "SELECT coalesce(max(credential_version), 0) AS top_version, count(*) AS users FROM users"
 )
-SELECT_CREDENTIALS = text("SELECT username, role, credential_version FROM users")
+SELECT_CREDENTIALS = Query("SELECT username, role, credential_version FROM users")
 
 
 class UserRepository:
@@ -48,7 +48,7 @@ class UserRepository:
         params = {"username": username, "password_hash": password_hash, "role": role.value}
         try:
             async with statement(self._engine) as conn:
-                row = (await conn.execute(INSERT_USER, params)).one()
+                row = (await conn.execute(INSERT_USER, params)).one_row()
         except AlreadyExists as error:
             raise AlreadyExists(f"user {username!r} already exists") from error
         return _user(row)
@@ -61,19 +61,19 @@ class UserRepository:
 
     async def find(self, username: str) -> UserRecord | None:
         async with statement(self._engine) as conn:
-            row = (await conn.execute(SELECT_USER, {"username": username})).first()
+            row = (await conn.execute(SELECT_USER, {"username": username})).first_row()
         return None if row is None else _user(row)
 
     async def all(self) -> list[UserRecord]:
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(SELECT_USERS)).all()
+            rows = (await conn.execute(SELECT_USERS)).all_rows()
         return [_user(row) for row in rows]
 
     async def update(self, username: str, role: Role | None, password_hash: str | None) -> UserRecord:
         """Change the role and/or the password (None keeps it); revokes the user's tokens."""
         params = {"username": username, "role": role.value if role else None, "password_hash": password_hash}
         async with statement(self._engine) as conn:
-            row = (await conn.execute(UPDATE_USER, params)).first()
+            row = (await conn.execute(UPDATE_USER, params)).first_row()
         if row is None:
             raise NotFound(f"user {username!r} not found")
         return _user(row)
@@ -86,12 +86,12 @@ class UserRepository:
 
     async def credential_stamp(self) -> CredentialStamp:
         async with statement(self._engine) as conn:
-            row = (await conn.execute(SELECT_CREDENTIAL_STAMP)).one()
+            row = (await conn.execute(SELECT_CREDENTIAL_STAMP)).one_row()
         return CredentialStamp(top_version=int(row.top_version), users=int(row.users))
 
     async def credentials(self) -> list[Credential]:
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(SELECT_CREDENTIALS)).all()
+            rows = (await conn.execute(SELECT_CREDENTIALS)).all_rows()
         return [Credential(row.username, Role(row.role), int(row.credential_version)) for row in rows]
 
 

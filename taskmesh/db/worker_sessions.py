@@ -4,10 +4,10 @@ other is refused until the session ends or expires (its scheduler died without e
 
 from __future__ import annotations
 
-from taskmesh.db.engine import Database, statement, text
+from taskmesh.db.pg import Database, Query, statement
 
 # Takes the worker_id if free, expired, or already this session's; no row back: refused.
-ACQUIRE = text(
+ACQUIRE = Query(
     """
     INSERT INTO worker_sessions AS w (worker_id, session_key, expires_at)
     VALUES (:worker_id, :session_key, clock_timestamp() + make_interval(secs => :ttl))
@@ -16,13 +16,13 @@ ACQUIRE = text(
     RETURNING w.worker_id
     """
 )
-RENEW = text(
+RENEW = Query(
     """
     UPDATE worker_sessions SET expires_at = clock_timestamp() + make_interval(secs => :ttl)
     WHERE worker_id = :worker_id AND session_key = :session_key
     """
 )
-RELEASE = text("DELETE FROM worker_sessions WHERE worker_id = :worker_id AND session_key = :session_key")
+RELEASE = Query("DELETE FROM worker_sessions WHERE worker_id = :worker_id AND session_key = :session_key")
 
 
 class WorkerSessionRepository:
@@ -33,7 +33,7 @@ class WorkerSessionRepository:
         """True when the worker_id is now this session's for `ttl` seconds."""
         params = {"worker_id": worker_id, "session_key": session_key, "ttl": ttl}
         async with statement(self._engine) as conn:
-            return (await conn.execute(ACQUIRE, params)).first() is not None
+            return (await conn.execute(ACQUIRE, params)).first_row() is not None
 
     async def renew(self, worker_id: str, session_key: str, ttl: float) -> None:
         params = {"worker_id": worker_id, "session_key": session_key, "ttl": ttl}

@@ -2,8 +2,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from taskmesh.db.engine import Database, make_engine
 from taskmesh.db.jobs import JobRepository
+from taskmesh.db.pg import Database
 from tests.support import Isolation
 
 pytestmark = pytest.mark.integration
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def engine(integration_isolation: Isolation) -> AsyncIterator[Database]:
-    engine = make_engine(integration_isolation.database_url, pool_size=4)
+    engine = Database(integration_isolation.database_url, pool_size=4)
     yield engine
     await engine.dispose()
 

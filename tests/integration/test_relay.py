@@ -7,8 +7,8 @@ import pytest
 from scheduler.relay import WORK_UNIT_TYPE, OutboxRelay
 from taskmesh.broker.amqp import AmqpConnection, Delivery
 from taskmesh.broker.topology import declare_topology
-from taskmesh.db.engine import Database, text
 from taskmesh.db.outbox import OutboxBatch, OutboxRepository
+from taskmesh.db.pg import Database, Query
 from taskmesh.db.runs import RunRepository
 from taskmesh.ids import new_id
 from taskmesh.names import Names
@@ -52,9 +52,9 @@ async def test_relay_publishes_each_outbox_row_and_deletes_it(
     async def rows_left() -> int:
         async with engine.statement() as conn:
             left = await conn.execute(
-                text("SELECT count(*) FROM outbox WHERE run_id = ANY(CAST(:ids AS uuid[]))"), {"ids": run_ids}
+                Query("SELECT count(*) FROM outbox WHERE run_id = ANY(CAST(:ids AS uuid[]))"), {"ids": run_ids}
             )
-            return int(left.scalar_one())
+            return int(left.one_value())
 
     try:
         await asyncio.wait_for(all_ours.wait(), 20)

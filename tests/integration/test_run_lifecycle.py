@@ -5,8 +5,8 @@ import asyncio
 import pytest
 
 from scheduler.outcomes import AttemptEnding, resolve, resolve_expired
-from taskmesh.db.engine import Database, text
 from taskmesh.db.logs import LogRepository
+from taskmesh.db.pg import Database, Query
 from taskmesh.db.runs import RunRepository
 from taskmesh.errors import FailedPrecondition
 from taskmesh.ids import new_id
@@ -24,7 +24,7 @@ async def _set_job_policy(engine: Database, job_id: str, policy: dict, timeout: 
 
     async with engine.transaction() as conn:
         await conn.execute(
-            text("UPDATE jobs SET retry_policy = CAST(:p AS jsonb), attempt_timeout_seconds = :t WHERE id = :id"),
+            Query("UPDATE jobs SET retry_policy = CAST(:p AS jsonb), attempt_timeout_seconds = :t WHERE id = :id"),
             {"p": json.dumps(policy), "t": timeout, "id": job_id},
         )
 
@@ -67,7 +67,7 @@ async def test_a_failed_attempt_waits_then_is_queued_again_as_the_next_attempt(
     assert promoted[run.id].state == RunState.QUEUED and promoted[run.id].attempt == 2
     async with engine.statement() as conn:
         outbox = await conn.execute(
-            text("SELECT attempt FROM outbox WHERE run_id = :id ORDER BY id"), {"id": run.id}
+            Query("SELECT attempt FROM outbox WHERE run_id = :id ORDER BY id"), {"id": run.id}
         )
         assert [row.attempt for row in outbox] == [1, 2]
     # the old attempt can no longer be claimed or reported; the new one can
@@ -151,7 +151,7 @@ async def test_an_expired_idempotency_key_creates_a_new_run(engine: Database, jo
     assert old is not None
     async with engine.transaction() as conn:
         await conn.execute(
-            text("UPDATE runs SET queue_time = queue_time - interval '25 hours' WHERE id = :id"), {"id": old.id}
+            Query("UPDATE runs SET queue_time = queue_time - interval '25 hours' WHERE id = :id"), {"id": old.id}
         )
     (fresh,) = await runs.create([RunRequest(new_id(), job_id, "daily")], Trigger.MANUAL)
     assert fresh is not None and fresh.id != old.id and fresh.idempotency_key == "daily"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from taskmesh.db.engine import Database, text
+from taskmesh.db.pg import Database, Query
 from taskmesh.db.runs import RunRepository
 from taskmesh.ids import new_id
 from taskmesh.records import AttemptRef, ClaimRequest, OutcomeReport, RunRecord, RunRequest
@@ -22,9 +22,9 @@ async def _create(runs: RunRepository, job_id: str, count: int) -> list[RunRecor
 async def _outbox_rows(engine: Database, run_ids: list[str]) -> int:
     async with engine.statement() as conn:
         result = await conn.execute(
-            text("SELECT count(*) FROM outbox WHERE run_id = ANY(CAST(:ids AS uuid[]))"), {"ids": run_ids}
+            Query("SELECT count(*) FROM outbox WHERE run_id = ANY(CAST(:ids AS uuid[]))"), {"ids": run_ids}
         )
-        return int(result.scalar_one())
+        return int(result.one_value())
 
 
 async def test_created_runs_come_with_their_outbox_rows(engine: Database, job_id: str) -> None:

@@ -16,8 +16,8 @@ from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.metrics import FiringMetrics
 from taskmesh import schedules
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
-from taskmesh.db.engine import Database, make_engine, text
 from taskmesh.db.jobs import JobRepository
+from taskmesh.db.pg import Database, Query
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.db.schema import ensure_database, ensure_schema
@@ -45,11 +45,11 @@ def firing_isolation() -> Iterator[Isolation]:
 
 @pytest.fixture
 async def db(firing_isolation: Isolation) -> AsyncIterator[Database]:
-    engine = make_engine(firing_isolation.database_url, pool_size=4)
+    engine = Database(firing_isolation.database_url, pool_size=4)
     yield engine
     async with engine.transaction() as conn:
-        await conn.execute(text("DELETE FROM jobs"))
-        await conn.execute(text("DELETE FROM outbox"))
+        await conn.execute(Query("DELETE FROM jobs"))
+        await conn.execute(Query("DELETE FROM outbox"))
     await engine.dispose()
 
 
@@ -82,7 +82,7 @@ def deciding(rules: schedules.FiringRules = RULES) -> Any:
 
 async def rows(engine: Database, sql: str, **params: Any) -> list[Any]:
     async with engine.statement() as conn:
-        return list((await conn.execute(text(sql), params)).all())
+        return list((await conn.execute(Query(sql), params)).all_rows())
 
 
 async def test_a_due_slot_becomes_a_scheduled_run_with_its_outbox_row(db: Database) -> None:
@@ -150,7 +150,7 @@ async def test_replace_cancels_active_runs_in_the_firing_transaction(db: Databas
     )
     assert queued is not None and running is not None
     async with db.transaction() as conn:
-        await conn.execute(text("UPDATE runs SET state = 'RUNNING' WHERE id = :id"), {"id": running.id})
+        await conn.execute(Query("UPDATE runs SET state = 'RUNNING' WHERE id = :id"), {"id": running.id})
     _, fired = await ScheduleRepository(db).fire_due(10, deciding())
     assert {r.id: r.state for r in fired.cancelled} == {
         queued.id: RunState.CANCELLED,
@@ -178,7 +178,7 @@ async def test_a_slot_that_already_has_a_run_is_not_fired_again(db: Database) ->
     await ScheduleRepository(db).fire_due(10, deciding())
     # someone puts the job back on a slot that already fired (e.g. a clock running behind)
     async with db.transaction() as conn:
-        await conn.execute(text("UPDATE jobs SET next_fire_at = :s, due_at = :s"), {"s": slot})
+        await conn.execute(Query("UPDATE jobs SET next_fire_at = :s, due_at = :s"), {"s": slot})
     claimed, fired = await ScheduleRepository(db).fire_due(10, deciding())
     assert claimed == 1 and fired.created == [] and fired.conflicts == 1
     assert await rows(db, "SELECT count(*) FROM runs WHERE job_id = :id", id=job_id) == [(1,)]
@@ -187,7 +187,7 @@ async def test_a_slot_that_already_has_a_run_is_not_fired_again(db: Database) ->
 async def test_concurrent_claims_split_the_due_jobs(db: Database, firing_isolation: Isolation) -> None:
     slot = datetime.now(UTC).replace(microsecond=0) - SECOND
     job_ids = [await scheduled_job(db, {"interval": {"every": "60s"}}, slot) for _ in range(40)]
-    engines = [make_engine(firing_isolation.database_url, pool_size=2) for _ in range(4)]
+    engines = [Database(firing_isolation.database_url, pool_size=2) for _ in range(4)]
     try:
         results = await asyncio.gather(*(ScheduleRepository(e).fire_due(15, deciding()) for e in engines))
     finally:
@@ -210,7 +210,7 @@ async def test_firing_loops_share_a_grid_without_doubles_or_gaps(
         for _ in range(30)
     ]
     redis = connect_redis("redis://127.0.0.1:6379/0")
-    engines = [make_engine(firing_isolation.database_url, pool_size=2) for _ in range(3)]
+    engines = [Database(firing_isolation.database_url, pool_size=2) for _ in range(3)]
     registries = [CollectorRegistry() for _ in engines]
     loops = [
         ScheduleFiring(
@@ -226,7 +226,7 @@ async def test_firing_loops_share_a_grid_without_doubles_or_gaps(
     try:
         await asyncio.sleep((start - datetime.now(UTC)).total_seconds() + 4)
         async with db.transaction() as conn:
-            await conn.execute(text("UPDATE jobs SET paused = true"))
+            await conn.execute(Query("UPDATE jobs SET paused = true"))
     finally:
         for task in tasks:
             task.cancel()

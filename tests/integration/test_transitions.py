@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from scheduler.outcomes import resolve_expired
-from taskmesh.db.engine import Database, text
+from taskmesh.db.pg import Database, Query
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.ids import new_id
@@ -41,7 +41,7 @@ async def _put_in(engine: Database, runs: RunRepository, job_id: str, state: Run
     await runs.claim([ClaimRequest(AttemptRef(run.id, run.attempt), WORKER, SESSION)], lease_seconds=30)
     async with engine.statement() as conn:
         await conn.execute(
-            text(
+            Query(
                 """UPDATE runs SET state = :state, lease_expires_at = clock_timestamp() - interval '1 minute',
                        retry_at = clock_timestamp() - interval '1 minute' WHERE id = :id"""
             ),
@@ -165,12 +165,12 @@ async def test_every_run_entering_queued_gets_exactly_one_work_unit(engine: Data
     async with engine.statement() as conn:
         rows = (
             await conn.execute(
-                text(
+                Query(
                     "SELECT run_id::text AS run_id, attempt FROM outbox WHERE run_id = ANY(CAST(:ids AS uuid[]))"
                 ),
                 {"ids": [run.id for run in queued]},
             )
-        ).all()
+        ).all_rows()
     expected = {(run.id, run.attempt) for run in queued}  # the promoted run's attempt 1 had its own
     assert sorted(key for row in rows if (key := (row.run_id, row.attempt)) in expected) == sorted(expected)
 
@@ -180,7 +180,7 @@ async def test_a_state_outside_the_enum_cannot_be_written(engine: Database, job_
     run = await _put_in(engine, runs, job_id, RunState.RUNNING)
     with pytest.raises(Exception) as raised:  # the driver error, whatever wraps it
         async with engine.statement() as conn:
-            await conn.execute(text("UPDATE runs SET state = 'PAUSED' WHERE id = :id"), {"id": run.id})
+            await conn.execute(Query("UPDATE runs SET state = 'PAUSED' WHERE id = :id"), {"id": run.id})
     assert _check_violation(raised.value) == "runs_state_valid"
     assert (await runs.get(run.id)).state == RunState.RUNNING
 
@@ -197,7 +197,7 @@ async def _fire_one_slot(engine: Database, job_id: str) -> RunRecord:
     """The scheduler's firing statement creating one run of `job_id`."""
     async with engine.statement() as conn:
         await conn.execute(
-            text("UPDATE jobs SET next_fire_at = now(), due_at = now() - interval '1 second' WHERE id = :id"),
+            Query("UPDATE jobs SET next_fire_at = now(), due_at = now() - interval '1 second' WHERE id = :id"),
             {"id": job_id},
         )
     run_id = new_id()
@@ -218,8 +218,8 @@ async def _forget(engine: Database, run_id: str) -> None:
     """Drop a probed run, so that the global statements (promotion, expiry) of later cases and
     tests do not find it."""
     async with engine.statement() as conn:
-        await conn.execute(text("DELETE FROM runs WHERE id = :id"), {"id": run_id})
-        await conn.execute(text("DELETE FROM outbox WHERE run_id = :id"), {"id": run_id})
+        await conn.execute(Query("DELETE FROM runs WHERE id = :id"), {"id": run_id})
+        await conn.execute(Query("DELETE FROM outbox WHERE run_id = :id"), {"id": run_id})
 
 
 async def test_the_migrated_schema_lists_the_states_the_code_derives(engine: Database) -> None:
@@ -229,18 +229,18 @@ async def test_the_migrated_schema_lists_the_states_the_code_derives(engine: Dat
     async with engine.statement() as conn:
         check = (
             await conn.execute(
-                text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'runs_state_valid'")
+                Query("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'runs_state_valid'")
             )
-        ).scalar_one()
+        ).one_value()
         rows = (
             await conn.execute(
-                text(
+                Query(
                     """SELECT c.relname AS name, pg_get_expr(i.indpred, i.indrelid) AS predicate
                        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                        WHERE i.indrelid = 'runs'::regclass AND i.indpred IS NOT NULL"""
                 )
             )
-        ).all()
+        ).all_rows()
     predicates = {row.name: _named_states(row.predicate) for row in rows}
     assert _named_states(check) == set(RunState)
     assert predicates == {

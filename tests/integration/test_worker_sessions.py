@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from taskmesh.db.engine import Database
+from taskmesh.db.pg import Database
 from taskmesh.db.worker_sessions import WorkerSessionRepository
 from taskmesh.ids import new_id
 

@@ -1,14 +1,15 @@
-"""Running SQL: a psycopg connection pool, queries with :named parameters, and the
-translation of driver errors into taskmesh errors.
+"""A small layer over psycopg: a connection pool, queries written with :named parameters, rows
+with attribute access, and the translation of driver errors into taskmesh errors.
 
-SQLAlchemy describes the schema (taskmesh/db/models.py) and Alembic evolves it; queries run on
-psycopg directly. Measured here, SQLAlchemy's asyncio layer costs about 200 us of CPU per
-statement on top of psycopg's 80 us: on the hot path (a claim, an outcome, a relay batch)
-that was more than the statement itself.
+This is not SQLAlchemy. SQLAlchemy describes the schema (taskmesh/db/models.py) and Alembic
+evolves it; queries run on psycopg directly. Measured here, SQLAlchemy's asyncio layer costs
+about 200 us of CPU per statement on top of psycopg's 80 us: on the hot path (a claim, an
+outcome, a relay batch) that was more than the statement itself.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -16,17 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-import psycopg_pool.base
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import make_url
 
 from taskmesh.errors import AlreadyExists, DatabaseUnavailable
 
-# psycopg_pool retries a lost connection after 1 s, then 2, 4, 8... so a pool could stay empty
-# for seconds after a short database restart. Retry every second instead: ten connections
-# knocking once a second do not hurt a recovering server.
-psycopg_pool.base.AttemptWithBackoff.DELAY_BACKOFF = 1.0
+log = logging.getLogger(__name__)
+
+# psycopg_pool retries a lost connection after 1 s, then 2, 4, 8... for reconnect_timeout, so a
+# pool could stay empty for many seconds after a short database restart. Give up on a lost
+# connection this soon instead, and start over (reconnect_failed below): a connection is tried
+# about once a second for as long as the database is down, and found within a second of its
+# return. Ten connections knocking once a second do not hurt a recovering server.
+RECONNECT_TIMEOUT_SECONDS = 1.5
 
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -45,12 +49,9 @@ class Query:
         return self.sql
 
 
-def text(sql: str) -> Query:
-    return Query(sql)
-
-
-class Result:
-    """The rows of one statement (attribute access: row.id), in the few shapes callers need."""
+class Rows:
+    """The rows of one statement (attribute access: row.id), in the few shapes callers need;
+    rowcount is psycopg's (rows changed by an UPDATE or DELETE)."""
 
     def __init__(self, rows: list[Any], rowcount: int) -> None:
         self._rows = rows
@@ -59,21 +60,24 @@ class Result:
     def __iter__(self) -> Iterator[Any]:
         return iter(self._rows)
 
-    def all(self) -> list[Any]:
+    def all_rows(self) -> list[Any]:
         return self._rows
 
-    def first(self) -> Any | None:
+    def first_row(self) -> Any | None:
+        """The first row, or None when there is none."""
         return self._rows[0] if self._rows else None
 
-    def one(self) -> Any:
+    def one_row(self) -> Any:
+        """The only row; LookupError unless there is exactly one."""
         if len(self._rows) != 1:
             raise LookupError(f"expected one row, got {len(self._rows)}")
         return self._rows[0]
 
-    def scalar_one(self) -> Any:
-        return self.one()[0]
+    def one_value(self) -> Any:
+        """The first column of the only row."""
+        return self.one_row()[0]
 
-    def scalars(self) -> list[Any]:
+    def first_column(self) -> list[Any]:
         return [row[0] for row in self._rows]
 
 
@@ -81,11 +85,11 @@ class Connection:
     def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
         self._connection = connection
 
-    async def execute(self, query: Query, params: Mapping[str, Any] | None = None) -> Result:
+    async def execute(self, query: Query, params: Mapping[str, Any] | None = None) -> Rows:
         async with self._connection.cursor(row_factory=namedtuple_row) as cursor:
             await cursor.execute(query.psycopg_sql, params)
             rows = await cursor.fetchall() if cursor.description is not None else []
-            return Result(rows, cursor.rowcount)
+            return Rows(rows, cursor.rowcount)
 
 
 def libpq_url(database_url: str) -> str:
@@ -107,6 +111,8 @@ class Database:
             kwargs={"autocommit": True},
             check=AsyncConnectionPool.check_connection if check else None,
             timeout=10,
+            reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
+            reconnect_failed=_reconnect_again,
             open=False,
         )
         self._opened = False
@@ -143,8 +149,12 @@ class Database:
             await self._pool.close()
 
 
-def make_engine(database_url: str, pool_size: int = 10, pre_ping: bool = True) -> Database:
-    return Database(database_url, pool_size, check=pre_ping)
+async def _reconnect_again(pool: AsyncConnectionPool[Any]) -> None:
+    """psycopg_pool gave up on a lost connection: check() grows the pool back (one connection at
+    a time, each tried for RECONNECT_TIMEOUT_SECONDS again) until the database answers."""
+    log.debug("pool %s could not reconnect within %.1fs; trying again", pool.name, RECONNECT_TIMEOUT_SECONDS)
+    if not pool.closed:
+        await pool.check()
 
 
 @asynccontextmanager
