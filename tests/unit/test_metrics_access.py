@@ -91,6 +91,8 @@ async def test_a_revoked_users_token_reads_no_metrics() -> None:
     revoked = codec.issue(Principal("ops", Role.OPERATOR), version=6).token
     assert access.check(f"Bearer {current}") is Access.ALLOWED
     assert access.check(f"Bearer {revoked}") is Access.UNAUTHENTICATED
+    newer = codec.issue(Principal("new-viewer", Role.VIEWER), version=8).token  # not in the map yet
+    assert access.check(f"Bearer {newer}") is Access.FORBIDDEN
 
 
 def test_production_refuses_a_short_metrics_token() -> None:
