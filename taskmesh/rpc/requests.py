@@ -23,24 +23,34 @@ Deserializer = Callable[[bytes], Any]
 _UNREPRESENTABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-class Undecodable:
-    """What a unary request decodes to when its bytes are not a message of the method's type:
-    grpc decodes before any interceptor runs, and an exception there would answer UNKNOWN."""
+class Refused:
+    """What a unary request decodes to when it must be refused: grpc decodes before any
+    interceptor runs, and an exception there would answer UNKNOWN (and before the caller is
+    authenticated), so `check` raises the error inside the guard."""
 
-    def __init__(self, problem: str) -> None:
-        self.problem = problem
+    def __init__(self, error: InvalidArgument) -> None:
+        self.error = error
 
 
 def tolerant(deserializer: Deserializer | None) -> Deserializer | None:
-    """For unary requests: a decode error becomes an Undecodable, refused by `check`."""
+    """For unary requests: bytes that are no message, or a message with a NUL character in a
+    string, become a Refused. Decoding has already refused invalid UTF-8 (lone surrogates
+    included), and a NUL character is a zero byte in the encoding, so a request without one
+    (nearly all) is not walked at all."""
     if deserializer is None:
         return None
 
     def decode(data: bytes) -> Any:
         try:
-            return deserializer(data)
+            message = deserializer(data)
         except DecodeError as error:
-            return Undecodable(str(error))
+            return Refused(InvalidArgument("request", f"is not a valid message: {error}"))
+        if b"\x00" in data and isinstance(message, Message):
+            try:
+                check_strings(message)
+            except InvalidArgument as error:
+                return Refused(error)
+        return message
 
     return decode
 
@@ -64,13 +74,16 @@ def strict(deserializer: Deserializer | None) -> Deserializer | None:
 
 
 def check(request: Any) -> None:
-    """Raise InvalidArgument naming the first field a request must not carry."""
-    if isinstance(request, Undecodable):
-        raise InvalidArgument("request", f"is not a valid message: {request.problem}")
-    if isinstance(request, Message):
-        for path, value in strings(request):
-            if _UNREPRESENTABLE.search(value):
-                raise InvalidArgument(path, "must not contain NUL characters or unpaired surrogates")
+    """Raise the InvalidArgument of a request `tolerant` refused."""
+    if isinstance(request, Refused):
+        raise request.error
+
+
+def check_strings(message: Message) -> None:
+    """Raise InvalidArgument naming the first string a message must not carry."""
+    for path, value in strings(message):
+        if _UNREPRESENTABLE.search(value):
+            raise InvalidArgument(path, "must not contain NUL characters or unpaired surrogates")
 
 
 def scrub(message: Message) -> None:

@@ -202,7 +202,7 @@ def test_request_strings_are_walked_at_every_depth() -> None:
     assert found["job.labels.team"] == "data"
     assert found["job.executor.http.headers.Authorization"] == "Bearer x"
     assert found["job.executor.http.url"] == "http://x"
-    requests.check(request)
+    requests.check_strings(request)
     for path, bad in [
         ("job.description", job_pb2.Job(description="a\x00b")),
         ("job.labels.team", job_pb2.Job(labels={"team": "a\x00"})),
@@ -211,5 +211,10 @@ def test_request_strings_are_walked_at_every_depth() -> None:
         ("job.executor.shell.argv[1]", job_pb2.Job(executor=_shell(argv=["echo", "\x00"]))),
     ]:
         with pytest.raises(InvalidArgument) as caught:
-            requests.check(job_service_pb2.CreateJobRequest(job=bad))
+            requests.check_strings(job_service_pb2.CreateJobRequest(job=bad))
+        assert caught.value.field == path
+        decoded = requests.tolerant(job_service_pb2.CreateJobRequest.FromString)
+        assert decoded is not None
+        with pytest.raises(InvalidArgument) as caught:  # the same through the unary decoder
+            requests.check(decoded(job_service_pb2.CreateJobRequest(job=bad).SerializeToString()))
         assert caught.value.field == path
