@@ -68,7 +68,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         WorkerSessionRepository(engine),
         observers=[observer],
     )
-    maintenance = Maintenance(runs, cache_writer, settings.timeout_grace_seconds, observers=[observer])
+    maintenance = Maintenance(
+        runs,
+        cache_writer,
+        settings.timeout_grace_seconds,
+        observers=[observer],
+        lease_seconds=settings.lease_seconds,
+    )
     outbox_wake = asyncio.Event()
     relay = OutboxRelay(
         OutboxRepository(engine),

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 RETRY_TICK_SECONDS = 0.2
 REAP_EVERY_SECONDS = 1.0
+# A statement that took this long means the database was out of reach (the pool waited).
+STALL_SECONDS = 1.0
 
 
 class ReapObserver(Protocol):
@@ -35,23 +37,31 @@ class Maintenance:
         cache_writer: CacheWriter,
         timeout_grace_seconds: float,
         observers: Sequence[ReapObserver] = (),
+        lease_seconds: float = 0.0,
     ) -> None:
         self._runs = runs
         self._cache_writer = cache_writer
         self._grace = timeout_grace_seconds
+        # After the database was out of reach, leases ran out because no heartbeat could land,
+        # not because workers died: reaping waits this long, for their reports to arrive.
+        self._lease_seconds = lease_seconds
         self._observers = tuple(observers)
         self._reconnect = Reconnect("maintenance", logger=log)
 
     async def run_forever(self) -> None:
         next_reap = 0.0
         while True:
+            started = time.monotonic()
             try:
                 await self.promote_due_retries()
+                if time.monotonic() - started > STALL_SECONDS:  # the database was out of reach
+                    next_reap = max(next_reap, time.monotonic() + self._lease_seconds)
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + REAP_EVERY_SECONDS
                     await self.reap()
                 self._reconnect.connected()
             except Unavailable as error:
+                next_reap = time.monotonic() + self._lease_seconds
                 await self._reconnect.failed(error)
             await asyncio.sleep(RETRY_TICK_SECONDS)
 
