@@ -1,4 +1,5 @@
-"""What JobService does, free of gRPC: validated values in, records out."""
+"""What JobService does, without gRPC's server types: validated values in, records out (the
+status view carries the run as the protobuf message the status cache holds)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every name shared across processes: queues, exchanges, Redis keys, NOTIFY channels."""
+"""Every name shared across processes and prefixed by the namespace: queues, exchanges,
+Redis keys. (NOTIFY channels are the database's own: taskmesh.db.outbox, runs, schedules.)"""
 
 from __future__ import annotations
 

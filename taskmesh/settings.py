@@ -49,8 +49,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TASKMESH_", extra="ignore")
 
     environment: Literal["development", "production"] = "development"
-    # Prefix of every queue, exchange, Redis key and NOTIFY channel: lets several meshes
-    # (or test sessions) share one RabbitMQ, Redis and PostgreSQL.
+    # Prefix of every queue, exchange and Redis key: lets several meshes (or test sessions)
+    # share one RabbitMQ and Redis. NOTIFY channels (taskmesh_*) belong to the database, which
+    # each mesh has to itself (its triggers are part of the schema), so they carry no prefix.
     namespace: str = Field(default="taskmesh", pattern=r"^[a-z][a-z0-9_]{0,39}$")
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/taskmesh"

@@ -46,10 +46,6 @@ ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 }
 
 
-def can_transition(current: RunState, new: RunState) -> bool:
-    return new in ALLOWED_TRANSITIONS[current]
-
-
 def in_order(states: frozenset[RunState]) -> tuple[RunState, ...]:
     """The states in declaration order, so that SQL written from a set is always the same text."""
     return tuple(state for state in RunState if state in states)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import grpc
 from grpc import aio
 
 from taskmesh.v1 import auth_service_pb2, auth_service_pb2_grpc
@@ -33,8 +32,3 @@ class TokenSource:
             )
         self._token = response.access_token
         self._expires_at = time.monotonic() + response.expires_in
-
-
-def is_auth_failure(error: grpc.RpcError) -> bool:
-    code = error.code() if isinstance(error, aio.AioRpcError) else None
-    return code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)

@@ -12,7 +12,6 @@ from taskmesh.states import (
     LEASED_STATES,
     TERMINAL_STATES,
     RunState,
-    can_transition,
     in_order,
 )
 from taskmesh.v1 import run_pb2
@@ -33,15 +32,15 @@ def test_every_state_has_an_entry() -> None:
 
 
 def test_lifecycle_edges_from_the_design() -> None:
-    assert can_transition(RunState.QUEUED, RunState.RUNNING)
-    assert can_transition(RunState.QUEUED, RunState.CANCELLED)
-    assert can_transition(RunState.RUNNING, RunState.RETRY_WAIT)
-    assert can_transition(RunState.RETRY_WAIT, RunState.QUEUED)
-    assert can_transition(RunState.RUNNING, RunState.CANCELLING)
-    assert can_transition(RunState.CANCELLING, RunState.CANCELLED)
-    assert not can_transition(RunState.QUEUED, RunState.SUCCEEDED)
-    assert not can_transition(RunState.SUCCEEDED, RunState.QUEUED)
-    assert not can_transition(RunState.FAILED, RunState.RUNNING)
+    assert RunState.RUNNING in ALLOWED_TRANSITIONS[RunState.QUEUED]
+    assert RunState.CANCELLED in ALLOWED_TRANSITIONS[RunState.QUEUED]
+    assert RunState.RETRY_WAIT in ALLOWED_TRANSITIONS[RunState.RUNNING]
+    assert RunState.QUEUED in ALLOWED_TRANSITIONS[RunState.RETRY_WAIT]
+    assert RunState.CANCELLING in ALLOWED_TRANSITIONS[RunState.RUNNING]
+    assert RunState.CANCELLED in ALLOWED_TRANSITIONS[RunState.CANCELLING]
+    assert RunState.SUCCEEDED not in ALLOWED_TRANSITIONS[RunState.QUEUED]
+    assert RunState.QUEUED not in ALLOWED_TRANSITIONS[RunState.SUCCEEDED]
+    assert RunState.RUNNING not in ALLOWED_TRANSITIONS[RunState.FAILED]
 
 
 def test_the_enum_mirrors_the_proto_states() -> None:
