@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from api_server.observability import CacheStats
-from taskmesh import redaction, schedules
+from taskmesh import redaction, schedule_policy
 from taskmesh.cache.status import CacheWriter, StatusCache
 from taskmesh.convert import from_json, run_to_proto, to_json
 from taskmesh.db.jobs import JobRepository
@@ -42,7 +42,7 @@ class JobStatusView:
 class NewSchedule:
     """A validated schedule from a request and its protobuf JSON; both None remove it."""
 
-    schedule: schedules.Schedule | None
+    schedule: schedule_policy.Schedule | None
     data: Json | None
 
 
@@ -182,14 +182,14 @@ class Jobs:
         return cached
 
 
-def _needs_creation_time(schedule: schedules.Schedule) -> bool:
-    return isinstance(schedule.kind, schedules.Interval) and schedule.kind.anchor is None
+def _needs_creation_time(schedule: schedule_policy.Schedule) -> bool:
+    return isinstance(schedule.kind, schedule_policy.Interval) and schedule.kind.anchor is None
 
 
 def _schedule_setting(new: NewSchedule, job_id: str, created: datetime, now: datetime) -> ScheduleSetting:
     if new.schedule is None:
         return ScheduleSetting(None, None, None)
-    first = schedules.first_slot(new.schedule.with_default_anchor(created), job_id, now)
+    first = schedule_policy.first_slot(new.schedule.with_default_anchor(created), job_id, now)
     if first is None:
         return ScheduleSetting(new.data, None, None)
     return ScheduleSetting(new.data, first.slot, first.due)

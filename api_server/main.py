@@ -28,9 +28,9 @@ from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.db.throttle import ThrottleRepository
 from taskmesh.db.users import UserRepository
-from taskmesh.logs import configure_logging
 from taskmesh.names import Names
 from taskmesh.process import run_until_signalled
+from taskmesh.process_logging import configure_logging
 from taskmesh.rpc.peers import parse_networks
 from taskmesh.rpc.server import build_server
 from taskmesh.settings import DEV_ADMIN_PASSWORD, Settings, get_settings

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from google.protobuf.duration_pb2 import Duration
 
-from taskmesh import schedules
+from taskmesh import schedule_policy
 from taskmesh.errors import InvalidArgument
 from taskmesh.ids import is_uuid
 from taskmesh.states import Role
@@ -184,8 +184,8 @@ def job_size(job: job_pb2.Job, field: str = "job") -> None:
         raise InvalidArgument(field, f"must be at most {MAX_JOB_BYTES} bytes serialized")
 
 
-def schedule(value: job_pb2.Schedule, now: datetime, field: str = "job.schedule") -> schedules.Schedule:
-    return schedules.validate(value, now, field)
+def schedule(value: job_pb2.Schedule, now: datetime, field: str = "job.schedule") -> schedule_policy.Schedule:
+    return schedule_policy.validate(value, now, field)
 
 
 def retry_policy(value: job_pb2.RetryPolicy, field: str = "job.retry_policy") -> job_pb2.RetryPolicy:

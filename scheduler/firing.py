@@ -3,7 +3,7 @@ through PostgreSQL (taskmesh.db.schedules), so any of them may die at any time.
 
 A scheduler sleeps until the earliest due slot, a NOTIFY (a schedule changed, a job resumed)
 or the poll interval, whichever comes first; then it claims due jobs in batches, applies the
-pure decisions of taskmesh.schedules to them and commits, until no due job is left to it.
+pure decisions of taskmesh.schedule_policy to them and commits, until no due job is left to it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import timedelta
 from functools import lru_cache
 
 from scheduler.metrics import FiringMetrics
-from taskmesh import schedules
+from taskmesh import schedule_policy
 from taskmesh.aio import wait_event
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.schedules import ScheduleRepository
@@ -25,7 +25,7 @@ from taskmesh.errors import DatabaseUnavailable
 from taskmesh.ids import new_id
 from taskmesh.reconnect import Reconnect
 from taskmesh.records import DueJob, FireDecision, Json
-from taskmesh.schedules import FiringRules
+from taskmesh.schedule_policy import FiringRules
 from taskmesh.states import SkipReason
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class ScheduleFiring:
     def _decide(self, job: DueJob) -> FireDecision:
         try:
             schedule = _parse(_canonical(job.schedule)).with_default_anchor(job.create_time)
-            return schedules.decide(schedule, job, self._config.rules, new_id)
+            return schedule_policy.decide(schedule, job, self._config.rules, new_id)
         except Exception:
             log.exception("cannot fire job %s; looking again in %s", job.id, QUARANTINE, extra={"job_id": job.id})
             return FireDecision(job.id, (), (), (), job.next_fire_at, job.now + QUARANTINE, 0)
@@ -109,9 +109,9 @@ def _canonical(data: Json) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _parse(data: str) -> schedules.Schedule:
+def _parse(data: str) -> schedule_policy.Schedule:
     """Stored schedules, parsed once (parsing validates the cron expression)."""
-    return schedules.from_json(json.loads(data))
+    return schedule_policy.from_json(json.loads(data))
 
 
 def _log_unusual(decisions: Sequence[FireDecision], conflicts: int) -> None:

@@ -20,7 +20,7 @@ from scheduler.monitoring import SchedulerMonitoring
 from scheduler.observability import RunObserver, WorkerRoster
 from scheduler.relay import OutboxRelay
 from scheduler.worker_servicer import WorkerServicer
-from taskmesh import schedules
+from taskmesh import schedule_policy
 from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
@@ -34,10 +34,10 @@ from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.db.users import UserRepository
 from taskmesh.db.worker_sessions import WorkerSessionRepository
-from taskmesh.logs import configure_logging
 from taskmesh.names import Names
 from taskmesh.patches import coalesce_pika_writes
 from taskmesh.process import run_until_signalled
+from taskmesh.process_logging import configure_logging
 from taskmesh.records import AttemptRef
 from taskmesh.rpc.server import build_server
 from taskmesh.settings import Settings, get_settings
@@ -95,7 +95,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         FiringConfig(
             batch_size=settings.schedule_batch_size,
             poll_interval=settings.schedule_poll_interval,
-            rules=schedules.FiringRules(misfire_threshold=timedelta(seconds=settings.schedule_misfire_threshold)),
+            rules=schedule_policy.FiringRules(
+                misfire_threshold=timedelta(seconds=settings.schedule_misfire_threshold)
+            ),
         ),
     )
     servicer = WorkerServicer(ledger, roster)

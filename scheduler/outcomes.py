@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from taskmesh.records import AttemptRef, ExpiredAttempt, Json, OutcomeReport
-from taskmesh.retry import Failure, RetryPolicy, decide_retry
+from taskmesh.retry_policy import Failure, RetryPolicy, decide_retry
 from taskmesh.states import RunState
 
 

@@ -10,7 +10,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from taskmesh import redaction, schedules
+from taskmesh import redaction, schedule_policy
 from taskmesh.errors import TaskmeshError
 from taskmesh.records import JobRecord, Json, LogEntry, RunRecord, SkippedSlotRecord, UserRecord
 from taskmesh.states import RunState, Trigger
@@ -84,8 +84,8 @@ def next_fire_times(job: JobRecord) -> list[datetime]:
     if job.schedule is None or job.paused or job.next_fire_at is None:
         return []
     try:
-        schedule = schedules.from_json(job.schedule).with_default_anchor(job.create_time)
-        later = schedules.next_fire_times(schedule, job.next_fire_at, NEXT_FIRE_TIMES - 1)
+        schedule = schedule_policy.from_json(job.schedule).with_default_anchor(job.create_time)
+        later = schedule_policy.next_fire_times(schedule, job.next_fire_at, NEXT_FIRE_TIMES - 1)
     except (TaskmeshError, ValueError):  # stored by an older release, unreadable now: show what we know
         later = []
     return [job.next_fire_at, *later]

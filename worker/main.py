@@ -8,10 +8,10 @@ import logging
 import os
 import socket
 
-from taskmesh.logs import configure_logging
 from taskmesh.names import Names
 from taskmesh.patches import coalesce_pika_writes
 from taskmesh.process import run_until_signalled
+from taskmesh.process_logging import configure_logging
 from taskmesh.settings import Settings, get_settings
 from taskmesh.v1 import worker_service_pb2 as pb
 from worker.admission import Admission

@@ -31,7 +31,7 @@ from taskmesh.records import (
     RunRecord,
     RunRequest,
 )
-from taskmesh.retry import DEFAULT_ATTEMPT_TIMEOUT
+from taskmesh.retry_policy import DEFAULT_ATTEMPT_TIMEOUT
 from taskmesh.states import ACTIVE_STATES, LEASED_STATES, TERMINAL_STATES, RunState, Trigger, in_order
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)

@@ -3,7 +3,7 @@
 It runs outside the guard interceptor, so that it sees the status the guard mapped errors to.
 
 - The request id comes from the `x-request-id` metadata (Envoy generates one per request and
-  passes it to the upstream); it is kept in taskmesh.logs.request_id for the call's duration,
+  passes it to the upstream); it is kept in taskmesh.process_logging.request_id for the call's duration,
   so that every log line written while serving it carries it.
 - grpc_server_handled_total{grpc_type, grpc_service, grpc_method, grpc_code} and the
   grpc_server_handling_seconds histogram (the names go-grpc-prometheus uses, which dashboards
@@ -26,7 +26,7 @@ import grpc
 from grpc import aio
 from prometheus_client import Counter, Histogram
 
-from taskmesh import logs
+from taskmesh import process_logging
 from taskmesh.rpc.wrapping import Around, Context, Handler, wrap_handler
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class _Call:
         self._context = context
         self._started = time.perf_counter()
         # Each RPC runs in a task of its own, so the value ends with the call.
-        logs.request_id.set(request_id_of(context))
+        process_logging.request_id.set(request_id_of(context))
 
     def finish(self, error: BaseException | None) -> None:
         code = _code(self._context, error)

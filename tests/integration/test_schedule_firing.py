@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.metrics import FiringMetrics
-from taskmesh import schedules
+from taskmesh import schedule_policy
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.pg import Database, Query
@@ -29,7 +29,7 @@ from tests.support import Isolation
 
 pytestmark = pytest.mark.integration
 
-RULES = schedules.FiringRules(misfire_threshold=timedelta(seconds=5))
+RULES = schedule_policy.FiringRules(misfire_threshold=timedelta(seconds=5))
 SECOND = timedelta(seconds=1)
 
 
@@ -55,8 +55,8 @@ async def db(firing_isolation: Isolation) -> AsyncIterator[Database]:
 
 async def scheduled_job(engine: Database, schedule: dict[str, Any], next_fire_at: datetime, **fields: Any) -> str:
     job_id = new_id()
-    parsed = schedules.from_json(schedule)
-    due = schedules.due_time(parsed, job_id, next_fire_at)
+    parsed = schedule_policy.from_json(schedule)
+    due = schedule_policy.due_time(parsed, job_id, next_fire_at)
     await JobRepository(engine).create(
         job_id,
         f"job-{job_id}",
@@ -70,10 +70,12 @@ async def scheduled_job(engine: Database, schedule: dict[str, Any], next_fire_at
     return job_id
 
 
-def deciding(rules: schedules.FiringRules = RULES) -> Any:
+def deciding(rules: schedule_policy.FiringRules = RULES) -> Any:
     def decide(jobs: list[DueJob]) -> list[FireDecision]:
         return [
-            schedules.decide(schedules.from_json(j.schedule).with_default_anchor(j.create_time), j, rules, new_id)
+            schedule_policy.decide(
+                schedule_policy.from_json(j.schedule).with_default_anchor(j.create_time), j, rules, new_id
+            )
             for j in jobs
         ]
 

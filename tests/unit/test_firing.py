@@ -16,7 +16,7 @@ from taskmesh.cache.status import CacheWriter, StatusCache
 from taskmesh.db.schedules import Decide
 from taskmesh.names import Names
 from taskmesh.records import DueJob, FiredBatch, FireDecision, RunRecord
-from taskmesh.schedules import FiringRules
+from taskmesh.schedule_policy import FiringRules
 from taskmesh.states import RunState, Trigger
 
 NOW = datetime(2024, 6, 1, 12, 0, 0, 20_000, tzinfo=UTC)

@@ -12,7 +12,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from api_server import validation
 from api_server.servicers import _job_changes, _new_schedule, _update_paths
-from taskmesh import schedules
+from taskmesh import schedule_policy
 from taskmesh.convert import job_to_proto, schedule_health
 from taskmesh.errors import InvalidArgument
 from taskmesh.records import JobRecord, Replacement
@@ -150,8 +150,8 @@ def test_a_scheduled_job_shows_its_next_five_fire_times_and_health() -> None:
 
 def test_interval_next_fire_times_count_from_creation_when_unanchored() -> None:
     created = NOW - timedelta(days=1, milliseconds=250)
-    every = schedules.from_json({"interval": {"every": "3600s"}}).with_default_anchor(created)
-    first = schedules.next_fire_times(every, NOW, 1)[0]
+    every = schedule_policy.from_json({"interval": {"every": "3600s"}}).with_default_anchor(created)
+    first = schedule_policy.next_fire_times(every, NOW, 1)[0]
     job = _record(schedule={"interval": {"every": "3600s"}}, create_time=created, next_fire_at=first)
     times = [t.ToDatetime(tzinfo=UTC) for t in job_to_proto(job).next_fire_times]
     assert times == [first + timedelta(hours=k) for k in range(5)]

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from taskmesh.auth.credentials import CredentialDirectory, StaticCredentials
 from taskmesh.auth.tokens import Principal, TokenCodec
 from taskmesh.errors import NotFound
-from taskmesh.logs import JsonFormatter, TextFormatter, request_id
+from taskmesh.process_logging import JsonFormatter, TextFormatter, request_id
 from taskmesh.records import Credential
 from taskmesh.rpc.server import build_server
 from taskmesh.states import Role

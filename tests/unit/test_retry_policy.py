@@ -1,6 +1,6 @@
 import pytest
 
-from taskmesh.retry import Failure, RetryPolicy, backoff, decide_retry
+from taskmesh.retry_policy import Failure, RetryPolicy, backoff, decide_retry
 
 RETRYABLE = Failure(kind="EXECUTOR_FAILED", retryable=True)
 
