@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from taskmesh.db.schema import ensure_database, ensure_schema
-from tests.support import Isolation
+from tests.support import Isolation, PrivateRedis
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +18,12 @@ def integration_isolation() -> Iterator[Isolation]:
     ensure_schema(isolation.database_url)
     yield isolation
     isolation.drop()
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    """A redis-server of the module's own, which its tests may stop."""
+    server = PrivateRedis(str(tmp_path_factory.mktemp("redis")))
+    server.start()
+    yield server
+    server.stop()

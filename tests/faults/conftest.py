@@ -35,14 +35,6 @@ def isolation() -> Iterator[Isolation]:
 
 
 @pytest.fixture(scope="module")
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(str(tmp_path_factory.mktemp("redis")))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def fault_mesh(
     isolation: Isolation, private_redis: PrivateRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Mesh]:

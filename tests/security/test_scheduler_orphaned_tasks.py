@@ -22,14 +22,6 @@ STREAMS = 60
 
 
 @pytest.fixture(scope="module")
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(str(tmp_path_factory.mktemp("redis")))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def mesh_settings(private_redis: PrivateRedis) -> dict[str, str]:
     return {"TASKMESH_REDIS_URL": private_redis.url}
 
