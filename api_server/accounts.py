@@ -8,8 +8,8 @@ from api_server.throttling import LoginThrottle
 from taskmesh.auth.passwords import PasswordHashing
 from taskmesh.auth.tokens import IssuedToken, Principal, TokenCodec
 from taskmesh.db.users import UserRepository
-from taskmesh.errors import FailedPrecondition, Unauthenticated
 from taskmesh.records import UserRecord
+from taskmesh.service_errors import FailedPrecondition, Unauthenticated
 from taskmesh.states import Role
 
 log = logging.getLogger(__name__)

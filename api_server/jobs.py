@@ -9,14 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from api_server.observability import CacheStats
+from api_server.run_telemetry import CacheStats
 from taskmesh import redaction, schedule_policy
 from taskmesh.cache.status import CacheWriter, StatusCache
 from taskmesh.convert import from_json, run_to_proto, to_json
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
-from taskmesh.errors import CacheUnavailable
 from taskmesh.ids import new_id
 from taskmesh.records import (
     Condition,
@@ -27,6 +26,7 @@ from taskmesh.records import (
     ScheduleSetting,
     SkippedSlotRecord,
 )
+from taskmesh.service_errors import CacheUnavailable
 from taskmesh.v1 import job_pb2, run_pb2
 
 

@@ -7,9 +7,9 @@ import contextlib
 import logging
 
 from api_server.accounts import Accounts
+from api_server.health_and_metrics import STALE_AFTER_INTERVALS, ApiMonitoring
 from api_server.jobs import Jobs
-from api_server.monitoring import STALE_AFTER_INTERVALS, ApiMonitoring
-from api_server.observability import CacheStats, CancelObserver
+from api_server.run_telemetry import CacheStats, CancelObserver
 from api_server.runs import Runs
 from api_server.servicers import AuthServicer, JobServicer
 from api_server.throttling import LoginLimits, LoginThrottle

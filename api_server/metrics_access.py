@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
-from taskmesh.errors import Unauthenticated
+from taskmesh.service_errors import Unauthenticated
 from taskmesh.settings import Settings
 from taskmesh.states import Role
 

@@ -10,14 +10,14 @@ from taskmesh.cache.status import CacheWriter
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.runs import RunRepository
-from taskmesh.errors import FailedPrecondition, NotFound
 from taskmesh.ids import new_id
 from taskmesh.records import Condition, Page, RunLogs, RunRecord, RunRequest
+from taskmesh.service_errors import FailedPrecondition, NotFound
 from taskmesh.states import RunState, Trigger
 
 
 class RunsObserver(Protocol):
-    """Sees the runs a cancel changed (api_server.observability.CancelObserver: metrics, logs)."""
+    """Sees the runs a cancel changed (api_server.run_telemetry.CancelObserver: metrics, logs)."""
 
     def cancelled(self, runs: Sequence[RunRecord]) -> None: ...
 

@@ -26,10 +26,10 @@ from taskmesh.convert import (
     to_json,
     user_to_proto,
 )
-from taskmesh.errors import InvalidArgument
 from taskmesh.records import JobChanges, Replacement, RunRecord
 from taskmesh.rpc.guard import current_principal
 from taskmesh.rpc.peers import IPNetwork, client_address
+from taskmesh.service_errors import InvalidArgument
 from taskmesh.states import RunState, Trigger
 from taskmesh.v1 import (
     auth_service_pb2,

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from taskmesh.auth.throttle import ThrottlePolicy, ThrottleState, admit, give_back
 from taskmesh.db.throttle import ThrottleRepository
-from taskmesh.errors import ResourceExhausted, TaskmeshError
+from taskmesh.service_errors import ResourceExhausted, TaskmeshError
 from taskmesh.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 from google.protobuf.duration_pb2 import Duration
 
 from taskmesh import schedule_policy
-from taskmesh.errors import InvalidArgument
 from taskmesh.ids import is_uuid
+from taskmesh.service_errors import InvalidArgument
 from taskmesh.states import Role
 from taskmesh.v1 import auth_service_pb2, job_pb2
 

@@ -56,7 +56,7 @@ class StatusWriter(Protocol):
 
 
 class LedgerObserver(Protocol):
-    """Sees what the ledger committed (scheduler.observability.RunObserver: metrics, log lines)."""
+    """Sees what the ledger committed (scheduler.run_telemetry.RunObserver: metrics, log lines)."""
 
     def claimed(self, requests: Sequence[ClaimRequest], claimed: Sequence[ClaimedAttempt | None]) -> None: ...
     def ended(self, endings: Sequence[AttemptEnding], recorded: Sequence[RunRecord | None]) -> None: ...

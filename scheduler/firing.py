@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 
-from scheduler.metrics import FiringMetrics
+from scheduler.firing_metrics import FiringMetrics
 from taskmesh import schedule_policy
 from taskmesh.aio import wait_event
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.schedules import ScheduleRepository
-from taskmesh.errors import DatabaseUnavailable
 from taskmesh.ids import new_id
 from taskmesh.reconnect import Reconnect
 from taskmesh.records import DueJob, FireDecision, Json
 from taskmesh.schedule_policy import FiringRules
+from taskmesh.service_errors import DatabaseUnavailable
 from taskmesh.states import SkipReason
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,11 @@ from prometheus_client import REGISTRY
 
 from scheduler.attempts import AttemptLedger
 from scheduler.firing import FiringConfig, ScheduleFiring
+from scheduler.firing_metrics import FiringMetrics
+from scheduler.health_and_metrics import SchedulerMonitoring
 from scheduler.maintenance import Maintenance
-from scheduler.metrics import FiringMetrics
-from scheduler.monitoring import SchedulerMonitoring
-from scheduler.observability import RunObserver, WorkerRoster
 from scheduler.relay import OutboxRelay
+from scheduler.run_telemetry import RunObserver, WorkerRoster
 from scheduler.worker_servicer import WorkerServicer
 from taskmesh import schedule_policy
 from taskmesh.auth.credentials import CredentialDirectory

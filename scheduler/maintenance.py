@@ -12,9 +12,9 @@ from typing import Protocol
 from scheduler.outcomes import resolve_expired
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.runs import RunRepository
-from taskmesh.errors import Unavailable
 from taskmesh.reconnect import Reconnect
 from taskmesh.records import RunRecord
+from taskmesh.service_errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ STALL_SECONDS = 1.0
 
 
 class ReapObserver(Protocol):
-    """Sees the attempts the reaper closed (scheduler.observability.RunObserver)."""
+    """Sees the attempts the reaper closed (scheduler.run_telemetry.RunObserver)."""
 
     def reaped(self, runs: Sequence[RunRecord]) -> None: ...
 

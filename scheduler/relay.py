@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from scheduler.observability import ConnectionWatch
+from scheduler.run_telemetry import ConnectionWatch
 from taskmesh.aio import wait_event
 from taskmesh.broker.amqp import AmqpChannel, AmqpConnection
 from taskmesh.broker.topology import declare_topology
 from taskmesh.db.outbox import OutboxBatch, OutboxRepository
-from taskmesh.errors import BrokerUnavailable, DatabaseUnavailable
 from taskmesh.names import Names, routing_key
 from taskmesh.reconnect import Reconnect
+from taskmesh.service_errors import BrokerUnavailable, DatabaseUnavailable
 from taskmesh.v1 import worker_service_pb2
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import hashlib
 import re
 import secrets
 
-from taskmesh.errors import InvalidArgument
+from taskmesh.service_errors import InvalidArgument
 
 TOKEN_BYTES = 32
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32)

@@ -23,9 +23,9 @@ from scheduler.attempts import AttemptLedger
 from scheduler.outcomes import AttemptEnding
 from scheduler.sessions import checked_token, session_key
 from taskmesh.convert import from_json, to_json
-from taskmesh.errors import AlreadyExists, InvalidArgument, Unavailable
 from taskmesh.ids import is_uuid
 from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, RunRecord
+from taskmesh.service_errors import AlreadyExists, InvalidArgument, Unavailable
 from taskmesh.states import RunState
 from taskmesh.v1 import job_pb2, worker_service_pb2_grpc
 from taskmesh.v1 import worker_service_pb2 as pb
@@ -43,7 +43,7 @@ _END = pb.ConnectResponse()  # put on a session's outbound queue: the stream end
 
 
 class StreamObserver(Protocol):
-    """Sees workers come and go (scheduler.observability.WorkerRoster)."""
+    """Sees workers come and go (scheduler.run_telemetry.WorkerRoster)."""
 
     def connected(self, worker_id: str, slots: int) -> None: ...
     def disconnected(self, worker_id: str) -> None: ...

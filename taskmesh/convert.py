@@ -11,8 +11,8 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from taskmesh import redaction, schedule_policy
-from taskmesh.errors import TaskmeshError
 from taskmesh.records import JobRecord, Json, LogEntry, RunRecord, SkippedSlotRecord, UserRecord
+from taskmesh.service_errors import TaskmeshError
 from taskmesh.states import RunState, Trigger
 from taskmesh.v1 import auth_service_pb2, job_pb2, job_service_pb2, run_pb2
 

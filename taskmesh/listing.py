@@ -9,9 +9,9 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from taskmesh.errors import InvalidArgument
 from taskmesh.ids import is_uuid
 from taskmesh.records import Condition, Page
+from taskmesh.service_errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000

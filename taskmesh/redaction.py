@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from urllib.parse import urlsplit
 
-from taskmesh.errors import InvalidArgument
+from taskmesh.service_errors import InvalidArgument
 from taskmesh.v1 import job_pb2
 
 REDACTED = "<redacted>"

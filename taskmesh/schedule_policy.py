@@ -31,8 +31,8 @@ from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from taskmesh.errors import InvalidArgument
 from taskmesh.records import DueJob, FireDecision, FiredSlot, Json, SlotSkip
+from taskmesh.service_errors import InvalidArgument
 from taskmesh.states import MisfirePolicy, OverlapPolicy, SkipReason
 from taskmesh.v1 import job_pb2
 

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 from taskmesh.aio import wait_event
 from taskmesh.broker.amqp import AmqpConnection, Delivery
 from taskmesh.broker.topology import declare_topology
-from taskmesh.errors import BrokerUnavailable
 from taskmesh.names import Names
 from taskmesh.reconnect import Reconnect
+from taskmesh.service_errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from worker.credentials import TokenSource
 from worker.executions import Executions
 from worker.executors.guarded import worker_policy
 from worker.executors.registry import ExecutorRegistry
+from worker.health_and_metrics import WorkerCollector, WorkerMonitoring
 from worker.layers import standard_layers
-from worker.monitoring import WorkerCollector, WorkerMonitoring
 from worker.pipeline import Pipeline
 from worker.session import SchedulerSession
 from worker.shutdown import wind_down

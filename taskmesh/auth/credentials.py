@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from taskmesh.auth.tokens import Principal, TokenClaims
-from taskmesh.errors import TaskmeshError, Unauthenticated, Unavailable
 from taskmesh.records import Credential, CredentialStamp
+from taskmesh.service_errors import TaskmeshError, Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from taskmesh.errors import ResourceExhausted
+from taskmesh.service_errors import ResourceExhausted
 
 log = logging.getLogger(__name__)
 

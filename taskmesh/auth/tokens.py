@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from taskmesh.errors import Unauthenticated
+from taskmesh.service_errors import Unauthenticated
 from taskmesh.states import Role
 
 ALGORITHM = "HS256"

@@ -19,7 +19,7 @@ from pika.channel import Channel
 from pika.exceptions import AMQPError
 from pika.spec import Basic, BasicProperties
 
-from taskmesh.errors import BrokerUnavailable
+from taskmesh.service_errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 

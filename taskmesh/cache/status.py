@@ -20,9 +20,9 @@ from redis.exceptions import RedisError
 from taskmesh.aio import wait_event
 from taskmesh.cache.events import RunEvents
 from taskmesh.convert import run_to_proto
-from taskmesh.errors import CacheUnavailable
 from taskmesh.names import Names
 from taskmesh.records import LogEntry, RunRecord
+from taskmesh.service_errors import CacheUnavailable
 from taskmesh.v1 import run_pb2
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from taskmesh.cli import output
 from taskmesh.cli.config import Connection
 from taskmesh.cli.errors import CliError
 from taskmesh.client import TaskmeshClient
-from taskmesh.client.retry import RetryPolicy
+from taskmesh.client.call_retry import RetryPolicy
 
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")

@@ -13,6 +13,7 @@ subclasses of taskmesh.client.errors.ApiError.
 """
 
 from taskmesh.client import builders
+from taskmesh.client.call_retry import NO_RETRIES, CallKind, RetryPolicy
 from taskmesh.client.client import TaskmeshClient
 from taskmesh.client.errors import (
     AlreadyExists,
@@ -29,7 +30,6 @@ from taskmesh.client.errors import (
     Unavailable,
     Unimplemented,
 )
-from taskmesh.client.retry import NO_RETRIES, CallKind, RetryPolicy
 
 __all__ = [
     "NO_RETRIES",

@@ -18,9 +18,9 @@ from google.protobuf.message import Message
 
 from taskmesh.client import builders
 from taskmesh.client.auth import Credentials, IssuedToken, TokenManager
+from taskmesh.client.call_retry import CallKind, RetryPolicy, should_retry
 from taskmesh.client.channel import DEFAULT_ADDRESS, open_channel, parse_address
 from taskmesh.client.errors import from_rpc_error, status_code
-from taskmesh.client.retry import CallKind, RetryPolicy, should_retry
 from taskmesh.v1 import (
     auth_service_pb2,
     auth_service_pb2_grpc,

@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from taskmesh.db.pg import Database, Query, statement
-from taskmesh.errors import AlreadyExists, NotFound
 from taskmesh.records import Condition, JobChanges, JobRecord, Json, Page, ScheduleSetting
+from taskmesh.service_errors import AlreadyExists, NotFound
 
 JOB_COLUMNS = """
     j.id::text AS id, j.name, j.description, j.executor, j.labels, j.create_time, j.update_time,

@@ -21,7 +21,7 @@ from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import make_url
 
-from taskmesh.errors import AlreadyExists, DatabaseUnavailable
+from taskmesh.service_errors import AlreadyExists, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import psycopg
 
 from taskmesh.db.pg import Database, Query, libpq_url, statement
 from taskmesh.db.runs import LEASED
-from taskmesh.errors import DatabaseUnavailable
+from taskmesh.service_errors import DatabaseUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 2
 

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
-from taskmesh.errors import FailedPrecondition, NotFound
 from taskmesh.records import (
     AttemptRef,
     ClaimedAttempt,
@@ -32,6 +31,7 @@ from taskmesh.records import (
     RunRequest,
 )
 from taskmesh.retry_policy import DEFAULT_ATTEMPT_TIMEOUT
+from taskmesh.service_errors import FailedPrecondition, NotFound
 from taskmesh.states import ACTIVE_STATES, LEASED_STATES, TERMINAL_STATES, RunState, Trigger, in_order
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)

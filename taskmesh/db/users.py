@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from taskmesh.db.pg import Database, Query, statement
-from taskmesh.errors import AlreadyExists, NotFound
 from taskmesh.records import Credential, CredentialStamp, UserRecord
+from taskmesh.service_errors import AlreadyExists, NotFound
 from taskmesh.states import Role
 
 USER_COLUMNS = "username, password_hash, role, create_time, credential_version"

@@ -17,10 +17,10 @@ from grpc import aio
 from taskmesh.auth import permissions
 from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
-from taskmesh.errors import PermissionDenied, ResourceExhausted, TaskmeshError
 from taskmesh.rpc import requests
 from taskmesh.rpc.errors import status_for
 from taskmesh.rpc.wrapping import Around, Context, Handler, wrap_handler
+from taskmesh.service_errors import PermissionDenied, ResourceExhausted, TaskmeshError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from taskmesh.errors import InvalidArgument
+from taskmesh.service_errors import InvalidArgument
 
 Deserializer = Callable[[bytes], Any]
 

@@ -8,9 +8,9 @@ from scheduler.outcomes import AttemptEnding, resolve, resolve_expired
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.pg import Database, Query
 from taskmesh.db.runs import RunRepository
-from taskmesh.errors import FailedPrecondition
 from taskmesh.ids import new_id
 from taskmesh.records import AttemptRef, ClaimRequest, LogEntry, RunRecord, RunRequest
+from taskmesh.service_errors import FailedPrecondition
 from taskmesh.states import RunState, Trigger
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from scheduler.firing import FiringConfig, ScheduleFiring
-from scheduler.metrics import FiringMetrics
+from scheduler.firing_metrics import FiringMetrics
 from taskmesh import schedule_policy
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db.jobs import JobRepository

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from taskmesh.cache.status import StatusCache, connect_redis
-from taskmesh.errors import CacheUnavailable
 from taskmesh.ids import new_id
 from taskmesh.names import Names
 from taskmesh.records import RunRecord
+from taskmesh.service_errors import CacheUnavailable
 from taskmesh.states import RunState, Trigger
 from tests.support import Isolation
 

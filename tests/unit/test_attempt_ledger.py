@@ -12,9 +12,9 @@ import pytest
 
 from scheduler.outcomes import AttemptEnding
 from scheduler.testing import InMemoryStore
-from taskmesh.errors import DatabaseUnavailable
 from taskmesh.ids import new_id
 from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, OutcomeReport, RunRecord
+from taskmesh.service_errors import DatabaseUnavailable
 from taskmesh.states import RunState
 
 

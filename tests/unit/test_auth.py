@@ -7,7 +7,7 @@ from argon2 import extract_parameters
 from taskmesh.auth import passwords, permissions
 from taskmesh.auth.passwords import PasswordHashing, hash_password, verify_password
 from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
-from taskmesh.errors import ResourceExhausted, Unauthenticated
+from taskmesh.service_errors import ResourceExhausted, Unauthenticated
 from taskmesh.settings import InsecureSettingsError, Settings
 from taskmesh.states import Role
 from taskmesh.v1 import auth_service_pb2, job_service_pb2, worker_service_pb2

@@ -6,8 +6,8 @@ import pytest
 
 from taskmesh.auth.credentials import CredentialDirectory, StaticCredentials
 from taskmesh.auth.tokens import Principal, TokenClaims
-from taskmesh.errors import DatabaseUnavailable, Unauthenticated, Unavailable
 from taskmesh.records import Credential, CredentialStamp
+from taskmesh.service_errors import DatabaseUnavailable, Unauthenticated, Unavailable
 from taskmesh.states import Role
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from scheduler.firing import QUARANTINE, FiringConfig, ScheduleFiring
-from scheduler.metrics import FiringMetrics
+from scheduler.firing_metrics import FiringMetrics
 from taskmesh.cache.status import CacheWriter, StatusCache
 from taskmesh.db.schedules import Decide
 from taskmesh.names import Names

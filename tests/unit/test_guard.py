@@ -9,9 +9,9 @@ from grpc import aio
 
 from taskmesh.auth.credentials import CredentialDirectory, StaticCredentials
 from taskmesh.auth.tokens import Principal, TokenCodec
-from taskmesh.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from taskmesh.records import Credential
 from taskmesh.rpc.server import build_server
+from taskmesh.service_errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from taskmesh.states import Role
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.support import free_port

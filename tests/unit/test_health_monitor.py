@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from taskmesh.errors import DatabaseUnavailable
 from taskmesh.health import CheckResult, HealthMonitor, is_serving
+from taskmesh.service_errors import DatabaseUnavailable
 
 
 class Switch:

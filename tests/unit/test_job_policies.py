@@ -14,8 +14,8 @@ from api_server import validation
 from api_server.servicers import _job_changes, _new_schedule, _update_paths
 from taskmesh import schedule_policy
 from taskmesh.convert import job_to_proto, schedule_health
-from taskmesh.errors import InvalidArgument
 from taskmesh.records import JobRecord, Replacement
+from taskmesh.service_errors import InvalidArgument
 from taskmesh.v1 import job_pb2
 
 NOW = datetime(2024, 6, 1, 12, tzinfo=UTC)

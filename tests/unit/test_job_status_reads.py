@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api_server.jobs import Jobs
-from api_server.observability import CacheStats
+from api_server.run_telemetry import CacheStats
 from taskmesh.records import JobRecord
 from taskmesh.v1 import run_pb2
 

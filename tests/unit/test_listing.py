@@ -3,8 +3,8 @@ from datetime import UTC, datetime
 import pytest
 
 from taskmesh import listing
-from taskmesh.errors import InvalidArgument
 from taskmesh.records import Condition
+from taskmesh.service_errors import InvalidArgument
 
 FIELDS = {"name": ("=", "!=", ":"), "state": ("=", "!="), "labels.*": ("=", ":")}
 VALUES = {"state": frozenset({"QUEUED", "FAILED"})}

@@ -12,9 +12,9 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from taskmesh import schedule_policy
-from taskmesh.errors import InvalidArgument
 from taskmesh.records import DueJob, FiredSlot, SlotSkip
 from taskmesh.schedule_policy import FiringRules, Schedule
+from taskmesh.service_errors import InvalidArgument
 from taskmesh.states import MisfirePolicy, OverlapPolicy, SkipReason
 from taskmesh.v1 import job_pb2
 

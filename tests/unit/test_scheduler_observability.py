@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from scheduler.monitoring import SchedulerCollector
-from scheduler.observability import RunObserver, WorkerRoster
+from scheduler.health_and_metrics import SchedulerCollector
 from scheduler.outcomes import AttemptEnding
+from scheduler.run_telemetry import RunObserver, WorkerRoster
 from taskmesh.broker.probe import QueueDepth
 from taskmesh.db.probes import DatabaseGauges
 from taskmesh.ids import new_id
@@ -73,7 +73,7 @@ def test_a_run_is_timed_from_queue_to_claim_and_counted_when_it_ends(caplog: pyt
     finished = _value("taskmesh_runs_finished_total", state="SUCCEEDED", executor="http")
     executed = _value("taskmesh_attempt_execution_seconds_sum", executor="http", state="SUCCEEDED")
 
-    with caplog.at_level(logging.INFO, logger="scheduler.observability"):
+    with caplog.at_level(logging.INFO, logger="scheduler.run_telemetry"):
         _claim(observer, "w1", claimed, {"http": {"url": "https://example.com"}})
         assert roster.loads()[0].busy == 1
         done = _run(RunState.SUCCEEDED, run_id=claimed.id, attempts=[_history(1, "SUCCEEDED", 2.5)])
@@ -106,7 +106,7 @@ def test_a_retried_attempt_is_timed_but_the_run_is_not_finished(caplog: pytest.L
         error={"kind": "EXECUTOR_FAILED", "message": "exit code 1"},
         retry_at=T0 + timedelta(seconds=5),
     )
-    with caplog.at_level(logging.INFO, logger="scheduler.observability"):
+    with caplog.at_level(logging.INFO, logger="scheduler.run_telemetry"):
         observer.ended([_ending(run, "w1", RunState.FAILED)], [waiting])
     assert _value("taskmesh_runs_finished_total", state="FAILED", executor="shell") == failed_runs
     assert (
@@ -129,7 +129,7 @@ def test_a_retried_attempt_is_timed_but_the_run_is_not_finished(caplog: pytest.L
 def test_a_refused_report_and_an_unknown_run_are_handled(caplog: pytest.LogCaptureFixture) -> None:
     observer = RunObserver(WorkerRoster())
     stale = _run(RunState.RUNNING)
-    with caplog.at_level(logging.INFO, logger="scheduler.observability"):
+    with caplog.at_level(logging.INFO, logger="scheduler.run_telemetry"):
         observer.ended([_ending(stale, "w9", RunState.SUCCEEDED)], [None])
     assert caplog.records[0].getMessage().startswith("report of attempt 1 by w9 refused")
     # claimed by another scheduler before a restart: counted with executor "unknown"

@@ -6,8 +6,8 @@ import pytest
 
 from taskmesh import redaction
 from taskmesh.convert import public_job
-from taskmesh.errors import InvalidArgument
 from taskmesh.records import JobRecord
+from taskmesh.service_errors import InvalidArgument
 from taskmesh.v1 import job_pb2
 from worker.executors.environment import process_environment
 

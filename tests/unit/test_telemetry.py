@@ -18,10 +18,10 @@ from prometheus_client import REGISTRY
 
 from taskmesh.auth.credentials import CredentialDirectory, StaticCredentials
 from taskmesh.auth.tokens import Principal, TokenCodec
-from taskmesh.errors import NotFound
 from taskmesh.process_logging import JsonFormatter, TextFormatter, request_id
 from taskmesh.records import Credential
 from taskmesh.rpc.server import build_server
+from taskmesh.service_errors import NotFound
 from taskmesh.states import Role
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.support import free_port

@@ -3,7 +3,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from api_server import validation
 from api_server.servicers import _job_changes
-from taskmesh.errors import InvalidArgument
+from taskmesh.service_errors import InvalidArgument
 from taskmesh.v1 import job_pb2
 
 

@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from scheduler.observability import RunObserver, WorkerRoster
+from scheduler.run_telemetry import RunObserver, WorkerRoster
 from scheduler.testing import InMemoryStore
 from scheduler.worker_servicer import WorkerServicer
-from taskmesh.errors import AlreadyExists
 from taskmesh.ids import new_id
 from taskmesh.records import AttemptRef
 from taskmesh.rpc.errors import status_for
+from taskmesh.service_errors import AlreadyExists
 from taskmesh.states import RunState
 from taskmesh.v1 import run_pb2
 from taskmesh.v1 import worker_service_pb2 as pb

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scheduler.sessions import checked_token, new_token, session_key
-from taskmesh.errors import InvalidArgument
+from taskmesh.service_errors import InvalidArgument
 
 
 def test_a_first_stream_gets_a_fresh_unguessable_token() -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from taskmesh.client import builders
 from taskmesh.client.auth import Credentials, IssuedToken, TokenManager
+from taskmesh.client.call_retry import CallKind, RetryPolicy, should_retry
 from taskmesh.client.channel import Target, parse_address
 from taskmesh.client.errors import InvalidArgument, ServerError, from_rpc_error
-from taskmesh.client.retry import CallKind, RetryPolicy, should_retry
 from taskmesh.v1 import job_pb2
 
 

@@ -25,9 +25,9 @@ from prometheus_client import Histogram
 
 from scheduler.outcomes import AttemptEnding
 from taskmesh.broker.amqp import AmqpConnection
-from taskmesh.errors import BrokerUnavailable
 from taskmesh.metrics import RUNS_FINISHED, executor_kind, labelled
 from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, RunRecord
+from taskmesh.service_errors import BrokerUnavailable
 from taskmesh.states import RunState
 
 log = logging.getLogger(__name__)

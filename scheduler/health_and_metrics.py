@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from scheduler.observability import ConnectionWatch, WorkerRoster
+from scheduler.run_telemetry import ConnectionWatch, WorkerRoster
 from taskmesh.broker.probe import QueueDepth, QueueProbe
 from taskmesh.db.probes import DatabaseGauges, DatabaseProbe
 from taskmesh.health import HealthMonitor

@@ -22,16 +22,16 @@ from prometheus_client import REGISTRY
 
 from api_server.actuator import Actuator, ScrapeTarget, resolve_targets
 from api_server.metrics_access import prometheus_access
-from api_server.observability import CacheStats
+from api_server.run_telemetry import CacheStats
 from api_server.waiting import WorkerCapacity
 from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.broker.probe import QueueProbe
 from taskmesh.db.probes import DatabaseProbe
-from taskmesh.errors import Unavailable
 from taskmesh.health import HealthMonitor
 from taskmesh.metrics import HttpListener, serve_http, split_listen
 from taskmesh.names import Names
 from taskmesh.rpc.server import BuiltServer
+from taskmesh.service_errors import Unavailable
 from taskmesh.settings import Settings
 
 # Liveness fails once the monitor has not completed a round for this many intervals.

@@ -21,10 +21,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from taskmesh.errors import BrokerUnavailable
 from taskmesh.health import HealthMonitor
 from taskmesh.metrics import HttpListener, metrics_app, serve_http
 from taskmesh.rpc.server import BuiltServer, build_health_server
+from taskmesh.service_errors import BrokerUnavailable
 from taskmesh.settings import Settings
 from worker.admission import Admission
 from worker.consumer import WorkConsumer

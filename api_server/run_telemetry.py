@@ -1,6 +1,6 @@
 """What the api_server sees, turned into metrics and log lines. api_server.main builds one
 CacheStats and one CancelObserver and hands them to the domain code (api_server.jobs,
-api_server.runs) and to the metrics endpoint (api_server.monitoring).
+api_server.runs) and to the metrics endpoint (api_server.health_and_metrics).
 
 - GetJobStatus lookups in the Redis status cache by result, and the hit ratio since start;
 - runs cancelled here (queued or waiting to retry: they end at once) by terminal state, and a

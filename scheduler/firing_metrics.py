@@ -1,4 +1,4 @@
-"""The firing loop's Prometheus metrics (served with the scheduler's others, scheduler.monitoring)."""
+"""The firing loop's Prometheus metrics (served with the scheduler's others, scheduler.health_and_metrics)."""
 
 from __future__ import annotations
 
