@@ -12,19 +12,24 @@ import grpc
 import psycopg
 from grpc import aio
 
-from taskmesh.launcher import Mesh
+from taskmesh.launcher import Mesh, free_port
 from taskmesh.v1 import auth_service_pb2, auth_service_pb2_grpc, job_pb2, job_service_pb2, job_service_pb2_grpc
 
-BENCH_DB = "taskmesh_bench"
+# Every benchmark run gets its own database, namespace and ports, so that two can run at once
+# (and beside the tests); TASKMESH_BENCH_DATABASE names the database when it must be known.
+_RUN = f"{os.getpid()}"
+BENCH_DB = os.environ.get("TASKMESH_BENCH_DATABASE", f"taskmesh_bench_{_RUN}")
+_API_PORT = free_port()
+_SCHEDULER_PORT = free_port()
 BENCH_ENV = {
     "TASKMESH_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{BENCH_DB}",
-    "TASKMESH_NAMESPACE": "tmbench",
-    "TASKMESH_API_LISTEN": "127.0.0.1:50151",
-    "TASKMESH_API_ADDRESS": "127.0.0.1:50151",
-    "TASKMESH_SCHEDULER_LISTEN": "127.0.0.1:50152",
-    "TASKMESH_SCHEDULER_ADDRESS": "127.0.0.1:50152",
-    "TASKMESH_GATEWAY_PORT": "8180",
-    "TASKMESH_GATEWAY_ADMIN_PORT": "9981",
+    "TASKMESH_NAMESPACE": f"tmbench{_RUN}",
+    "TASKMESH_API_LISTEN": f"127.0.0.1:{_API_PORT}",
+    "TASKMESH_API_ADDRESS": f"127.0.0.1:{_API_PORT}",
+    "TASKMESH_SCHEDULER_LISTEN": f"127.0.0.1:{_SCHEDULER_PORT}",
+    "TASKMESH_SCHEDULER_ADDRESS": f"127.0.0.1:{_SCHEDULER_PORT}",
+    "TASKMESH_GATEWAY_PORT": str(free_port()),
+    "TASKMESH_GATEWAY_ADMIN_PORT": str(free_port()),
     "TASKMESH_LOG_LEVEL": "WARNING",
     # No metrics or worker health listeners: the benchmarks must not take the default ports.
     "TASKMESH_API_METRICS_LISTEN": "",
@@ -49,12 +54,13 @@ def bench_mesh(workers: int, schedulers: int = 1, extra_env: dict[str, str] | No
     try:
         mesh.start_all(workers=workers)
         for index in range(1, schedulers):
-            port = 50152 + index * 10
-            mesh.start_scheduler(f"scheduler-{index + 1}", {"TASKMESH_SCHEDULER_LISTEN": f"127.0.0.1:{port}"})
+            listen = f"127.0.0.1:{free_port()}"
+            mesh.start_scheduler(f"scheduler-{index + 1}", {"TASKMESH_SCHEDULER_LISTEN": listen})
         print(f"(process logs in {log_dir})")
         yield mesh
     finally:
         mesh.stop_all()
+        reset_database()
 
 
 def cpu_seconds(pid: int) -> float:

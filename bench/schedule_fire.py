@@ -1,6 +1,6 @@
 """Schedule firing: many jobs on a 1-second cron, fired by two schedulers at once.
 
-Starts a private mesh (database taskmesh_bench_schedule, free ports, two schedulers, two
+Starts a private mesh (a database and namespace of its own, free ports, two schedulers, two
 workers), creates the jobs through the gRPC API with the cron expression `* * * * * *`, lets
 them fire for the given time, pauses them all and reads what happened from PostgreSQL:
 
@@ -34,7 +34,7 @@ from bench.common import PG, login, percentile, reset_database
 from taskmesh.launcher import Mesh, wait_serving
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 
-DATABASE = "taskmesh_bench_schedule"
+DATABASE = os.environ.get("TASKMESH_BENCH_DATABASE", f"taskmesh_bench_schedule_{os.getpid()}")
 SCHEDULERS = ("scheduler", "scheduler-2")
 
 
@@ -52,7 +52,7 @@ def schedule_mesh(workers: int) -> Iterator[tuple[Mesh, dict[str, int]]]:
     env = {
         **os.environ,
         "TASKMESH_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}",
-        "TASKMESH_NAMESPACE": "tmbenchsched",
+        "TASKMESH_NAMESPACE": f"tmbenchsched{os.getpid()}",
         "TASKMESH_API_LISTEN": f"127.0.0.1:{api}",
         "TASKMESH_API_ADDRESS": f"127.0.0.1:{api}",
         "TASKMESH_GATEWAY_PORT": str(gateway),

@@ -24,7 +24,7 @@ from collections import Counter
 import psycopg
 from grpc import aio
 
-from bench.common import bench_mesh, create_job, db_url, login
+from bench.common import BENCH_ENV, bench_mesh, create_job, db_url, login
 from taskmesh.launcher import Mesh
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.support import EffectServer
@@ -69,7 +69,7 @@ def states(job_id: str) -> Counter[str]:
 async def run(args: argparse.Namespace) -> None:
     recorder = EffectServer()
     with bench_mesh(workers=args.workers, extra_env=SOAK_SETTINGS) as mesh:
-        async with aio.insecure_channel("127.0.0.1:50151") as channel:
+        async with aio.insecure_channel(BENCH_ENV["TASKMESH_API_ADDRESS"]) as channel:
             token = await login(channel)
             metadata = (("authorization", f"Bearer {token}"),)
             executor = job_pb2.Executor(http=job_pb2.HttpExecutor(url=f"{recorder.base}/soak"))

@@ -1,6 +1,6 @@
 """End-to-end throughput and trigger-to-start latency of no-op runs.
 
-Starts a private mesh (database taskmesh_bench, its own ports), triggers no-op runs through
+Starts a private mesh (a database and namespace of its own, free ports), triggers no-op runs through
 the gRPC API and waits until every run SUCCEEDED. Every state is durable in PostgreSQL.
 
   python -m bench.trigger_throughput                     # closed loop: 10,000 runs, 64 in flight
@@ -20,7 +20,7 @@ import time
 import psycopg
 from grpc import aio
 
-from bench.common import CpuMeter, bench_mesh, create_job, db_url, login, percentile
+from bench.common import BENCH_ENV, CpuMeter, bench_mesh, create_job, db_url, login, percentile
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 
 
@@ -121,7 +121,7 @@ def report(job_id: str, label: str) -> None:
 async def run(args: argparse.Namespace) -> None:
     with bench_mesh(workers=args.workers) as mesh:
         meter = CpuMeter(mesh)
-        async with aio.insecure_channel("127.0.0.1:50151") as channel:
+        async with aio.insecure_channel(BENCH_ENV["TASKMESH_API_ADDRESS"]) as channel:
             token = await login(channel)
             metadata = (("authorization", f"Bearer {token}"),)
             job_id = await create_job(channel, token, "bench-noop", job_pb2.Executor(noop=job_pb2.NoopExecutor()))
