@@ -104,7 +104,11 @@ async def test_a_shell_process_writes_its_output_to_taskmesh_output(registry: Ex
     assert outcome.status == pb.Outcome.SUCCEEDED
     assert outcome.output["n"] == 7
     path = outcome.output["path"]
-    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))  # removed after the attempt
+    assert _gone(path) and _gone(os.path.dirname(path))  # removed after the attempt
+
+
+def _gone(path: str) -> bool:
+    return not os.path.exists(path)
 
 
 def _shell(script: str) -> job_pb2.Executor:
