@@ -12,6 +12,7 @@ import grpc
 import psycopg
 from grpc import aio
 
+from taskmesh.broker.cleanup import delete_namespace
 from taskmesh.launcher import Mesh, free_port
 from taskmesh.v1 import auth_service_pb2, auth_service_pb2_grpc, job_pb2, job_service_pb2, job_service_pb2_grpc
 
@@ -61,6 +62,7 @@ def bench_mesh(workers: int, schedulers: int = 1, extra_env: dict[str, str] | No
     finally:
         mesh.stop_all()
         reset_database()
+        delete_namespace(BENCH_ENV["TASKMESH_NAMESPACE"])
 
 
 def cpu_seconds(pid: int) -> float:

@@ -109,20 +109,9 @@ class Isolation:
 
 def delete_rabbitmq_namespace(namespace: str) -> None:
     """Delete the queues and exchanges a test session declared (best effort)."""
-    import pika
+    from taskmesh.broker.cleanup import delete_namespace
 
-    from taskmesh.names import Names
-
-    names = Names(namespace)
-    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
-    try:
-        channel = connection.channel()
-        for queue in (*names.work_queues(), names.dead_letter_queue):
-            channel.queue_delete(queue)
-        for exchange in (names.work_exchange, names.dead_letter_exchange):
-            channel.exchange_delete(exchange)
-    finally:
-        connection.close()
+    delete_namespace(namespace)
 
 
 def queue_counts(namespace: str, queue_suffix: str = "runs") -> tuple[int, int]:
