@@ -219,13 +219,13 @@ export function JobPage({ id }) {
           <tbody>
             ${list.map((run) => html`<tr key=${run.id}>
               <td><a href=${`#/runs/${encodeURIComponent(run.id)}`}><code>${run.id.slice(0, 8)}</code></a></td>
-              <td><${State} state=${run.state} /></td>
-              <td>${run.trigger}</td>
-              <td title=${clock(run.queueTime)}>${ago(run.queueTime)}</td>
-              <td>${duration(triggerToStart(run))}</td>
-              <td>${duration(runDuration(run))}</td>
-              <td>${run.attempt}</td>
-              <td class="ellipsis">${run.waitingReason ? html`<span class="waiting">${run.waitingReason}</span>` : run.workerId || "–"}</td>
+              <td data-label="State"><${State} state=${run.state} /></td>
+              <td data-label="Trigger">${run.trigger}</td>
+              <td data-label="Queued" title=${clock(run.queueTime)}>${ago(run.queueTime)}</td>
+              <td data-label="Trigger→start">${duration(triggerToStart(run))}</td>
+              <td data-label="Duration">${duration(runDuration(run))}</td>
+              <td data-label="Attempt">${run.attempt}</td>
+              <td data-label="Worker" class="ellipsis">${run.waitingReason ? html`<span class="waiting">${run.waitingReason}</span>` : run.workerId || "–"}</td>
             </tr>`)}
           </tbody>
         </table>

@@ -204,7 +204,10 @@ export function JobFormPage({ id }) {
   const preview = usePreview(schedule);
   if (loadError) return html`<section class="page"><${ErrorBox} error=${loadError} /></section>`;
   if (!f) return html`<section class="page"><p class="muted">Loading…</p></section>`;
-  const set = (name, value) => setF((old) => ({ ...old, [name]: value }));
+  const set = (name, value) => {
+    setF((old) => ({ ...old, [name]: value }));
+    setError(null); // the server's last complaint is about the form as it was
+  };
   const p = { f, set, error };
   // The server names job.<field> (CreateJob/UpdateJob) or schedule.<field> (PreviewSchedule).
   const j = (path) => `job.${path}`;

@@ -146,11 +146,11 @@ export function JobsPage() {
                   ? html`<div class="labels muted">${labelsText(job.labels)}</div>`
                   : null}
               </td>
-              <td><span class="kind">${executorKind(job.executor)}</span> <span class="muted ellipsis">${executorText(job.executor)}</span></td>
-              <td>${scheduleText(job.schedule)}</td>
-              <td title=${next ? clock(next.toISOString()) : ""}>${next ? ago(next.toISOString()) : "–"}</td>
-              <td>${runs && runs.length ? html`<${State} state=${runs[0].state} />` : html`<span class="muted">–</span>`}</td>
-              <td><${HistoryStrip} runs=${runs} /></td>
+              <td data-label="Executor"><span class="kind">${executorKind(job.executor)}</span> <span class="muted ellipsis">${executorText(job.executor)}</span></td>
+              <td data-label="Schedule">${scheduleText(job.schedule)}</td>
+              <td data-label="Next fire" title=${next ? clock(next.toISOString()) : ""}>${next ? ago(next.toISOString()) : "–"}</td>
+              <td data-label="Last run">${runs && runs.length ? html`<${State} state=${runs[0].state} />` : html`<span class="muted">–</span>`}</td>
+              <td data-label="Recent"><${HistoryStrip} runs=${runs} /></td>
               ${writable
                 ? html`<td class="actions">
                     <button type="button" data-write disabled=${busy === job.id} onClick=${() => toggle(job)}>

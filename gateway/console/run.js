@@ -34,13 +34,19 @@ function useWatch(id) {
           const batch = fresh.splice(0);
           if (batch.length) setLines((old) => [...old, ...batch].slice(-MAX_LINES));
         };
+        let first = true;
+        let finishedBefore = false;
         try {
           setLive(true);
           setLines([]); // a new watch resends every line
           await api.stream(`/api/runs/${encodeURIComponent(id)}/watch`, (event) => {
             if (event.run) {
               latest = event.run;
-              if (FINISHED.has(event.run.state)) finished = true;
+              if (FINISHED.has(event.run.state)) {
+                finished = true;
+                finishedBefore = first;
+              }
+              first = false;
             }
             if (event.log) fresh.push(event.log);
             // Many lines at once render once per frame, not once per line.
@@ -48,6 +54,8 @@ function useWatch(id) {
           }, controller.signal);
           push();
           setError(null);
+          // A watch of a finished run sends the run only: its lines come from ListRunLogs.
+          if (finishedBefore && !stopped) setLines(await storedLines(id));
         } catch (problem) {
           if (stopped) return;
           push();
@@ -66,6 +74,19 @@ function useWatch(id) {
     };
   }, [id]);
   return { run, lines, error, live, setRun };
+}
+
+/** The last MAX_LINES lines of a run, oldest first (ListRunLogs pages of 1000). */
+async function storedLines(id) {
+  let lines = [];
+  let pageToken = "";
+  for (let pages = 0; pages < 50; pages++) {
+    const answer = await api.get(`/api/runs/${encodeURIComponent(id)}/logs`, { pageSize: 1000, pageToken });
+    lines = [...lines, ...(answer.lines || [])].slice(-MAX_LINES);
+    pageToken = answer.nextPageToken;
+    if (!pageToken) break;
+  }
+  return lines;
 }
 
 function Timeline({ run }) {

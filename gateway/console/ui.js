@@ -97,6 +97,8 @@ export function Chart({ data, series, title, yLabel = "seconds", points = true }
     const options = {
       width: width(),
       height: 180,
+      // One point (or all at one time) would stretch the axis over years: pad it to minutes.
+      scales: { x: { time: true, range: (u, min, max) => (max - min < 60 ? [min - 60, max + 60] : [min, max]) } },
       axes: [
         { stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid") } },
         { label: yLabel, stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid") } },
