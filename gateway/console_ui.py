@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.swagger_ui import CONTENT_TYPES, StaticFile, without_transcoder
+from gateway.swagger_ui import StaticFile, without_transcoder
 
 CONSOLE = Path(__file__).parent / "console"
 PREFIX = "/console/"
@@ -42,13 +42,13 @@ HEADERS = {
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
 }
-TYPES = {**CONTENT_TYPES, ".mjs": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
 
 
 def static_files(root: Path = CONSOLE) -> list[StaticFile]:
-    """Every file the console serves, sorted by URL path; `root/index.html` must exist."""
+    """Every file the console serves (its index.html also at PREFIX itself)."""
     found = sorted({path for pattern in PATTERNS for path in root.glob(pattern) if path.is_file()})
-    return [StaticFile(PREFIX + path.relative_to(root).as_posix(), path) for path in found]
+    files = [StaticFile(PREFIX + path.relative_to(root).as_posix(), path) for path in found]
+    return [*files, StaticFile(PREFIX, root / "index.html")]
 
 
 def routes(root: Path = CONSOLE) -> list[dict[str, Any]]:
@@ -57,19 +57,18 @@ def routes(root: Path = CONSOLE) -> list[dict[str, Any]]:
     if not index.is_file():
         raise FileNotFoundError(f"missing {index}: the console's sources are gateway/console/")
     return [
-        *(_file_route(f.path, f.file) for f in static_files(root)),
-        _file_route(PREFIX, index),
+        *(_file_route(f) for f in static_files(root)),
         without_transcoder({"match": {"path": PREFIX.rstrip("/")}, "redirect": {"path_redirect": PREFIX}}),
         without_transcoder({"match": {"path": "/"}, "redirect": {"path_redirect": PREFIX}}),
     ]
 
 
-def _file_route(path: str, file: Path) -> dict[str, Any]:
-    headers = {"content-type": TYPES[file.suffix], **HEADERS}
+def _file_route(static: StaticFile) -> dict[str, Any]:
+    headers = {"content-type": static.content_type, **HEADERS}
     return without_transcoder(
         {
-            "match": {"path": path},
-            "direct_response": {"status": 200, "body": {"filename": str(file)}},
+            "match": {"path": static.path},
+            "direct_response": {"status": 200, "body": {"filename": str(static.file)}},
             "response_headers_to_add": [
                 {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
                 for key, value in headers.items()

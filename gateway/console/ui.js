@@ -1,5 +1,5 @@
 // Shared components and hooks. Everything renders through htm/Preact, which sets text and
-// attributes through the DOM (never innerHTML), so job names, labels and log lines that an
+// attributes through the DOM (never as markup), so job names, labels and log lines that an
 // attacker wrote are shown as text.
 import { h, render } from "./vendor/preact.mjs";
 import { useEffect, useRef, useState, useCallback } from "./vendor/preact-hooks.mjs";
