@@ -25,6 +25,12 @@ const dur = (text) => (String(text).trim() === "" ? undefined : `${Number(text)}
 const num = (text) => (String(text).trim() === "" ? undefined : Number(text));
 const ints = (text) => lines(text.replaceAll(",", "\n")).map(Number);
 const secs = (d) => (seconds(d) === null ? "" : String(seconds(d)));
+// A datetime-local input's value ("2030-01-01T10:00") for an RFC 3339 time, in local time.
+const localInput = (text) => {
+  const at = new Date(text);
+  if (Number.isNaN(at.getTime())) return "";
+  return new Date(at.getTime() - at.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+};
 const snake = (name) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 /** The form's state for a job (an empty one for a new job). */
@@ -56,7 +62,7 @@ export function formOf(job = {}) {
     timezone: (schedule.cron && schedule.cron.timezone) || "",
     every: schedule.interval ? secs(schedule.interval.every) : "60",
     anchor: (schedule.interval && schedule.interval.anchorTime) || "",
-    onceAt: (schedule.once && schedule.once.at) || "",
+    onceAt: schedule.once ? localInput(schedule.once.at) : "",
     jitter: secs(schedule.jitter),
     misfire: schedule.misfirePolicy || MISFIRE[0],
     overlap: schedule.overlapPolicy || OVERLAP[0],

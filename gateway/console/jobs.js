@@ -76,7 +76,7 @@ export function JobsPage() {
     () =>
       filter === null
         ? Promise.reject(new Error("label filter: KEY or KEY=VALUE"))
-        : api.get("/api/jobs", { pageSize: PAGE_SIZE, pageToken: pages[page], filter }),
+        : api.get("/api/jobs", { pageSize: PAGE_SIZE, pageToken: pages[page], filter }).then((answer) => ({ ...answer, filter })),
     [filter, page, pages[page]],
     5000,
   );
@@ -122,7 +122,7 @@ export function JobsPage() {
     </form>
     <${ErrorBox} error=${jobs.error || actionError} />
     <div class="table-wrap">
-      <table class="jobs">
+      <table class="jobs" data-filter=${jobs.data ? jobs.data.filter : null}>
         <thead>
           <tr>
             <th>Name</th>

@@ -26,7 +26,8 @@ export function usePoll(load, deps, intervalMs = 3000) {
     }
   }, deps);
   useEffect(() => {
-    setState({ data: null, error: null, loading: true });
+    // New deps (a filter, a page) keep the last answer on screen until the new one arrives.
+    setState((s) => ({ ...s, loading: true }));
     reload();
     if (!intervalMs) return () => generation.current++;
     const timer = setInterval(() => {

@@ -219,3 +219,36 @@ def test_dark_mode_and_keyboard_navigation(browser: Browser, gateway: str) -> No
     expect(page.get_by_role("heading", name="Workers and queues")).to_be_visible(timeout=15_000)
     expect(page.locator(".component").first).to_be_visible(timeout=15_000)
     shoot(page, "workers-dark")
+
+
+def test_a_job_page_with_history_for_the_readme(browser: Browser, gateway: str, api: httpx.Client) -> None:
+    """A job with a dozen runs of varied durations, one failed: the page docs/console-job.png shows."""
+    program = "import sys, time; n = int(sys.argv[1]); time.sleep(0.1 + n % 5 * 0.15); print('step', n); sys.exit(n == 7)"
+    job = create_job(
+        api,
+        "nightly-export",
+        {"shell": {"argv": [sys.executable, "-c", program, "0"]}},
+        labels={"team": "data"},
+        schedule={"cron": {"expression": "30 2 * * *", "timezone": "Europe/Berlin"}},
+        retryPolicy={"maxAttempts": 2, "initialBackoff": "0.1s"},
+    )
+    runs = []
+    for n in range(12):
+        argv = [sys.executable, "-c", program, str(n)]
+        changed = api.patch(
+            f"/api/jobs/{job['id']}",
+            params={"updateMask": "executor"},
+            json={"executor": {"shell": {"argv": argv}}},
+        )
+        assert changed.status_code == 200, changed.text
+        runs.append(wait_run_terminal(api, trigger(api, job["id"])["id"]))
+    assert {run["state"] for run in runs} == {"SUCCEEDED", "FAILED"}
+    page = open_console(browser, gateway, "admin", "admin", {"width": 1280, "height": 1000})
+    page.goto(f"{gateway}/console/#/jobs/{job['id']}")
+    expect(page.locator("table.runs tbody tr")).to_have_count(12, timeout=15_000)
+    expect(page.locator(".chart .empty")).to_have_count(1)  # only fire lag: no scheduled run yet
+    shoot(page, "readme-job")
+    page.goto(f"{gateway}/console/#/runs/{runs[7]['id']}")
+    expect(page.locator("h1 .state")).to_have_text("FAILED", timeout=15_000)
+    expect(page.locator("pre.log")).to_contain_text("step 7", timeout=15_000)
+    shoot(page, "readme-failed-run")

@@ -98,3 +98,10 @@ def test_vendored_libraries_are_the_locked_versions() -> None:
     vendored = json.loads((CONSOLE / "vendor" / "VERSIONS.json").read_text())
     assert vendored == {name: lock[f"node_modules/{name}"]["version"] for name in vendored}
     assert set(vendored) == set(lock[""]["dependencies"])
+
+
+def test_index_preloads_every_module_so_imports_do_not_wait_on_each_other() -> None:
+    index = (CONSOLE / "index.html").read_text()
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/console/([^"]+)"', index))
+    modules = {p.relative_to(CONSOLE).as_posix() for p in set(_served().values()) if p.suffix in (".js", ".mjs")}
+    assert preloaded == modules
