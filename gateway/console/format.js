@@ -94,3 +94,9 @@ export function labelsText(labels) {
 export function quote(text) {
   return `"${String(text).replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
 }
+
+/** A short form of an id for display: the tail, which differs between ids made at the same
+ * moment (UUIDv7 ids share their leading, time-ordered digits). */
+export function shortId(id) {
+  return String(id || "").slice(-8);
+}

@@ -3,6 +3,7 @@
 // parameters form generated from the job's parameter schema where it has one.
 import * as api from "./api.js";
 import {
+  shortId,
   ago, clock, duration, executorText, labelsText, runDuration, scheduleText, seconds, STATES, time, triggerToStart, between,
 } from "./format.js";
 import { Chart, ErrorBox, HistoryStrip, html, Json, Pager, State, useEffect, usePoll, useState } from "./ui.js";
@@ -127,7 +128,7 @@ function Health({ status, slots }) {
           <tbody>
             ${slots.map((s) => html`<tr>
               <td>${clock(s.slotTime)}</td><td>${s.reason}</td><td>${ago(s.recordTime)}</td>
-              <td>${s.activeRunId ? html`<a href=${`#/runs/${encodeURIComponent(s.activeRunId)}`}>${s.activeRunId.slice(0, 8)}</a>` : "–"}</td>
+              <td>${s.activeRunId ? html`<a href=${`#/runs/${encodeURIComponent(s.activeRunId)}`}>${shortId(s.activeRunId)}</a>` : "–"}</td>
             </tr>`)}
           </tbody>
         </table>`
@@ -218,7 +219,7 @@ export function JobPage({ id }) {
           <thead><tr><th>Run</th><th>State</th><th>Trigger</th><th>Queued</th><th>Trigger→start</th><th>Duration</th><th>Attempt</th><th>Worker / waiting</th></tr></thead>
           <tbody>
             ${list.map((run) => html`<tr key=${run.id}>
-              <td><a href=${`#/runs/${encodeURIComponent(run.id)}`}><code>${run.id.slice(0, 8)}</code></a></td>
+              <td><a href=${`#/runs/${encodeURIComponent(run.id)}`}><code>${shortId(run.id)}</code></a></td>
               <td data-label="State"><${State} state=${run.state} /></td>
               <td data-label="Trigger">${run.trigger}</td>
               <td data-label="Queued" title=${clock(run.queueTime)}>${ago(run.queueTime)}</td>

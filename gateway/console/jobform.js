@@ -187,7 +187,7 @@ function Choice({ f, set, name, label, options, error, field }) {
     <select id=${id} name=${name} value=${f[name]} onChange=${(e) => set(name, e.currentTarget.value)}>
       ${options.map((o) => html`<option value=${o}>${o.endsWith("_UNSPECIFIED") ? "default" : o}</option>`)}
     </select>
-    ${field ? html`<${FieldError} error=${error} field=${field} />` : null}
+    ${field ? html`<${FieldError} error=${error} field=${field} exact=${true} />` : null}
   </div>`;
 }
 

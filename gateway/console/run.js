@@ -2,7 +2,7 @@
 // error), the live log tail through WatchRun (the gateway's streaming REST route), its output,
 // cancel and retry. Fields this page does not know (newer API versions) are listed as JSON.
 import * as api from "./api.js";
-import { ago, clock, duration, FINISHED, runDuration, time, triggerToStart, waitingCode } from "./format.js";
+import { shortId, ago, clock, duration, FINISHED, runDuration, time, triggerToStart, waitingCode } from "./format.js";
 import { ErrorBox, html, Json, State, useEffect, useRef, useState } from "./ui.js";
 
 const MAX_LINES = 5000;
@@ -175,7 +175,7 @@ export function RunPage({ id }) {
   return html`<section class="page">
     <nav class="crumbs"><a href="#/jobs">Jobs</a> › <a href=${`#/jobs/${encodeURIComponent(shown.jobId)}`}>${shown.jobName}</a> ›</nav>
     <header class="page-head">
-      <h1>Run <code>${shown.id.slice(0, 8)}</code> <${State} state=${shown.state} /></h1>
+      <h1>Run <code>${shortId(shown.id)}</code> <${State} state=${shown.state} /></h1>
       <div class="toolbar">
         ${writable && !finished && shown.state !== "CANCELLING" ? html`<button type="button" class="danger" data-write onClick=${() => act("cancel")}>Cancel run</button>` : null}
         ${writable && finished ? html`<button type="button" data-write onClick=${() => act("retry")}>Retry</button>` : null}
@@ -198,7 +198,7 @@ export function RunPage({ id }) {
           <dt>Duration</dt><dd>${duration(runDuration(shown))}</dd>
           <dt>Worker</dt><dd>${shown.workerId || "–"}</dd>
           ${shown.idempotencyKey ? html`<dt>Idempotency key</dt><dd><code>${shown.idempotencyKey}</code></dd>` : null}
-          ${shown.retriedFromRunId ? html`<dt>Retry of</dt><dd><a href=${`#/runs/${encodeURIComponent(shown.retriedFromRunId)}`}>${shown.retriedFromRunId.slice(0, 8)}</a></dd>` : null}
+          ${shown.retriedFromRunId ? html`<dt>Retry of</dt><dd><a href=${`#/runs/${encodeURIComponent(shown.retriedFromRunId)}`}>${shortId(shown.retriedFromRunId)}</a></dd>` : null}
           ${extra.map(([k, v]) => html`<dt>${k}</dt><dd>${typeof v === "object" ? html`<${Json} value=${v} />` : String(v)}</dd>`)}
         </dl>
         ${shown.error && shown.error.kind ? html`<h3>Error</h3><div class="error-line">${shown.error.kind}: ${shown.error.message}</div>` : null}

@@ -69,19 +69,32 @@ export function ErrorBox({ error }) {
 }
 
 /** The server's complaint about one field, shown under it. */
-export function FieldError({ error, field }) {
-  if (!error || !error.field || !matches(error.field, field)) return null;
+export function FieldError({ error, field, exact = false }) {
+  if (!error || !error.field || !matches(error.field, field, exact)) return null;
   return html`<div class="field-error" role="alert" data-field=${error.field}>${error.detail}</div>`;
 }
 
 /** Whether the server's field path ("job.schedule.cron.expression") names this field or one inside it. */
-export function matches(serverField, field) {
+export function matches(serverField, field, exact = false) {
   const fields = Array.isArray(field) ? field : [field];
-  return fields.some((f) => serverField === f || serverField.startsWith(`${f}.`) || serverField.startsWith(`${f}[`));
+  const inside = (f) => !exact && (serverField.startsWith(`${f}.`) || serverField.startsWith(`${f}[`));
+  return fields.some((f) => serverField === f || inside(f));
 }
 
 function cssVar(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
+}
+
+/** Tick labels: times of day within two days, dates beyond. */
+function timeLabels(u, ticks) {
+  const span = ticks.length > 1 ? ticks[ticks.length - 1] - ticks[0] : 0;
+  return ticks.map((t) => {
+    const at = new Date(t * 1000);
+    if (span > 2 * 86400) return at.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+    const options = { hour: "2-digit", minute: "2-digit", hour12: false };
+    if (span < 180) options.second = "2-digit";
+    return at.toLocaleTimeString(undefined, options);
+  });
 }
 
 /**
@@ -100,8 +113,10 @@ export function Chart({ data, series, title, yLabel = "seconds", points = true }
       height: 180,
       // One point (or all at one time) would stretch the axis over years: pad it to minutes.
       scales: { x: { time: true, range: (u, min, max) => (max - min < 60 ? [min - 60, max + 60] : [min, max]) } },
+      legend: { show: false },
+      cursor: { points: { size: 7 } },
       axes: [
-        { stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid") } },
+        { stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid") }, space: 70, values: timeLabels },
         { label: yLabel, stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid") } },
       ],
       series: [
@@ -128,7 +143,7 @@ export function Chart({ data, series, title, yLabel = "seconds", points = true }
   }, [data]);
   return html`<figure class="chart">
     <figcaption>${title}</figcaption>
-    <div ref=${box} class="chart-box"></div>
+    <div ref=${box} class=${data[0].length ? "chart-box" : "chart-box blank"} title=${title}></div>
     ${data[0].length === 0 ? html`<p class="muted empty">no data yet</p>` : null}
   </figure>`;
 }

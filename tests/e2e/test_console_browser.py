@@ -97,6 +97,7 @@ def test_create_with_a_bad_cron_fix_trigger_watch_live_logs_cancel(
     # The server's INVALID_ARGUMENT names job.schedule.cron.expression: shown under that field.
     field_error = page.locator("#f-cron ~ .field-error[data-field='job.schedule.cron.expression']")
     expect(field_error).to_be_visible(timeout=15_000)
+    expect(page.locator(".field-error")).to_have_count(1)  # on that field only, not on the schedule's kind
     expect(page.locator("#f-cron")).to_have_attribute("aria-invalid", "true")
     assert "#/jobs/new" in page.url  # nothing was created
     shoot(page, "job-form-field-error")
@@ -217,7 +218,7 @@ def test_dark_mode_and_keyboard_navigation(browser: Browser, gateway: str) -> No
             break
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Workers and queues")).to_be_visible(timeout=15_000)
-    expect(page.locator(".component").first).to_be_visible(timeout=15_000)
+    expect(page.locator("table.workers tbody tr")).to_have_count(2, timeout=15_000)
     shoot(page, "workers-dark")
 
 
