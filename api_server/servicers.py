@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from api_server import validation
 from api_server.accounts import Accounts
 from api_server.jobs import JobPolicies, Jobs, NewSchedule
+from api_server.parameters import TriggerInput
 from api_server.runs import Runs
 from api_server.waiting import WorkerCapacity
 from api_server.watch import RunWatcher
@@ -51,7 +52,17 @@ FILTER_VALUES = {
 }
 MAX_BATCH_TRIGGERS = 1000
 DEFAULT_PREVIEW_FIRE_TIMES, MAX_PREVIEW_FIRE_TIMES = 5, 100
-UPDATABLE_PATHS = ("name", "description", "executor", "labels", "schedule", "retry_policy", "attempt_timeout")
+UPDATABLE_PATHS = (
+    "name",
+    "description",
+    "executor",
+    "labels",
+    "schedule",
+    "retry_policy",
+    "attempt_timeout",
+    "parameters",
+    "parameter_schema",
+)
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
@@ -87,6 +98,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 attempt_timeout_seconds=validation.attempt_timeout(job.attempt_timeout)
                 if job.HasField("attempt_timeout")
                 else None,
+                parameters=validation.job_parameters(job),
+                parameter_schema=validation.parameter_schema(job),
             ),
         )
         return public_job(record)
@@ -124,7 +137,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     async def TriggerJob(self, request: job_service_pb2.TriggerJobRequest, context: Context) -> run_pb2.Run:
         key = validation.idempotency_key(request.idempotency_key)
-        return self._run(await self._runs.trigger(validation.require_id(request.id), key))
+        given = validation.trigger_parameters(request.parameters, request.HasField("parameters"))
+        return self._run(await self._runs.trigger(validation.require_id(request.id), key, given))
 
     async def BatchTriggerJobs(
         self, request: job_service_pb2.BatchTriggerJobsRequest, context: Context
@@ -132,9 +146,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not 1 <= len(request.requests) <= MAX_BATCH_TRIGGERS:
             raise InvalidArgument("requests", f"must hold 1 to {MAX_BATCH_TRIGGERS} triggers")
         triggers = [
-            (
+            TriggerInput(
                 validation.require_id(r.id, f"requests[{i}].id"),
                 validation.idempotency_key(r.idempotency_key, f"requests[{i}].idempotency_key"),
+                validation.trigger_parameters(r.parameters, r.HasField("parameters"), f"requests[{i}].parameters"),
+                f"requests[{i}].parameters",
             )
             for i, r in enumerate(request.requests)
         ]
@@ -271,7 +287,14 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
         attempt_timeout = Replacement(
             validation.attempt_timeout(job.attempt_timeout) if job.HasField("attempt_timeout") else None
         )
+    parameters = parameter_schema = None
+    if "parameters" in paths:
+        parameters = Replacement(validation.job_parameters(job))
+    if "parameter_schema" in paths:
+        parameter_schema = Replacement(validation.parameter_schema(job))
     return JobChanges(
+        parameters=parameters,
+        parameter_schema=parameter_schema,
         name=validation.job_name(job.name) if "name" in paths else None,
         description=validation.description(job.description) if "description" in paths else None,
         executor=to_json(validation.executor(job.executor)) if "executor" in paths else None,
@@ -290,7 +313,7 @@ def _new_schedule(job: job_pb2.Job) -> NewSchedule:
 
 
 def _populated(job: job_pb2.Job, path: str) -> bool:
-    if path in ("executor", "schedule", "retry_policy", "attempt_timeout"):
+    if path in ("executor", "schedule", "retry_policy", "attempt_timeout", "parameters", "parameter_schema"):
         return job.HasField(path)
     if path == "labels":
         return len(job.labels) > 0

@@ -58,6 +58,17 @@ class JobRecord:
     last_fire_lag_seconds: float | None = None
     misfired_slots: int = 0
     skipped_slots: int = 0
+    parameters: Json | None = None  # default parameters of its runs
+    parameter_schema: Json | None = None  # a JSON Schema
+
+
+@dataclass(frozen=True)
+class ParameterPolicy:
+    """A job's default parameters and parameter schema, as of its update_time (`version`)."""
+
+    version: datetime
+    defaults: Json | None
+    schema: Json | None
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,8 @@ class JobChanges:
     schedule: ScheduleSetting | None = None
     retry_policy: Replacement[Json | None] | None = None
     attempt_timeout_seconds: Replacement[float | None] | None = None
+    parameters: Replacement[Json | None] | None = None
+    parameter_schema: Replacement[Json | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,8 @@ class RunRecord:
     retried_from: str | None = None
     cancel_time: datetime | None = None
     executor_kind: str | None = None  # noop, sleep, http or shell: what a worker must offer to run it
+    parameters: Json | None = None  # merged and validated; None: the run has none
+    output: Any = None  # the latest attempt's JSON output (None also when it had none)
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,10 @@ class RunRequest:
     run_id: str
     job_id: str
     idempotency_key: str | None = None
+    parameters: Json | None = None  # merged and validated against the job's schema
+    # The job's update_time the parameters were merged and validated at: the run is created
+    # only while the job is still at it (None: no check).
+    job_version: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +187,8 @@ class OutcomeReport:
     result: Json | None
     error: Json | None
     retry_delay: float | None = None  # seconds, when new_state is RETRY_WAIT
+    output_json: str | None = None  # the attempt's JSON output as text; None: none
+    rendered: Json | None = None  # run_pb2.RenderedRequest as protobuf JSON (redacted)
 
 
 @dataclass(frozen=True)
