@@ -6,7 +6,7 @@ import {
   shortId,
   ago, clock, duration, executorText, labelsText, runDuration, scheduleText, seconds, STATES, time, triggerToStart, between,
 } from "./format.js";
-import { Chart, ErrorBox, HistoryStrip, html, Json, Pager, State, useEffect, usePoll, useState } from "./ui.js";
+import { Chart, ErrorBox, FieldError, HistoryStrip, html, Json, Pager, State, useEffect, usePoll, useState } from "./ui.js";
 
 const RUNS_PAGE = 25;
 const CHART_RUNS = 200;
@@ -23,13 +23,15 @@ function chartData(runs, ...measures) {
 const fireLag = (run) => (run.trigger === "SCHEDULE" ? between(run.slotTime, run.queueTime) : null);
 
 /** Inputs for a JSON schema's top-level properties; values typed by the schema. */
-function ParametersForm({ schema, values, setValues }) {
+function ParametersForm({ schema, values, setValues, defaults, error }) {
   const properties = (schema && schema.properties) || {};
   const required = new Set((schema && schema.required) || []);
   return html`<div class="parameters">
     ${Object.entries(properties).map(([name, spec]) => {
       const id = `param-${name}`;
-      const value = values[name] ?? spec.default ?? "";
+      const value = values[name] ?? "";
+      const fallback = (defaults || {})[name] ?? spec.default;
+      const placeholder = fallback === undefined ? "" : `default: ${typeof fallback === "string" ? fallback : JSON.stringify(fallback)}`;
       const set = (v) => setValues({ ...values, [name]: v });
       let input;
       if (Array.isArray(spec.enum)) {
@@ -39,17 +41,18 @@ function ParametersForm({ schema, values, setValues }) {
       } else if (spec.type === "boolean") {
         input = html`<input id=${id} type="checkbox" checked=${Boolean(value)} onChange=${(e) => set(e.currentTarget.checked)} />`;
       } else if (spec.type === "number" || spec.type === "integer") {
-        input = html`<input id=${id} type="number" step=${spec.type === "integer" ? 1 : "any"} value=${value}
+        input = html`<input id=${id} type="number" step=${spec.type === "integer" ? 1 : "any"} value=${value} placeholder=${placeholder}
           onInput=${(e) => set(e.currentTarget.value === "" ? undefined : Number(e.currentTarget.value))} />`;
       } else if (spec.type === "object" || spec.type === "array") {
         input = html`<textarea id=${id} rows="3" onInput=${(e) => { try { set(JSON.parse(e.currentTarget.value)); } catch { /* kept until it parses */ } }}>${typeof value === "string" ? value : JSON.stringify(value)}</textarea>`;
       } else {
-        input = html`<input id=${id} type="text" value=${value} onInput=${(e) => set(e.currentTarget.value)} />`;
+        input = html`<input id=${id} type="text" value=${value} placeholder=${placeholder} onInput=${(e) => set(e.currentTarget.value === "" ? undefined : e.currentTarget.value)} />`;
       }
       return html`<div class="field">
         <label for=${id}>${spec.title || name}${required.has(name) ? " *" : ""}</label>
         ${input}
         ${spec.description ? html`<small class="muted">${spec.description}</small>` : null}
+        <${FieldError} error=${error} field=${`parameters.${name}`} />
       </div>`;
     })}
   </div>`;
@@ -86,7 +89,7 @@ function TriggerPanel({ job, onDone }) {
     ${open
       ? html`<form class="trigger-form card" onSubmit=${trigger}>
           <h3>Parameters</h3>
-          <${ParametersForm} schema=${schema} values=${values} setValues=${setValues} />
+          <${ParametersForm} schema=${schema} values=${values} setValues=${setValues} defaults=${job.parameters} error=${error} />
           <${ErrorBox} error=${error} />
           <button type="submit" class="primary" disabled=${busy} data-write>Trigger run</button>
         </form>`

@@ -6,7 +6,9 @@ import * as api from "./api.js";
 import { clock, seconds } from "./format.js";
 import { ErrorBox, FieldError, html, matches, useEffect, useState } from "./ui.js";
 
-const KNOWN = ["name", "description", "executor", "labels", "schedule", "retryPolicy", "attemptTimeout"];
+const KNOWN = [
+  "name", "description", "executor", "labels", "schedule", "retryPolicy", "attemptTimeout", "parameters", "parameterSchema",
+];
 const OUTPUT_ONLY = ["id", "createTime", "updateTime", "paused", "nextFireTimes", "lastFireTime"];
 const EXECUTORS = ["noop", "sleep", "http", "shell"];
 const MISFIRE = ["MISFIRE_POLICY_UNSPECIFIED", "FIRE_ONCE", "SKIP", "FIRE_ALL"];
@@ -31,6 +33,8 @@ const localInput = (text) => {
   if (Number.isNaN(at.getTime())) return "";
   return new Date(at.getTime() - at.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
 };
+const jsonText = (value) => (value && Object.keys(value).length ? JSON.stringify(value, null, 2) : "");
+const jsonValue = (text) => (text.trim() ? JSON.parse(text) : undefined);
 const snake = (name) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 /** The form's state for a job (an empty one for a new job). */
@@ -74,6 +78,8 @@ export function formOf(job = {}) {
     nonRetryableExitCodes: (retry.nonRetryableExitCodes || []).join(", "),
     nonRetryableHttpStatuses: (retry.nonRetryableHttpStatuses || []).join(", "),
     attemptTimeout: secs(job.attemptTimeout),
+    parameters: jsonText(job.parameters),
+    parameterSchema: jsonText(job.parameterSchema),
     extra: Object.keys(extra).length ? JSON.stringify(extra, null, 2) : "",
   };
 }
@@ -128,6 +134,8 @@ export function jobOf(f) {
     schedule: scheduleOf(f),
     retryPolicy: retrySet ? retryPolicy : undefined,
     attemptTimeout: dur(f.attemptTimeout),
+    parameters: jsonValue(f.parameters),
+    parameterSchema: jsonValue(f.parameterSchema),
     ...(f.extra.trim() ? JSON.parse(f.extra) : {}),
   };
 }
@@ -327,9 +335,16 @@ export function JobFormPage({ id }) {
           <${Text} ...${p} name="attemptTimeout" label="Attempt timeout (s)" type="number" field=${j("attempt_timeout")} />
         </div>
       </fieldset>
+      <fieldset>
+        <legend>Parameters</legend>
+        <${Area} ...${p} name="parameters" label="Default parameters (JSON object)" field=${j("parameters")} rows="3"
+          hint="merged under a trigger's parameters; templates read them as {{ params.NAME }}" />
+        <${Area} ...${p} name="parameterSchema" label="Parameter schema (JSON Schema)" field=${j("parameter_schema")} rows="4"
+          hint="checks every run's parameters; the trigger form is generated from its properties" />
+      </fieldset>
       <details open=${Boolean(f.extra)}>
         <summary>More fields (JSON)</summary>
-        <${Area} ...${p} name="extra" label="Other job fields" hint="merged into the job as sent: fields of newer API versions (parameters, pool, priority…)" field=${[]} rows="5" />
+        <${Area} ...${p} name="extra" label="Other job fields" hint="merged into the job as sent: fields of newer API versions (pool, priority…)" field=${[]} rows="5" />
       </details>
       <div class="form-actions">
         <button type="submit" class="primary" disabled=${saving} data-write>${editing ? "Save" : "Create job"}</button>

@@ -10,6 +10,8 @@ const KNOWN = new Set(["id", "jobId", "jobName", "state", "attempt", "trigger", 
   "workerId", "result", "error", "attempts", "slotTime", "retryTime", "idempotencyKey", "retriedFromRunId",
   "cancelTime", "version", "waitingReason", "output", "parameters"]);
 
+const ATTEMPT_KNOWN = new Set(["attempt", "workerId", "startTime", "finishTime", "state", "result", "error"]);
+
 /** The run and its log lines, live: WatchRun sends the current state and earlier lines first. */
 function useWatch(id) {
   const [run, setRun] = useState(null);
@@ -111,6 +113,9 @@ function Timeline({ run }) {
         <div class="muted">started ${clock(a.startTime)} · finished ${clock(a.finishTime)} · ${duration(runDuration(a))}</div>
         ${a.error && a.error.kind ? html`<div class="error-line">${a.error.kind}: ${a.error.message}${a.error.retryable ? " (retryable)" : ""}</div>` : null}
         ${a.result ? html`<${Result} result=${a.result} />` : null}
+        ${Object.entries(a)
+          .filter(([k, v]) => !ATTEMPT_KNOWN.has(k) && v !== null && !(typeof v === "object" && !Object.keys(v).length))
+          .map(([k, v]) => html`<details class="attempt-extra"><summary>${k}</summary><${Json} value=${v} /></details>`)}
       </li>`;
     })}
     ${run.retryTime && time(run.retryTime) && run.state === "RETRY_WAIT"

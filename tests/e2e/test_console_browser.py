@@ -253,3 +253,42 @@ def test_a_job_page_with_history_for_the_readme(browser: Browser, gateway: str, 
     expect(page.locator("h1 .state")).to_have_text("FAILED", timeout=15_000)
     expect(page.locator("pre.log")).to_contain_text("step 7", timeout=15_000)
     shoot(page, "readme-failed-run")
+
+
+def test_trigger_with_a_form_from_the_parameter_schema_and_see_the_output(
+    browser: Browser, gateway: str, api: httpx.Client
+) -> None:
+    program = (
+        "import json, os, sys; json.dump({'customer': int(sys.argv[1]), 'region': sys.argv[2]},"
+        " open(os.environ['TASKMESH_OUTPUT'], 'w'))"
+    )
+    schema = {
+        "type": "object",
+        "required": ["customer_id"],
+        "properties": {
+            "customer_id": {"type": "integer", "title": "Customer", "description": "whose rows to export"},
+            "region": {"type": "string", "enum": ["eu", "us"]},
+        },
+    }
+    argv = [sys.executable, "-c", program, "{{ params.customer_id }}", "{{ params.region }}"]
+    job = create_job(
+        api, "console-params", {"shell": {"argv": argv}}, parameters={"region": "eu"}, parameterSchema=schema
+    )
+    page = open_console(browser, gateway, "admin", "admin", DESKTOP)
+    page.goto(f"{gateway}/console/#/jobs/{job['id']}")
+    page.get_by_role("button", name="Trigger…").click()
+    page.get_by_role("button", name="Trigger run").click()  # customer_id is required: the server says so
+    expect(page.locator(".trigger-form .error")).to_contain_text("customer_id", timeout=15_000)
+    page.get_by_label("Customer *").fill("42")
+    page.get_by_label("region").select_option("us")
+    shoot(page, "job-trigger-parameters")
+    page.get_by_role("button", name="Trigger run").click()
+    expect(page).to_have_url(re.compile(r"#/runs/"), timeout=15_000)
+    expect(page.locator("h1 .state")).to_have_text("SUCCEEDED", timeout=60_000)
+    expect(page.locator(".card", has_text="Parameters").locator("pre.json").first).to_contain_text(
+        '"customer_id": 42'
+    )
+    output = page.locator("h3:has-text('Output') + pre.json")
+    expect(output).to_contain_text('"customer": 42')
+    expect(output).to_contain_text('"region": "us"')
+    shoot(page, "run-output")
