@@ -147,7 +147,7 @@ function LogTail({ lines, live }) {
       <span class=${live ? "live on" : "live"}>${live ? "● live" : "○ not streaming"}</span>
       <span class="muted">${lines.length} lines${lines.length >= MAX_LINES ? ` (last ${MAX_LINES})` : ""}</span>
     </header>
-    <pre class="log" ref=${box} onScroll=${onScroll} tabindex="0" aria-label="run log" aria-live="off">${lines.map(
+    <pre class="log" ref=${box} onScroll=${onScroll} tabindex="0" aria-label="run log" aria-live="off">${lines.length ? null : html`<div class="line muted">${live ? "waiting for output…" : "no output"}</div>`}${lines.map(
       (line) => html`<div class="line"><span class="ln-attempt">${line.attempt}</span><span class="ln-time">${(time(line.time) || new Date(0)).toISOString().slice(11, 23)}</span><span class="ln-text">${line.text}</span></div>`,
     )}</pre>
   </div>`;
