@@ -89,7 +89,7 @@ function TriggerPanel({ job, onDone }) {
     ${open
       ? html`<form class="trigger-form card" onSubmit=${trigger}>
           <h3>Parameters</h3>
-          <${ParametersForm} schema=${schema} values=${values} setValues=${setValues} defaults=${job.parameters} error=${error} />
+          <${ParametersForm} schema=${schema} values=${values} setValues=${(v) => { setValues(v); setError(null); }} defaults=${job.parameters} error=${error} />
           <${ErrorBox} error=${error} />
           <button type="submit" class="primary" disabled=${busy} data-write>Trigger run</button>
         </form>`
