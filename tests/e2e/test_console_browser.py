@@ -19,6 +19,14 @@ from tests.e2e.helpers import create_job, trigger, unique, wait_run_terminal
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".taskmesh" / "artifacts" / "console"
 DESKTOP = {"width": 1280, "height": 900}
+WIDEST_ELEMENT = """() => {
+  let widest = null;
+  for (const e of document.querySelectorAll("body *")) {
+    const right = e.getBoundingClientRect().right;
+    if (!widest || right > widest.right) widest = { right, tag: e.tagName, cls: e.className, text: (e.textContent || "").slice(0, 60) };
+  }
+  return widest;
+}"""
 PHONE = {"width": 390, "height": 844}
 # Prints a numbered line every 0.2 s for a minute: a run that is still writing when cancelled.
 SLOW_PRINTER = "import time; [(print('console line', i, flush=True), time.sleep(0.2)) for i in range(300)]"
@@ -201,7 +209,8 @@ def test_a_phone_sized_viewport_renders_without_sideways_scrolling(
         page.goto(f"{gateway}/console/{route}")
         expect(page.locator(ready).first).to_be_visible(timeout=15_000)
         width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= PHONE["width"], f"{route} is {width} px wide"
+        widest = page.evaluate(WIDEST_ELEMENT)  # names what sticks out, if anything does
+        assert width <= PHONE["width"], f"{route} is {width} px wide: {widest}"
         shoot(page, name)
 
 
