@@ -6,8 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GENERATED := gateway/generated/taskmesh.pb
 PROTOS := $(shell find protos -name '*.proto')
+# The web console has no build step: its third-party modules are vendored (and committed) from
+# package-lock.json; this re-vendors them when the lockfile or vendor.mjs changed.
+CONSOLE := gateway/console
+CONSOLE_VENDOR := $(CONSOLE)/vendor/VERSIONS.json
 
-.PHONY: up test deploy-test generate lint typecheck bench clean
+.PHONY: up test deploy-test generate lint typecheck bench clean console-vendor
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +25,17 @@ $(GENERATED): $(STAMP) $(PROTOS) scripts/generate.py $(wildcard gateway/openapi*
 generate: $(STAMP)
 	$(BIN)/python scripts/generate.py
 
-up: $(GENERATED)
+up: $(GENERATED) $(CONSOLE_VENDOR)
 	$(BIN)/taskmesh-up --workers 2
+
+# Without Node the committed vendor/ is served as it is (tests/unit/test_console_routes.py checks
+# that it matches the lockfile).
+$(CONSOLE_VENDOR): $(CONSOLE)/package-lock.json $(CONSOLE)/vendor.mjs
+	@if command -v npm >/dev/null; then cd $(CONSOLE) && npm ci --no-audit --no-fund && node vendor.mjs; \
+	else echo "npm not found: serving the committed $(CONSOLE)/vendor/"; fi
+
+console-vendor:
+	cd $(CONSOLE) && npm ci --no-audit --no-fund && node vendor.mjs
 
 test: $(GENERATED)
 	scripts/ensure_tools.sh chromium

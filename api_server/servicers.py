@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.empty_pb2 import Empty
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from api_server import validation
 from api_server.accounts import Accounts
@@ -17,7 +18,7 @@ from api_server.parameters import TriggerInput
 from api_server.runs import Runs
 from api_server.waiting import WorkerCapacity
 from api_server.watch import RunWatcher
-from taskmesh import listing, redaction
+from taskmesh import listing, redaction, schedule_policy
 from taskmesh.convert import (
     log_line_to_proto,
     public_job,
@@ -50,6 +51,7 @@ FILTER_VALUES = {
     "trigger": frozenset(t.value for t in Trigger),
 }
 MAX_BATCH_TRIGGERS = 1000
+DEFAULT_PREVIEW_FIRE_TIMES, MAX_PREVIEW_FIRE_TIMES = 5, 100
 UPDATABLE_PATHS = (
     "name",
     "description",
@@ -239,6 +241,25 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 else ""
             ),
         )
+
+    async def PreviewSchedule(
+        self, request: job_service_pb2.PreviewScheduleRequest, context: Context
+    ) -> job_service_pb2.PreviewScheduleResponse:
+        if not request.HasField("schedule"):
+            raise InvalidArgument("schedule", "is required")
+        if not 0 <= request.count <= MAX_PREVIEW_FIRE_TIMES:
+            raise InvalidArgument("count", f"must be between 1 and {MAX_PREVIEW_FIRE_TIMES} (0: 5)")
+        now = datetime.now(UTC)
+        # An interval without anchor counts from now, as it would from a job created now.
+        schedule = validation.schedule(request.schedule, now, "schedule").with_default_anchor(now)
+        times = schedule_policy.next_fire_times(schedule, now, request.count or DEFAULT_PREVIEW_FIRE_TIMES)
+        return job_service_pb2.PreviewScheduleResponse(fire_times=[_timestamp(t) for t in times])
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    message = Timestamp()
+    message.FromDatetime(value)
+    return message
 
 
 def _update_paths(job: job_pb2.Job, paths: list[str]) -> list[str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway import swagger_ui
+from gateway import console_ui, swagger_ui
 
 DESCRIPTOR_SET = Path(__file__).parent / "generated" / "taskmesh.pb"
 TYPE = "type.googleapis.com/envoy.extensions"
@@ -261,6 +261,8 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
                     # The OpenAPI document and Swagger UI, generated next to the descriptor set.
                     "routes": [
                         *swagger_ui.routes(config.descriptor_set.parent),
+                        # The web console (gateway/console/), and / redirecting to it.
+                        *console_ui.routes(),
                         *(actuator_routes(config.actuator.name) if config.actuator else []),
                         *routes(),
                     ],

@@ -27,8 +27,10 @@ MAX_DIRECT_RESPONSE_BYTES = 8 * 1024 * 1024
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".png": "image/png",
+    ".svg": "image/svg+xml",
     ".json": "application/json",
     ".yaml": "application/yaml",
 }

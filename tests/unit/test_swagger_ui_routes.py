@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway import console_ui
 from gateway.config import DESCRIPTOR_SET, GatewayConfig, Upstream, envoy_config
 from gateway.swagger_ui import MAX_DIRECT_RESPONSE_BYTES, TRANSCODER, static_files
 
@@ -25,7 +26,8 @@ def test_every_served_file_exists_and_fits_envoys_direct_response_cap() -> None:
 
 def test_file_routes_come_first_without_the_transcoder_and_with_their_content_type() -> None:
     routes = _route_config()["virtual_hosts"][0]["routes"]
-    served = {f.path: f for f in static_files(DESCRIPTOR_SET.parent)}
+    # Swagger UI's files and the console's (tests/unit/test_console_routes.py).
+    served = {f.path: f for f in [*static_files(DESCRIPTOR_SET.parent), *console_ui.static_files()]}
     file_routes = [r for r in routes if "direct_response" in r or "redirect" in r]
     assert routes[: len(file_routes)] == file_routes  # before the gRPC prefix routes
     for route in file_routes:
