@@ -44,6 +44,22 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "/taskmesh.v1.AuthService/UpdateUser": ADMIN,
     "/taskmesh.v1.AuthService/DeleteUser": ADMIN,
     "/taskmesh.v1.WorkerService/Connect": WORKER,
+    # Notifications: viewers read channels (the secret reads back redacted), rules and
+    # deliveries; operators and admins write them, as they write jobs (a channel posts only
+    # where a job's http executor could, under the same egress policy).
+    "/taskmesh.v1.NotificationService/CreateNotificationChannel": WRITE,
+    "/taskmesh.v1.NotificationService/GetNotificationChannel": READ,
+    "/taskmesh.v1.NotificationService/ListNotificationChannels": READ,
+    "/taskmesh.v1.NotificationService/UpdateNotificationChannel": WRITE,
+    "/taskmesh.v1.NotificationService/DeleteNotificationChannel": WRITE,
+    "/taskmesh.v1.NotificationService/TestNotificationChannel": WRITE,
+    "/taskmesh.v1.NotificationService/CreateNotificationRule": WRITE,
+    "/taskmesh.v1.NotificationService/GetNotificationRule": READ,
+    "/taskmesh.v1.NotificationService/ListNotificationRules": READ,
+    "/taskmesh.v1.NotificationService/UpdateNotificationRule": WRITE,
+    "/taskmesh.v1.NotificationService/DeleteNotificationRule": WRITE,
+    "/taskmesh.v1.NotificationService/ListNotificationDeliveries": READ,
+    "/taskmesh.v1.NotificationService/GetNotificationDelivery": READ,
 }
 
 
