@@ -5,7 +5,10 @@ retries) and the cursors the schedulers' event scan keeps.
 Nothing is added to the statements that trigger, claim or end runs. The scan reads finished
 runs through runs_finished, a partial index that only the version ending a run enters (one
 index insertion per finished run), and skipped slots through skipped_slots_by_record_time.
-runs_finished is built CONCURRENTLY: the table stays writable while it is.
+runs_finished is built in the migration's transaction (taskmesh.db.schema runs every revision in
+one, under its advisory lock, where CREATE INDEX CONCURRENTLY cannot run): runs are not writable
+while it builds, a few seconds per million runs; build it CONCURRENTLY by hand beforehand on a
+large table (the IF NOT EXISTS below then keeps it).
 
 The cursors start at the upgrade: runs that ended before it notify nobody.
 
@@ -120,16 +123,11 @@ def upgrade() -> None:
         + ", ".join(f"('{name}', clock_timestamp())" for name in CURSORS)
     )
     op.create_index("skipped_slots_by_record_time", "skipped_slots", ["record_time", "id"])
-    with op.get_context().autocommit_block():
-        op.execute(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS runs_finished ON runs (finish_time, id) "
-            "WHERE finish_time IS NOT NULL"
-        )
+    op.execute("CREATE INDEX IF NOT EXISTS runs_finished ON runs (finish_time, id) WHERE finish_time IS NOT NULL")
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.execute("DROP INDEX CONCURRENTLY IF EXISTS runs_finished")
+    op.drop_index("runs_finished", table_name="runs")
     op.drop_index("skipped_slots_by_record_time", table_name="skipped_slots")
     op.drop_table("notification_cursors")
     op.drop_table("notification_deliveries")
