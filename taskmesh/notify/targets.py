@@ -9,6 +9,7 @@ shown to every reader, secrets go in the channel's write-only secret.
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit
 
 from taskmesh.egress import EgressPolicy, decide, parse_address
@@ -16,6 +17,7 @@ from taskmesh.guarded_http import Resolver
 from taskmesh.service_errors import InvalidArgument
 
 MAX_URL = 2048
+RESOLVE_SECONDS = 2.0
 
 
 def check_url(url: str, field: str) -> str:
@@ -49,8 +51,9 @@ async def check_allowed(url: str, policy: EgressPolicy, resolver: Resolver, fiel
         addresses = [str(parse_address(host))]
     except ValueError:
         try:
-            addresses = await resolver(host, port)
-        except OSError:
+            async with asyncio.timeout(RESOLVE_SECONDS):
+                addresses = await resolver(host, port)
+        except (OSError, UnicodeError, ValueError, TimeoutError):  # no such name (yet), or none at all
             return
     decisions = [decide(policy, address, port) for address in addresses]
     if decisions and not any(d.allowed for d in decisions):

@@ -210,7 +210,7 @@ def test_a_channel_aimed_at_the_gateway_admin_port_is_refused(mesh: Mesh, api: h
     assert moved.status_code == 400 and "channel.url" in moved.json()["message"], moved.text
 
 
-def test_a_viewer_reads_but_cannot_write_and_never_sees_the_secret(api: httpx.Client) -> None:
+def test_a_viewer_reads_rules_and_deliveries_but_no_channel_and_writes_nothing(api: httpx.Client) -> None:
     created = api.post(
         "/api/users", json={"username": "watcher", "password": "watcher-password-1", "role": "VIEWER"}
     )
@@ -219,9 +219,13 @@ def test_a_viewer_reads_but_cannot_write_and_never_sees_the_secret(api: httpx.Cl
         f"{api.base_url}/api/auth/login", json={"username": "watcher", "password": "watcher-password-1"}
     ).json()["accessToken"]
     viewer = {"Authorization": f"Bearer {token}"}
-    listed = httpx.get(f"{api.base_url}/api/notification-channels", headers=viewer)
-    assert listed.status_code == 200, listed.text
-    assert SECRET not in listed.text
+    for path in ("/api/notification-rules", "/api/notification-deliveries"):
+        listed = httpx.get(f"{api.base_url}{path}", headers=viewer)
+        assert listed.status_code == 200, listed.text
+        assert SECRET not in listed.text
+    # A webhook URL may be a credential itself (Slack's): channels are for those who write them.
+    assert httpx.get(f"{api.base_url}/api/notification-channels", headers=viewer).status_code == 403
+    assert SECRET not in api.get("/api/notification-channels").text  # and the secret for nobody
     refused = httpx.post(
         f"{api.base_url}/api/notification-channels",
         headers=viewer,

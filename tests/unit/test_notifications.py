@@ -235,3 +235,43 @@ def test_urls_aimed_at_the_mesh_or_link_local_are_refused_by_the_egress_policy()
     _allowed("http://127.0.0.1:8000/hook")  # loopback is open in this policy; not the mesh's port
     _allowed("https://hooks.example.com/x")  # unresolvable now: the delivery will say so
     _allowed("https://both.example.com/", ["127.0.0.1", "93.184.216.34"])
+
+
+# --- contracts: permissions, enums, the migration's frozen lists ---
+
+
+def test_every_notification_rpc_has_roles_viewers_read_rules_and_deliveries_operators_all() -> None:
+    from taskmesh.auth import permissions
+    from taskmesh.states import Role
+    from taskmesh.v1 import notification_service_pb2
+
+    service = notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"]
+    for method in service.methods:
+        path = f"/{service.full_name}/{method.name}"
+        reads = method.name.startswith(("Get", "List")) and "Channel" not in method.name
+        assert permissions.allowed(path, Role.VIEWER) is reads, path
+        assert permissions.allowed(path, Role.OPERATOR) and permissions.allowed(path, Role.ADMIN), path
+        assert not permissions.allowed(path, Role.WORKER), path
+
+
+def test_the_enums_mirror_the_protos_and_the_migration() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    from taskmesh.db import models
+    from taskmesh.v1 import notification_service_pb2 as pb
+
+    proto_events = set(pb.NotificationEventType.keys()) - {"NOTIFICATION_EVENT_TYPE_UNSPECIFIED"}
+    assert {e.value for e in EventType} == proto_events
+    assert {s.value for s in retries.DeliveryState} == set(pb.NotificationDelivery.State.keys()) - {
+        "STATE_UNSPECIFIED"
+    }
+    assert {f.value for f in Format} == set(pb.NotificationChannel.Format.keys()) - {"FORMAT_UNSPECIFIED"}
+    path = Path(models.__file__).parent / "migrations" / "versions" / "0011_notifications.py"
+    spec = importlib.util.spec_from_file_location("migration_0011", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    assert set(migration.EVENT_TYPES) == proto_events
+    assert set(migration.DELIVERY_STATES) == set(models.DELIVERY_STATES)
+    assert set(migration.FORMATS) == set(models.NOTIFICATION_FORMATS)
