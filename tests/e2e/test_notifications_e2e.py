@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from taskmesh.client import TaskmeshClient
 from taskmesh.launcher import Mesh
+from tests.e2e.cli import Taskmesh, as_json, cli_env, ok
 from tests.support import Isolation, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -232,3 +234,55 @@ def test_a_viewer_reads_rules_and_deliveries_but_no_channel_and_writes_nothing(a
         json={"name": "v", "url": "http://127.0.0.1:9/", "secret": SECRET},
     )
     assert refused.status_code == 403, refused.text
+
+
+def test_the_cli_and_the_client_manage_channels_rules_and_a_slack_test_delivery(
+    mesh: Mesh, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    gateway = f"http://127.0.0.1:{mesh.settings.gateway_port}"
+    run = Taskmesh(cli_env(gateway, tmp_path_factory.mktemp("cli") / "config.json"))
+    ok(run("login", "--username", "admin", "--password-stdin", stdin="admin\n"))
+    receiver = Receiver()
+    receiver.start()
+    try:
+        url = f"http://127.0.0.1:{receiver.port}/slack"
+        args = ("notifications", "channels", "create", "slacky", url, "--secret-stdin", "--format", "SLACK")
+        channel = as_json(run(*args, "-o", "json", stdin=SECRET + "\n"))
+        assert channel["format"] == "SLACK" and channel["secret"] == "<redacted>"
+        rule = as_json(
+            run(
+                *("notifications", "rules", "create", "data team", "--channel", channel["id"]),
+                *("--label", "team=data", "--event", "JOB_RECOVERED", "--event", "RUN_STUCK", "-o", "json"),
+            )
+        )
+        assert rule["labelSelector"] == {"team": "data"}
+        assert sorted(rule["events"]) == ["JOB_RECOVERED", "RUN_STUCK"]
+        with TaskmeshClient(gateway, username="admin", password="admin") as client:
+            [listed] = list(client.iter_notification_rules(filter=f'channel_id="{channel["id"]}"'))
+            assert listed.id == rule["id"]
+            disabled = client.update_notification_rule(rule["id"], ["disabled"], disabled=True)
+            assert disabled.disabled
+            test = client.test_notification_channel(channel["id"])
+            wait_for(lambda: receiver.requests, timeout=60, interval=0.2, message="the TEST notification")
+        [request] = receiver.requests
+        body = httpx.Response(200, content=request.body).json()
+        assert body["taskmesh_event_id"] == test.event_id == request.headers["taskmesh-event-id"]
+        assert body["text"] == "Taskmesh: a test notification from Taskmesh"
+        assert readme_verifier()(SECRET, request.headers["taskmesh-signature"], request.body)
+        delivered = wait_for(
+            lambda: [
+                d
+                for d in as_json(run("notifications", "deliveries", "--filter", "event_type=TEST", "-o", "json"))
+                if d["eventId"] == test.event_id and d["state"] == "DELIVERED"
+            ],
+            timeout=30,
+            interval=0.2,
+            message="the TEST delivery recorded as DELIVERED",
+        )
+        assert delivered[0]["lastStatusCode"] == 200 and delivered[0]["responseExcerpt"] == "ok"
+        ok(run("notifications", "rules", "delete", rule["id"]))
+        ok(run("notifications", "channels", "delete", channel["id"]))
+        refused = run("notifications", "channels", "get", channel["id"])
+        assert refused.returncode == 1 and "not found" in refused.stderr
+    finally:
+        receiver.stop()
