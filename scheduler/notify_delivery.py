@@ -145,8 +145,8 @@ class NotificationDelivery:
         result = await self._poster.post(delivery)
         decision = retries.decide(result, delivery.attempts, self._config.schedule, self._draw())
         extra = {"event_id": delivery.event_id, "delivery_id": delivery.id, "attempt": delivery.attempts}
-        if result.ok:
-            log.info("notification %s delivered (HTTP %d)", delivery.event_id, result.status_code, extra=extra)
+        if result.ok:  # one line per webhook would cost as much as the rest of a delivery: DEBUG
+            log.debug("notification %s delivered (HTTP %d)", delivery.event_id, result.status_code, extra=extra)
         else:
             log.warning(
                 "notification %s attempt %d failed: %s -> %s",

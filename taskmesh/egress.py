@@ -1,4 +1,5 @@
-"""The egress policy of the http executor: may a job's request connect to this address and port?
+"""The egress policy of the http executor and of notification webhooks: may a request connect to
+this address and port?
 
 A pure decision, taken on the address a connection is actually made to (taskmesh/guarded_http.py
 checks every connection, redirect hops included). Rules, in order:

@@ -37,6 +37,14 @@ async def second_engine(integration_isolation: Isolation) -> AsyncIterator[Datab
     await engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+async def only_this_tests_channels(engine: Database) -> None:
+    """The session's database is shared: earlier tests' channels are disabled, so that a
+    delivery loop here claims only what this test queued."""
+    async with statement(engine) as conn:
+        await conn.execute(Query("UPDATE notification_channels SET disabled = true"))
+
+
 class Sink:
     def __init__(self) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
