@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from scheduler.notify_delivery import DeliveryConfig, NotificationDelivery, WebhookPoster
-from scheduler.notify_scan import NotificationScan, ScanConfig, detect_run_events, detect_slot_events
+from scheduler.notify_scan import NotificationScan, ScanConfig, detect_run_events, detect_slot_events, detect_stuck
 from taskmesh.db.notifications import NotificationRepository, RecordedResult
 from taskmesh.db.pg import Database, Query, statement
 from taskmesh.egress import EgressPolicy, MeshEndpoint
@@ -278,3 +278,47 @@ async def test_a_delivery_the_egress_policy_refuses_fails_at_once_without_a_requ
     assert "gateway admin port" in refused.last_error
     assert sink.requests == []
     assert refused.event_type is EventType.TEST
+
+
+async def test_a_success_right_after_a_failure_is_a_recovery_and_a_long_wait_is_stuck(
+    engine: Database, job_id: str
+) -> None:
+    repository = NotificationRepository(engine)
+    channel = await _channel(repository, "http://127.0.0.1:9/hook")
+    await _rule(repository, channel, job_id, ["JOB_RECOVERED"])
+    stuck_rule = {
+        "name": f"stuck-{uuid.uuid4().hex[:8]}",
+        "channel_id": channel,
+        "job_id": job_id,
+        "label_selector": {},
+        "events": ["RUN_STUCK"],
+        "stuck_after_seconds": 60.0,
+        "disabled": False,
+    }
+    await repository.create_rule(stuck_rule, datetime.now(UTC))
+    [failed] = await _finished_runs(engine, job_id, ["FAILED"])
+    [recovered] = await _finished_runs(engine, job_id, ["SUCCEEDED"])  # queued after the failure
+    [again] = await _finished_runs(engine, job_id, ["SUCCEEDED"])  # after a success: no recovery
+    waiting, fresh = str(uuid.uuid4()), str(uuid.uuid4())
+    async with statement(engine) as conn:
+        await conn.execute(
+            Query(
+                """INSERT INTO runs (id, job_id, state, attempt, trigger, executor, queue_time) VALUES
+                   (:waiting, :job_id, 'QUEUED', 1, 'MANUAL', '{"noop": {}}', clock_timestamp() - interval '10 minutes'),
+                   (:fresh, :job_id, 'QUEUED', 1, 'MANUAL', '{"noop": {}}', clock_timestamp())"""
+            ),
+            {"waiting": waiting, "fresh": fresh, "job_id": job_id},
+        )
+        # The stuck scan runs once per interval over all schedulers: let this one be due.
+        await conn.execute(
+            Query(
+                "UPDATE notification_cursors SET position_time = position_time - interval '1 day' WHERE name = 'stuck'"
+            )
+        )
+    await _scan_until_past_now(_scan(engine), engine)  # its first pass includes the stuck scan
+    found = await _deliveries(repository, channel)
+    assert ("JOB_RECOVERED", recovered) in found and ("RUN_STUCK", waiting) in found
+    assert {run for kind, run in found} == {recovered, waiting}  # not the failure, the repeat, the fresh run
+    assert failed and again and fresh
+    again_stuck = await repository.scan_waiting_runs(100, 0.0, detect_stuck)
+    assert again_stuck.scanned and again_stuck.created == 0  # still waiting, the same event: no new one
