@@ -1,4 +1,4 @@
-"""taskmesh-api: serves JobService and AuthService."""
+"""taskmesh-api: serves JobService, AuthService and NotificationService."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import logging
 from api_server.accounts import Accounts
 from api_server.health_and_metrics import STALE_AFTER_INTERVALS, ApiMonitoring
 from api_server.jobs import Jobs
+from api_server.notification_servicer import NotificationServicer
+from api_server.notifications import Notifications
 from api_server.run_telemetry import CacheStats, CancelObserver
 from api_server.runs import Runs
 from api_server.servicers import AuthServicer, JobServicer
@@ -21,6 +23,7 @@ from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.logs import LogRepository
+from taskmesh.db.notifications import NotificationRepository
 from taskmesh.db.pg import Database
 from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import RunRepository
@@ -28,6 +31,7 @@ from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.db.throttle import ThrottleRepository
 from taskmesh.db.users import UserRepository
+from taskmesh.guarded_http import worker_policy
 from taskmesh.names import Names
 from taskmesh.process import run_until_signalled
 from taskmesh.process_logging import configure_logging
@@ -35,12 +39,20 @@ from taskmesh.rpc.peers import parse_networks
 from taskmesh.rpc.server import build_server
 from taskmesh.settings import DEV_ADMIN_PASSWORD, Settings, get_settings
 from taskmesh.states import Role
-from taskmesh.v1 import auth_service_pb2, auth_service_pb2_grpc, job_service_pb2, job_service_pb2_grpc
+from taskmesh.v1 import (
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+    job_service_pb2,
+    job_service_pb2_grpc,
+    notification_service_pb2,
+    notification_service_pb2_grpc,
+)
 
 log = logging.getLogger("api_server")
 
 JOB_SERVICE = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 AUTH_SERVICE = auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+NOTIFICATION_SERVICE = notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -70,6 +82,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     runs = Runs(job_repository, run_repository, log_repository, cache_writer, observers=[CancelObserver()])
     capacity = WorkerCapacity(names, max_age=STALE_AFTER_INTERVALS * settings.health_check_interval)
     job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, log_repository, redis, names), capacity)
+    # Channel URLs are judged by the egress policy the schedulers deliver under (same settings).
+    notification_servicer = NotificationServicer(
+        Notifications(NotificationRepository(engine), worker_policy(settings))
+    )
 
     built = build_server(
         settings.api_listen,
@@ -83,6 +99,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 AUTH_SERVICE,
                 lambda s: auth_service_pb2_grpc.add_AuthServiceServicer_to_server(
                     AuthServicer(accounts, parse_networks(settings.login_trusted_proxies)), s
+                ),
+            ),
+            (
+                NOTIFICATION_SERVICE,
+                lambda s: notification_service_pb2_grpc.add_NotificationServiceServicer_to_server(
+                    notification_servicer, s
                 ),
             ),
         ],

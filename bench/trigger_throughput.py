@@ -6,6 +6,8 @@ the gRPC API and waits until every run SUCCEEDED. Every state is durable in Post
   python -m bench.trigger_throughput                     # closed loop: 10,000 runs, 64 in flight
   python -m bench.trigger_throughput --rate 200 --seconds 20   # open loop at 200 runs/s
   python -m bench.trigger_throughput --batch 100       # BatchTriggerJobs of 100 runs
+  python -m bench.trigger_throughput --batch 100 --notify RUN_FINISHED   # plus a notification
+      rule that matches every run, posting to a local receiver (the cost of notifications)
 
 Prints runs/s from the first trigger to the last SUCCEEDED, and trigger-to-start latency
 (run start_time - queue_time, both stamped by PostgreSQL) percentiles.
@@ -21,6 +23,7 @@ import psycopg
 from grpc import aio
 
 from bench.common import BENCH_ENV, CpuMeter, bench_mesh, create_job, db_url, login, percentile
+from bench.notify_sink import NotifySink, add_notification_rule, delivery_report
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 
 
@@ -125,6 +128,9 @@ async def run(args: argparse.Namespace) -> None:
             token = await login(channel)
             metadata = (("authorization", f"Bearer {token}"),)
             job_id = await create_job(channel, token, "bench-noop", job_pb2.Executor(noop=job_pb2.NoopExecutor()))
+            sink = NotifySink() if args.notify else None
+            if sink is not None:
+                await add_notification_rule(channel, metadata, sink.url, args.notify.split(","))
             stub = job_service_pb2_grpc.JobServiceStub(channel)
             meter.start()
             if args.batch:
@@ -141,6 +147,9 @@ async def run(args: argparse.Namespace) -> None:
         wait_all_succeeded(job_id, total, timeout=max(60.0, total / 100))
         report(job_id, label)
         print(meter.per_run(total))
+        if sink is not None:
+            print(delivery_report(sink, db_url(), expected=total if "RUN_FINISHED" in args.notify else 0))
+            sink.close()
 
 
 def main() -> None:
@@ -151,6 +160,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="open loop: runs per second")
     parser.add_argument("--batch", type=int, default=0, help="trigger with BatchTriggerJobs of this size")
     parser.add_argument("--seconds", type=float, default=20.0, help="open loop: duration")
+    parser.add_argument(
+        "--notify", default="", metavar="EVENTS", help="add a rule for these events (comma-separated) on every job"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

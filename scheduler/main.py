@@ -17,6 +17,8 @@ from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.firing_metrics import FiringMetrics
 from scheduler.health_and_metrics import SchedulerMonitoring
 from scheduler.maintenance import Maintenance
+from scheduler.notify_delivery import DeliveryConfig, NotificationDelivery, WebhookPoster
+from scheduler.notify_scan import NotificationScan, ScanConfig
 from scheduler.relay import OutboxRelay
 from scheduler.run_telemetry import RunObserver, WorkerRoster
 from scheduler.worker_servicer import WorkerServicer
@@ -27,6 +29,7 @@ from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db import schedules as schedule_store
 from taskmesh.db.listen import listen_forever
 from taskmesh.db.logs import LogRepository
+from taskmesh.db.notifications import NotificationRepository
 from taskmesh.db.outbox import NOTIFY_CHANNEL, OutboxRepository
 from taskmesh.db.pg import Database
 from taskmesh.db.probes import DatabaseProbe
@@ -34,7 +37,9 @@ from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.db.users import UserRepository
 from taskmesh.db.worker_sessions import WorkerSessionRepository
+from taskmesh.guarded_http import worker_policy
 from taskmesh.names import Names
+from taskmesh.notify.retries import RetrySchedule
 from taskmesh.patches import coalesce_pika_writes
 from taskmesh.process import run_until_signalled
 from taskmesh.process_logging import configure_logging
@@ -100,6 +105,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             ),
         ),
     )
+    notify_scan, notify_delivery, poster = _notifications(settings, NotificationRepository(engine))
     servicer = WorkerServicer(ledger, roster)
     # Worker tokens are checked against the users table too: a revoked one opens no new stream.
     credentials = CredentialDirectory(
@@ -137,6 +143,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         asyncio.create_task(maintenance.run_forever()),
         asyncio.create_task(cache_writer.run_forever()),
         asyncio.create_task(firing.run_forever()),
+        asyncio.create_task(notify_scan.run_forever()),
+        asyncio.create_task(notify_delivery.run_forever()),
     ]
     await monitoring.start()
     log.info("scheduler %s listening on %s", scheduler_id, settings.scheduler_listen)
@@ -153,8 +161,38 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await cache_writer.flush()
+    await poster.aclose()
     await redis.aclose()
     await engine.dispose()
+
+
+def _notifications(
+    settings: Settings, repository: NotificationRepository
+) -> tuple[NotificationScan, NotificationDelivery, WebhookPoster]:
+    """The event scan and the delivery loop; webhooks obey the same egress policy as jobs."""
+    wake = asyncio.Event()
+    scan = NotificationScan(
+        repository,
+        ScanConfig(
+            interval=settings.notification_scan_interval,
+            settle=settings.notification_scan_settle_seconds,
+            batch_size=settings.notification_scan_batch_size,
+            stuck_interval=settings.notification_stuck_scan_interval,
+        ),
+        wake,
+    )
+    poster = WebhookPoster(worker_policy(settings), settings.notification_timeout_seconds)
+    config = DeliveryConfig(
+        batch_size=settings.notification_delivery_batch_size,
+        poll_interval=settings.notification_delivery_poll_interval,
+        timeout=settings.notification_timeout_seconds,
+        schedule=RetrySchedule(
+            initial_seconds=settings.notification_retry_initial_seconds,
+            max_seconds=settings.notification_retry_max_seconds,
+            max_attempts=settings.notification_max_attempts,
+        ),
+    )
+    return scan, NotificationDelivery(repository, poster, config, wake), poster
 
 
 def _cancel_pusher(servicer: WorkerServicer) -> Callable[[str], None]:

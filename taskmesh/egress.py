@@ -1,6 +1,7 @@
-"""The egress policy of the http executor: may a job's request connect to this address and port?
+"""The egress policy of the http executor and of notification webhooks: may a request connect to
+this address and port?
 
-A pure decision, taken on the address a connection is actually made to (worker/executors/guarded.py
+A pure decision, taken on the address a connection is actually made to (taskmesh/guarded_http.py
 checks every connection, redirect hops included). Rules, in order:
 
 1. Always denied: unspecified (0.0.0.0/8, ::), link-local (169.254.0.0/16, fe80::/10: cloud

@@ -167,6 +167,23 @@ class Settings(BaseSettings):
     password_hash_threads: int = Field(default=2, ge=1)
     password_hash_queue: int = Field(default=32, ge=0)
 
+    # --- notifications (issue 13): the schedulers' event scan and webhook deliveries ---
+    # Seconds between scans for new events (finished runs, skipped slots) on each scheduler.
+    notification_scan_interval: float = Field(default=1.0, gt=0)
+    # A scan reads rows stamped at least this long ago (statements commit well within it).
+    notification_scan_settle_seconds: float = Field(default=2.0, ge=0.1)
+    notification_scan_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # Seconds between scans for stuck runs (QUEUED longer than a rule's stuck_after).
+    notification_stuck_scan_interval: float = Field(default=15.0, gt=0)
+    # Deliveries one loop posts at once, and how long it holds them (a timed-out post included).
+    notification_delivery_batch_size: int = Field(default=20, ge=1, le=1000)
+    notification_delivery_poll_interval: float = Field(default=1.0, gt=0)
+    notification_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Retries: initial * 2^(n-1) seconds (half of it jittered), capped, up to max attempts.
+    notification_retry_initial_seconds: float = Field(default=5.0, gt=0)
+    notification_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    notification_max_attempts: int = Field(default=12, ge=1, le=100)
+
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 
+from taskmesh.guarded_http import worker_policy
 from taskmesh.names import Names
 from taskmesh.patches import coalesce_pika_writes
 from taskmesh.process import run_until_signalled
@@ -18,7 +19,6 @@ from worker.admission import Admission
 from worker.consumer import WorkConsumer
 from worker.credentials import TokenSource
 from worker.executions import Executions
-from worker.executors.guarded import worker_policy
 from worker.executors.registry import ExecutorRegistry
 from worker.health_and_metrics import WorkerCollector, WorkerMonitoring
 from worker.layers import standard_layers

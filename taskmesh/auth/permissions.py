@@ -45,6 +45,23 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "/taskmesh.v1.AuthService/UpdateUser": ADMIN,
     "/taskmesh.v1.AuthService/DeleteUser": ADMIN,
     "/taskmesh.v1.WorkerService/Connect": WORKER,
+    # Notifications: operators and admins write channels and rules, as they write jobs (a
+    # channel posts only where a job's http executor could, under the same egress policy).
+    # Channels are read by those who may write them: a webhook URL is often a credential itself
+    # (Slack's and Discord's carry their token in the path). Viewers read rules and deliveries.
+    "/taskmesh.v1.NotificationService/CreateNotificationChannel": WRITE,
+    "/taskmesh.v1.NotificationService/GetNotificationChannel": WRITE,
+    "/taskmesh.v1.NotificationService/ListNotificationChannels": WRITE,
+    "/taskmesh.v1.NotificationService/UpdateNotificationChannel": WRITE,
+    "/taskmesh.v1.NotificationService/DeleteNotificationChannel": WRITE,
+    "/taskmesh.v1.NotificationService/TestNotificationChannel": WRITE,
+    "/taskmesh.v1.NotificationService/CreateNotificationRule": WRITE,
+    "/taskmesh.v1.NotificationService/GetNotificationRule": READ,
+    "/taskmesh.v1.NotificationService/ListNotificationRules": READ,
+    "/taskmesh.v1.NotificationService/UpdateNotificationRule": WRITE,
+    "/taskmesh.v1.NotificationService/DeleteNotificationRule": WRITE,
+    "/taskmesh.v1.NotificationService/ListNotificationDeliveries": READ,
+    "/taskmesh.v1.NotificationService/GetNotificationDelivery": READ,
 }
 
 

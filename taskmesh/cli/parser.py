@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, NoReturn
 
-from taskmesh.cli import account, jobs, runs
+from taskmesh.cli import account, jobs, notifications, runs
 from taskmesh.cli.errors import UsageError
 
 DESCRIPTION = """Manage Taskmesh jobs and runs over gRPC.
@@ -55,6 +55,13 @@ def build() -> Parser:
     _runs(
         commands.add_parser("runs", help="list, inspect, cancel and follow runs").add_subparsers(
             dest="action", metavar="ACTION", required=True, parser_class=Parser
+        ),
+        common,
+        listing,
+    )
+    _notifications(
+        commands.add_parser("notifications", help="webhook channels, rules and deliveries").add_subparsers(
+            dest="area", metavar="AREA", required=True, parser_class=Parser
         ),
         common,
         listing,
@@ -273,3 +280,58 @@ def _users(actions: Any, common: argparse.ArgumentParser, listing: argparse.Argu
     deleted = actions.add_parser("delete", parents=[common, listing], help="delete a user")
     deleted.add_argument("username")
     deleted.set_defaults(handler=account.users_delete)
+
+
+def _notifications(areas: Any, common: argparse.ArgumentParser, listing: argparse.ArgumentParser) -> None:
+    parents = [common, listing]
+    channels = areas.add_parser("channels", help="webhook channels").add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=Parser
+    )
+    created = channels.add_parser("create", parents=parents, help="create a webhook channel")
+    created.add_argument("name")
+    created.add_argument("url")
+    secret = created.add_mutually_exclusive_group()
+    secret.add_argument("--secret-stdin", action="store_true", help="read the signing secret from stdin")
+    secret.add_argument("--secret", help="visible to other local users; prefer --secret-stdin")
+    created.add_argument("--format", choices=("GENERIC", "SLACK"), default="GENERIC")
+    created.add_argument("--description")
+    created.set_defaults(handler=notifications.channels_create)
+    channels.add_parser("list", parents=parents, help="list channels").set_defaults(
+        handler=notifications.channels_list
+    )
+    for name, handler, text in (
+        ("get", notifications.channels_get, "show a channel"),
+        ("delete", notifications.channels_delete, "delete a channel, its rules and deliveries"),
+        ("test", notifications.channels_test, "queue a TEST event for a channel"),
+    ):
+        action = channels.add_parser(name, parents=parents, help=text)
+        action.add_argument("channel", metavar="CHANNEL_ID")
+        action.set_defaults(handler=handler)
+
+    rules = areas.add_parser("rules", help="which events of which jobs go to a channel").add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=Parser
+    )
+    rule = rules.add_parser("create", parents=parents, help="create a rule")
+    rule.add_argument("name")
+    rule.add_argument("--channel", required=True, metavar="CHANNEL_ID")
+    rule.add_argument("--job", metavar="JOB", help="one job (id or name); else --label selects jobs")
+    rule.add_argument("--label", action="append", metavar="KEY=VALUE", help="jobs with this label (repeatable)")
+    rule.add_argument(
+        "--event",
+        action="append",
+        required=True,
+        choices=("RUN_FAILED", "JOB_RECOVERED", "SLOT_MISFIRED", "SLOT_SKIPPED", "RUN_STUCK", "RUN_FINISHED"),
+    )
+    rule.add_argument("--stuck-after", type=float, metavar="SECONDS", help="RUN_STUCK threshold (default 300)")
+    rule.set_defaults(handler=notifications.rules_create)
+    listed = rules.add_parser("list", parents=parents, help="list rules")
+    listed.add_argument("--filter", help='e.g. channel_id="..."')
+    listed.set_defaults(handler=notifications.rules_list)
+    deleted = rules.add_parser("delete", parents=parents, help="delete a rule")
+    deleted.add_argument("rule", metavar="RULE_ID")
+    deleted.set_defaults(handler=notifications.rules_delete)
+
+    deliveries = areas.add_parser("deliveries", parents=parents, help="deliveries, newest first")
+    deliveries.add_argument("--filter", help='e.g. state=FAILED AND job_id="..."')
+    _paging_flags(deliveries, default_limit=50)
+    deliveries.set_defaults(handler=notifications.deliveries)

@@ -1,4 +1,4 @@
-"""TaskmeshClient: every JobService and AuthService call with plain Python arguments.
+"""TaskmeshClient: every JobService, AuthService and NotificationService call with plain Python arguments.
 
 Synchronous, over one gRPC channel. It logs in when given a username and password (and again
 when the token expires or is refused), retries transient failures with exponential backoff
@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -27,6 +28,8 @@ from taskmesh.v1 import (
     job_pb2,
     job_service_pb2,
     job_service_pb2_grpc,
+    notification_service_pb2,
+    notification_service_pb2_grpc,
     run_pb2,
 )
 
@@ -75,6 +78,7 @@ class TaskmeshClient:
         self._channel = channel or open_channel(self.target, root_certificates)
         self._jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
         self._auth = auth_service_pb2_grpc.AuthServiceStub(self._channel)
+        self._notifications = notification_service_pb2_grpc.NotificationServiceStub(self._channel)
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -378,6 +382,130 @@ class TaskmeshClient:
                 stream.cancel()
 
     # Plumbing
+
+    # Notifications (NotificationService)
+
+    def create_notification_channel(
+        self, name: str, url: str, secret: str, *, format: str = "GENERIC", description: str = ""
+    ) -> notification_service_pb2.NotificationChannel:
+        """A webhook channel; format GENERIC (Taskmesh's JSON event) or SLACK."""
+        channel = notification_service_pb2.NotificationChannel(
+            name=name, url=url, secret=secret, format=format.upper(), description=description
+        )
+        request = notification_service_pb2.CreateNotificationChannelRequest(channel=channel)
+        return self._call(self._notifications.CreateNotificationChannel, request, CallKind.WRITE)
+
+    def get_notification_channel(self, channel_id: str) -> notification_service_pb2.NotificationChannel:
+        request = notification_service_pb2.GetNotificationChannelRequest(id=channel_id)
+        return self._call(self._notifications.GetNotificationChannel, request, CallKind.READ)
+
+    def iter_notification_channels(
+        self, *, page_size: int = 0
+    ) -> Iterator[notification_service_pb2.NotificationChannel]:
+        def fetch(token: str) -> tuple[Sequence[notification_service_pb2.NotificationChannel], str]:
+            request = notification_service_pb2.ListNotificationChannelsRequest(
+                page_size=page_size, page_token=token
+            )
+            page = self._call(self._notifications.ListNotificationChannels, request, CallKind.READ)
+            return page.channels, page.next_page_token
+
+        return _paginate(fetch)
+
+    def update_notification_channel(
+        self, channel_id: str, paths: Sequence[str], **values: Any
+    ) -> notification_service_pb2.NotificationChannel:
+        """Set the fields named in `paths` (name, url, secret, format, disabled, description)."""
+        channel = notification_service_pb2.NotificationChannel(id=channel_id, **values)
+        request = notification_service_pb2.UpdateNotificationChannelRequest(
+            channel=channel, update_mask=FieldMask(paths=list(paths))
+        )
+        return self._call(self._notifications.UpdateNotificationChannel, request, CallKind.WRITE)
+
+    def delete_notification_channel(self, channel_id: str) -> None:
+        request = notification_service_pb2.DeleteNotificationChannelRequest(id=channel_id)
+        self._call(self._notifications.DeleteNotificationChannel, request, CallKind.WRITE)
+
+    def test_notification_channel(self, channel_id: str) -> notification_service_pb2.NotificationDelivery:
+        """Queue a TEST event for the channel (never retried: a repeat would send two)."""
+        request = notification_service_pb2.TestNotificationChannelRequest(id=channel_id)
+        return self._call(self._notifications.TestNotificationChannel, request, CallKind.UNSAFE)
+
+    def create_notification_rule(
+        self,
+        name: str,
+        channel_id: str,
+        events: Sequence[str],
+        *,
+        job_id: str = "",
+        label_selector: Mapping[str, str] | None = None,
+        stuck_after_seconds: float | None = None,
+    ) -> notification_service_pb2.NotificationRule:
+        """Events (RUN_FAILED, JOB_RECOVERED, SLOT_MISFIRED, SLOT_SKIPPED, RUN_STUCK, RUN_FINISHED)
+        of one job, or of the jobs whose labels include label_selector, go to the channel."""
+        rule = notification_service_pb2.NotificationRule(
+            name=name,
+            channel_id=channel_id,
+            job_id=job_id,
+            label_selector=dict(label_selector or {}),
+            events=[e.upper() for e in events],
+        )
+        if stuck_after_seconds is not None:
+            rule.stuck_after.FromTimedelta(timedelta(seconds=stuck_after_seconds))
+        request = notification_service_pb2.CreateNotificationRuleRequest(rule=rule)
+        return self._call(self._notifications.CreateNotificationRule, request, CallKind.WRITE)
+
+    def get_notification_rule(self, rule_id: str) -> notification_service_pb2.NotificationRule:
+        request = notification_service_pb2.GetNotificationRuleRequest(id=rule_id)
+        return self._call(self._notifications.GetNotificationRule, request, CallKind.READ)
+
+    def iter_notification_rules(
+        self, *, filter: str = "", page_size: int = 0
+    ) -> Iterator[notification_service_pb2.NotificationRule]:
+        def fetch(token: str) -> tuple[Sequence[notification_service_pb2.NotificationRule], str]:
+            request = notification_service_pb2.ListNotificationRulesRequest(
+                filter=filter, page_size=page_size, page_token=token
+            )
+            page = self._call(self._notifications.ListNotificationRules, request, CallKind.READ)
+            return page.rules, page.next_page_token
+
+        return _paginate(fetch)
+
+    def update_notification_rule(
+        self, rule_id: str, paths: Sequence[str], **values: Any
+    ) -> notification_service_pb2.NotificationRule:
+        """Set the fields named in `paths` (name, channel_id, job_id, label_selector, events,
+        stuck_after, disabled)."""
+        rule = notification_service_pb2.NotificationRule(id=rule_id, **values)
+        request = notification_service_pb2.UpdateNotificationRuleRequest(
+            rule=rule, update_mask=FieldMask(paths=list(paths))
+        )
+        return self._call(self._notifications.UpdateNotificationRule, request, CallKind.WRITE)
+
+    def delete_notification_rule(self, rule_id: str) -> None:
+        request = notification_service_pb2.DeleteNotificationRuleRequest(id=rule_id)
+        self._call(self._notifications.DeleteNotificationRule, request, CallKind.WRITE)
+
+    def list_notification_deliveries(
+        self, *, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> notification_service_pb2.ListNotificationDeliveriesResponse:
+        """One page of deliveries, newest first; filter e.g. 'state=FAILED AND job_id="..."'."""
+        request = notification_service_pb2.ListNotificationDeliveriesRequest(
+            filter=filter, page_size=page_size, page_token=page_token
+        )
+        return self._call(self._notifications.ListNotificationDeliveries, request, CallKind.READ)
+
+    def iter_notification_deliveries(
+        self, *, filter: str = "", page_size: int = 0
+    ) -> Iterator[notification_service_pb2.NotificationDelivery]:
+        def fetch(token: str) -> tuple[Sequence[notification_service_pb2.NotificationDelivery], str]:
+            page = self.list_notification_deliveries(filter=filter, page_size=page_size, page_token=token)
+            return page.deliveries, page.next_page_token
+
+        return _paginate(fetch)
+
+    def get_notification_delivery(self, delivery_id: str) -> notification_service_pb2.NotificationDelivery:
+        request = notification_service_pb2.GetNotificationDeliveryRequest(id=delivery_id)
+        return self._call(self._notifications.GetNotificationDelivery, request, CallKind.READ)
 
     def _issue_token(self, credentials: Credentials) -> IssuedToken:
         return _issued(self._login_call(credentials))

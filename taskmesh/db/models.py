@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from taskmesh.states import ACTIVE_STATES, LEASED_STATES, RunState, in_order
@@ -118,6 +118,8 @@ class Run(Base):
         Index("runs_retry_due", "retry_at", postgresql_where=text(f"state = '{RunState.RETRY_WAIT.value}'")),
         Index("runs_leased", "lease_expires_at", postgresql_where=text(_states_in(LEASED_STATES))),
         Index("runs_active_per_job", "job_id", postgresql_where=text(_states_in(ACTIVE_STATES))),
+        # The notification scan's cursor (migration 0011): only a run's finishing version enters it.
+        Index("runs_finished", "finish_time", "id", postgresql_where=text("finish_time IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -161,6 +163,7 @@ class SkippedSlot(Base):
         UniqueConstraint("job_id", "slot_time", name="skipped_slots_once"),
         CheckConstraint(_in("reason", SKIP_REASONS), name="skipped_slots_reason"),
         Index("skipped_slots_recent", "job_id", text("slot_time DESC")),
+        Index("skipped_slots_by_record_time", "record_time", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -216,3 +219,89 @@ class WorkerSession(Base):
     session_key: Mapped[str] = mapped_column(Text)
     # Renewed by the stream's heartbeats; past it, the session is dead (its scheduler vanished).
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# --- notifications (issue 13, migration 0011) ---
+NOTIFICATION_FORMATS = ("GENERIC", "SLACK")
+DELIVERY_STATES = ("PENDING", "DELIVERED", "FAILED")
+
+
+class NotificationChannel(Base):
+    """A webhook. secret is write-only through the API (it reads back as <redacted>)."""
+
+    __tablename__ = "notification_channels"
+    __table_args__ = (CheckConstraint(_in("format", NOTIFICATION_FORMATS), name="notification_channels_format"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(Text, server_default="GENERIC")
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NotificationRule(Base):
+    """Events of one job (job_id) or of the jobs whose labels contain label_selector."""
+
+    __tablename__ = "notification_rules"
+    __table_args__ = (
+        Index("notification_rules_channel", "channel_id"),
+        Index("notification_rules_job", "job_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    channel_id: Mapped[uuid.UUID] = mapped_column(UUID, ForeignKey("notification_channels.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID, ForeignKey("jobs.id", ondelete="CASCADE"))
+    label_selector: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    events: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    stuck_after_seconds: Mapped[float] = mapped_column(Float, server_default="300")
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NotificationDelivery(Base):
+    """The notification outbox: one row per event and channel (UNIQUE), retried until delivered."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel_id", name="notification_deliveries_once"),
+        CheckConstraint(_in("state", DELIVERY_STATES), name="notification_deliveries_state"),
+        Index("notification_deliveries_due", "next_attempt_at", postgresql_where=text("state = 'PENDING'")),
+        Index("notification_deliveries_recent", text("create_time DESC"), text("id DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(Text)
+    channel_id: Mapped[uuid.UUID] = mapped_column(UUID, ForeignKey("notification_channels.id", ondelete="CASCADE"))
+    rule_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    event: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    state: Mapped[str] = mapped_column(Text, server_default="PENDING")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_attempt_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deliver_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str] = mapped_column(Text, server_default="")
+    last_status_code: Mapped[int] = mapped_column(Integer, server_default="0")
+    response_excerpt: Mapped[str] = mapped_column(Text, server_default="")
+
+
+class NotificationCursor(Base):
+    """How far the event scan has read a source (runs, skipped_slots), as a keyset position."""
+
+    __tablename__ = "notification_cursors"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    position_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    position_id: Mapped[str] = mapped_column(Text, server_default="")

@@ -38,7 +38,10 @@ SEED = 20251126
 def idle_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A gateway over api_server and scheduler, with no worker to run what the fuzzer triggers."""
     isolation = Isolation.create("f")
-    mesh = Mesh({**os.environ, **isolation.env()}, log_dir=tmp_path_factory.mktemp("fuzz-mesh-logs"))
+    # Nothing the fuzzer writes may leave the machine: notification channels it creates and
+    # tests would be posted to by the scheduler (there is no worker for its http jobs).
+    no_egress = {"TASKMESH_EGRESS_DENY": "0.0.0.0/0,::/0"}
+    mesh = Mesh({**os.environ, **isolation.env(), **no_egress}, log_dir=tmp_path_factory.mktemp("fuzz-mesh-logs"))
     try:
         mesh.start_all(workers=0)
         yield f"http://127.0.0.1:{isolation.gateway_port}"

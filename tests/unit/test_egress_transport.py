@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from taskmesh.egress import EgressPolicy, MeshEndpoint, parse_rules
+from taskmesh.guarded_http import EgressDenied, GuardedBackend, GuardedTransport
 from taskmesh.v1 import job_pb2, run_pb2, worker_service_pb2
 from worker.executors.base import ExecutionContext
-from worker.executors.guarded import EgressDenied, GuardedBackend, GuardedTransport
 from worker.executors.http import HttpExecutor, keeps_headers
 
 CONTEXT = ExecutionContext(run_id="r-1", attempt=1, job_id="j-1", job_name="job")

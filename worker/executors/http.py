@@ -24,6 +24,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpx
 
 from taskmesh.egress import EgressPolicy
+from taskmesh.guarded_http import EgressDenied, GuardedTransport, Resolver, resolve
 from taskmesh.limits import MAX_OUTPUT_BYTES
 from taskmesh.v1 import job_pb2, run_pb2
 from worker.executors.base import (
@@ -36,7 +37,6 @@ from worker.executors.base import (
     head_excerpt,
     succeeded,
 )
-from worker.executors.guarded import EgressDenied, GuardedTransport, Resolver, resolve
 from worker.executors.lease_guard import lease_guard
 
 DEFAULT_TIMEOUT = 30.0

@@ -1,5 +1,8 @@
 """An httpx transport whose every connection obeys the egress policy (taskmesh/egress.py).
 
+Shared by every process that makes requests to addresses users choose: the worker's http
+executor and the scheduler's notification webhooks.
+
 The network backend resolves the host itself, drops the addresses the policy denies, connects
 to an allowed address by IP (httpcore still sends the name as Host and TLS SNI, and verifies the
 certificate against it), then checks the socket's peer address once more before a byte is sent.
@@ -47,6 +50,8 @@ def local_addresses() -> list[IPAddress]:
 
 
 def worker_policy(settings: Settings) -> EgressPolicy:
+    """The policy of this process's settings and this machine's addresses (worker, scheduler,
+    api_server: each judges the same mesh endpoints)."""
     return policy_for(settings, local_addresses())
 
 
