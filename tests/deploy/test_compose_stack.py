@@ -52,11 +52,11 @@ def docker() -> Iterator[Docker]:
 
 
 @pytest.fixture(scope="module")
-def images(docker: Docker) -> Standins:
+def images(docker: Docker) -> Iterator[Standins]:
     started = time.monotonic()
-    found = standins(docker, cache_dir())
-    log(f"stand-in images ready after {time.monotonic() - started:.0f}s")
-    return found
+    with standins(docker, cache_dir()) as found:
+        log(f"stand-in images ready after {time.monotonic() - started:.0f}s")
+        yield found
 
 
 @pytest.fixture(scope="module")
