@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.deploy.wheelhouse import served, wheelhouse
+from tests.deploy.wheelhouse import complete_command, finish, is_complete, served, wheelhouse
 from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -304,21 +304,49 @@ def standins(docker: Docker, cache: Path) -> Iterator[Standins]:
     the import of its cached root file system) and the wheelhouse's download run side by side;
     the thin stand-ins on the shared base are built in parallel."""
     with ThreadPoolExecutor(2) as pool:
-        house = pool.submit(wheelhouse, cache)
+        fetched = pool.submit(wheelhouse, cache)
         base = base_image(docker, cache)
-        found_house = house.result()
+        house = fetched.result()
     debian = _standin(docker, "debian", base, {"ca-certificates.crt": HOST_CA_BUNDLE})
     names = ("python", *sorted(set(THIRD_PARTY.values())))
     with ThreadPoolExecutor(len(names)) as pool:
         tags = dict(zip(names, pool.map(lambda n: _standin(docker, n, debian, {}), names), strict=True))
     _forget_other_standins(docker, {base, debian, *tags.values()})
+    if house is not None and not _complete_wheelhouse(docker, tags["python"], house):
+        house = None
     services = {service: tags[image] for service, image in THIRD_PARTY.items()}
-    if found_house is None:
+    if house is None:
         yield Standins(tags["python"], services)
         return
-    with served(found_house, cache) as url:
-        log(f"serving the wheelhouse {found_house.name} at {url}")
+    with served(house, cache) as url:
+        log(f"serving the wheelhouse {house.name} at {url}")
         yield Standins(tags["python"], services, url)
+
+
+def _complete_wheelhouse(docker: Docker, python: str, house: Path) -> bool:
+    """The wheelhouse's pass in the Python stand-in (tests/deploy/wheelhouse.py); False, logged,
+    if it fails (the builds then use the public index)."""
+    if is_complete(house):
+        return True
+    started = time.monotonic()
+    result = docker.run(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--volume",
+        f"{house}:/house",
+        python,
+        *complete_command(),
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        log(f"no wheelhouse: the pass in {python} failed:\n{result.stderr[-2000:]}")
+        return False
+    finish(house)
+    log(f"wheelhouse {house.name} complete in {time.monotonic() - started:.0f}s")
+    return True
 
 
 def _forget_other_standins(docker: Docker, keep: set[str]) -> None:

@@ -43,13 +43,14 @@ def requirements() -> list[str]:
 
 
 def wheelhouse(cache: Path) -> Path | None:
-    """The wheels for `requirements()`, with a simple index over them (cached); None, with the
-    reason logged, when the host's pip cannot get a wheel for each (the builds then use the
-    public index as a user's would)."""
+    """The host's pass: wheels for `requirements()` as the host's pip resolves them (its own cache
+    and configuration: fast), in `<house>/files`; None, with the reason logged, when it cannot
+    get a wheel for each (the builds then use the public index as a user's would). `complete`
+    must run next, in the image, before the house is served."""
     wanted = requirements()
-    key = hashlib.sha256("\n".join([sys.version.split()[0], *wanted]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
     house = cache / f"wheelhouse-{key}"
-    if (house / "simple" / "index.html").exists():
+    if (house / "files").is_dir():
         return house
     for stale in cache.glob("wheelhouse-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -75,9 +76,34 @@ def wheelhouse(cache: Path) -> Path | None:
         if result.returncode != 0:
             print(f"[deploy-test] no wheelhouse (pip download failed):\n{result.stderr[-2000:]}", file=sys.stderr)
             return None
-        _write_simple_index(Path(work))
+        (Path(work) / "requirements.txt").write_text("\n".join(wanted) + "\n")
+        # The versions the host chose: the pass in the image keeps to them, so that it only adds
+        # what the image's interpreter needs besides (markers such as python_full_version).
+        pins = sorted({f"{_project(w.name)}=={w.name.split('-')[1]}" for w in files.glob("*.whl")})
+        (Path(work) / "constraints.txt").write_text("\n".join(pins) + "\n")
         Path(work).rename(house)
     return house
+
+
+def complete_command() -> list[str]:
+    """The image's pass, run in the Python stand-in with the house mounted at /house: the same
+    requirements resolved by the image's own interpreter, taking what the host fetched and
+    fetching only what is missing."""
+    script = (
+        "python -m venv /tmp/venv && /tmp/venv/bin/pip download --quiet --only-binary=:all: "
+        "--find-links /house/files --constraint /house/constraints.txt --dest /house/files "
+        "-r /house/requirements.txt"
+    )
+    return ["sh", "-c", script]
+
+
+def is_complete(house: Path) -> bool:
+    return (house / "simple" / "index.html").exists()
+
+
+def finish(house: Path) -> None:
+    """After the image's pass: the simple index over every wheel, which marks the house complete."""
+    _write_simple_index(house)
 
 
 def _project(wheel: str) -> str:
@@ -90,6 +116,7 @@ def _write_simple_index(root: Path) -> None:
     for wheel in sorted((root / "files").glob("*.whl")):
         projects.setdefault(_project(wheel.name), []).append(wheel)
     simple = root / "simple"
+    shutil.rmtree(simple, ignore_errors=True)
     for name, wheels in projects.items():
         (simple / name).mkdir(parents=True)
         links = "".join(
