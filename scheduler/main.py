@@ -41,6 +41,7 @@ from taskmesh.process_logging import configure_logging
 from taskmesh.records import AttemptRef
 from taskmesh.rpc.server import build_server
 from taskmesh.settings import Settings, get_settings
+from taskmesh.tls import server_tls
 from taskmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
 
 log = logging.getLogger("scheduler")
@@ -115,6 +116,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             )
         ],
         credentials,
+        server_tls(settings),
     )
     monitoring = SchedulerMonitoring(
         settings, DatabaseProbe(engine, settings.database_url), names, built, roster, relay.link
