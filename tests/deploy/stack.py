@@ -214,19 +214,29 @@ def standin_packages() -> list[str]:
     return sorted(wanted)
 
 
-def base_image(docker: Docker, cache: Path) -> str:
+@dataclass(frozen=True)
+class BaseImage:
+    """The stand-ins' shared base: its tag, and the root file system's tar in the cache."""
+
+    tag: str
+    archive: Path
+
+    @property
+    def python_version_file(self) -> Path:
+        return self.archive.with_suffix(".python-version")
+
+
+def base_image(cache: Path) -> BaseImage:
     """Debian 12 minbase with the packages of every stand-in, from one debootstrap (no apt-get in
-    any image build), imported as an image; the root file system is cached as a tar keyed by the
-    command. One base for all stand-ins: each adds only its entry point and settings."""
+    any image build); the root file system is cached as a tar keyed by the command (see
+    `import_base`). One base for all stand-ins: each adds only its entry point and settings."""
     command = [*DEBOOTSTRAP, DEBIAN_MIRROR]
     include = standin_packages()
     if include:
         command.insert(-2, f"--include={','.join(include)}")
     key = _digest({"command": " ".join(command).encode()})
-    tag = f"{STANDIN_REPOSITORY}/bookworm:{key}"
-    if docker.has_image(tag):
-        return tag
-    archive = cache / f"bookworm-standins-{key}.tar"
+    base = BaseImage(f"{STANDIN_REPOSITORY}/bookworm:{key}", cache / f"bookworm-standins-{key}.tar")
+    archive = base.archive
     if not archive.exists():
         log(f"debootstrap into {archive} with {len(include)} packages and their dependencies")
         started = time.monotonic()
@@ -248,16 +258,35 @@ def base_image(docker: Docker, cache: Path) -> str:
                 for path in (rootfs / leftover).glob("*"):
                     if path.is_file():
                         path.unlink()
+            base.python_version_file.write_text(_dpkg_python_version(rootfs))
             partial = archive.with_suffix(".partial")
             subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True, timeout=600)
             partial.rename(archive)
         log(f"debootstrap done in {time.monotonic() - started:.0f}s")
-    for stale in cache.glob("bookworm-*.tar"):
-        if stale != archive:
+    for stale in cache.glob("bookworm-*"):
+        if stale not in (archive, base.python_version_file):
             stale.unlink()
-    log(f"importing {archive.name} as {tag}")
-    docker.run("import", str(archive), tag, timeout=600)
-    return tag
+    return base
+
+
+def _dpkg_python_version(rootfs: Path) -> str:
+    """The upstream version of the root file system's python3 (3.11.2 of Debian's 3.11.2-6+deb12u6)."""
+    status = (rootfs / "var" / "lib" / "dpkg" / "status").read_text()
+    for stanza in status.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace()
+        )
+        if fields.get("Package") == "python3-minimal":
+            return fields["Version"].split("-")[0]
+    return ""
+
+
+def import_base(docker: Docker, base: BaseImage) -> str:
+    """The base imported into the engine (unless it is there already)."""
+    if not docker.has_image(base.tag):
+        log(f"importing {base.archive.name} as {base.tag}")
+        docker.run("import", str(base.archive), base.tag, timeout=600)
+    return base.tag
 
 
 def _standin(docker: Docker, name: str, parent: str, extra: Mapping[str, Path]) -> str:
@@ -300,18 +329,16 @@ class Standins:
 
 @contextlib.contextmanager
 def standins(docker: Docker, cache: Path) -> Iterator[Standins]:
-    """The stand-in images, and the wheelhouse served while the context lasts. The debootstrap (or
-    the import of its cached root file system) and the wheelhouse's download run side by side;
-    the thin stand-ins on the shared base are built in parallel."""
+    """The stand-in images, and the wheelhouse served while the context lasts. The thin stand-ins
+    on the shared base are built in parallel; the wheelhouse is made for the Python stand-in's
+    interpreter."""
+    base = base_image(cache)
+    version = base.python_version_file.read_text().strip() if base.python_version_file.exists() else ""
     with ThreadPoolExecutor(2) as pool:
-        fetched = pool.submit(wheelhouse, cache)
-        base = base_image(docker, cache)
-        house = fetched.result()
-    debian = _standin(docker, "debian", base, {"ca-certificates.crt": HOST_CA_BUNDLE})
-    names = ("python", *sorted(set(THIRD_PARTY.values())))
-    with ThreadPoolExecutor(len(names)) as pool:
-        tags = dict(zip(names, pool.map(lambda n: _standin(docker, n, debian, {}), names), strict=True))
-    _forget_other_standins(docker, {base, debian, *tags.values()})
+        # The wheelhouse's host pass needs only the image's Python version: it runs meanwhile.
+        fetched = pool.submit(wheelhouse, cache, version) if version else None
+        tags = _build_standins(docker, import_base(docker, base))
+        house = fetched.result() if fetched else wheelhouse(cache, _python_version(docker, tags["python"]))
     if house is not None and not _complete_wheelhouse(docker, tags["python"], house):
         house = None
     services = {service: tags[image] for service, image in THIRD_PARTY.items()}
@@ -321,6 +348,30 @@ def standins(docker: Docker, cache: Path) -> Iterator[Standins]:
     with served(house, cache) as url:
         log(f"serving the wheelhouse {house.name} at {url}")
         yield Standins(tags["python"], services, url)
+
+
+def _build_standins(docker: Docker, base: str) -> dict[str, str]:
+    """debian on the base, then python, postgres, rabbitmq and redis on it in parallel (name -> tag)."""
+    debian = _standin(docker, "debian", base, {"ca-certificates.crt": HOST_CA_BUNDLE})
+    names = ("python", *sorted(set(THIRD_PARTY.values())))
+    with ThreadPoolExecutor(len(names)) as pool:
+        tags = dict(zip(names, pool.map(lambda n: _standin(docker, n, debian, {}), names), strict=True))
+    _forget_other_standins(docker, {base, debian, *tags.values()})
+    return tags
+
+
+def _python_version(docker: Docker, python: str) -> str:
+    found = docker.run(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        python,
+        "python",
+        "-c",
+        "import platform; print(platform.python_version())",
+    )
+    return found.stdout.strip()
 
 
 def _complete_wheelhouse(docker: Docker, python: str, house: Path) -> bool:

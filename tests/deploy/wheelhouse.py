@@ -42,13 +42,24 @@ def requirements() -> list[str]:
     return sorted({*project["project"]["dependencies"], *project["build-system"]["requires"], *pinned, "wheel"})
 
 
-def wheelhouse(cache: Path) -> Path | None:
-    """The host's pass: wheels for `requirements()` as the host's pip resolves them (its own cache
-    and configuration: fast), in `<house>/files`; None, with the reason logged, when it cannot
-    get a wheel for each (the builds then use the public index as a user's would). `complete`
-    must run next, in the image, before the house is served."""
+# pip evaluates environment markers (python_full_version < "3.11.3", ...) for the interpreter it
+# runs on; the host's pass runs it as if it were the image's Python, whose version it is given.
+PIP_AS_VERSION = (
+    "import platform, sys; version = sys.argv.pop(1); "
+    "platform.python_version = lambda: version; "
+    "platform.python_version_tuple = lambda: tuple(version.split('.')); "
+    "from pip._internal.cli.main import main; sys.exit(main())"
+)
+
+
+def wheelhouse(cache: Path, python_version: str) -> Path | None:
+    """The host's pass: wheels for `requirements()` as the host's pip resolves them for the image's
+    Python (`python_version`) with its own cache and configuration (fast), in `<house>/files`;
+    None, with the reason logged, when it cannot get a wheel for each (the builds then use the
+    public index as a user's would). `complete_command` must run next, in the image, before the
+    house is served."""
     wanted = requirements()
-    key = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join([python_version, *wanted]).encode()).hexdigest()[:16]
     house = cache / f"wheelhouse-{key}"
     if (house / "files").is_dir():
         return house
@@ -59,8 +70,9 @@ def wheelhouse(cache: Path) -> Path | None:
         result = subprocess.run(
             [
                 sys.executable,
-                "-m",
-                "pip",
+                "-c",
+                PIP_AS_VERSION,
+                python_version,
                 "download",
                 "--quiet",
                 "--only-binary=:all:",
@@ -87,12 +99,13 @@ def wheelhouse(cache: Path) -> Path | None:
 
 def complete_command() -> list[str]:
     """The image's pass, run in the Python stand-in with the house mounted at /house: the same
-    requirements resolved by the image's own interpreter, taking what the host fetched and
-    fetching only what is missing."""
+    requirements resolved by the image's own interpreter from the house alone (seconds); only if
+    something is missing, again with the public index, fetching just that (a minute or more:
+    the index pages of the larger projects are big)."""
+    pip = "/tmp/venv/bin/pip download --quiet --only-binary=:all: --find-links /house/files --dest /house/files"
     script = (
-        "python -m venv /tmp/venv && /tmp/venv/bin/pip download --quiet --only-binary=:all: "
-        "--find-links /house/files --constraint /house/constraints.txt --dest /house/files "
-        "-r /house/requirements.txt"
+        f"python -m venv /tmp/venv && ( {pip} --no-index -r /house/requirements.txt "
+        f"|| {pip} --constraint /house/constraints.txt -r /house/requirements.txt )"
     )
     return ["sh", "-c", script]
 
