@@ -345,7 +345,7 @@ def standins(docker: Docker, cache: Path) -> Iterator[Standins]:
     if house is None:
         yield Standins(tags["python"], services)
         return
-    with served(house, cache) as url:
+    with served(house) as url:
         log(f"serving the wheelhouse {house.name} at {url}")
         yield Standins(tags["python"], services, url)
 

@@ -7,7 +7,7 @@ pip (its own cache and configuration) into `cache_dir()/wheelhouse-<key>`, keyed
 requirements, and served on the loopback as a PEP 503 simple index, which the builds (on the
 host network) use through the Dockerfile's PIP_INDEX_URL build argument.
 
-The index is served on a port derived from the cache's path, the same run after run: the build
+The index is served on the same port run after run (PORT, unless it is taken): the build
 argument is part of every builder's cache key, so a port that changed would rebuild every layer.
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 PORTS = range(20000, 30000)  # below Linux's ephemeral range, where free_port() picks
+PORT = 24508  # the first tried; the next ones if it is taken (the builds' layer caches then miss)
 ATTEMPTS = 20
 
 
@@ -147,10 +148,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def served(house: Path, cache: Path) -> Iterator[str]:
+def served(house: Path) -> Iterator[str]:
     """The wheelhouse's index URL on 127.0.0.1, served in a thread while the context lasts."""
     handler = functools.partial(_QuietHandler, directory=str(house))
-    start = int(hashlib.sha256(str(cache.resolve()).encode()).hexdigest(), 16) % len(PORTS)
+    start = PORTS.index(PORT)
     server: http.server.ThreadingHTTPServer | None = None
     for attempt in range(ATTEMPTS):
         port = PORTS[(start + attempt) % len(PORTS)]
