@@ -48,7 +48,7 @@ test: $(GENERATED)
 # Not part of `make test` (minutes, a Docker engine): tests/deploy/test_compose_stack.py.
 deploy-test: $(GENERATED)
 	scripts/ensure_tools.sh docker
-	$(BIN)/pytest -m compose -s tests/deploy/test_compose_stack.py
+	$(BIN)/pytest -m compose -s --durations=0 tests/deploy/test_compose_stack.py
 
 lint: $(STAMP)
 	$(BIN)/buf lint

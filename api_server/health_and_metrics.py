@@ -16,7 +16,6 @@ import socket
 from typing import Any
 
 import redis.asyncio as aioredis
-from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
@@ -33,6 +32,7 @@ from taskmesh.names import Names
 from taskmesh.rpc.server import BuiltServer
 from taskmesh.service_errors import Unavailable
 from taskmesh.settings import Settings
+from taskmesh.tls import aio_channel, client_tls
 
 # Liveness fails once the monitor has not completed a round for this many intervals.
 STALE_AFTER_INTERVALS = 5
@@ -58,7 +58,7 @@ class ApiMonitoring:
         self._work_queues = names.work_queues()
         self._capacity = capacity
         self._queues = QueueProbe(settings.amqp_url, names, "health")
-        self._scheduler = aio.insecure_channel(settings.scheduler_address)
+        self._scheduler = aio_channel(settings.scheduler_address, client_tls(settings))
         interval = settings.health_check_interval
         self.monitor = HealthMonitor(
             {

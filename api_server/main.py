@@ -39,6 +39,7 @@ from taskmesh.rpc.peers import parse_networks
 from taskmesh.rpc.server import build_server
 from taskmesh.settings import DEV_ADMIN_PASSWORD, Settings, get_settings
 from taskmesh.states import Role
+from taskmesh.tls import server_tls
 from taskmesh.v1 import (
     auth_service_pb2,
     auth_service_pb2_grpc,
@@ -109,6 +110,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             ),
         ],
         credentials,
+        server_tls(settings),
     )
     monitoring = ApiMonitoring(
         settings,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import console_ui, swagger_ui
+from gateway.tls import KeyPair, UpstreamTls, downstream_socket, upstream_socket
 
 DESCRIPTOR_SET = Path(__file__).parent / "generated" / "taskmesh.pb"
 TYPE = "type.googleapis.com/envoy.extensions"
@@ -60,6 +61,9 @@ class GatewayConfig:
     descriptor_set: Path = DESCRIPTOR_SET
     # Where Envoy's full admin interface listens; the default is admin_socket_path(port).
     admin_socket: Path | None = None
+    # HTTPS on the gateway's listener; TLS to the api_server and scheduler (gateway/tls.py).
+    downstream_tls: KeyPair | None = None
+    upstream_tls: UpstreamTls | None = None
 
     @property
     def admin_socket_path(self) -> Path:
@@ -127,9 +131,11 @@ def _actuator_cluster(upstream: Upstream) -> dict[str, Any]:
     return {**_endpoints(upstream), "outlier_detection": detection}
 
 
-def _cluster(upstream: Upstream) -> dict[str, Any]:
+def _cluster(upstream: Upstream, tls: UpstreamTls | None = None) -> dict[str, Any]:
+    secure = {"transport_socket": upstream_socket(tls, upstream.host)} if tls else {}
     return {
         **_endpoints(upstream),
+        **secure,
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": f"{TYPE}.upstreams.http.v3.HttpProtocolOptions",
@@ -298,7 +304,12 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
                                     "name": "envoy.filters.network.http_connection_manager",
                                     "typed_config": connection_manager,
                                 }
-                            ]
+                            ],
+                            **(
+                                {"transport_socket": downstream_socket(config.downstream_tls)}
+                                if config.downstream_tls
+                                else {}
+                            ),
                         }
                     ],
                 },
@@ -306,8 +317,8 @@ def envoy_config(config: GatewayConfig) -> dict[str, Any]:
             ],
             "clusters": [
                 _admin_cluster(config),
-                _cluster(config.api_server),
-                _cluster(config.scheduler),
+                _cluster(config.api_server, config.upstream_tls),
+                _cluster(config.scheduler, config.upstream_tls),
                 *([_actuator_cluster(config.actuator)] if config.actuator else []),
             ],
         },

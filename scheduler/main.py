@@ -46,6 +46,7 @@ from taskmesh.process_logging import configure_logging
 from taskmesh.records import AttemptRef
 from taskmesh.rpc.server import build_server
 from taskmesh.settings import Settings, get_settings
+from taskmesh.tls import server_tls
 from taskmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
 
 log = logging.getLogger("scheduler")
@@ -121,6 +122,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             )
         ],
         credentials,
+        server_tls(settings),
     )
     monitoring = SchedulerMonitoring(
         settings, DatabaseProbe(engine, settings.database_url), names, built, roster, relay.link

@@ -25,6 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from taskmesh.db.schema import ensure_database, ensure_schema
 from taskmesh.settings import SERVER_ONLY_SETTINGS, WORKER_SECRETS, Settings, env_variable
+from taskmesh.tls import ClientTls, client_tls, read_pem
+from taskmesh.tls import channel as tls_channel
 
 # Held back from the processes that do not need them (see SERVER_ONLY_SETTINGS).
 WORKER_WITHHELD = frozenset(env_variable(name) for name in SERVER_ONLY_SETTINGS)
@@ -190,12 +192,21 @@ class Mesh:
         self.migrate()
         api = self.start_api_server()
         scheduler = self.start_scheduler()
-        wait_serving(self.settings.api_address, process=api)
-        wait_serving(self.settings.scheduler_address, process=scheduler)
+        internal = client_tls(self.settings)
+        wait_serving(self.settings.api_address, process=api, tls=internal)
+        wait_serving(self.settings.scheduler_address, process=scheduler, tls=internal)
         for _ in range(workers):
             self.start_worker()
         gateway = self.start_gateway()
-        wait_serving(f"127.0.0.1:{self.settings.gateway_port}", process=gateway)
+        wait_serving(f"127.0.0.1:{self.settings.gateway_port}", process=gateway, tls=self.gateway_tls())
+
+    def gateway_tls(self) -> ClientTls | None:
+        """How taskmesh-up checks an HTTPS gateway: against TASKMESH_TLS_CA_FILE (the system's roots
+        when unset); None for a plain HTTP gateway."""
+        if not self.settings.gateway_tls_cert_file:
+            return None
+        ca = self.settings.tls_ca_file
+        return ClientTls(read_pem(ca, "tls_ca_file") if ca else None)
 
     def stop_all(self) -> None:
         order = sorted(self.processes.values(), key=lambda p: 0 if p.name.startswith("worker") else 1)
@@ -219,11 +230,13 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         os.environ.update(saved)
 
 
-def wait_serving(address: str, timeout: float = 30.0, process: ManagedProcess | None = None) -> None:
-    """Wait until the gRPC health service at `address` answers SERVING."""
+def wait_serving(
+    address: str, timeout: float = 30.0, process: ManagedProcess | None = None, tls: ClientTls | None = None
+) -> None:
+    """Wait until the gRPC health service at `address` answers SERVING (over TLS when tls is given)."""
     deadline = time.monotonic() + timeout
     last_error = ""
-    with grpc.insecure_channel(address) as channel:
+    with tls_channel(address, tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and process.popen is not None and not process.alive():

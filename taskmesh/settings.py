@@ -183,6 +183,23 @@ class Settings(BaseSettings):
     notification_retry_initial_seconds: float = Field(default=5.0, gt=0)
     notification_retry_max_seconds: float = Field(default=3600.0, gt=0)
     notification_max_attempts: int = Field(default=12, ge=1, le=100)
+    # --- TLS (issue 14, item 7): the gateway's HTTPS listener and the mesh's own gRPC links ---
+    # Plain HTTP and plaintext gRPC when unset (the development default). Files are PEM.
+    # The gateway serves HTTPS (HTTP/1.1, HTTP/2 and native gRPC over TLS, on its one port) when
+    # both are set (gateway/tls.py).
+    gateway_tls_cert_file: str = ""
+    gateway_tls_key_file: str = ""
+    # TLS inside the mesh (taskmesh/tls.py): every gRPC listener (api_server, scheduler, a
+    # worker's health listener) serves TLS with tls_cert_file/tls_key_file, and every client in
+    # the mesh (workers, the gateway, the api_server's scheduler check, taskmesh-healthcheck)
+    # verifies servers, host name included, against tls_ca_file.
+    tls_enabled: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+    # mTLS: servers also require a client certificate signed by tls_ca_file, and every client
+    # presents its own tls_cert_file/tls_key_file.
+    tls_client_auth: bool = False
 
     log_level: str = "INFO"
     log_json: bool = True

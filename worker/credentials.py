@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 
-from grpc import aio
-
+from taskmesh.tls import ClientTls, aio_channel
 from taskmesh.v1 import auth_service_pb2, auth_service_pb2_grpc
 
 RENEW_MARGIN_SECONDS = 120
 
 
 class TokenSource:
-    def __init__(self, api_address: str, username: str, password: str) -> None:
+    def __init__(self, api_address: str, username: str, password: str, tls: ClientTls | None = None) -> None:
         self._api_address = api_address
+        self._tls = tls
         self._username = username
         self._password = password
         self._token = ""
@@ -25,7 +25,7 @@ class TokenSource:
         return self._token
 
     async def _login(self) -> None:
-        async with aio.insecure_channel(self._api_address) as channel:
+        async with aio_channel(self._api_address, self._tls) as channel:
             stub = auth_service_pb2_grpc.AuthServiceStub(channel)
             response = await stub.Login(
                 auth_service_pb2.LoginRequest(username=self._username, password=self._password), timeout=10

@@ -26,6 +26,7 @@ from taskmesh.metrics import HttpListener, metrics_app, serve_http
 from taskmesh.rpc.server import BuiltServer, build_health_server
 from taskmesh.service_errors import BrokerUnavailable
 from taskmesh.settings import Settings
+from taskmesh.tls import server_tls
 from worker.admission import Admission
 from worker.consumer import WorkConsumer
 from worker.pipeline import Pipeline
@@ -106,7 +107,7 @@ class WorkerMonitoring:
         REGISTRY.register(self._collector)
         self._listener = serve_http(self._settings.worker_metrics_listen, metrics_app(), "worker metrics")
         if self._settings.worker_health_listen:
-            self._health = build_health_server(self._settings.worker_health_listen)
+            self._health = build_health_server(self._settings.worker_health_listen, server_tls(self._settings))
             await self._health.set_serving(False)
             await self._health.server.start()
         self._task = asyncio.create_task(self.monitor.run_forever())

@@ -14,6 +14,7 @@ from taskmesh.patches import coalesce_pika_writes
 from taskmesh.process import run_until_signalled
 from taskmesh.process_logging import configure_logging
 from taskmesh.settings import Settings, get_settings
+from taskmesh.tls import client_tls
 from taskmesh.v1 import worker_service_pb2 as pb
 from worker.admission import Admission
 from worker.consumer import WorkConsumer
@@ -36,10 +37,11 @@ def worker_id(settings: Settings) -> str:
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     identity = worker_id(settings)
     executors = ExecutorRegistry(settings.worker_shell_enabled, egress=worker_policy(settings))
-    tokens = TokenSource(settings.api_address, settings.worker_username, settings.worker_password)
+    tls = client_tls(settings)
+    tokens = TokenSource(settings.api_address, settings.worker_username, settings.worker_password, tls)
     hello = pb.Hello(worker_id=identity, executors=executors.kinds, slots=settings.worker_slots)
     executions = Executions()  # filled by the pipeline, read and stopped through by the session
-    session = SchedulerSession(settings.scheduler_address, tokens, hello, executions)
+    session = SchedulerSession(settings.scheduler_address, tokens, hello, executions, tls)
     pipeline = Pipeline(
         session,
         executors,

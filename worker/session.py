@@ -16,6 +16,7 @@ from grpc import aio
 
 from taskmesh.reconnect import Reconnect
 from taskmesh.records import AttemptRef
+from taskmesh.tls import ClientTls, aio_channel
 from taskmesh.v1 import run_pb2, worker_service_pb2_grpc
 from taskmesh.v1 import worker_service_pb2 as pb
 from worker.leases import Leases
@@ -57,8 +58,11 @@ class HeldAttempts(Protocol):
 
 
 class SchedulerSession:
-    def __init__(self, address: str, tokens: Tokens, hello: pb.Hello, held: HeldAttempts) -> None:
+    def __init__(
+        self, address: str, tokens: Tokens, hello: pb.Hello, held: HeldAttempts, tls: ClientTls | None = None
+    ) -> None:
         self._address = address
+        self._tls = tls  # None: plaintext (taskmesh/tls.py)
         self._tokens = tokens
         self._hello = hello
         self._held = held  # heartbeats list them; a cancel or a lost lease stops one
@@ -157,7 +161,7 @@ class SchedulerSession:
 
     async def _run_once(self) -> None:
         token = await self._tokens.token()
-        async with aio.insecure_channel(self._address) as channel:
+        async with aio_channel(self._address, self._tls) as channel:
             stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
             call = stub.Connect(metadata=(("authorization", f"Bearer {token}"),))
             hello = pb.Hello(session_token=self._session_token)

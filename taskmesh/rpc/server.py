@@ -14,6 +14,7 @@ from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.rpc.guard import GuardInterceptor
 from taskmesh.rpc.telemetry import TelemetryInterceptor
+from taskmesh.tls import ServerTls, add_port
 
 AddServicer = Callable[[aio.Server], None]
 # Largest message a server takes (gRPC's default is 4 MiB): well above the largest valid request
@@ -40,9 +41,10 @@ def build_server(
     tokens: TokenCodec,
     services: Sequence[tuple[str, AddServicer]],
     credentials: CredentialDirectory,
+    tls: ServerTls | None = None,
 ) -> BuiltServer:
     """services: (full service name, function adding its servicer to a server); credentials: what
-    tokens are checked against (the caller keeps it refreshed)."""
+    tokens are checked against (the caller keeps it refreshed); tls: serve TLS only (taskmesh/tls.py)."""
     server = aio.server(
         # Telemetry outermost: it sees the status codes the guard maps errors to.
         interceptors=[TelemetryInterceptor(), GuardInterceptor(tokens, credentials)],
@@ -62,17 +64,17 @@ def build_server(
     reflection.enable_server_reflection(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
-    bound = server.add_insecure_port(listen)
+    bound = add_port(server, listen, tls)
     if bound == 0:
         raise OSError(f"cannot listen on {listen}")
     return BuiltServer(server=server, health=health_servicer, service_names=names)
 
 
-def build_health_server(listen: str) -> BuiltServer:
-    """A server with only the standard health service."""
+def build_health_server(listen: str, tls: ServerTls | None = None) -> BuiltServer:
+    """A server with only the standard health service (TLS only when tls is given)."""
     server = aio.server()
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if server.add_insecure_port(listen) == 0:
+    if add_port(server, listen, tls) == 0:
         raise OSError(f"cannot listen on {listen}")
     return BuiltServer(server=server, health=health_servicer, service_names=[])

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.deploy.wheelhouse import complete_command, finish, is_complete, served, wheelhouse
 from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,10 +92,26 @@ class Docker:
         return self.run("image", "inspect", tag, check=False).returncode == 0
 
 
+# Tried in this order; the first that dockerd accepts on the cache's file system is used. overlay2
+# shares every layer between images and containers; vfs (a full copy of the file system per layer
+# and per container) works everywhere but makes a cold run several times slower.
+STORAGE_DRIVERS = ("overlay2", "fuse-overlayfs", "vfs")
+ADDRESS_POOL = "10.213.0.0/16"
+
+
+def storage_drivers() -> tuple[str, ...]:
+    """TASKMESH_DEPLOY_STORAGE_DRIVER forces one; fuse-overlayfs only where its binary is installed."""
+    forced = os.environ.get("TASKMESH_DEPLOY_STORAGE_DRIVER")
+    if forced:
+        return (forced,)
+    return tuple(d for d in STORAGE_DRIVERS if d != "fuse-overlayfs" or shutil.which("fuse-overlayfs"))
+
+
 @contextlib.contextmanager
 def engine(cache: Path) -> Iterator[Docker]:
     """The engine DOCKER_HOST (or the default socket) names if one answers, else a private dockerd
-    started here, in the background, and stopped on exit."""
+    started here, in the background, and stopped on exit (with the first storage driver of
+    `storage_drivers()` that starts; each driver has a data root of its own under the cache)."""
     given = Docker(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
     if given.answers():
         log(f"using the running Docker engine at {given.host}")
@@ -105,26 +122,17 @@ def engine(cache: Path) -> Iterator[Docker]:
     root = cache / "engine"
     exec_root = root / "exec"
     exec_root.mkdir(parents=True, exist_ok=True)
-    own = Docker(f"unix://{exec_root / 'docker.sock'}")
-    command = [
-        "dockerd",
-        "--storage-driver=vfs",
-        "--iptables=false",
-        "--ip-masq=false",
-        "--bridge=none",
-        f"--data-root={root / 'data'}",
-        f"--exec-root={exec_root}",
-        f"--pidfile={exec_root / 'docker.pid'}",
-        f"--host={own.host}",
-    ]
     _stop_stale_engine(exec_root / "docker.pid")
-    log(f"starting dockerd ({' '.join(command[1:5])}) at {own.host}")
-    with (root / "dockerd.log").open("ab") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    own = Docker(f"unix://{exec_root / 'docker.sock'}")
+    process: subprocess.Popen[bytes] | None = None
+    for driver in storage_drivers():
+        process = _start_dockerd(own, root, driver)
+        if process is not None:
+            _drop_other_data_roots(root, keep=_data_root(root, driver))
+            break
+    if process is None:
+        raise RuntimeError(f"dockerd started with none of {storage_drivers()}: see {root / 'dockerd.log'}")
     try:
-        wait_for(lambda: process.poll() is not None or own.answers(), timeout=90, interval=0.5, message="dockerd")
-        if process.poll() is not None:
-            raise RuntimeError(f"dockerd exited with {process.returncode}: see {root / 'dockerd.log'}")
         yield own
     finally:
         process.terminate()
@@ -134,6 +142,46 @@ def engine(cache: Path) -> Iterator[Docker]:
             process.kill()
             process.wait()
         log("dockerd stopped")
+
+
+def _data_root(root: Path, driver: str) -> Path:
+    return root / f"data-{driver}"
+
+
+def _start_dockerd(own: Docker, root: Path, driver: str) -> subprocess.Popen[bytes] | None:
+    """dockerd with this storage driver, answering on own.host; None if it exits first (the
+    driver is not supported here)."""
+    exec_root = root / "exec"
+    command = [
+        "dockerd",
+        f"--storage-driver={driver}",
+        "--iptables=false",
+        "--ip-masq=false",
+        "--bridge=none",
+        # compose's networks in a range of their own, apart from another engine's 172.17-31.x
+        f"--default-address-pool=base={ADDRESS_POOL},size=24",
+        f"--data-root={_data_root(root, driver)}",
+        f"--exec-root={exec_root}",
+        f"--pidfile={exec_root / 'docker.pid'}",
+        f"--host={own.host}",
+    ]
+    log(f"starting dockerd ({' '.join(command[1:5])}) at {own.host}")
+    with (root / "dockerd.log").open("ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(lambda: process.poll() is not None or own.answers(), timeout=90, interval=0.5, message="dockerd")
+    if process.poll() is not None:
+        log(f"dockerd exited with {process.returncode} with the {driver} storage driver")
+        return None
+    return process
+
+
+def _drop_other_data_roots(root: Path, keep: Path) -> None:
+    """Data roots of other storage drivers (and of the older single-root layout, engine/data) are
+    never used again once a driver works: remove them, they can take tens of GB."""
+    for stale in [root / "data", *root.glob("data-*")]:
+        if stale != keep and stale.is_dir():
+            log(f"removing {stale} (another storage driver's images)")
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _stop_stale_engine(pidfile: Path) -> None:
@@ -156,26 +204,89 @@ def _digest(parts: Mapping[str, bytes]) -> str:
     return sha.hexdigest()[:16]
 
 
-def base_image(docker: Docker, cache: Path) -> str:
-    """Debian 12 minbase from debootstrap, imported as an image (the root file system is cached)."""
-    key = _digest({"command": " ".join((*DEBOOTSTRAP, DEBIAN_MIRROR)).encode()})
-    tag = f"{STANDIN_REPOSITORY}/bookworm:{key}"
-    if docker.has_image(tag):
-        return tag
-    archive = cache / f"bookworm-minbase-{key}.tar"
+def standin_packages() -> list[str]:
+    """The Debian packages every stand-in needs (tests/deploy/standins/*/packages), sorted."""
+    wanted: set[str] = set()
+    for listing in STANDINS.glob("*/packages"):
+        for line in listing.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                wanted.add(line.strip())
+    return sorted(wanted)
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """The stand-ins' shared base: its tag, and the root file system's tar in the cache."""
+
+    tag: str
+    archive: Path
+
+    @property
+    def python_version_file(self) -> Path:
+        return self.archive.with_suffix(".python-version")
+
+
+def base_image(cache: Path) -> BaseImage:
+    """Debian 12 minbase with the packages of every stand-in, from one debootstrap (no apt-get in
+    any image build); the root file system is cached as a tar keyed by the command (see
+    `import_base`). One base for all stand-ins: each adds only its entry point and settings."""
+    command = [*DEBOOTSTRAP, DEBIAN_MIRROR]
+    include = standin_packages()
+    if include:
+        command.insert(-2, f"--include={','.join(include)}")
+    key = _digest({"command": " ".join(command).encode()})
+    base = BaseImage(f"{STANDIN_REPOSITORY}/bookworm:{key}", cache / f"bookworm-standins-{key}.tar")
+    archive = base.archive
     if not archive.exists():
-        log(f"debootstrap into {archive} (about 2 minutes)")
+        log(f"debootstrap into {archive} with {len(include)} packages and their dependencies")
+        started = time.monotonic()
         with tempfile.TemporaryDirectory(dir=cache) as work:
             rootfs = Path(work) / "rootfs"
-            subprocess.run(
-                [*DEBOOTSTRAP, str(rootfs), DEBIAN_MIRROR], check=True, capture_output=True, timeout=900
+            result = subprocess.run(
+                [*command[:-1], str(rootfs), command[-1]],
+                capture_output=True,
+                text=True,
+                timeout=1500,
+                check=False,
             )
+            if result.returncode != 0:
+                debootstrap_log = rootfs / "debootstrap" / "debootstrap.log"
+                detail = debootstrap_log.read_text()[-3000:] if debootstrap_log.exists() else result.stderr[-3000:]
+                raise RuntimeError(f"debootstrap failed ({result.returncode}):\n{detail}")
+            # apt's package lists and downloaded archives are of no use in the image.
+            for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+                for path in (rootfs / leftover).glob("*"):
+                    if path.is_file():
+                        path.unlink()
+            base.python_version_file.write_text(_dpkg_python_version(rootfs))
             partial = archive.with_suffix(".partial")
-            subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True, timeout=300)
+            subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True, timeout=600)
             partial.rename(archive)
-    log(f"importing {archive.name} as {tag}")
-    docker.run("import", str(archive), tag, timeout=300)
-    return tag
+        log(f"debootstrap done in {time.monotonic() - started:.0f}s")
+    for stale in cache.glob("bookworm-*"):
+        if stale not in (archive, base.python_version_file):
+            stale.unlink()
+    return base
+
+
+def _dpkg_python_version(rootfs: Path) -> str:
+    """The upstream version of the root file system's python3 (3.11.2 of Debian's 3.11.2-6+deb12u6)."""
+    status = (rootfs / "var" / "lib" / "dpkg" / "status").read_text()
+    for stanza in status.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace()
+        )
+        if fields.get("Package") == "python3-minimal":
+            return fields["Version"].split("-")[0]
+    return ""
+
+
+def import_base(docker: Docker, base: BaseImage) -> str:
+    """The base imported into the engine (unless it is there already)."""
+    if not docker.has_image(base.tag):
+        log(f"importing {base.archive.name} as {base.tag}")
+        docker.run("import", str(base.archive), base.tag, timeout=600)
+    return base.tag
 
 
 def _standin(docker: Docker, name: str, parent: str, extra: Mapping[str, Path]) -> str:
@@ -203,16 +314,90 @@ def _standin(docker: Docker, name: str, parent: str, extra: Mapping[str, Path]) 
 class Standins:
     python: str  # the app's PYTHON_IMAGE build arg
     services: dict[str, str]  # compose service -> image
+    pip_index: str | None = None  # the app's PIP_INDEX_URL build arg: the wheelhouse, if any
+
+    def build_args(self) -> dict[str, str]:
+        """The app image's build arguments (deploy/Dockerfile)."""
+        args = {"PYTHON_IMAGE": self.python}
+        if self.pip_index:
+            args["PIP_INDEX_URL"] = self.pip_index
+        return args
+
+    def build_flags(self) -> list[str]:
+        return [flag for name, value in self.build_args().items() for flag in ("--build-arg", f"{name}={value}")]
 
 
-def standins(docker: Docker, cache: Path) -> Standins:
-    base = base_image(docker, cache)
+@contextlib.contextmanager
+def standins(docker: Docker, cache: Path) -> Iterator[Standins]:
+    """The stand-in images, and the wheelhouse served while the context lasts. The thin stand-ins
+    on the shared base are built in parallel; the wheelhouse is made for the Python stand-in's
+    interpreter."""
+    base = base_image(cache)
+    version = base.python_version_file.read_text().strip() if base.python_version_file.exists() else ""
+    with ThreadPoolExecutor(2) as pool:
+        # The wheelhouse's host pass needs only the image's Python version: it runs meanwhile.
+        fetched = pool.submit(wheelhouse, cache, version) if version else None
+        tags = _build_standins(docker, import_base(docker, base))
+        house = fetched.result() if fetched else wheelhouse(cache, _python_version(docker, tags["python"]))
+    if house is not None and not _complete_wheelhouse(docker, tags["python"], house):
+        house = None
+    services = {service: tags[image] for service, image in THIRD_PARTY.items()}
+    if house is None:
+        yield Standins(tags["python"], services)
+        return
+    with served(house) as url:
+        log(f"serving the wheelhouse {house.name} at {url}")
+        yield Standins(tags["python"], services, url)
+
+
+def _build_standins(docker: Docker, base: str) -> dict[str, str]:
+    """debian on the base, then python, postgres, rabbitmq and redis on it in parallel (name -> tag)."""
     debian = _standin(docker, "debian", base, {"ca-certificates.crt": HOST_CA_BUNDLE})
     names = ("python", *sorted(set(THIRD_PARTY.values())))
     with ThreadPoolExecutor(len(names)) as pool:
         tags = dict(zip(names, pool.map(lambda n: _standin(docker, n, debian, {}), names), strict=True))
     _forget_other_standins(docker, {base, debian, *tags.values()})
-    return Standins(tags["python"], {service: tags[image] for service, image in THIRD_PARTY.items()})
+    return tags
+
+
+def _python_version(docker: Docker, python: str) -> str:
+    found = docker.run(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        python,
+        "python",
+        "-c",
+        "import platform; print(platform.python_version())",
+    )
+    return found.stdout.strip()
+
+
+def _complete_wheelhouse(docker: Docker, python: str, house: Path) -> bool:
+    """The wheelhouse's pass in the Python stand-in (tests/deploy/wheelhouse.py); False, logged,
+    if it fails (the builds then use the public index)."""
+    if is_complete(house):
+        return True
+    started = time.monotonic()
+    result = docker.run(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--volume",
+        f"{house}:/house",
+        python,
+        *complete_command(),
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        log(f"no wheelhouse: the pass in {python} failed:\n{result.stderr[-2000:]}")
+        return False
+    finish(house)
+    log(f"wheelhouse {house.name} complete in {time.monotonic() - started:.0f}s")
+    return True
 
 
 def _forget_other_standins(docker: Docker, keep: set[str]) -> None:
@@ -232,8 +417,7 @@ def build_builder_stage(docker: Docker, images: Standins, tag: str) -> None:
         "host",
         "--target",
         "builder",
-        "--build-arg",
-        f"PYTHON_IMAGE={images.python}",
+        *images.build_flags(),
         "--file",
         str(DOCKERFILE),
         "--tag",
@@ -249,8 +433,7 @@ def build_with_buildkit(docker: Docker, images: Standins, tag: str) -> None:
         *_buildkit_cli(),
         "--network",
         "host",
-        "--build-arg",
-        f"PYTHON_IMAGE={images.python}",
+        *images.build_flags(),
         "--file",
         str(DOCKERFILE),
         "--tag",
@@ -306,7 +489,7 @@ def override(images: Standins, app_image: str) -> str:
             "    build:",
             "      network: host",
             "      args:",
-            f"        PYTHON_IMAGE: {images.python}",
+            *(f"        {name}: {value}" for name, value in images.build_args().items()),
         ]
     return "\n".join(lines) + "\n"
 
