@@ -256,7 +256,7 @@ def test_a_job_page_with_history_for_the_readme(browser: Browser, gateway: str, 
     page = open_console(browser, gateway, "admin", "admin", {"width": 1280, "height": 1000})
     page.goto(f"{gateway}/console/#/jobs/{job['id']}")
     expect(page.locator("table.runs tbody tr")).to_have_count(12, timeout=15_000)
-    expect(page.locator(".chart .empty")).to_have_count(1)  # only fire lag: no scheduled run yet
+    expect(page.locator(".chart .empty")).to_have_count(1, timeout=15_000)  # only fire lag: no scheduled run yet
     shoot(page, "readme-job")
     page.goto(f"{gateway}/console/#/runs/{runs[7]['id']}")
     expect(page.locator("h1 .state")).to_have_text("FAILED", timeout=15_000)
