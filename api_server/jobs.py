@@ -53,6 +53,7 @@ class JobPolicies:
     schedule: NewSchedule | None = None
     retry_policy: Json | None = None
     attempt_timeout_seconds: float | None = None
+    retention: Json | None = None
 
 
 JOB_ROW_SECONDS = 1.0
@@ -102,6 +103,7 @@ class Jobs:
             schedule=setting,
             retry_policy=policies.retry_policy,
             attempt_timeout_seconds=policies.attempt_timeout_seconds,
+            retention=policies.retention,
         )
 
     async def get(self, job_id: str) -> JobRecord:

@@ -49,7 +49,16 @@ FILTER_VALUES = {
     "trigger": frozenset(t.value for t in Trigger),
 }
 MAX_BATCH_TRIGGERS = 1000
-UPDATABLE_PATHS = ("name", "description", "executor", "labels", "schedule", "retry_policy", "attempt_timeout")
+UPDATABLE_PATHS = (
+    "name",
+    "description",
+    "executor",
+    "labels",
+    "schedule",
+    "retry_policy",
+    "attempt_timeout",
+    "retention",
+)
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
@@ -85,6 +94,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 attempt_timeout_seconds=validation.attempt_timeout(job.attempt_timeout)
                 if job.HasField("attempt_timeout")
                 else None,
+                retention=to_json(validation.retention(job.retention)) if job.HasField("retention") else None,
             ),
         )
         return public_job(record)
@@ -241,7 +251,7 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
     """The changes an update names, except the schedule (see _new_schedule). A path in the
     mask whose field is unset clears it (retry_policy, attempt_timeout)."""
     paths = _update_paths(job, paths)
-    retry_policy = attempt_timeout = None
+    retry_policy = attempt_timeout = retention = None
     if "retry_policy" in paths:
         retry_policy = Replacement(
             to_json(validation.retry_policy(job.retry_policy)) if job.HasField("retry_policy") else None
@@ -250,6 +260,10 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
         attempt_timeout = Replacement(
             validation.attempt_timeout(job.attempt_timeout) if job.HasField("attempt_timeout") else None
         )
+    if "retention" in paths:
+        retention = Replacement(
+            to_json(validation.retention(job.retention)) if job.HasField("retention") else None
+        )
     return JobChanges(
         name=validation.job_name(job.name) if "name" in paths else None,
         description=validation.description(job.description) if "description" in paths else None,
@@ -257,6 +271,7 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
         labels=validation.labels(dict(job.labels)) if "labels" in paths else None,
         retry_policy=retry_policy,
         attempt_timeout_seconds=attempt_timeout,
+        retention=retention,
     )
 
 
@@ -269,7 +284,7 @@ def _new_schedule(job: job_pb2.Job) -> NewSchedule:
 
 
 def _populated(job: job_pb2.Job, path: str) -> bool:
-    if path in ("executor", "schedule", "retry_policy", "attempt_timeout"):
+    if path in ("executor", "schedule", "retry_policy", "attempt_timeout", "retention"):
         return job.HasField(path)
     if path == "labels":
         return len(job.labels) > 0

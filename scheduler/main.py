@@ -16,7 +16,7 @@ from scheduler.attempts import AttemptLedger
 from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.firing_metrics import FiringMetrics
 from scheduler.health_and_metrics import SchedulerMonitoring
-from scheduler.maintenance import Maintenance
+from scheduler.maintenance import Maintenance, RetentionSettings, RetentionSweeper
 from scheduler.relay import OutboxRelay
 from scheduler.run_telemetry import RunObserver, WorkerRoster
 from scheduler.worker_servicer import WorkerServicer
@@ -30,6 +30,7 @@ from taskmesh.db.logs import LogRepository
 from taskmesh.db.outbox import NOTIFY_CHANNEL, OutboxRepository
 from taskmesh.db.pg import Database
 from taskmesh.db.probes import DatabaseProbe
+from taskmesh.db.run_purge import RunPurgeRepository
 from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.db.users import UserRepository
@@ -135,6 +136,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ),
         asyncio.create_task(relay.run_forever()),
         asyncio.create_task(maintenance.run_forever()),
+        asyncio.create_task(
+            RetentionSweeper(RunPurgeRepository(engine), RetentionSettings.from_settings(settings)).run_forever()
+        ),
         asyncio.create_task(cache_writer.run_forever()),
         asyncio.create_task(firing.run_forever()),
     ]

@@ -69,6 +69,8 @@ def job_to_proto(job: JobRecord) -> job_pb2.Job:
         json_format.ParseDict(job.schedule, message.schedule)
     if job.retry_policy is not None:
         json_format.ParseDict(job.retry_policy, message.retry_policy)
+    if job.retention is not None:
+        json_format.ParseDict(job.retention, message.retention)
     return message
 
 

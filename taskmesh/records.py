@@ -58,6 +58,7 @@ class JobRecord:
     last_fire_lag_seconds: float | None = None
     misfired_slots: int = 0
     skipped_slots: int = 0
+    retention: Json | None = None  # taskmesh.v1.Retention as protobuf JSON; None: the settings
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class JobChanges:
     schedule: ScheduleSetting | None = None
     retry_policy: Replacement[Json | None] | None = None
     attempt_timeout_seconds: Replacement[float | None] | None = None
+    retention: Replacement[Json | None] | None = None
 
 
 @dataclass(frozen=True)

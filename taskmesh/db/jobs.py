@@ -14,17 +14,17 @@ from taskmesh.service_errors import AlreadyExists, NotFound
 JOB_COLUMNS = """
     j.id::text AS id, j.name, j.description, j.executor, j.labels, j.create_time, j.update_time,
     j.schedule, j.retry_policy, j.attempt_timeout_seconds, j.paused, j.next_fire_at, j.last_fire_at,
-    j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots
+    j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots, j.retention
 """
 
 INSERT_JOB = Query(
     f"""
     INSERT INTO jobs AS j (id, name, description, executor, labels, create_time, update_time,
-                           schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds)
+                           schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds, retention)
     VALUES (:id, :name, :description, CAST(:executor AS jsonb), CAST(:labels AS jsonb),
             COALESCE(CAST(:now AS timestamptz), now()), COALESCE(CAST(:now AS timestamptz), now()),
             CAST(:schedule AS jsonb), :next_fire_at, :due_at, CAST(:retry_policy AS jsonb),
-            :attempt_timeout_seconds)
+            :attempt_timeout_seconds, CAST(:retention AS jsonb))
     RETURNING {JOB_COLUMNS}
     """
 )
@@ -68,6 +68,7 @@ class JobRepository:
         schedule: ScheduleSetting | None = None,
         retry_policy: Json | None = None,
         attempt_timeout_seconds: float | None = None,
+        retention: Json | None = None,
     ) -> JobRecord:
         """`now` becomes the creation time (an interval schedule without anchor counts from it);
         the database clock when None."""
@@ -84,6 +85,7 @@ class JobRepository:
             "due_at": schedule.due_at,
             "retry_policy": _json_or_none(retry_policy),
             "attempt_timeout_seconds": attempt_timeout_seconds,
+            "retention": _json_or_none(retention),
         }
         try:
             async with statement(self._engine) as conn:
@@ -150,6 +152,9 @@ class JobRepository:
         if changes.attempt_timeout_seconds is not None:
             assignments.append("attempt_timeout_seconds = :attempt_timeout_seconds")
             params["attempt_timeout_seconds"] = changes.attempt_timeout_seconds.value
+        if changes.retention is not None:
+            assignments.append("retention = CAST(:retention AS jsonb)")
+            params["retention"] = _json_or_none(changes.retention.value)
         sql = Query(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
         try:
             async with statement(self._engine) as conn:
@@ -195,7 +200,12 @@ def _job_filter_sql(conditions: Sequence[Condition]) -> tuple[list[str], dict[st
             params[f"{key}_label"] = cond.field.removeprefix("labels.")
         else:  # validated upstream; refuse rather than guess
             raise ValueError(f"unsupported filter field {cond.field}")
-        if cond.op == "=":
+        if cond.op == "=" and cond.field.startswith("labels."):
+            # Containment reads the jobs_labels GIN index (migration 0012): the same rows as
+            # ->> = (labels map strings to strings), without walking every job.
+            where.append(f"j.labels @> jsonb_build_object(CAST(:{key}_label AS text), CAST(:{key} AS text))")
+            params[key] = cond.value
+        elif cond.op == "=":
             where.append(f"{column} = :{key}")
             params[key] = cond.value
         elif cond.op == "!=":
@@ -225,6 +235,7 @@ def _job(row: Any) -> JobRecord:
         last_fire_lag_seconds=row.last_fire_lag_seconds,
         misfired_slots=row.misfired_slots,
         skipped_slots=row.skipped_slots,
+        retention=row.retention,
     )
 
 

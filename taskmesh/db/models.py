@@ -76,6 +76,7 @@ class Job(Base):
         Index("jobs_create_time_id", "create_time", "id"),
         Index("jobs_due", "next_fire_at", postgresql_where=text("next_fire_at IS NOT NULL AND NOT paused")),
         Index("jobs_fire_due", "due_at", postgresql_where=text("due_at IS NOT NULL AND NOT paused")),
+        Index("jobs_labels", "labels", postgresql_using="gin", postgresql_ops={"labels": "jsonb_path_ops"}),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -101,6 +102,8 @@ class Job(Base):
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set by ResumeJob: slots due before it came while the job was paused (they misfired).
     resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # taskmesh.v1.Retention in protobuf JSON; NULL: the settings (migration 0012).
+    retention: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class Run(Base):
@@ -115,6 +118,8 @@ class Run(Base):
         Index("runs_retry_due", "retry_at", postgresql_where=text(f"state = '{RunState.RETRY_WAIT.value}'")),
         Index("runs_leased", "lease_expires_at", postgresql_where=text(_states_in(LEASED_STATES))),
         Index("runs_active_per_job", "job_id", postgresql_where=text(_states_in(ACTIVE_STATES))),
+        Index("runs_by_state", "state", text("queue_time DESC"), text("id DESC")),
+        Index("runs_retried_from", "retried_from", postgresql_where=text("retried_from IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -154,6 +159,7 @@ class SkippedSlot(Base):
         UniqueConstraint("job_id", "slot_time", name="skipped_slots_once"),
         CheckConstraint(_in("reason", SKIP_REASONS), name="skipped_slots_reason"),
         Index("skipped_slots_recent", "job_id", text("slot_time DESC")),
+        Index("skipped_slots_record_time", "record_time"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
