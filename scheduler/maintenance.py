@@ -160,6 +160,8 @@ class RetentionSweeper:
             except Unavailable as error:
                 await self._reconnect.failed(error)
                 continue
+            except Exception as error:  # the loop must outlive any one failure
+                await self._reconnect.failed(error, unexpected=True)
             await asyncio.sleep(self._settings.interval_seconds)
 
     async def sweep(self) -> SweepCounts:

@@ -3,6 +3,7 @@ and the sweeper's walk over windows (against a fake repository)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -183,3 +184,28 @@ async def test_a_state_kept_forever_is_not_walked() -> None:
     purge = FakePurge(windows=0)
     await RetentionSweeper(purge, settings).sweep()
     assert {state for state, _ in purge.calls} == {"FAILED", "CANCELLED"}
+
+
+class FailingOnce(FakePurge):
+    def __init__(self) -> None:
+        super().__init__(windows=0)
+        self.attempts = 0
+        self.swept_again = asyncio.Event()
+
+    async def shortest_overrides(self) -> dict[str, timedelta | None]:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise RuntimeError("a statement this code did not expect to fail")
+        self.swept_again.set()
+        return await super().shortest_overrides()
+
+
+async def test_the_sweep_loop_outlives_an_unexpected_failure() -> None:
+    settings = RetentionSettings(DEFAULTS, None, batch_size=10, pause_seconds=0.0, interval_seconds=0.01)
+    purge = FailingOnce()
+    loop = asyncio.create_task(RetentionSweeper(purge, settings).run_forever())
+    try:
+        await asyncio.wait_for(purge.swept_again.wait(), timeout=30)
+    finally:
+        loop.cancel()
+    assert purge.attempts >= 2
