@@ -55,6 +55,7 @@ class JobPolicies:
     attempt_timeout_seconds: float | None = None
     parameters: Json | None = None
     parameter_schema: Json | None = None
+    retention: Json | None = None
 
 
 JOB_ROW_SECONDS = 1.0
@@ -106,6 +107,7 @@ class Jobs:
             attempt_timeout_seconds=policies.attempt_timeout_seconds,
             parameters=policies.parameters,
             parameter_schema=policies.parameter_schema,
+            retention=policies.retention,
         )
 
     async def get(self, job_id: str) -> JobRecord:

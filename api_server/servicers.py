@@ -62,6 +62,7 @@ UPDATABLE_PATHS = (
     "attempt_timeout",
     "parameters",
     "parameter_schema",
+    "retention",
 )
 
 
@@ -100,6 +101,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 else None,
                 parameters=validation.job_parameters(job),
                 parameter_schema=validation.parameter_schema(job),
+                retention=to_json(validation.retention(job.retention)) if job.HasField("retention") else None,
             ),
         )
         return public_job(record)
@@ -278,7 +280,7 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
     """The changes an update names, except the schedule (see _new_schedule). A path in the
     mask whose field is unset clears it (retry_policy, attempt_timeout)."""
     paths = _update_paths(job, paths)
-    retry_policy = attempt_timeout = None
+    retry_policy = attempt_timeout = retention = None
     if "retry_policy" in paths:
         retry_policy = Replacement(
             to_json(validation.retry_policy(job.retry_policy)) if job.HasField("retry_policy") else None
@@ -292,6 +294,10 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
         parameters = Replacement(validation.job_parameters(job))
     if "parameter_schema" in paths:
         parameter_schema = Replacement(validation.parameter_schema(job))
+    if "retention" in paths:
+        retention = Replacement(
+            to_json(validation.retention(job.retention)) if job.HasField("retention") else None
+        )
     return JobChanges(
         parameters=parameters,
         parameter_schema=parameter_schema,
@@ -301,6 +307,7 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
         labels=validation.labels(dict(job.labels)) if "labels" in paths else None,
         retry_policy=retry_policy,
         attempt_timeout_seconds=attempt_timeout,
+        retention=retention,
     )
 
 
@@ -313,7 +320,15 @@ def _new_schedule(job: job_pb2.Job) -> NewSchedule:
 
 
 def _populated(job: job_pb2.Job, path: str) -> bool:
-    if path in ("executor", "schedule", "retry_policy", "attempt_timeout", "parameters", "parameter_schema"):
+    if path in (
+        "executor",
+        "schedule",
+        "retry_policy",
+        "attempt_timeout",
+        "parameters",
+        "parameter_schema",
+        "retention",
+    ):
         return job.HasField(path)
     if path == "labels":
         return len(job.labels) > 0

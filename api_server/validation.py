@@ -10,13 +10,13 @@ from urllib.parse import urlsplit
 from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 
-from taskmesh import executor_templates, parameters, schedule_policy, templates
+from taskmesh import executor_templates, parameters, retention_policy, schedule_policy, templates
 from taskmesh.ids import is_uuid
 from taskmesh.limits import MAX_PARAMETERS_BYTES
 from taskmesh.records import Json
 from taskmesh.service_errors import InvalidArgument
 from taskmesh.states import Role
-from taskmesh.v1 import auth_service_pb2, job_pb2
+from taskmesh.v1 import auth_service_pb2, job_pb2, retention_pb2
 
 # Patterns are used with fullmatch: `$` would also match before a final newline.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -274,6 +274,21 @@ def attempt_timeout(value: Duration, field: str = "job.attempt_timeout") -> floa
     if not MIN_ATTEMPT_TIMEOUT <= seconds <= MAX_ATTEMPT_TIMEOUT:
         raise InvalidArgument(field, "must be between 1s and 7 days")
     return seconds
+
+
+def retention(value: retention_pb2.Retention, field: str = "job.retention") -> retention_pb2.Retention:
+    """Each set duration is 0s (keep forever) or between 1h and 3650 days; unset ones take the
+    settings. A fraction of a second is refused rather than rounded."""
+    for name in retention_policy.FIELDS_IN_ORDER:
+        if not value.HasField(name):
+            continue
+        duration = getattr(value, name)
+        if duration.seconds < 0 or duration.nanos != 0:
+            raise InvalidArgument(f"{field}.{name}", "must be a whole, non-negative number of seconds")
+        problem = retention_policy.override_error(duration.ToTimedelta())
+        if problem:
+            raise InvalidArgument(f"{field}.{name}", problem)
+    return value
 
 
 def username(value: str, field: str = "username") -> str:

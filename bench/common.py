@@ -46,10 +46,21 @@ def reset_database(name: str = BENCH_DB) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def database_url(name: str) -> str:
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
 @contextmanager
-def bench_mesh(workers: int, schedulers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[Mesh]:
-    reset_database()
+def bench_mesh(
+    workers: int, schedulers: int = 1, extra_env: dict[str, str] | None = None, keep_database: str | None = None
+) -> Iterator[Mesh]:
+    """A private mesh on a fresh database (BENCH_DB, dropped afterwards), or on `keep_database`
+    as it is (migrated to head, never dropped: a seeded history reused between runs)."""
+    if keep_database is None:
+        reset_database()
     env = {**os.environ, **BENCH_ENV, **(extra_env or {})}
+    if keep_database is not None:
+        env["TASKMESH_DATABASE_URL"] = database_url(keep_database)
     log_dir = Path(tempfile.mkdtemp(prefix="taskmesh-bench-"))
     mesh = Mesh(env, log_dir=log_dir)
     try:
@@ -61,7 +72,8 @@ def bench_mesh(workers: int, schedulers: int = 1, extra_env: dict[str, str] | No
         yield mesh
     finally:
         mesh.stop_all()
-        reset_database()
+        if keep_database is None:
+            reset_database()
         delete_namespace(BENCH_ENV["TASKMESH_NAMESPACE"])
 
 

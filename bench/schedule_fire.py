@@ -6,6 +6,13 @@ them fire for the given time, pauses them all and reads what happened from Postg
 
   python -m bench.schedule_fire                    # 200 jobs for 60 s
   python -m bench.schedule_fire --jobs 50 --seconds 20
+  python -m bench.schedule_fire --jobs 50000 --cron "* * * * *" --seconds 300   # at scale
+
+--cron takes an every-second (6 fields, seconds first) or an every-minute (5 fields) expression
+with `*` in every field: the slot grid the missed count walks is 1 s or 1 min apart. Beyond 1,000
+jobs, the jobs are inserted with one SQL statement as CreateJob stores them (schedule, first
+slot and due time, at least 30 s ahead) and paused with another: through the API, 50,000
+CreateJob and PauseJob calls took longer than the measurement on the shared machine.
 
 Prints fire-lag percentiles (run creation time minus nominal slot time, both stamped by
 PostgreSQL), how many slots each scheduler fired (from its Prometheus metrics), and the counts
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import tempfile
@@ -94,18 +102,56 @@ def schedule_mesh(workers: int) -> Iterator[tuple[Mesh, dict[str, int]]]:
         delete_namespace(env["TASKMESH_NAMESPACE"])
 
 
+def slot_step(cron: str) -> timedelta:
+    fields = cron.split()
+    if set(fields) != {"*"} or len(fields) not in (5, 6):
+        raise SystemExit("--cron must be '* * * * * *' (every second) or '* * * * *' (every minute)")
+    return timedelta(seconds=1) if len(fields) == 6 else timedelta(minutes=1)
+
+
 async def create_jobs(
-    stub: job_service_pb2_grpc.JobServiceStub, metadata: tuple, count: int
+    stub: job_service_pb2_grpc.JobServiceStub, metadata: tuple, count: int, cron: str, concurrency: int
 ) -> dict[str, datetime]:
     """Job id -> its first slot."""
-    schedule = job_pb2.Schedule(cron=job_pb2.CronSchedule(expression="* * * * * *"))
+    schedule = job_pb2.Schedule(cron=job_pb2.CronSchedule(expression=cron))
+    gate = asyncio.Semaphore(concurrency)
 
     async def one(index: int) -> job_pb2.Job:
         job = job_pb2.Job(name=f"bench-cron-{index}", executor=job_pb2.Executor(noop={}), schedule=schedule)
-        return await stub.CreateJob(job_service_pb2.CreateJobRequest(job=job), metadata=metadata)
+        async with gate:
+            return await stub.CreateJob(job_service_pb2.CreateJobRequest(job=job), metadata=metadata)
 
+    started = time.monotonic()
     jobs = await asyncio.gather(*(one(i) for i in range(count)))
+    print(f"created {count:,} jobs in {time.monotonic() - started:.0f}s", flush=True)
     return {job.id: job.next_fire_times[0].ToDatetime(tzinfo=UTC) for job in jobs}
+
+
+def insert_jobs_in_sql(count: int, cron: str) -> dict[str, datetime]:
+    """Job id -> its first slot: `count` jobs as CreateJob would store them, first slot on the
+    grid at least 30 s from now (so that they all start on the same slot)."""
+    step = "1 second" if len(cron.split()) == 6 else "1 minute"
+    unit = "second" if len(cron.split()) == 6 else "minute"
+    schedule = json.dumps({"cron": {"expression": cron}})
+    with psycopg.connect(f"{PG}/{DATABASE}", autocommit=True) as conn:
+        rows = conn.execute(
+            f"""INSERT INTO jobs (id, name, description, executor, labels, create_time, update_time, schedule,
+                                  next_fire_at, due_at)
+                SELECT gen_random_uuid(), 'bench-cron-' || n, '', '{{"noop": {{}}}}', '{{}}', now(), now(),
+                       CAST(%s AS jsonb), first.slot, first.slot
+                FROM generate_series(1, %s) AS n,
+                     (SELECT date_trunc('{unit}', now() + interval '30 seconds') + interval '{step}' AS slot) AS first
+                RETURNING id::text, next_fire_at""",
+            (schedule, count),
+        ).fetchall()
+        conn.execute("NOTIFY taskmesh_schedules")
+    print(f"inserted {count:,} jobs, first slot {rows[0][1]}", flush=True)
+    return dict(rows)
+
+
+def pause_all_in_sql() -> None:
+    with psycopg.connect(f"{PG}/{DATABASE}", autocommit=True) as conn:
+        conn.execute("UPDATE jobs SET paused = true WHERE NOT paused")
 
 
 async def pause_jobs(stub: job_service_pb2_grpc.JobServiceStub, metadata: tuple, job_ids: list[str]) -> None:
@@ -119,7 +165,7 @@ def metric(port: int, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
-def report(first_slots: dict[str, datetime], metrics_ports: dict[str, int], label: str) -> None:
+def report(first_slots: dict[str, datetime], metrics_ports: dict[str, int], label: str, step: timedelta) -> None:
     with psycopg.connect(f"{PG}/{DATABASE}") as conn:
         runs = conn.execute(
             """SELECT job_id::text, slot_time, extract(epoch FROM queue_time - slot_time) * 1000
@@ -135,7 +181,7 @@ def report(first_slots: dict[str, datetime], metrics_ports: dict[str, int], labe
     expected = 0
     for job_id, first in first_slots.items():
         last = last_fires[job_id]
-        expected += 0 if last is None else int((last - first) / timedelta(seconds=1)) + 1
+        expected += 0 if last is None else int((last - first) / step) + 1
     fired_slots = len(per_slot)
     missed = expected - fired_slots
     lags = sorted(float(lag) for _, _, lag in runs)
@@ -158,14 +204,22 @@ async def run(args: argparse.Namespace) -> None:
             token = await login(channel)
             metadata = (("authorization", f"Bearer {token}"),)
             stub = job_service_pb2_grpc.JobServiceStub(channel)
-            first_slots = await create_jobs(stub, metadata, args.jobs)
+            step = slot_step(args.cron)
+            if args.jobs > 1000:
+                first_slots = insert_jobs_in_sql(args.jobs, args.cron)
+            else:
+                first_slots = await create_jobs(stub, metadata, args.jobs, args.cron, args.create_concurrency)
             await asyncio.sleep(max(first_slots.values()).timestamp() - time.time() + args.seconds)
-            await pause_jobs(stub, metadata, list(first_slots))
+            if args.jobs > 1000:
+                pause_all_in_sql()
+            else:
+                await pause_jobs(stub, metadata, list(first_slots))
         report(
             first_slots,
             metrics_ports,
-            f"{args.jobs} jobs on a 1-second cron for {args.seconds:g}s, {len(SCHEDULERS)} schedulers, "
+            f"{args.jobs} jobs on cron {args.cron!r} for {args.seconds:g}s, {len(SCHEDULERS)} schedulers, "
             f"{args.workers} workers",
+            step,
         )
 
 
@@ -174,6 +228,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cron", default="* * * * * *", help="'* * * * * *' (default) or '* * * * *'")
+    parser.add_argument("--create-concurrency", type=int, default=64)
     asyncio.run(run(parser.parse_args()))
 
 

@@ -16,7 +16,7 @@ from scheduler.attempts import AttemptLedger
 from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.firing_metrics import FiringMetrics
 from scheduler.health_and_metrics import SchedulerMonitoring
-from scheduler.maintenance import Maintenance
+from scheduler.maintenance import Maintenance, RetentionSettings, RetentionSweeper
 from scheduler.notify_delivery import DeliveryConfig, NotificationDelivery, WebhookPoster
 from scheduler.notify_scan import NotificationScan, ScanConfig
 from scheduler.relay import OutboxRelay
@@ -33,6 +33,7 @@ from taskmesh.db.notifications import NotificationRepository
 from taskmesh.db.outbox import NOTIFY_CHANNEL, OutboxRepository
 from taskmesh.db.pg import Database
 from taskmesh.db.probes import DatabaseProbe
+from taskmesh.db.run_purge import RunPurgeRepository
 from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.db.users import UserRepository
@@ -143,6 +144,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ),
         asyncio.create_task(relay.run_forever()),
         asyncio.create_task(maintenance.run_forever()),
+        asyncio.create_task(
+            RetentionSweeper(RunPurgeRepository(engine), RetentionSettings.from_settings(settings)).run_forever()
+        ),
         asyncio.create_task(cache_writer.run_forever()),
         asyncio.create_task(firing.run_forever()),
         asyncio.create_task(notify_scan.run_forever()),

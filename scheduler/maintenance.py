@@ -1,5 +1,6 @@
 """The scheduler's periodic duties: queue due retries, reap attempts whose worker vanished or
-that overran their timeout. Every scheduler runs them; row locks (SKIP LOCKED) keep them apart."""
+that overran their timeout, purge history past its retention. Every scheduler runs them; row
+locks (SKIP LOCKED) keep them apart."""
 
 from __future__ import annotations
 
@@ -7,14 +8,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from scheduler.outcomes import resolve_expired
+from taskmesh import retention_policy
 from taskmesh.cache.status import CacheWriter
+from taskmesh.db.run_purge import FIRST_LOG_CURSOR, RunCursor, RunPurgeRepository
 from taskmesh.db.runs import RunRepository
 from taskmesh.reconnect import Reconnect
 from taskmesh.records import RunRecord
 from taskmesh.service_errors import Unavailable
+from taskmesh.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +94,124 @@ class Maintenance:
                         "attempt": run.attempts[-1]["attempt"] if run.attempts else run.attempt,
                     },
                 )
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    defaults: retention_policy.Retention
+    skipped_slots: timedelta | None  # None: kept forever
+    batch_size: int
+    pause_seconds: float
+    interval_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetentionSettings:
+        days = retention_policy.days
+        return cls(
+            defaults=retention_policy.Retention(
+                succeeded=days(settings.retention_succeeded_days),
+                failed=days(settings.retention_failed_days),
+                cancelled=days(settings.retention_cancelled_days),
+                logs=days(settings.retention_logs_days),
+            ),
+            skipped_slots=days(settings.retention_skipped_slots_days),
+            batch_size=settings.retention_batch_size,
+            pause_seconds=settings.retention_pause_seconds,
+            interval_seconds=settings.retention_interval_seconds,
+        )
+
+
+@dataclass
+class SweepCounts:
+    runs: int = 0
+    log_lines: int = 0
+    skipped_slots: int = 0
+    statements: int = 0
+
+
+class RetentionSweeper:
+    """Purges finished history past its retention (taskmesh.retention_policy), one short
+    statement per window of rows, pausing between statements that deleted something so that the
+    hot path keeps the database. Every scheduler sweeps, with no leader: windows lock what they
+    delete with SKIP LOCKED, so two sweepers never wait for each other nor delete a row twice.
+    A sweep walks each terminal state's runs oldest first up to the shortest retention any job
+    has, then the log lines, then the skipped slots; the next sweep starts over after
+    interval_seconds."""
+
+    def __init__(self, purge: RunPurgeRepository, settings: RetentionSettings) -> None:
+        self._purge = purge
+        self._settings = settings
+        self._reconnect = Reconnect("retention", logger=log)
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                started = time.monotonic()
+                counts = await self.sweep()
+                if counts.runs or counts.log_lines or counts.skipped_slots:
+                    log.info(
+                        "retention purged %d runs, %d log lines, %d skipped slots in %.1fs",
+                        counts.runs,
+                        counts.log_lines,
+                        counts.skipped_slots,
+                        time.monotonic() - started,
+                    )
+                self._reconnect.connected()
+            except Unavailable as error:
+                await self._reconnect.failed(error)
+                continue
+            except Exception as error:  # the loop must outlive any one failure
+                await self._reconnect.failed(error, unexpected=True)
+            await asyncio.sleep(self._settings.interval_seconds)
+
+    async def sweep(self) -> SweepCounts:
+        counts = SweepCounts()
+        overrides = await self._purge.shortest_overrides()
+        now = datetime.now(UTC)
+        defaults = self._settings.defaults
+        for state, field in retention_policy.FIELDS.items():
+            bound = retention_policy.scan_before(
+                now, retention_policy.shortest(defaults, field, [overrides[field]])
+            )
+            cursor: RunCursor | None = RunCursor() if bound is not None else None
+            while cursor is not None and bound is not None:
+                window = await self._purge.purge_runs(
+                    state,
+                    field,
+                    retention_policy.seconds_or_none(defaults.for_field(field)),
+                    bound,
+                    cursor,
+                    self._settings.batch_size,
+                )
+                counts.runs += window.purged
+                cursor = window.next_cursor
+                await self._pause(counts, window.purged)
+        await self._sweep_logs(counts, overrides, now)
+        if self._settings.skipped_slots is not None:
+            seconds = self._settings.skipped_slots.total_seconds()
+            while True:
+                purged = await self._purge.purge_skipped_slots(seconds, self._settings.batch_size)
+                counts.skipped_slots += purged
+                await self._pause(counts, purged)
+                if purged < self._settings.batch_size:
+                    break
+        return counts
+
+    async def _sweep_logs(
+        self, counts: SweepCounts, overrides: dict[str, timedelta | None], now: datetime
+    ) -> None:
+        defaults = self._settings.defaults
+        field = retention_policy.LOGS
+        bound = retention_policy.scan_before(now, retention_policy.shortest(defaults, field, [overrides[field]]))
+        after: int | None = FIRST_LOG_CURSOR if bound is not None else None
+        while after is not None and bound is not None:
+            window = await self._purge.purge_logs(
+                retention_policy.seconds_or_none(defaults.logs), bound, after, self._settings.batch_size
+            )
+            counts.log_lines += window.purged
+            after = window.next_cursor
+            await self._pause(counts, window.purged)
+
+    async def _pause(self, counts: SweepCounts, purged: int) -> None:
+        counts.statements += 1
+        await asyncio.sleep(self._settings.pause_seconds if purged else 0)

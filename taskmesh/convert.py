@@ -73,6 +73,8 @@ def job_to_proto(job: JobRecord) -> job_pb2.Job:
         message.parameters.update(job.parameters)
     if job.parameter_schema is not None:
         message.parameter_schema.update(job.parameter_schema)
+    if job.retention is not None:
+        json_format.ParseDict(job.retention, message.retention)
     return message
 
 

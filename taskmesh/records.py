@@ -60,6 +60,7 @@ class JobRecord:
     skipped_slots: int = 0
     parameters: Json | None = None  # default parameters of its runs
     parameter_schema: Json | None = None  # a JSON Schema
+    retention: Json | None = None  # taskmesh.v1.Retention as protobuf JSON; None: the settings
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class JobChanges:
     attempt_timeout_seconds: Replacement[float | None] | None = None
     parameters: Replacement[Json | None] | None = None
     parameter_schema: Replacement[Json | None] | None = None
+    retention: Replacement[Json | None] | None = None
 
 
 @dataclass(frozen=True)

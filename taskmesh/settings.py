@@ -200,6 +200,21 @@ class Settings(BaseSettings):
     # mTLS: servers also require a client certificate signed by tls_ca_file, and every client
     # presents its own tls_cert_file/tls_key_file.
     tls_client_auth: bool = False
+    # --- Retention (issue 14): how long finished history is kept; 0 keeps it forever. ---
+    # Counted from a run's finish time; a job's Retention overrides each per job. Every
+    # scheduler purges in batches (taskmesh.db.run_purge); each job's latest run always stays.
+    retention_succeeded_days: float = Field(default=7.0, ge=0)
+    retention_failed_days: float = Field(default=30.0, ge=0)
+    retention_cancelled_days: float = Field(default=30.0, ge=0)
+    # Log lines of finished runs, counted from each line's time.
+    retention_logs_days: float = Field(default=7.0, ge=0)
+    # Slots skipped by a schedule (ListSkippedSlots), counted from when they were recorded.
+    retention_skipped_slots_days: float = Field(default=30.0, ge=0)
+    # Rows a purge statement deletes at most (one short transaction each), the pause between
+    # two statements, and the wait between two sweeps once one found nothing left to purge.
+    retention_batch_size: int = Field(default=500, ge=1, le=10_000)
+    retention_pause_seconds: float = Field(default=0.05, ge=0)
+    retention_interval_seconds: float = Field(default=60.0, gt=0)
 
     log_level: str = "INFO"
     log_json: bool = True

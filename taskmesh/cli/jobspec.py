@@ -81,7 +81,19 @@ def apply_flags(job: job_pb2.Job, args: argparse.Namespace) -> set[str]:
     if args.attempt_timeout is not None:
         job.attempt_timeout.CopyFrom(_convert("--attempt-timeout", builders.duration, args.attempt_timeout))
         touched.add("attempt_timeout")
+    if _retention(job, args):
+        touched.add("retention")
     return touched
+
+
+def _retention(job: job_pb2.Job, args: argparse.Namespace) -> bool:
+    changed = False
+    for name in ("succeeded", "failed", "cancelled", "logs"):
+        value = getattr(args, f"keep_{name}", None)
+        if value is not None:
+            getattr(job.retention, name).CopyFrom(_convert(f"--keep-{name}", builders.duration, value))
+            changed = True
+    return changed
 
 
 def _convert(flag: str, convert: Callable[[Any], T], value: Any) -> T:

@@ -191,6 +191,7 @@ def job_fields(job: job_pb2.Job) -> str:
             ("last fired", time_text(job.last_fire_time)),
             ("max attempts", str(retry.max_attempts) if retry.max_attempts else ""),
             ("attempt timeout", duration_text(job.attempt_timeout) if _has(job, "attempt_timeout") else ""),
+            ("retention", _retention_text(job)),
             ("created", time_text(job.create_time)),
             ("updated", time_text(job.update_time)),
         ]
@@ -333,3 +334,17 @@ def _changed_at(run: run_pb2.Run, previous: run_pb2.Run | None) -> Timestamp:
             return previous.retry_time
         return Timestamp()
     return run.finish_time if _has(run, "finish_time") else run.queue_time
+
+
+def _retention_text(job: job_pb2.Job) -> str:
+    """The job's own retention (fields it leaves unset follow the server's settings)."""
+    if not job.HasField("retention"):
+        return ""
+    parts = []
+    for name in ("succeeded", "failed", "cancelled", "logs"):
+        if job.retention.HasField(name):
+            value = getattr(job.retention, name)
+            parts.append(
+                f"{name} {'forever' if value.ToTimedelta().total_seconds() == 0 else duration_text(value)}"
+            )
+    return ", ".join(parts)

@@ -220,6 +220,12 @@ def _job_flags(parser: argparse.ArgumentParser) -> None:
     retry.add_argument("--non-retryable-exit-code", type=int, action="append", metavar="CODE")
     retry.add_argument("--attempt-timeout", metavar="DURATION", help="longest an attempt may run")
 
+    keep = parser.add_argument_group("retention (unset: the server's settings; 0s keeps forever)")
+    keep.add_argument("--keep-succeeded", metavar="DURATION", help="keep SUCCEEDED runs this long, e.g. 14d")
+    keep.add_argument("--keep-failed", metavar="DURATION", help="keep FAILED runs this long")
+    keep.add_argument("--keep-cancelled", metavar="DURATION", help="keep CANCELLED runs this long")
+    keep.add_argument("--keep-logs", metavar="DURATION", help="keep log lines of finished runs this long")
+
 
 def _paging_flags(parser: argparse.ArgumentParser, default_limit: int) -> None:
     parser.add_argument(

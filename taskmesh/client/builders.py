@@ -13,7 +13,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from taskmesh.v1 import job_pb2
+from taskmesh.v1 import job_pb2, retention_pb2
 
 M = TypeVar("M", bound=Message)
 DurationLike: TypeAlias = "timedelta | float | int | str"
@@ -168,6 +168,22 @@ def schedule_policies(
     if catch_up_window is not None:
         schedule.catch_up_window.CopyFrom(duration(catch_up_window))
     return schedule
+
+
+def retention(
+    *,
+    succeeded: DurationLike | None = None,
+    failed: DurationLike | None = None,
+    cancelled: DurationLike | None = None,
+    logs: DurationLike | None = None,
+) -> retention_pb2.Retention:
+    """How long a job's finished runs (per state) and log lines are kept; what is left out takes
+    the server's settings, 0 keeps forever (see retention.proto)."""
+    message = retention_pb2.Retention()
+    for name, value in (("succeeded", succeeded), ("failed", failed), ("cancelled", cancelled), ("logs", logs)):
+        if value is not None:
+            getattr(message, name).CopyFrom(duration(value))
+    return message
 
 
 def retry_policy(

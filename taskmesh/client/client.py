@@ -30,6 +30,7 @@ from taskmesh.v1 import (
     job_service_pb2_grpc,
     notification_service_pb2,
     notification_service_pb2_grpc,
+    retention_pb2,
     run_pb2,
 )
 
@@ -40,12 +41,22 @@ T = TypeVar("T")
 ExecutorLike = job_pb2.Executor | Mapping[str, Any]
 ScheduleLike = job_pb2.Schedule | Mapping[str, Any]
 RetryPolicyLike = job_pb2.RetryPolicy | Mapping[str, Any]
+RetentionLike = retention_pb2.Retention | Mapping[str, Any]
 RoleLike: TypeAlias = "auth_service_pb2.Role | str"
 
 # Fields of Job that the server sets; dropped from a job before it is created or updated.
 OUTPUT_ONLY_FIELDS = ("id", "create_time", "update_time", "paused", "next_fire_times", "last_fire_time")
 # Paths UpdateJob takes (see UpdateJobRequest.update_mask).
-UPDATABLE_FIELDS = ("name", "description", "executor", "labels", "schedule", "retry_policy", "attempt_timeout")
+UPDATABLE_FIELDS = (
+    "name",
+    "description",
+    "executor",
+    "labels",
+    "schedule",
+    "retry_policy",
+    "attempt_timeout",
+    "retention",
+)
 
 
 class TaskmeshClient:
@@ -143,9 +154,11 @@ class TaskmeshClient:
         schedule: ScheduleLike | None = None,
         retry_policy: RetryPolicyLike | None = None,
         attempt_timeout: builders.DurationLike | None = None,
+        retention: RetentionLike | None = None,
     ) -> job_pb2.Job:
-        """Create a job. `executor` is e.g. builders.sleep(2) or {"http": {"url": "https://..."}}."""
-        job = _job(name, description, executor, labels, schedule, retry_policy, attempt_timeout)
+        """Create a job. `executor` is e.g. builders.sleep(2) or {"http": {"url": "https://..."}};
+        `retention` e.g. builders.retention(succeeded="14d")."""
+        job = _job(name, description, executor, labels, schedule, retry_policy, attempt_timeout, retention)
         return self.create_job_from(job)
 
     def create_job_from(self, job: job_pb2.Job | Mapping[str, Any]) -> job_pb2.Job:
@@ -193,11 +206,14 @@ class TaskmeshClient:
         schedule: ScheduleLike | None = None,
         retry_policy: RetryPolicyLike | None = None,
         attempt_timeout: builders.DurationLike | None = None,
+        retention: RetentionLike | None = None,
         clear: Iterable[str] = (),
     ) -> job_pb2.Job:
         """Change the fields given (labels and schedule are replaced whole); `clear` names fields
         to reset to their defaults, e.g. clear=["schedule"] makes the job manual-only."""
-        job = _job(name or "", description or "", executor, labels, schedule, retry_policy, attempt_timeout)
+        job = _job(
+            name or "", description or "", executor, labels, schedule, retry_policy, attempt_timeout, retention
+        )
         job.id = job_id
         given = {
             "name": name,
@@ -207,6 +223,7 @@ class TaskmeshClient:
             "schedule": schedule,
             "retry_policy": retry_policy,
             "attempt_timeout": attempt_timeout,
+            "retention": retention,
         }
         cleared = list(clear)
         unknown = [path for path in cleared if path not in UPDATABLE_FIELDS]
@@ -572,6 +589,7 @@ def _job(
     schedule: ScheduleLike | None,
     retry_policy: RetryPolicyLike | None,
     attempt_timeout: builders.DurationLike | None,
+    retention: RetentionLike | None = None,
 ) -> job_pb2.Job:
     job = job_pb2.Job(name=name, description=description, labels=dict(labels or {}))
     if executor is not None:
@@ -582,4 +600,6 @@ def _job(
         job.retry_policy.CopyFrom(builders.message(retry_policy, job_pb2.RetryPolicy))
     if attempt_timeout is not None:
         job.attempt_timeout.CopyFrom(builders.duration(attempt_timeout))
+    if retention is not None:
+        job.retention.CopyFrom(builders.message(retention, retention_pb2.Retention))
     return job

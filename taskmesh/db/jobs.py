@@ -14,18 +14,18 @@ from taskmesh.service_errors import AlreadyExists, NotFound
 JOB_COLUMNS = """
     j.id::text AS id, j.name, j.description, j.executor, j.labels, j.create_time, j.update_time,
     j.schedule, j.retry_policy, j.attempt_timeout_seconds, j.paused, j.next_fire_at, j.last_fire_at,
-    j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots, j.parameters, j.parameter_schema
+    j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots, j.parameters, j.parameter_schema, j.retention
 """
 
 INSERT_JOB = Query(
     f"""
     INSERT INTO jobs AS j (id, name, description, executor, labels, create_time, update_time,
                            schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds,
-                           parameters, parameter_schema)
+                           parameters, parameter_schema, retention)
     VALUES (:id, :name, :description, CAST(:executor AS jsonb), CAST(:labels AS jsonb),
             COALESCE(CAST(:now AS timestamptz), now()), COALESCE(CAST(:now AS timestamptz), now()),
             CAST(:schedule AS jsonb), :next_fire_at, :due_at, CAST(:retry_policy AS jsonb),
-            :attempt_timeout_seconds, CAST(:parameters AS jsonb), CAST(:parameter_schema AS jsonb))
+            :attempt_timeout_seconds, CAST(:parameters AS jsonb), CAST(:parameter_schema AS jsonb), CAST(:retention AS jsonb))
     RETURNING {JOB_COLUMNS}
     """
 )
@@ -78,6 +78,7 @@ class JobRepository:
         attempt_timeout_seconds: float | None = None,
         parameters: Json | None = None,
         parameter_schema: Json | None = None,
+        retention: Json | None = None,
     ) -> JobRecord:
         """`now` becomes the creation time (an interval schedule without anchor counts from it);
         the database clock when None."""
@@ -96,6 +97,7 @@ class JobRepository:
             "attempt_timeout_seconds": attempt_timeout_seconds,
             "parameters": _json_or_none(parameters),
             "parameter_schema": _json_or_none(parameter_schema),
+            "retention": _json_or_none(retention),
         }
         try:
             async with statement(self._engine) as conn:
@@ -174,6 +176,9 @@ class JobRepository:
         if changes.parameter_schema is not None:
             assignments.append("parameter_schema = CAST(:parameter_schema AS jsonb)")
             params["parameter_schema"] = _json_or_none(changes.parameter_schema.value)
+        if changes.retention is not None:
+            assignments.append("retention = CAST(:retention AS jsonb)")
+            params["retention"] = _json_or_none(changes.retention.value)
         sql = Query(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
         try:
             async with statement(self._engine) as conn:
@@ -219,7 +224,12 @@ def _job_filter_sql(conditions: Sequence[Condition]) -> tuple[list[str], dict[st
             params[f"{key}_label"] = cond.field.removeprefix("labels.")
         else:  # validated upstream; refuse rather than guess
             raise ValueError(f"unsupported filter field {cond.field}")
-        if cond.op == "=":
+        if cond.op == "=" and cond.field.startswith("labels."):
+            # Containment reads the jobs_labels GIN index (migration 0012): the same rows as
+            # ->> = (labels map strings to strings), without walking every job.
+            where.append(f"j.labels @> jsonb_build_object(CAST(:{key}_label AS text), CAST(:{key} AS text))")
+            params[key] = cond.value
+        elif cond.op == "=":
             where.append(f"{column} = :{key}")
             params[key] = cond.value
         elif cond.op == "!=":
@@ -251,6 +261,7 @@ def _job(row: Any) -> JobRecord:
         skipped_slots=row.skipped_slots,
         parameters=row.parameters,
         parameter_schema=row.parameter_schema,
+        retention=row.retention,
     )
 
 

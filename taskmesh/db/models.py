@@ -76,6 +76,7 @@ class Job(Base):
         Index("jobs_create_time_id", "create_time", "id"),
         Index("jobs_due", "next_fire_at", postgresql_where=text("next_fire_at IS NOT NULL AND NOT paused")),
         Index("jobs_fire_due", "due_at", postgresql_where=text("due_at IS NOT NULL AND NOT paused")),
+        Index("jobs_labels", "labels", postgresql_using="gin", postgresql_ops={"labels": "jsonb_path_ops"}),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -104,6 +105,8 @@ class Job(Base):
     # Default parameters of its runs and the JSON Schema they must satisfy (migration 0008).
     parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     parameter_schema: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # taskmesh.v1.Retention in protobuf JSON; NULL: the settings (migration 0012).
+    retention: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class Run(Base):
@@ -120,6 +123,8 @@ class Run(Base):
         Index("runs_active_per_job", "job_id", postgresql_where=text(_states_in(ACTIVE_STATES))),
         # The notification scan's cursor (migration 0011): only a run's finishing version enters it.
         Index("runs_finished", "finish_time", "id", postgresql_where=text("finish_time IS NOT NULL")),
+        Index("runs_by_state", "state", text("queue_time DESC"), text("id DESC")),
+        Index("runs_retried_from", "retried_from", postgresql_where=text("retried_from IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)

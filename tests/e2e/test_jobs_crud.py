@@ -110,3 +110,19 @@ def test_a_log_page_token_only_pages_its_own_run(api: httpx.Client) -> None:
     assert [line["text"] for line in rest["lines"]] == ["line-2", "line-3", "line-4"]
     foreign = api.get(f"/api/runs/{other['id']}/logs", params={"pageToken": token})
     assert foreign.status_code == 400 and foreign.json()["message"].startswith("page_token:")
+
+
+def test_retention_is_set_shown_updated_cleared_and_validated(api: httpx.Client) -> None:
+    job = create_job(api, "kept", {"noop": {}}, retention={"failed": "7776000s", "logs": "0s"})
+    assert api.get(f"/api/jobs/{job['id']}").json()["retention"] == {"failed": "7776000s", "logs": "0s"}
+    patched = api.patch(
+        f"/api/jobs/{job['id']}", params={"updateMask": "retention"}, json={"retention": {"succeeded": "86400s"}}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["retention"] == {"succeeded": "86400s"}
+    cleared = api.patch(f"/api/jobs/{job['id']}", params={"updateMask": "retention"}, json={})
+    assert "retention" not in cleared.json()
+    bad = api.patch(
+        f"/api/jobs/{job['id']}", params={"updateMask": "retention"}, json={"retention": {"cancelled": "60s"}}
+    )
+    assert bad.status_code == 400 and "job.retention.cancelled" in bad.json()["message"]

@@ -300,3 +300,13 @@ def test_usage_errors_exit_2_in_one_line(cli: Invoke) -> None:
 
 def test_help_exits_0(cli: Invoke) -> None:
     assert cli("--help").code == 0
+
+
+def test_jobs_retention_flags_set_and_update_the_policy(fake: FakeTaskmesh, cli: Invoke) -> None:
+    result = ok(cli("jobs", "create", "kept", "--noop", "--keep-succeeded", "14d", "--keep-logs", "0s"))
+    job = next(iter(fake.state.jobs.values()))
+    assert job.retention.succeeded.seconds == 14 * 86400 and job.retention.HasField("logs")
+    assert not job.retention.HasField("failed")
+    assert "retention:" in result.out and "succeeded 336h" in result.out and "logs forever" in result.out
+    ok(cli("jobs", "update", "kept", "--keep-failed", "90d"))
+    assert list(fake.calls("UpdateJob")[0].request.update_mask.paths) == ["retention"]
