@@ -248,6 +248,7 @@ async def test_the_migrated_schema_lists_the_states_the_code_derives(engine: Dat
         "runs_leased": LEASED_STATES,
         "runs_retry_due": {RunState.RETRY_WAIT},
         "runs_retried_from": set(),  # retention (0012): replays by their source, no state in it
+        "runs_finished": set(),  # notifications (0011): the scan of finished runs, no state in it
     }
 
 
