@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from jsonschema.protocols import Validator
-
 from taskmesh import parameters
 from taskmesh.ids import new_id
 from taskmesh.records import Json, ParameterPolicy, RunRequest
@@ -40,7 +38,7 @@ class TriggerInput:
 class _Compiled:
     version: object  # the job's update_time
     defaults: Json | None
-    validator: Validator | None
+    validator: parameters.CompiledSchema | None
 
 
 class ParameterResolver:
@@ -93,6 +91,6 @@ class ParameterResolver:
             known = self._jobs.get(job_id)
             if known is not None and known.version == policy.version:
                 continue  # compiled already
-            validator = parameters.check_schema(policy.schema) if policy.schema else None
+            validator = parameters.compile_schema(policy.schema) if policy.schema else None
             self._jobs[job_id] = _Compiled(policy.version, policy.defaults or None, validator)
             self.compiled += 1
