@@ -183,7 +183,7 @@ RECORD_OUTCOMES = Query(
     WITH now_ts AS (SELECT clock_timestamp() AS t)
     UPDATE runs AS r
     SET state = report.new_state, result = report.result, error = report.error, lease_expires_at = NULL,
-        output = report.output,
+        output = extra.output,
         finish_time = CASE WHEN report.new_state = 'RETRY_WAIT' THEN NULL ELSE now_ts.t END,
         retry_at = now_ts.t + make_interval(secs => report.retry_delay),
         version = r.version + 1,
@@ -191,16 +191,18 @@ RECORD_OUTCOMES = Query(
             'attempt', r.attempt, 'worker_id', r.worker_id, 'start_time', r.start_time,
             'finish_time', now_ts.t, 'state', report.attempt_status,
             'result', report.result, 'error', report.error)
-            || CASE WHEN report.output IS NULL THEN CAST('{{}}' AS jsonb)
-                    ELSE jsonb_build_object('output', report.output) END
-            || CASE WHEN report.rendered IS NULL THEN CAST('{{}}' AS jsonb)
-                    ELSE jsonb_build_object('rendered', report.rendered) END)
+            || CASE WHEN extra.output IS NULL THEN CAST('{{}}' AS jsonb)
+                    ELSE jsonb_build_object('output', extra.output) END
+            || CASE WHEN extra.rendered IS NULL THEN CAST('{{}}' AS jsonb)
+                    ELSE jsonb_build_object('rendered', extra.rendered) END)
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:worker_ids AS text[]),
                 CAST(:sessions AS text[]), CAST(:new_states AS text[]), CAST(:attempt_statuses AS text[]),
                 CAST(:results AS jsonb[]), CAST(:errors AS jsonb[]), CAST(:retry_delays AS float8[]),
-                CAST(:positions AS int[]), CAST(:outputs AS jsonb[]), CAST(:rendered AS jsonb[]))
+                CAST(:positions AS int[]))
          AS report(run_id, attempt, worker_id, session, new_state, attempt_status, result, error, retry_delay,
-                   position, output, rendered),
+                   position),
+         LATERAL (SELECT NULLIF(CAST(:outputs AS jsonb) -> report.position, CAST('null' AS jsonb)) AS output,
+                         NULLIF(CAST(:rendered AS jsonb) -> report.position, CAST('null' AS jsonb)) AS rendered) extra,
          jobs j, now_ts
     WHERE r.id = report.run_id AND r.attempt = report.attempt AND r.worker_id = report.worker_id
       AND r.worker_session IS NOT DISTINCT FROM report.session
@@ -498,8 +500,9 @@ async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[
         "errors": [_json_or_none(r.error) for r in reports],
         "retry_delays": [r.retry_delay for r in reports],
         "positions": list(range(len(reports))),
-        "outputs": [r.output_json for r in reports],
-        "rendered": [_json_or_none(r.rendered) for r in reports],
+        # One JSON array each (an element, or null, per report): see CREATE_RUNS.
+        "outputs": "[" + ",".join(r.output_json or "null" for r in reports) + "]",
+        "rendered": json.dumps([r.rendered for r in reports], separators=(",", ":")),
     }
     rows = (await conn.execute(RECORD_OUTCOMES, params)).all_rows()
     recorded: list[RunRecord | None] = [None] * len(reports)
