@@ -75,9 +75,13 @@ class Runs:
 
     async def trigger_many(self, triggers: Sequence[TriggerInput]) -> list[RunRecord]:
         """Triggers -> their runs, in order. Unknown jobs and refused parameters fail the whole
-        batch before anything is created (errors name the item: requests[3].parameters.x)."""
+        batch before anything is created (errors name the item: requests[3].parameters.x). A
+        job changed between that check and the insert is checked again for its items (which
+        may then be refused while the others' runs exist)."""
         job_ids = {t.job_id for t in triggers}
-        requests = await self._parameters.requests(triggers)
+        # One query, as the existence check it replaces: deleted or changed jobs are seen
+        # before anything is created (a validator is compiled again only for a new version).
+        requests = await self._parameters.requests(triggers, frozenset(job_ids))
         missing = sorted(job_ids - {r.job_id for r in requests if r.job_version is not None})
         if missing:
             raise NotFound(f"jobs not found: {', '.join(missing)}")

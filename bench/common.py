@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
@@ -110,10 +111,13 @@ async def login(channel: aio.Channel, username: str = "admin", password: str = "
     return response.access_token
 
 
-async def create_job(channel: aio.Channel, token: str, name: str, executor: job_pb2.Executor) -> str:
+async def create_job(
+    channel: aio.Channel, token: str, name: str, executor: job_pb2.Executor, **fields: Any
+) -> str:
+    """`fields`: other Job fields (parameters, parameter_schema, ...)."""
     stub = job_service_pb2_grpc.JobServiceStub(channel)
     job = await stub.CreateJob(
-        job_service_pb2.CreateJobRequest(job=job_pb2.Job(name=name, executor=executor)),
+        job_service_pb2.CreateJobRequest(job=job_pb2.Job(name=name, executor=executor, **fields)),
         metadata=(("authorization", f"Bearer {token}"),),
     )
     return job.id

@@ -8,6 +8,8 @@ the gRPC API and waits until every run SUCCEEDED. Every state is durable in Post
   python -m bench.trigger_throughput --batch 100       # BatchTriggerJobs of 100 runs
   python -m bench.trigger_throughput --batch 100 --notify RUN_FINISHED   # plus a notification
       rule that matches every run, posting to a local receiver (the cost of notifications)
+  python -m bench.trigger_throughput --parameters      # each trigger with ~200 bytes of parameters,
+                                                       # validated against the job's JSON Schema
 
 Prints runs/s from the first trigger to the last SUCCEEDED, and trigger-to-start latency
 (run start_time - queue_time, both stamped by PostgreSQL) percentiles.
@@ -24,7 +26,37 @@ from grpc import aio
 
 from bench.common import BENCH_ENV, CpuMeter, bench_mesh, create_job, db_url, login, percentile
 from bench.notify_sink import NotifySink, add_notification_rule, delivery_report
+from taskmesh.parameters import to_struct
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+
+# --parameters: ~200 bytes of parameters per trigger, and the schema the job checks them with.
+PARAMETERS = {
+    "customer_id": 123456,
+    "region": "eu-west-1",
+    "report": "monthly-revenue-by-product-line",
+    "currency": "EUR",
+    "include_refunds": True,
+    "recipients": ["finance@example.com", "ops@example.com"],
+    "period": {"from": "2026-11-01", "to": "2026-11-30"},
+}
+SCHEMA = {
+    "type": "object",
+    "required": ["customer_id", "region"],
+    "properties": {
+        "customer_id": {"type": "integer", "minimum": 1},
+        "region": {"type": "string", "maxLength": 32},
+        "report": {"type": "string"},
+        "currency": {"enum": ["EUR", "USD", "GBP"]},
+        "include_refunds": {"type": "boolean"},
+        "recipients": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+        "period": {"type": "object", "properties": {"from": {"type": "string"}, "to": {"type": "string"}}},
+    },
+}
+TRIGGER_FIELDS: dict[str, object] = {}
+
+
+def trigger_request(job_id: str) -> job_service_pb2.TriggerJobRequest:
+    return job_service_pb2.TriggerJobRequest(id=job_id, **TRIGGER_FIELDS)  # type: ignore[arg-type]
 
 
 async def trigger_closed_loop(
@@ -36,7 +68,7 @@ async def trigger_closed_loop(
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            await stub.TriggerJob(job_service_pb2.TriggerJobRequest(id=job_id), metadata=metadata)
+            await stub.TriggerJob(trigger_request(job_id), metadata=metadata)
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
@@ -56,7 +88,7 @@ async def trigger_batches(
         while remaining > 0:
             size = min(batch, remaining)
             remaining -= size
-            requests = [job_service_pb2.TriggerJobRequest(id=job_id)] * size
+            requests = [trigger_request(job_id)] * size
             await stub.BatchTriggerJobs(
                 job_service_pb2.BatchTriggerJobsRequest(requests=requests), metadata=metadata
             )
@@ -75,9 +107,7 @@ async def trigger_open_loop(
         delay = start + i * interval - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(
-            asyncio.ensure_future(stub.TriggerJob(job_service_pb2.TriggerJobRequest(id=job_id), metadata=metadata))
-        )
+        tasks.append(asyncio.ensure_future(stub.TriggerJob(trigger_request(job_id), metadata=metadata)))
     await asyncio.gather(*tasks)
     return total
 
@@ -127,7 +157,12 @@ async def run(args: argparse.Namespace) -> None:
         async with aio.insecure_channel(BENCH_ENV["TASKMESH_API_ADDRESS"]) as channel:
             token = await login(channel)
             metadata = (("authorization", f"Bearer {token}"),)
-            job_id = await create_job(channel, token, "bench-noop", job_pb2.Executor(noop=job_pb2.NoopExecutor()))
+            fields = {"parameter_schema": to_struct(SCHEMA)} if args.parameters else {}
+            if args.parameters:
+                TRIGGER_FIELDS["parameters"] = to_struct(PARAMETERS)
+            job_id = await create_job(
+                channel, token, "bench-noop", job_pb2.Executor(noop=job_pb2.NoopExecutor()), **fields
+            )
             sink = NotifySink() if args.notify else None
             if sink is not None:
                 await add_notification_rule(channel, metadata, sink.url, args.notify.split(","))
@@ -145,7 +180,7 @@ async def run(args: argparse.Namespace) -> None:
                 await trigger_closed_loop(stub, metadata, job_id, total, args.concurrency)
                 label = f"closed loop, {args.concurrency} triggers in flight, {args.workers} workers"
         wait_all_succeeded(job_id, total, timeout=max(60.0, total / 100))
-        report(job_id, label)
+        report(job_id, label + (", ~200-byte parameters checked by a schema" if args.parameters else ""))
         print(meter.per_run(total))
         if sink is not None:
             print(delivery_report(sink, db_url(), expected=total if "RUN_FINISHED" in args.notify else 0))
@@ -162,6 +197,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="open loop: duration")
     parser.add_argument(
         "--notify", default="", metavar="EVENTS", help="add a rule for these events (comma-separated) on every job"
+    )
+    parser.add_argument(
+        "--parameters", action="store_true", help="~200 bytes of parameters per trigger, checked by a JSON Schema"
     )
     asyncio.run(run(parser.parse_args()))
 

@@ -28,6 +28,8 @@ MAX_ARG = 128 * 1024
 MAX_ENV_VALUE = 32 * 1024
 MAX_IDEMPOTENCY_KEY = 256
 BODY_EXCERPT = 4096
+ARG_EXCERPT = 1024
+ARGV_EXCERPT = 16 * 1024
 TEMPLATED_KINDS = frozenset({"http", "shell"})
 
 
@@ -125,6 +127,23 @@ def rendered_request(executor: job_pb2.Executor) -> run_pb2.RenderedRequest | No
     if kind == "shell":
         shell = executor.shell
         return run_pb2.RenderedRequest(
-            shell=run_pb2.RenderedShell(argv=list(shell.argv), env={name: REDACTED for name in shell.env})
+            shell=run_pb2.RenderedShell(
+                argv=_bounded_argv(list(shell.argv)), env={name: REDACTED for name in shell.env}
+            )
         )
     return None
+
+
+def _bounded_argv(argv: list[str]) -> list[str]:
+    """At most ARGV_EXCERPT characters of arguments, each cut at ARG_EXCERPT: the history of an
+    attempt stays small whatever the job's argv holds."""
+    kept: list[str] = []
+    size = 0
+    for index, arg in enumerate(argv):
+        if size >= ARGV_EXCERPT:
+            kept.append(f"... ({len(argv) - index} more arguments)")
+            break
+        cut = arg if len(arg) <= ARG_EXCERPT else arg[:ARG_EXCERPT] + f"... ({len(arg)} characters)"
+        kept.append(cut)
+        size += len(cut)
+    return kept

@@ -7,6 +7,9 @@
   the top level; they are bounded (MAX_PARAMETERS_BYTES of compact JSON, MAX_PARAMETERS_DEPTH
   levels) and must satisfy the schema. Errors name the JSON path:
   "parameters.customer_id: 'x' is not of type 'integer'".
+- Validation is jsonschema's (its verdicts and messages). A compiled jsonschema-rs validator of
+  the same schema (formats asserted, nothing retrieved) accepts valid parameters first, in a few
+  microseconds: only what it refuses is validated again by jsonschema, whose verdict stands.
 - google.protobuf.Struct holds every number as a double: from_struct turns integral numbers
   back into ints (so 42 stays 42 in a template, and validates as an "integer").
 """
@@ -14,11 +17,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
-from google.protobuf import json_format, struct_pb2
+import jsonschema_rs
+from google.protobuf import struct_pb2
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 from referencing import Registry
@@ -34,22 +39,24 @@ _INTEGRAL_LIMIT = 2**53
 
 
 def from_struct(struct: struct_pb2.Struct) -> Json:
-    """A Struct as plain JSON, integral numbers as ints."""
-    return _integral(json_format.MessageToDict(struct))  # type: ignore[no-any-return]
+    """A Struct as plain JSON, integral numbers as ints (twice as fast as json_format)."""
+    return {key: from_value(value) for key, value in struct.fields.items()}
 
 
 def from_value(value: struct_pb2.Value) -> Any:
-    return _integral(json_format.MessageToDict(value))
-
-
-def _integral(value: Any) -> Any:
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < _INTEGRAL_LIMIT else value
-    if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
-    return value
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() and abs(number) < _INTEGRAL_LIMIT else number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return from_struct(value.struct_value)
+    if kind == "list_value":
+        return [from_value(item) for item in value.list_value.values]
+    return None  # null_value, or unset
 
 
 def to_struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
@@ -102,6 +109,29 @@ def merged(defaults: Json | None, given: Json | None) -> Json:
     return {**(defaults or {}), **(given or {})}
 
 
+@dataclass(frozen=True)
+class CompiledSchema:
+    """jsonschema's validator and, when it could compile the schema, jsonschema-rs's."""
+
+    validator: Validator
+    fast: Any | None
+
+    def iter_errors(self, instance: Any) -> Iterator[ValidationError]:
+        if self.fast is not None and self.fast.is_valid(instance):
+            return iter(())
+        return self.validator.iter_errors(instance)
+
+
+def compile_schema(schema: Json, field: str = "job.parameter_schema") -> CompiledSchema:
+    """check_schema, and the fast validator beside jsonschema's."""
+    validator = check_schema(schema, field)
+    try:
+        fast = jsonschema_rs.validator_for(schema, validate_formats=True, retriever=_refuse)
+    except (jsonschema_rs.ValidationError, ValueError, TypeError):  # jsonschema's verdict alone, then
+        fast = None
+    return CompiledSchema(validator, fast)
+
+
 def check_schema(schema: Json, field: str = "job.parameter_schema") -> Validator:
     """The compiled validator of a schema that is valid and refers only to itself."""
     if len(dumps(schema).encode()) > MAX_SCHEMA_BYTES:
@@ -138,7 +168,7 @@ def _refuse(uri: str) -> Any:
 _NO_RETRIEVAL: Registry[Any] = Registry(retrieve=_refuse)  # type: ignore[call-arg]  # (attrs, as above)
 
 
-def validate(validator: Validator | None, parameters: Json, field: str = "parameters") -> None:
+def validate(validator: Validator | CompiledSchema | None, parameters: Json, field: str = "parameters") -> None:
     """InvalidArgument naming the JSON path of the most relevant error, if any."""
     if validator is None:
         return

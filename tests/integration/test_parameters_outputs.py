@@ -149,3 +149,31 @@ async def test_an_attempt_without_output_leaves_none(engine: Database) -> None:
     ending = AttemptEnding(AttemptRef(run.id, 1), "w1", "s1", RunState.SUCCEEDED, None, None)
     (done,) = await repository.record_outcomes([resolve(ending, None)])
     assert done is not None and done.output is None and "output" not in done.attempts[0]
+
+
+async def test_validators_are_compiled_once_per_job_version(engine: Database) -> None:
+    job_id = await _job(engine)
+    runs = _runs(engine)
+    resolver = runs._parameters
+    for n in range(3):
+        await runs.trigger(job_id, None, {"customer_id": n})
+    assert (resolver.loads, resolver.compiled) == (1, 1)
+    await runs.trigger_many([_input(job_id, {"customer_id": 1}, 0)])  # re-reads the job, same version
+    assert resolver.compiled == 1
+    await JobRepository(engine).update(job_id, JobChanges(description="new version"))
+    await runs.trigger(job_id, None, {"customer_id": 1})
+    assert resolver.compiled == 2
+
+
+async def test_a_batch_naming_a_deleted_job_creates_nothing(engine: Database) -> None:
+    from taskmesh.service_errors import NotFound
+
+    kept, deleted = await _job(engine), await _job(engine)
+    runs = _runs(engine)
+    await runs.trigger(deleted, None, {"customer_id": 1})  # cached
+    await JobRepository(engine).delete(deleted)
+    with pytest.raises(NotFound):
+        await runs.trigger_many([_input(kept, {"customer_id": 1}, 0), _input(deleted, {"customer_id": 1}, 1)])
+    with pytest.raises(NotFound):
+        await runs.trigger(deleted, None, {"customer_id": 1})
+    assert await RunRepository(engine).list_page(kept, [], None, 10) == []

@@ -254,3 +254,13 @@ async def test_firing_loops_share_a_grid_without_doubles_or_gaps(
         for i, r in enumerate(registries)
     ]
     assert sum(fired_per_loop) == len(fired)  # type: ignore[arg-type]
+
+
+async def test_a_scheduled_run_gets_the_jobs_default_parameters(db: Database) -> None:
+    slot = datetime.now(UTC).replace(microsecond=0) - SECOND
+    with_defaults = await scheduled_job(db, {"interval": {"every": "60s"}}, slot, parameters={"region": "eu"})
+    without = await scheduled_job(db, {"interval": {"every": "60s"}}, slot)
+    _, fired = await ScheduleRepository(db).fire_due(10, deciding())
+    by_job = {run.job_id: run for run in fired.created}
+    assert by_job[with_defaults].parameters == {"region": "eu"}
+    assert by_job[without].parameters is None

@@ -196,6 +196,8 @@ def test_a_shell_job_sees_a_minimal_environment(api: httpx.Client) -> None:
         "TASKMESH_ATTEMPT",
         "TASKMESH_JOB_ID",
         "TASKMESH_JOB_NAME",
+        "TASKMESH_IDEMPOTENCY_KEY",  # parameters and outputs (README "Parameters, templates and outputs")
+        "TASKMESH_OUTPUT",
     }, names
     assert f"TASKMESH_RUN_ID={run['id']}" in logs and "OWN=mine" in logs and "PATH=" in logs
     for text in (logs, excerpt):

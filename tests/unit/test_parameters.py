@@ -78,3 +78,27 @@ def test_parameters_are_bounded_in_size_and_depth() -> None:
         parameters.bounded(deep, "parameters")
     with pytest.raises(InvalidArgument, match="no JSON"):
         parameters.bounded({"a": float("nan")}, "parameters")
+
+
+def test_the_fast_validator_accepts_and_jsonschema_decides_refusals() -> None:
+    compiled = parameters.compile_schema(
+        {**SCHEMA, "properties": {**SCHEMA["properties"], "mail": {"format": "email"}}}
+    )
+    assert compiled.fast is not None
+    parameters.validate(compiled, {"customer_id": 1, "mail": "a@example.com"})
+    with pytest.raises(InvalidArgument, match=r"^parameters.customer_id: 'x' is not of type 'integer'$"):
+        parameters.validate(compiled, {"customer_id": "x"})
+    with pytest.raises(InvalidArgument, match=r"^parameters.mail: 'nope' is not a 'email'$"):
+        parameters.validate(compiled, {"customer_id": 1, "mail": "nope"})
+
+
+def test_a_schema_the_fast_validator_cannot_compile_is_validated_by_jsonschema_alone() -> None:
+    compiled = parameters.compile_schema(
+        {
+            "$id": "https://evil.example/s.json",
+            "properties": {"a": {"$ref": "#/$defs/x"}},
+            "$defs": {"x": {"type": "integer"}},
+        }
+    )
+    with pytest.raises(InvalidArgument, match=r"^parameters.a: 'x' is not of type 'integer'$"):
+        parameters.validate(compiled, {"a": "x"})

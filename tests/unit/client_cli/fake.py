@@ -188,6 +188,11 @@ class FakeJobs(job_service_pb2_grpc.JobServiceServicer):
             self.s.runs_by_key[key] = run.id
         return run
 
+    def BatchTriggerJobs(self, request: Any, context: Any) -> job_service_pb2.BatchTriggerJobsResponse:
+        self.guard.enter("BatchTriggerJobs", request, context)
+        jobs = [self._job(r.id, context) for r in request.requests]
+        return job_service_pb2.BatchTriggerJobsResponse(runs=[self.add_run(j, run_pb2.Run.QUEUED) for j in jobs])
+
     def add_run(self, job: job_pb2.Job, state: int, **fields: Any) -> run_pb2.Run:
         run = run_pb2.Run(
             id=str(uuid.uuid4()),
