@@ -53,6 +53,8 @@ class JobPolicies:
     schedule: NewSchedule | None = None
     retry_policy: Json | None = None
     attempt_timeout_seconds: float | None = None
+    pool: str = "default"
+    start_deadline_seconds: float | None = None
 
 
 JOB_ROW_SECONDS = 1.0
@@ -102,6 +104,8 @@ class Jobs:
             schedule=setting,
             retry_policy=policies.retry_policy,
             attempt_timeout_seconds=policies.attempt_timeout_seconds,
+            pool=policies.pool,
+            start_deadline_seconds=policies.start_deadline_seconds,
         )
 
     async def get(self, job_id: str) -> JobRecord:

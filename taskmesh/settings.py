@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     password_hash_threads: int = Field(default=2, ge=1)
     password_hash_queue: int = Field(default=32, ge=0)
 
+    # --- worker pools and Python tasks (issue 11: 4, 5) ---
+    # Comma-separated pools a worker takes work from (`taskmesh-worker --pool` adds to them).
+    worker_pools: str = "default"
+    # module:attribute of the worker's taskmesh.tasks.TaskRegistry (`--tasks`); empty: none.
+    worker_tasks: str = ""
+    # Threads that run sync Python tasks (a sync task holds one while it runs).
+    worker_task_threads: int = Field(default=32, ge=1)
+
     log_level: str = "INFO"
     log_json: bool = True
 

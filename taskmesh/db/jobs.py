@@ -14,17 +14,18 @@ from taskmesh.service_errors import AlreadyExists, NotFound
 JOB_COLUMNS = """
     j.id::text AS id, j.name, j.description, j.executor, j.labels, j.create_time, j.update_time,
     j.schedule, j.retry_policy, j.attempt_timeout_seconds, j.paused, j.next_fire_at, j.last_fire_at,
-    j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots
+    j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots, j.pool, j.start_deadline_seconds
 """
 
 INSERT_JOB = Query(
     f"""
     INSERT INTO jobs AS j (id, name, description, executor, labels, create_time, update_time,
-                           schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds)
+                           schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds, pool,
+                           start_deadline_seconds)
     VALUES (:id, :name, :description, CAST(:executor AS jsonb), CAST(:labels AS jsonb),
             COALESCE(CAST(:now AS timestamptz), now()), COALESCE(CAST(:now AS timestamptz), now()),
             CAST(:schedule AS jsonb), :next_fire_at, :due_at, CAST(:retry_policy AS jsonb),
-            :attempt_timeout_seconds)
+            :attempt_timeout_seconds, :pool, :start_deadline_seconds)
     RETURNING {JOB_COLUMNS}
     """
 )
@@ -68,6 +69,8 @@ class JobRepository:
         schedule: ScheduleSetting | None = None,
         retry_policy: Json | None = None,
         attempt_timeout_seconds: float | None = None,
+        pool: str = "default",
+        start_deadline_seconds: float | None = None,
     ) -> JobRecord:
         """`now` becomes the creation time (an interval schedule without anchor counts from it);
         the database clock when None."""
@@ -84,6 +87,8 @@ class JobRepository:
             "due_at": schedule.due_at,
             "retry_policy": _json_or_none(retry_policy),
             "attempt_timeout_seconds": attempt_timeout_seconds,
+            "pool": pool,
+            "start_deadline_seconds": start_deadline_seconds,
         }
         try:
             async with statement(self._engine) as conn:
@@ -150,6 +155,12 @@ class JobRepository:
         if changes.attempt_timeout_seconds is not None:
             assignments.append("attempt_timeout_seconds = :attempt_timeout_seconds")
             params["attempt_timeout_seconds"] = changes.attempt_timeout_seconds.value
+        if changes.pool is not None:
+            assignments.append("pool = :pool")
+            params["pool"] = changes.pool
+        if changes.start_deadline_seconds is not None:
+            assignments.append("start_deadline_seconds = :start_deadline_seconds")
+            params["start_deadline_seconds"] = changes.start_deadline_seconds.value
         sql = Query(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
         try:
             async with statement(self._engine) as conn:
@@ -225,6 +236,8 @@ def _job(row: Any) -> JobRecord:
         last_fire_lag_seconds=row.last_fire_lag_seconds,
         misfired_slots=row.misfired_slots,
         skipped_slots=row.skipped_slots,
+        pool=row.pool,
+        start_deadline_seconds=row.start_deadline_seconds,
     )
 
 

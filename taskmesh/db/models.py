@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from taskmesh.states import ACTIVE_STATES, LEASED_STATES, RunState, in_order
@@ -101,6 +101,10 @@ class Job(Base):
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set by ResumeJob: slots due before it came while the job was paused (they misfired).
     resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The worker pool whose workers take its runs (migration 0009).
+    pool: Mapped[str] = mapped_column(Text, server_default="default")
+    # A run not started this long after it was queued fails with NOT_STARTED (migration 0009).
+    start_deadline_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class Run(Base):
@@ -115,6 +119,11 @@ class Run(Base):
         Index("runs_retry_due", "retry_at", postgresql_where=text(f"state = '{RunState.RETRY_WAIT.value}'")),
         Index("runs_leased", "lease_expires_at", postgresql_where=text(_states_in(LEASED_STATES))),
         Index("runs_active_per_job", "job_id", postgresql_where=text(_states_in(ACTIVE_STATES))),
+        Index(
+            "runs_start_deadline",
+            "start_deadline_at",
+            postgresql_where=text("state = 'QUEUED' AND start_deadline_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -146,6 +155,9 @@ class Run(Base):
     idempotency_key: Mapped[str | None] = mapped_column(Text)
     retried_from: Mapped[uuid.UUID | None] = mapped_column(UUID)
     cancel_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The pool the run was queued in, and when it fails NOT_STARTED if still QUEUED (0009).
+    pool: Mapped[str] = mapped_column(Text, server_default="default")
+    start_deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SkippedSlot(Base):
@@ -209,3 +221,10 @@ class WorkerSession(Base):
     session_key: Mapped[str] = mapped_column(Text)
     # Renewed by the stream's heartbeats; past it, the session is dead (its scheduler vanished).
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What the worker serves, from its Hello; busy_slots as of its last heartbeat (0009).
+    pools: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{default}")
+    executors: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    tasks: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    slots: Mapped[int] = mapped_column(Integer, server_default="0")
+    busy_slots: Mapped[int] = mapped_column(Integer, server_default="0")
+    connect_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
