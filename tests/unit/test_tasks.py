@@ -69,14 +69,14 @@ def test_parameters_are_validated_into_the_model_naming_the_field() -> None:
         build.parse({"customer_id": "x"})
     assert error.value.path == "parameters.customer_id"
     assert str(error.value).startswith("parameters.customer_id: ")
-    with pytest.raises(ParameterError, match="parameters.format"):
+    with pytest.raises(ParameterError, match=r"parameters\.format"):
         build.parse({"customer_id": 1, "format": "exe"})
-    with pytest.raises(ParameterError, match="parameters.customer_id"):
+    with pytest.raises(ParameterError, match=r"parameters\.customer_id"):
         build.parse({})
     assert isinstance(ParameterError("p", "m"), NonRetryable)  # never retried
     norm = _registry().get("points.norm")
     assert norm is not None
-    with pytest.raises(ParameterError, match="parameters.x"):
+    with pytest.raises(ParameterError, match=r"parameters\.x"):
         norm.parse({"x": "far"})
     raw = _registry().get("raw")
     assert raw is not None and raw.parse({"a": [1]}) == {"a": [1]}
@@ -127,7 +127,7 @@ def test_load_registry_names_module_and_attribute() -> None:
     assert "examples.greet" in registry.names
     with pytest.raises(ValueError, match="module:attribute"):
         load_registry("taskmesh.examples.tasks")
-    with pytest.raises(ValueError, match="not a taskmesh.tasks.TaskRegistry"):
+    with pytest.raises(ValueError, match=r"not a taskmesh\.tasks\.TaskRegistry"):
         load_registry("taskmesh.examples.tasks:log")
 
 
