@@ -72,6 +72,18 @@ async def wait(params: Wait, ctx: TaskContext) -> str:
     return "waited"
 
 
+class Nap(BaseModel):
+    seconds: float = Field(default=3, ge=0, le=3600)
+
+
+@tasks.task("examples.sleep")
+async def nap(params: Nap, ctx: TaskContext) -> dict[str, object]:
+    """Sleeps a few seconds (3 by default) and says which attempt finished."""
+    print(f"attempt {ctx.attempt} sleeps {params.seconds:g}s", flush=True)
+    await asyncio.sleep(params.seconds)
+    return {"slept": params.seconds, "attempt": ctx.attempt}
+
+
 @tasks.task("examples.wait_sync")
 def wait_sync(params: Wait, ctx: TaskContext) -> str:
     """Sleeps in a thread, checking ctx.cancelled: cancel stops it cooperatively."""
