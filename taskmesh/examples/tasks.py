@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class Greeting(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(default="world", min_length=1, max_length=100)
     times: int = Field(default=1, ge=1, le=10)
 
 

@@ -70,7 +70,7 @@ def test_cancel_stops_a_running_task(api: httpx.Client, task: str) -> None:
 
 
 def test_a_timeout_kills_an_isolated_task_that_ignores_it(api: httpx.Client) -> None:
-    job = create_job(api, "py-spin", _python("t.spin"), attemptTimeout="3s", retryPolicy={"maxAttempts": 1})
+    job = create_job(api, "py-spin", _python("t.spin"), attemptTimeout="10s", retryPolicy={"maxAttempts": 1})
     run = wait_run_terminal(api, trigger(api, job["id"])["id"], timeout=60)
     assert run["state"] == "FAILED" and run["error"]["kind"] == "TIMEOUT"
     lines = [line["text"] for line in api.get(f"/api/runs/{run['id']}/logs").json()["lines"]]

@@ -5,7 +5,7 @@ redirected globally: sys.stdout and sys.stderr are replaced once by proxies that
 sink of the task whose context (a contextvar, copied into the task's asyncio task or thread) is
 current, and to the real stream otherwise. A logging handler on the root logger does the same
 for records emitted inside a task, except the worker's own loggers (worker.*, taskmesh.* other
-than taskmesh.tasks), whose lines are the worker's business.
+than taskmesh.tasks and taskmesh.examples), whose lines are the worker's business.
 """
 
 from __future__ import annotations
@@ -85,8 +85,11 @@ class _TaskLogHandler(logging.Handler):
             self.handleError(record)
 
 
+TASK_LOGGERS = ("taskmesh.tasks", "taskmesh.examples")  # user code inside the taskmesh package
+
+
 def _is_worker_logger(name: str) -> bool:
-    if name == "taskmesh.tasks" or name.startswith("taskmesh.tasks."):
+    if any(name == prefix or name.startswith(prefix + ".") for prefix in TASK_LOGGERS):
         return False
     return any(name == prefix or name.startswith(prefix + ".") for prefix in WORKER_LOGGERS)
 
