@@ -53,6 +53,8 @@ class JobPolicies:
     schedule: NewSchedule | None = None
     retry_policy: Json | None = None
     attempt_timeout_seconds: float | None = None
+    parameters: Json | None = None
+    parameter_schema: Json | None = None
     pool: str = "default"
     start_deadline_seconds: float | None = None
 
@@ -104,6 +106,8 @@ class Jobs:
             schedule=setting,
             retry_policy=policies.retry_policy,
             attempt_timeout_seconds=policies.attempt_timeout_seconds,
+            parameters=policies.parameters,
+            parameter_schema=policies.parameter_schema,
             pool=policies.pool,
             start_deadline_seconds=policies.start_deadline_seconds,
         )

@@ -13,6 +13,7 @@ from google.protobuf.empty_pb2 import Empty
 from api_server import validation
 from api_server.accounts import Accounts
 from api_server.jobs import JobPolicies, Jobs, NewSchedule
+from api_server.parameters import TriggerInput
 from api_server.runs import Runs
 from api_server.watch import RunWatcher
 from api_server.workers import WorkerRoster
@@ -59,6 +60,8 @@ UPDATABLE_PATHS = (
     "schedule",
     "retry_policy",
     "attempt_timeout",
+    "parameters",
+    "parameter_schema",
     "pool",
     "start_deadline",
 )
@@ -97,6 +100,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 attempt_timeout_seconds=validation.attempt_timeout(job.attempt_timeout)
                 if job.HasField("attempt_timeout")
                 else None,
+                parameters=validation.job_parameters(job),
+                parameter_schema=validation.parameter_schema(job),
                 pool=validation.pool(job.pool),
                 start_deadline_seconds=validation.start_deadline(job.start_deadline)
                 if job.HasField("start_deadline")
@@ -138,7 +143,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     async def TriggerJob(self, request: job_service_pb2.TriggerJobRequest, context: Context) -> run_pb2.Run:
         key = validation.idempotency_key(request.idempotency_key)
-        return self._run(await self._runs.trigger(validation.require_id(request.id), key))
+        given = validation.trigger_parameters(request.parameters, request.HasField("parameters"))
+        return self._run(await self._runs.trigger(validation.require_id(request.id), key, given))
 
     async def BatchTriggerJobs(
         self, request: job_service_pb2.BatchTriggerJobsRequest, context: Context
@@ -146,9 +152,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not 1 <= len(request.requests) <= MAX_BATCH_TRIGGERS:
             raise InvalidArgument("requests", f"must hold 1 to {MAX_BATCH_TRIGGERS} triggers")
         triggers = [
-            (
+            TriggerInput(
                 validation.require_id(r.id, f"requests[{i}].id"),
                 validation.idempotency_key(r.idempotency_key, f"requests[{i}].idempotency_key"),
+                validation.trigger_parameters(r.parameters, r.HasField("parameters"), f"requests[{i}].parameters"),
+                f"requests[{i}].parameters",
             )
             for i, r in enumerate(request.requests)
         ]
@@ -280,7 +288,14 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
         start_deadline = Replacement(
             validation.start_deadline(job.start_deadline) if job.HasField("start_deadline") else None
         )
+    parameters = parameter_schema = None
+    if "parameters" in paths:
+        parameters = Replacement(validation.job_parameters(job))
+    if "parameter_schema" in paths:
+        parameter_schema = Replacement(validation.parameter_schema(job))
     return JobChanges(
+        parameters=parameters,
+        parameter_schema=parameter_schema,
         pool=validation.pool(job.pool) if "pool" in paths else None,
         start_deadline_seconds=start_deadline,
         name=validation.job_name(job.name) if "name" in paths else None,
@@ -301,7 +316,15 @@ def _new_schedule(job: job_pb2.Job) -> NewSchedule:
 
 
 def _populated(job: job_pb2.Job, path: str) -> bool:
-    if path in ("executor", "schedule", "retry_policy", "attempt_timeout", "start_deadline"):
+    if path in (
+        "executor",
+        "schedule",
+        "retry_policy",
+        "attempt_timeout",
+        "parameters",
+        "parameter_schema",
+        "start_deadline",
+    ):
         return job.HasField(path)
     if path == "labels":
         return len(job.labels) > 0

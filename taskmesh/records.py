@@ -60,6 +60,17 @@ class JobRecord:
     skipped_slots: int = 0
     pool: str = "default"
     start_deadline_seconds: float | None = None
+    parameters: Json | None = None  # default parameters of its runs
+    parameter_schema: Json | None = None  # a JSON Schema
+
+
+@dataclass(frozen=True)
+class ParameterPolicy:
+    """A job's default parameters and parameter schema, as of its update_time (`version`)."""
+
+    version: datetime
+    defaults: Json | None
+    schema: Json | None
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,8 @@ class JobChanges:
     attempt_timeout_seconds: Replacement[float | None] | None = None
     pool: str | None = None
     start_deadline_seconds: Replacement[float | None] | None = None
+    parameters: Replacement[Json | None] | None = None
+    parameter_schema: Replacement[Json | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,8 @@ class RunRecord:
     executor_kind: str | None = None  # noop, sleep, http, shell, python: what a worker must offer to run it
     pool: str = "default"  # the pool it was queued in
     task: str | None = None  # python runs: the task a worker's registry must have
+    parameters: Json | None = None  # merged and validated; None: the run has none
+    output: Any = None  # the latest attempt's JSON output (None also when it had none)
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,10 @@ class RunRequest:
     run_id: str
     job_id: str
     idempotency_key: str | None = None
+    parameters: Json | None = None  # merged and validated against the job's schema
+    # The job's update_time the parameters were merged and validated at: the run is created
+    # only while the job is still at it (None: no check).
+    job_version: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +193,8 @@ class OutcomeReport:
     result: Json | None
     error: Json | None
     retry_delay: float | None = None  # seconds, when new_state is RETRY_WAIT
+    output_json: str | None = None  # the attempt's JSON output as text; None: none
+    rendered: Json | None = None  # run_pb2.RenderedRequest as protobuf JSON (redacted)
 
 
 @dataclass(frozen=True)

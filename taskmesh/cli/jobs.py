@@ -67,13 +67,15 @@ def delete(ctx: Context, args: argparse.Namespace) -> int:
 def trigger(ctx: Context, args: argparse.Namespace) -> int:
     if not 1 <= args.count <= 1000:
         raise UsageError("--count must be between 1 and 1000")
+    parameters = jobspec.trigger_parameters(args.params_file, args.param or [])
     job_id = resolve_job(ctx, args.job)
     if args.count == 1:
-        ctx.show(ctx.client().trigger_job(job_id, args.idempotency_key), output.run_fields)
+        run = ctx.client().trigger_job(job_id, args.idempotency_key, parameters=parameters)
+        ctx.show(run, output.run_fields)
         return 0
     if args.idempotency_key:
         raise UsageError("--idempotency-key names one run; it cannot go with --count")
-    runs = ctx.client().batch_trigger_jobs([job_id] * args.count)
+    runs = ctx.client().batch_trigger_jobs([job_id] * args.count, parameters=[parameters] * args.count)
     ctx.show_list(runs, output.runs_table)
     return 0
 

@@ -101,6 +101,9 @@ class Job(Base):
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set by ResumeJob: slots due before it came while the job was paused (they misfired).
     resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Default parameters of its runs and the JSON Schema they must satisfy (migration 0008).
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    parameter_schema: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # The worker pool whose workers take its runs (migration 0009).
     pool: Mapped[str] = mapped_column(Text, server_default="default")
     # A run not started this long after it was queued fails with NOT_STARTED (migration 0009).
@@ -155,6 +158,10 @@ class Run(Base):
     idempotency_key: Mapped[str | None] = mapped_column(Text)
     retried_from: Mapped[uuid.UUID | None] = mapped_column(UUID)
     cancel_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The merged, validated parameters (NULL: none) and the latest attempt's JSON output
+    # (NULL: none), written with the outcome by the same statement (migration 0008).
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    output: Mapped[Any | None] = mapped_column(JSONB)
     # The pool the run was queued in, and when it fails NOT_STARTED if still QUEUED (0009).
     pool: Mapped[str] = mapped_column(Text, server_default="default")
     start_deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

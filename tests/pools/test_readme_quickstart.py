@@ -30,7 +30,9 @@ def _snippets() -> tuple[str, str]:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the quickstart uses curl")
-def test_the_quickstart_runs_a_python_task_and_shows_its_output(mesh: Mesh, gateway: str, api: httpx.Client) -> None:
+def test_the_quickstart_runs_a_python_task_and_shows_its_output(
+    mesh: Mesh, gateway: str, api: httpx.Client
+) -> None:
     mesh.start_worker()  # the launcher's default registry: taskmesh.examples.tasks
     wait_for(lambda: workers_connected(api, 1), timeout=30, interval=0.1, message="the worker to connect")
     login, python = _snippets()

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from taskmesh.egress import EgressPolicy
 from taskmesh.tasks import NonRetryable, TaskContext, TaskRegistry
@@ -68,6 +69,15 @@ def sync_wait(ctx: TaskContext) -> str:
     return "stopped"
 
 
+class Report(BaseModel):
+    customer_id: int
+
+
+@tasks.task("model")
+def model(params: Report) -> int:
+    return params.customer_id * 2
+
+
 @tasks.task("not.json")
 def not_json() -> object:
     return object()
@@ -99,12 +109,15 @@ _IDENTITY = {"TASKMESH_RUN_ID", "TASKMESH_ATTEMPT", "TASKMESH_JOB_ID", "TASKMESH
 class _Context:
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         self.lines: list[str] = []
-        base = ExecutionContext(
-            run_id="r-1", attempt=1, job_id="j-1", job_name="job", log=self.lines.append, kill_grace_seconds=0.3
+        self.context = ExecutionContext(
+            run_id="r-1",
+            attempt=1,
+            job_id="j-1",
+            job_name="job",
+            params=dict(params or {}),
+            log=self.lines.append,
+            kill_grace_seconds=0.3,
         )
-        if params is not None and "params" in ExecutionContext.__dataclass_fields__:
-            base = ExecutionContext(**{**base.__dict__, "params": params})  # type: ignore[arg-type]
-        self.context = base
 
 
 def _spec(task: str) -> job_pb2.Executor:
@@ -119,11 +132,11 @@ def executor() -> PythonExecutor:
 async def test_an_async_task_returns_its_output_and_its_print_and_logging_reach_the_run_log(
     executor: PythonExecutor,
 ) -> None:
-    holder = _Context()
+    holder = _Context({"who": "Ada"})
     outcome = await executor.execute(_spec("hello"), holder.context)
-    assert outcome.status == SUCCEEDED
+    assert outcome.status == SUCCEEDED and outcome.output == {"who": "Ada", "run": "r-1"}
     assert outcome.result is not None and '"run":"r-1"' in outcome.result.python.return_excerpt
-    assert "printed None" in holder.lines and "ctx line" in holder.lines
+    assert "printed Ada" in holder.lines and "ctx line" in holder.lines
     assert "WARNING user.code: logged" in holder.lines
 
 
@@ -148,6 +161,18 @@ async def test_non_retryable_and_unserializable_results_fail_without_retry(execu
         outcome = await executor.execute(_spec(task), _Context().context)
         assert outcome.status == FAILED and outcome.error is not None
         assert not outcome.error.retryable and message in outcome.error.message
+
+
+async def test_parameters_are_validated_into_the_model_and_a_bad_one_fails_without_retry(
+    executor: PythonExecutor,
+) -> None:
+    good = await executor.execute(_spec("model"), _Context({"customer_id": 21}).context)
+    assert good.status == SUCCEEDED and good.output == 42
+    bad = await executor.execute(_spec("model"), _Context({"customer_id": "x"}).context)
+    assert bad.status == FAILED and bad.error is not None and not bad.error.retryable
+    assert bad.error.message.startswith("parameters.customer_id: ")
+    none = await executor.execute(_spec("sync.hello"), _Context().context)
+    assert none.output == "ok"
 
 
 async def test_an_unknown_task_is_unsupported_here(executor: PythonExecutor) -> None:
@@ -183,8 +208,10 @@ async def test_an_isolated_task_runs_in_a_child_without_the_workers_secrets(
     monkeypatch.setenv("TASKMESH_WORKER_PASSWORD", "hunter2")
     monkeypatch.setenv("TASKMESH_AMQP_URL", "amqp://secret@localhost")
     holder = _Context()
+    holder = _Context({"who": "child"})
     outcome = await executor.execute(_spec("iso.hello"), holder.context)
     assert outcome.status == SUCCEEDED, outcome
+    assert outcome.output["who"] == "child" and outcome.output["secrets"] == []
     assert outcome.result is not None
     excerpt = outcome.result.python.return_excerpt
     assert f'"pid":{os.getpid()}' not in excerpt and '"secrets":[]' in excerpt

@@ -13,7 +13,9 @@ print(), logging and ctx.log() go to the run's log (worker.executors.python_capt
 parameters are validated into the task's model first: a bad parameter fails the attempt
 without retry, naming the field. NonRetryable fails it without retry; any other exception
 fails it with its type, message and the last frames of its traceback, and the job's retry
-policy decides. The return value, as JSON, is the run's output.
+policy decides. The return value, as JSON, is the run's output (ExecutionOutcome.output: the
+pipeline bounds it and the scheduler records it with the outcome), its first 4 KiB also
+`result.python.return_excerpt`.
 """
 
 from __future__ import annotations
@@ -31,11 +33,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from taskmesh.tasks import NonRetryable, TaskContext, TaskDefinition, TaskRegistry
+from taskmesh.tasks import NonRetryable, ParameterError, TaskContext, TaskDefinition, TaskRegistry
 from taskmesh.tasks.results import json_value
 from taskmesh.v1 import job_pb2, run_pb2
 from worker.executors import python_capture
-from worker.executors.base import EXCERPT_BYTES, ExecutionContext, ExecutionOutcome, failed, succeeded
+from worker.executors.base import (
+    EXCERPT_BYTES,
+    NO_OUTPUT,
+    ExecutionContext,
+    ExecutionOutcome,
+    failed,
+    succeeded,
+)
 from worker.executors.environment import process_environment
 from worker.executors.shell import stop_process_group
 
@@ -65,8 +74,8 @@ class PythonExecutor:
             attempt=context.attempt,
             job_id=context.job_id,
             job_name=context.job_name,
-            idempotency_key=_idempotency_key(context),
-            params=_params(context),
+            idempotency_key=context.idempotency_key,
+            params=dict(context.params),
             _sink=context.log,
         )
         context.ensure_lease()  # the last moment before the effect starts
@@ -209,27 +218,21 @@ def task_success(value: Any) -> ExecutionOutcome:
         return failed(f"the task's return value is not JSON: {error}", retryable=False)
     text = "" if output is None else json.dumps(output, separators=(",", ":"))
     excerpt = text.encode()[:EXCERPT_BYTES].decode("utf-8", errors="ignore")
-    return succeeded(run_pb2.RunResult(python=run_pb2.PythonResult(return_excerpt=excerpt)))
+    result = run_pb2.RunResult(python=run_pb2.PythonResult(return_excerpt=excerpt))
+    # The run's output (the pipeline bounds it: taskmesh.limits.MAX_OUTPUT_BYTES); a task that
+    # returned None has none.
+    return succeeded(result, output=NO_OUTPUT if value is None else output)
 
 
 def task_failure(error: BaseException, context: ExecutionContext | None = None) -> ExecutionOutcome:
     """The attempt's failure: type and message, and the last frames of the traceback."""
     kind = type(error).__qualname__
     message = f"{kind}: {error}" if str(error) else kind
+    if isinstance(error, ParameterError):  # names the field: parameters.customer_id: ...
+        message = str(error)
     frames = "".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:]
     if context is not None and not isinstance(error, NonRetryable):
         for line in frames.splitlines():
             context.log(line)
     python = run_pb2.PythonResult(exception_type=kind, traceback=frames)
     return failed(message, retryable=not isinstance(error, NonRetryable), result=run_pb2.RunResult(python=python))
-
-
-def _params(context: ExecutionContext) -> dict[str, Any]:
-    """The run's parameters (ExecutionContext.params once parameters exist; {} before)."""
-    params = getattr(context, "params", None)
-    return dict(params) if isinstance(params, Mapping) else {}
-
-
-def _idempotency_key(context: ExecutionContext) -> str:
-    key = getattr(context, "idempotency_key", None)
-    return key if isinstance(key, str) and key else context.run_id

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from taskmesh.tasks import NonRetryable, TaskContext, load_registry
+from taskmesh.tasks import NonRetryable, ParameterError, TaskContext, load_registry
 from taskmesh.tasks.results import json_value
 
 MAX_TRACEBACK_CHARS = 4096
@@ -41,10 +41,11 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         kind = type(error).__qualname__
         frames = "".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:]
         print(frames, end="", flush=True)
+        message = f"{kind}: {error}" if str(error) else kind
         return {
             "ok": False,
             "type": kind,
-            "message": f"{kind}: {error}" if str(error) else kind,
+            "message": str(error) if isinstance(error, ParameterError) else message,
             "traceback": frames,
             "retryable": not isinstance(error, NonRetryable),
         }

@@ -6,7 +6,7 @@ live worker serves (pools, executors, Python tasks, slots, busy slots as of its 
 Columns with a constant default are added without rewriting the tables (PostgreSQL 11+).
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
