@@ -61,6 +61,33 @@ def bench_mesh(workers: int, schedulers: int = 1, extra_env: dict[str, str] | No
     finally:
         mesh.stop_all()
         reset_database()
+        delete_queues(BENCH_ENV["TASKMESH_NAMESPACE"])
+
+
+def delete_queues(namespace: str) -> None:
+    """The benchmark's RabbitMQ queues (its pools' and tasks' too), best effort: quorum queues
+    left behind slow every restart of RabbitMQ."""
+    import subprocess
+
+    import pika
+
+    try:
+        listed = subprocess.run(
+            ["rabbitmqctl", "list_queues", "--quiet", "--no-table-headers", "name"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout.split()
+        connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+    except (OSError, subprocess.TimeoutExpired, pika.exceptions.AMQPError):
+        return
+    try:
+        channel = connection.channel()
+        for queue in listed:
+            if queue.startswith(f"{namespace}."):
+                channel.queue_delete(queue)
+    finally:
+        connection.close()
 
 
 def cpu_seconds(pid: int) -> float:
