@@ -23,7 +23,7 @@ def task_schema(ctx: Context, args: argparse.Namespace) -> int:
     try:
         registry = load_registry(args.registry)
     except (ValueError, ImportError) as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(f"{args.registry}: {error}") from None
     schemas = registry.schemas()
     if args.task is not None:
         if args.task not in schemas:
