@@ -34,5 +34,6 @@ def test_a_python_tasks_worker_sigkilled_mid_run_is_retried_elsewhere(
     assert first["error"]["kind"] == "LOST" and first["workerId"] == victim and "result" not in first
     assert second["result"]["python"]["returnExcerpt"] == '{"slept":3,"attempt":2}'
     assert final["result"] == second["result"]  # recorded once, by the attempt that finished
+    assert final["output"] == {"slept": 3, "attempt": 2}
     lines = [line["text"] for line in api.get(f"/api/runs/{run['id']}/logs").json()["lines"]]
     assert lines.count("attempt 2 sleeps 3s") == 1

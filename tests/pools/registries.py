@@ -8,6 +8,8 @@ import asyncio
 import os
 import time
 
+from pydantic import BaseModel
+
 from taskmesh.tasks import NonRetryable, TaskContext, TaskRegistry
 
 full = TaskRegistry()
@@ -63,6 +65,15 @@ def spin() -> None:
     print(f"pid {os.getpid()}", flush=True)
     while True:
         pass
+
+
+class Double(BaseModel):
+    n: int
+
+
+@_both("t.double")
+def double(params: Double) -> dict[str, int]:
+    return {"doubled": params.n * 2}
 
 
 @full.task("deploy.new")

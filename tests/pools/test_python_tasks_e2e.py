@@ -31,6 +31,7 @@ def test_a_python_task_runs_and_its_output_and_prints_are_recorded(api: httpx.Cl
     run = wait_run_terminal(api, trigger(api, job["id"])["id"])
     assert run["state"] == "SUCCEEDED" and run["pool"] == "default"
     assert f'"run":"{run["id"]}"' in run["result"]["python"]["returnExcerpt"]
+    assert run["output"] == {"run": run["id"], "attempt": 1}
     lines = [line["text"] for line in api.get(f"/api/runs/{run['id']}/logs").json()["lines"]]
     assert "hello from attempt 1" in lines
 
@@ -97,6 +98,16 @@ def test_list_workers_shows_pools_executors_tasks_and_slots_to_a_viewer(gateway:
     )
     bad = httpx.get(f"{gateway}/api/workers", params={"pool": "Not A Pool"}, headers=viewer)
     assert bad.status_code == 400 and "pool" in bad.json()["message"]
+
+
+def test_parameters_reach_the_task_and_a_bad_one_fails_naming_the_field(api: httpx.Client) -> None:
+    job = create_job(api, "py-params", _python("t.double"), retryPolicy={"maxAttempts": 3})
+    good = api.post(f"/api/jobs/{job['id']}/trigger", json={"parameters": {"n": 21}}).json()
+    assert wait_run_terminal(api, good["id"])["output"] == {"doubled": 42}
+    bad = api.post(f"/api/jobs/{job['id']}/trigger", json={"parameters": {"n": "x"}}).json()
+    failed = wait_run_terminal(api, bad["id"])
+    assert failed["state"] == "FAILED" and failed["attempt"] == 1  # not retried
+    assert failed["error"]["message"].startswith("parameters.n: ")
 
 
 def test_bad_pool_and_task_names_are_refused_naming_the_field(api: httpx.Client) -> None:
