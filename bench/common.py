@@ -12,6 +12,7 @@ import grpc
 import psycopg
 from grpc import aio
 
+from taskmesh.broker.cleanup import delete_namespace
 from taskmesh.launcher import Mesh, free_port
 from taskmesh.v1 import auth_service_pb2, auth_service_pb2_grpc, job_pb2, job_service_pb2, job_service_pb2_grpc
 
@@ -61,33 +62,7 @@ def bench_mesh(workers: int, schedulers: int = 1, extra_env: dict[str, str] | No
     finally:
         mesh.stop_all()
         reset_database()
-        delete_queues(BENCH_ENV["TASKMESH_NAMESPACE"])
-
-
-def delete_queues(namespace: str) -> None:
-    """The benchmark's RabbitMQ queues (its pools' and tasks' too), best effort: quorum queues
-    left behind slow every restart of RabbitMQ."""
-    import subprocess
-
-    import pika
-
-    try:
-        listed = subprocess.run(
-            ["rabbitmqctl", "list_queues", "--quiet", "--no-table-headers", "name"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout.split()
-        connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
-    except (OSError, subprocess.TimeoutExpired, pika.exceptions.AMQPError):
-        return
-    try:
-        channel = connection.channel()
-        for queue in listed:
-            if queue.startswith(f"{namespace}."):
-                channel.queue_delete(queue)
-    finally:
-        connection.close()
+        delete_namespace(BENCH_ENV["TASKMESH_NAMESPACE"])
 
 
 def cpu_seconds(pid: int) -> float:

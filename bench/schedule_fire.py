@@ -31,6 +31,7 @@ import psycopg
 from grpc import aio
 
 from bench.common import PG, login, percentile, reset_database
+from taskmesh.broker.cleanup import delete_namespace
 from taskmesh.launcher import Mesh, wait_serving
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 
@@ -89,6 +90,8 @@ def schedule_mesh(workers: int) -> Iterator[tuple[Mesh, dict[str, int]]]:
         yield mesh, metrics_ports
     finally:
         mesh.stop_all()
+        reset_database(DATABASE)
+        delete_namespace(env["TASKMESH_NAMESPACE"])
 
 
 async def create_jobs(

@@ -107,40 +107,11 @@ class Isolation:
         delete_rabbitmq_namespace(self.namespace)
 
 
-def namespace_queues(namespace: str) -> list[str]:
-    """Every queue of the namespace RabbitMQ has, the pools' and tasks' too (from rabbitmqctl;
-    [] if it cannot tell)."""
-    try:
-        listed = subprocess.run(
-            ["rabbitmqctl", "list_queues", "--quiet", "--no-table-headers", "name"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [name for name in listed.stdout.split() if name.startswith(f"{namespace}.")]
-
-
 def delete_rabbitmq_namespace(namespace: str) -> None:
-    """Delete the queues and exchanges a test session declared (best effort): the fixed ones,
-    and those its pools and Python tasks declared (quorum queues left behind slow RabbitMQ's
-    every restart)."""
-    import pika
+    """Delete the queues and exchanges a test session declared (best effort)."""
+    from taskmesh.broker.cleanup import delete_namespace
 
-    from taskmesh.names import Names
-
-    names = Names(namespace)
-    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
-    try:
-        channel = connection.channel()
-        fixed = [*names.work_queues(), names.dead_letter_queue]
-        for queue in dict.fromkeys([*fixed, *namespace_queues(namespace)]):
-            channel.queue_delete(queue)
-        for exchange in (names.work_exchange, names.dead_letter_exchange):
-            channel.exchange_delete(exchange)
-    finally:
-        connection.close()
+    delete_namespace(namespace)
 
 
 def queue_counts(namespace: str, queue_suffix: str = "runs") -> tuple[int, int]:
