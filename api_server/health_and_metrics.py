@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from api_server.actuator import Actuator, ScrapeTarget, resolve_targets
 from api_server.metrics_access import prometheus_access
 from api_server.run_telemetry import CacheStats
-from api_server.waiting import WorkerCapacity
+from api_server.workers import WorkerRoster
 from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.broker.probe import QueueProbe
 from taskmesh.db.probes import DatabaseProbe
@@ -46,7 +46,7 @@ class ApiMonitoring:
         redis: aioredis.Redis,
         names: Names,
         built: BuiltServer,
-        capacity: WorkerCapacity,
+        roster: WorkerRoster,
         credentials: CredentialDirectory,
         cache_stats: CacheStats,
     ) -> None:
@@ -56,7 +56,7 @@ class ApiMonitoring:
         self._redis = redis
         self._work_queue = names.work_queue
         self._work_queues = names.work_queues()
-        self._capacity = capacity
+        self._roster = roster
         self._queues = QueueProbe(settings.amqp_url, names, "health")
         self._scheduler = aio_channel(settings.scheduler_address, client_tls(settings))
         interval = settings.health_check_interval
@@ -83,6 +83,7 @@ class ApiMonitoring:
 
     async def _ping(self) -> dict[str, Any] | None:
         await self._database.ping()
+        await self._roster.refresh()  # the connected workers, for the waiting reasons
         return None
 
     async def _cache(self) -> dict[str, Any] | None:
@@ -91,7 +92,6 @@ class ApiMonitoring:
 
     async def _broker(self) -> dict[str, Any] | None:
         depths = await self._queues.depths(self._work_queues)
-        self._capacity.observe(depths)
         depth = depths[self._work_queue]
         return {"queue": self._work_queue, "messages": depth.messages, "consumers": depth.consumers}
 

@@ -56,6 +56,8 @@ class JobPolicies:
     parameters: Json | None = None
     parameter_schema: Json | None = None
     retention: Json | None = None
+    pool: str = "default"
+    start_deadline_seconds: float | None = None
 
 
 JOB_ROW_SECONDS = 1.0
@@ -108,6 +110,8 @@ class Jobs:
             parameters=policies.parameters,
             parameter_schema=policies.parameter_schema,
             retention=policies.retention,
+            pool=policies.pool,
+            start_deadline_seconds=policies.start_deadline_seconds,
         )
 
     async def get(self, job_id: str) -> JobRecord:

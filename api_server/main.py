@@ -17,6 +17,7 @@ from api_server.servicers import AuthServicer, JobServicer
 from api_server.throttling import LoginLimits, LoginThrottle
 from api_server.waiting import WorkerCapacity
 from api_server.watch import RunWatcher
+from api_server.workers import WorkerRoster
 from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.passwords import PasswordHashing
 from taskmesh.auth.tokens import TokenCodec
@@ -31,6 +32,7 @@ from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.db.throttle import ThrottleRepository
 from taskmesh.db.users import UserRepository
+from taskmesh.db.worker_sessions import WorkerSessionRepository
 from taskmesh.guarded_http import worker_policy
 from taskmesh.names import Names
 from taskmesh.process import run_until_signalled
@@ -81,8 +83,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     jobs = Jobs(job_repository, run_repository, cache, cache_writer, ScheduleRepository(engine), cache_stats)
     log_repository = LogRepository(engine)
     runs = Runs(job_repository, run_repository, log_repository, cache_writer, observers=[CancelObserver()])
-    capacity = WorkerCapacity(names, max_age=STALE_AFTER_INTERVALS * settings.health_check_interval)
-    job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, log_repository, redis, names), capacity)
+    capacity = WorkerCapacity(max_age=STALE_AFTER_INTERVALS * settings.health_check_interval)
+    roster = WorkerRoster(WorkerSessionRepository(engine), capacity)
+    job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, log_repository, redis, names), roster)
     # Channel URLs are judged by the egress policy the schedulers deliver under (same settings).
     notification_servicer = NotificationServicer(
         Notifications(NotificationRepository(engine), worker_policy(settings))
@@ -118,7 +121,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         redis,
         names,
         built,
-        capacity,
+        roster,
         credentials,
         cache_stats,
     )

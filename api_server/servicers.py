@@ -16,10 +16,11 @@ from api_server.accounts import Accounts
 from api_server.jobs import JobPolicies, Jobs, NewSchedule
 from api_server.parameters import TriggerInput
 from api_server.runs import Runs
-from api_server.waiting import WorkerCapacity
 from api_server.watch import RunWatcher
+from api_server.workers import WorkerRoster
 from taskmesh import listing, redaction, schedule_policy
 from taskmesh.convert import (
+    job_route,
     log_line_to_proto,
     public_job,
     run_to_proto,
@@ -27,6 +28,7 @@ from taskmesh.convert import (
     skipped_slot_to_proto,
     to_json,
     user_to_proto,
+    worker_to_proto,
 )
 from taskmesh.records import JobChanges, Replacement, RunRecord
 from taskmesh.rpc.guard import current_principal
@@ -63,19 +65,21 @@ UPDATABLE_PATHS = (
     "parameters",
     "parameter_schema",
     "retention",
+    "pool",
+    "start_deadline",
 )
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, jobs: Jobs, runs: Runs, watcher: RunWatcher, capacity: WorkerCapacity) -> None:
+    def __init__(self, jobs: Jobs, runs: Runs, watcher: RunWatcher, workers: WorkerRoster) -> None:
         self._jobs = jobs
         self._runs = runs
         self._watcher = watcher
-        self._capacity = capacity
+        self._workers = workers
 
     def _run(self, run: RunRecord) -> run_pb2.Run:
         message = run_to_proto(run)
-        message.waiting_reason = self._capacity.reason(run)
+        message.waiting_reason = self._workers.capacity.reason(run)
         return message
 
     async def CreateJob(self, request: job_service_pb2.CreateJobRequest, context: Context) -> job_pb2.Job:
@@ -102,6 +106,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 parameters=validation.job_parameters(job),
                 parameter_schema=validation.parameter_schema(job),
                 retention=to_json(validation.retention(job.retention)) if job.HasField("retention") else None,
+                pool=validation.pool(job.pool),
+                start_deadline_seconds=validation.start_deadline(job.start_deadline)
+                if job.HasField("start_deadline")
+                else None,
             ),
         )
         return public_job(record)
@@ -170,7 +178,17 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         health = schedule_health(view.job) if view.job is not None else None
         if health is not None:
             status.schedule_health.CopyFrom(health)
+        if view.last_run is not None and view.last_run.state == run_pb2.Run.QUEUED and view.job is not None:
+            status.waiting_reason = self._workers.capacity.reason_for(job_route(view.job, view.last_run.pool))
+            status.last_run.waiting_reason = status.waiting_reason
         return status
+
+    async def ListWorkers(
+        self, request: job_service_pb2.ListWorkersRequest, context: Context
+    ) -> job_service_pb2.ListWorkersResponse:
+        pool = validation.pool(request.pool, "pool") if request.pool else ""
+        workers = await self._workers.list_workers(pool)
+        return job_service_pb2.ListWorkersResponse(workers=[worker_to_proto(w) for w in workers])
 
     async def ListRuns(
         self, request: job_service_pb2.ListRunsRequest, context: Context
@@ -280,7 +298,7 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
     """The changes an update names, except the schedule (see _new_schedule). A path in the
     mask whose field is unset clears it (retry_policy, attempt_timeout)."""
     paths = _update_paths(job, paths)
-    retry_policy = attempt_timeout = retention = None
+    retry_policy = attempt_timeout = retention = start_deadline = None
     if "retry_policy" in paths:
         retry_policy = Replacement(
             to_json(validation.retry_policy(job.retry_policy)) if job.HasField("retry_policy") else None
@@ -288,6 +306,10 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
     if "attempt_timeout" in paths:
         attempt_timeout = Replacement(
             validation.attempt_timeout(job.attempt_timeout) if job.HasField("attempt_timeout") else None
+        )
+    if "start_deadline" in paths:
+        start_deadline = Replacement(
+            validation.start_deadline(job.start_deadline) if job.HasField("start_deadline") else None
         )
     parameters = parameter_schema = None
     if "parameters" in paths:
@@ -301,6 +323,8 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
     return JobChanges(
         parameters=parameters,
         parameter_schema=parameter_schema,
+        pool=validation.pool(job.pool) if "pool" in paths else None,
+        start_deadline_seconds=start_deadline,
         name=validation.job_name(job.name) if "name" in paths else None,
         description=validation.description(job.description) if "description" in paths else None,
         executor=to_json(validation.executor(job.executor)) if "executor" in paths else None,
@@ -328,6 +352,7 @@ def _populated(job: job_pb2.Job, path: str) -> bool:
         "parameters",
         "parameter_schema",
         "retention",
+        "start_deadline",
     ):
         return job.HasField(path)
     if path == "labels":

@@ -13,6 +13,7 @@ from google.protobuf.duration_pb2 import Duration
 from taskmesh import executor_templates, parameters, retention_policy, schedule_policy, templates
 from taskmesh.ids import is_uuid
 from taskmesh.limits import MAX_PARAMETERS_BYTES
+from taskmesh.names import DEFAULT_POOL, valid_pool_name, valid_task_name
 from taskmesh.records import Json
 from taskmesh.service_errors import InvalidArgument
 from taskmesh.states import Role
@@ -109,7 +110,7 @@ def _timeout(parent: job_pb2.HttpExecutor | job_pb2.ShellExecutor, field: str, m
 def executor(value: job_pb2.Executor, field: str = "job.executor") -> job_pb2.Executor:
     kind = value.WhichOneof("kind")
     if kind is None:
-        raise InvalidArgument(field, "is required: set exactly one of noop, sleep, http, shell")
+        raise InvalidArgument(field, "is required: set exactly one of noop, sleep, http, shell, python")
     if kind == "sleep":
         seconds = value.sleep.seconds
         if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SLEEP_SECONDS:
@@ -118,6 +119,10 @@ def executor(value: job_pb2.Executor, field: str = "job.executor") -> job_pb2.Ex
         _http(value.http, f"{field}.http")
     elif kind == "shell":
         _shell(value.shell, f"{field}.shell")
+    elif kind == "python" and not valid_task_name(value.python.task):
+        raise InvalidArgument(
+            f"{field}.python.task", "must be 1-128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+        )
     executor_templates.check(value, field)
     return value
 
@@ -267,6 +272,28 @@ def retry_policy(value: job_pb2.RetryPolicy, field: str = "job.retry_policy") ->
     if any(not 0 <= code <= 255 for code in value.non_retryable_exit_codes):
         raise InvalidArgument(f"{field}.non_retryable_exit_codes", "exit codes are 0-255")
     return value
+
+
+MIN_START_DEADLINE = 1.0
+MAX_START_DEADLINE = 30 * 24 * 3600.0
+
+
+def pool(value: str, field: str = "job.pool") -> str:
+    """A pool name ("default" when empty): it becomes part of RabbitMQ queue names."""
+    if not value:
+        return DEFAULT_POOL
+    if not valid_pool_name(value):
+        raise InvalidArgument(
+            field, "must be 1-63 lowercase letters, digits, '_' and '-', starting with a letter or digit"
+        )
+    return value
+
+
+def start_deadline(value: Duration, field: str = "job.start_deadline") -> float:
+    seconds = _seconds(value)
+    if not MIN_START_DEADLINE <= seconds <= MAX_START_DEADLINE:
+        raise InvalidArgument(field, "must be between 1s and 30 days")
+    return seconds
 
 
 def attempt_timeout(value: Duration, field: str = "job.attempt_timeout") -> float:

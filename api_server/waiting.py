@@ -1,43 +1,64 @@
-"""Why a QUEUED run waits: work is routed by executor kind (taskmesh.names), so a run whose
-queue has no consumer waits, visibly, until a worker that can run it connects.
+"""Why a QUEUED run waits: work is routed by pool and capability (taskmesh.names), so a run that
+no connected worker can take waits, visibly, until one that can connects.
 
-The api_server's health monitor samples the consumer count of every work queue from RabbitMQ
-(what any number of schedulers and api_servers see alike); a sample older than `max_age` tells
-nothing, and then no reason is given.
+The reason starts with a code, then ": " and a detail:
+- NO_WORKER_FOR_POOL: no connected worker serves the run's pool;
+- NO_WORKER_FOR_EXECUTOR: workers serve the pool, none runs the executor kind (shell);
+- NO_WORKER_FOR_TASK: workers serve the pool, none has the Python task in its registry.
+
+The api_server's health monitor reads the live worker sessions from PostgreSQL (what every
+scheduler's workers registered, alike for any number of api_servers); a roster older than
+`max_age` tells nothing, and then no reason is given.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 
-from taskmesh.broker.probe import QueueDepth
-from taskmesh.names import Names
-from taskmesh.records import RunRecord
+from taskmesh.names import DEFAULT_POOL, Route
+from taskmesh.records import RunRecord, WorkerProfile
 from taskmesh.states import RunState
+
+NO_WORKER_FOR_POOL = "NO_WORKER_FOR_POOL"
+NO_WORKER_FOR_EXECUTOR = "NO_WORKER_FOR_EXECUTOR"
+NO_WORKER_FOR_TASK = "NO_WORKER_FOR_TASK"
 
 
 class WorkerCapacity:
-    def __init__(self, names: Names, max_age: float) -> None:
-        self._names = names
+    def __init__(self, max_age: float) -> None:
         self._max_age = max_age
-        self._consumers: dict[str, int] = {}
+        self._workers: tuple[WorkerProfile, ...] = ()
         self._seen_at = float("-inf")
 
-    def observe(self, depths: Mapping[str, QueueDepth]) -> None:
-        self._consumers = {queue: depth.consumers for queue, depth in depths.items()}
+    def observe(self, workers: Sequence[WorkerProfile]) -> None:
+        self._workers = tuple(workers)
         self._seen_at = time.monotonic()
 
     def reason(self, run: RunRecord) -> str:
         if run.state != RunState.QUEUED or run.executor_kind is None:
             return ""
+        return self.reason_for(Route(run.pool, run.executor_kind, run.task))
+
+    def reason_for(self, route: Route) -> str:
         if time.monotonic() - self._seen_at > self._max_age:
             return ""
-        return waiting_reason(run.executor_kind, self._consumers.get(self._names.queue_for(run.executor_kind)))
+        return waiting_reason(route, self._workers)
 
 
-def waiting_reason(kind: str, consumers: int | None) -> str:
-    """The reason a QUEUED run of this executor kind waits, given its queue's consumers."""
-    if consumers is None or consumers > 0:
+def waiting_reason(route: Route, workers: Sequence[WorkerProfile]) -> str:
+    """Why a QUEUED run of this route waits, given the connected workers ("" if one can take it)."""
+    pool_workers = [w for w in workers if route.pool in w.pools]
+    where = "" if route.pool == DEFAULT_POOL else f" of pool {route.pool}"
+    if not pool_workers:
+        return f"{NO_WORKER_FOR_POOL}: no connected worker serves pool {route.pool}"
+    if route.kind is None:
         return ""
-    return f"no connected worker can run {kind}"
+    runners = [w for w in pool_workers if route.kind in w.executors]
+    if route.kind == "python" and route.task:
+        if not any(route.task in w.tasks for w in runners):
+            return f"{NO_WORKER_FOR_TASK}: no connected worker{where} has task {route.task}"
+        return ""
+    if not runners:
+        return f"{NO_WORKER_FOR_EXECUTOR}: no connected worker{where} can run {route.kind}"
+    return ""

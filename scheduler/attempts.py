@@ -12,7 +12,15 @@ from typing import Any, Protocol
 
 from scheduler.outcomes import AttemptEnding, resolve
 from taskmesh.batching import GroupCommitter
-from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, OutcomeReport, RunRecord
+from taskmesh.records import (
+    AttemptRef,
+    ClaimedAttempt,
+    ClaimRequest,
+    LogEntry,
+    OutcomeReport,
+    RunRecord,
+    WorkerProfile,
+)
 from taskmesh.states import RunState
 
 
@@ -44,7 +52,9 @@ class LogStore(Protocol):
 class SessionStore(Protocol):
     """taskmesh.db.worker_sessions.WorkerSessionRepository: one live session per worker_id."""
 
-    async def acquire(self, worker_id: str, session_key: str, ttl: float) -> bool: ...
+    async def acquire(
+        self, worker_id: str, session_key: str, ttl: float, profile: WorkerProfile | None = None, busy: int = 0
+    ) -> bool: ...
     async def release(self, worker_id: str, session_key: str) -> None: ...
 
 
@@ -90,22 +100,22 @@ class AttemptLedger:
         """The run after the attempt ended, or None if the report lost the fencing race."""
         return await self._endings.submit(ending)
 
-    async def open_session(self, worker_id: str, session: str) -> bool:
+    async def open_session(self, worker_id: str, session: str, profile: WorkerProfile | None = None) -> bool:
         """False while another live session holds the worker_id (on any scheduler)."""
-        return await self._sessions.acquire(worker_id, session, self.lease_seconds)
+        return await self._sessions.acquire(worker_id, session, self.lease_seconds, profile)
 
     async def close_session(self, worker_id: str, session: str) -> None:
         await self._sessions.release(worker_id, session)
 
     async def heartbeat(
-        self, worker_id: str, session: str, refs: Sequence[AttemptRef]
+        self, worker_id: str, session: str, refs: Sequence[AttemptRef], profile: WorkerProfile | None = None
     ) -> dict[AttemptRef, RunState]:
         """Keep the session and extend its leases; returns the attempts it still holds, with
         their state."""
         for observer in self._observers:
             observer.heartbeat(worker_id, refs)
         # Takes the worker_id too if the Connect could not (the database was out of reach).
-        await self._sessions.acquire(worker_id, session, self.lease_seconds)
+        await self._sessions.acquire(worker_id, session, self.lease_seconds, profile, busy=len(refs))
         if not refs:
             return {}
         return await self._runs.extend_leases(worker_id, session, refs, self.lease_seconds)

@@ -65,6 +65,7 @@ class Maintenance:
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + REAP_EVERY_SECONDS
                     await self.reap()
+                    await self.fail_late_starts()
                 self._reconnect.connected()
             except Unavailable as error:
                 next_reap = time.monotonic() + self._lease_seconds
@@ -75,6 +76,12 @@ class Maintenance:
         while promoted := await self._runs.promote_retries():
             self._cache_writer.enqueue(promoted)
             log.info("queued %d retries", len(promoted))
+
+    async def fail_late_starts(self) -> None:
+        """Runs nobody started within their job's start_deadline end FAILED (NOT_STARTED)."""
+        while failed := await self._runs.fail_not_started():
+            self._cache_writer.enqueue(failed)
+            log.warning("%d runs not started within their start deadline: failed", len(failed))
 
     async def reap(self) -> None:
         while reaped := await self._runs.expire_attempts(resolve_expired, self._grace):

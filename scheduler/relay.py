@@ -14,9 +14,9 @@ import logging
 from scheduler.run_telemetry import ConnectionWatch
 from taskmesh.aio import wait_event
 from taskmesh.broker.amqp import AmqpChannel, AmqpConnection
-from taskmesh.broker.topology import declare_topology
+from taskmesh.broker.topology import declare_topology, declare_work_queue
 from taskmesh.db.outbox import OutboxBatch, OutboxRepository
-from taskmesh.names import Names, routing_key
+from taskmesh.names import Names
 from taskmesh.reconnect import Reconnect
 from taskmesh.service_errors import BrokerUnavailable, DatabaseUnavailable
 from taskmesh.v1 import worker_service_pb2
@@ -56,34 +56,34 @@ class OutboxRelay:
                 try:
                     channel = await connection.channel()
                     await declare_topology(channel, self._names)
+                    declared = set(self._names.work_bindings())  # queues known on this channel
                     await channel.enable_confirms()
                     self._reconnect.connected()
-                    await self._relay(channel)
+                    await self._relay(channel, declared)
                 finally:
                     await connection.close()
             except (BrokerUnavailable, DatabaseUnavailable) as error:
                 await self._reconnect.failed(error)
 
-    async def _relay(self, channel: AmqpChannel) -> None:
+    async def _relay(self, channel: AmqpChannel, declared: set[str]) -> None:
         while True:
-            while await self._publish_batch(channel) == self._batch_size:
+            while await self._publish_batch(channel, declared) == self._batch_size:
                 pass
             await wait_event(self._wake, self._poll_interval)
             self._wake.clear()
 
-    async def _publish_batch(self, channel: AmqpChannel) -> int:
+    async def _publish_batch(self, channel: AmqpChannel, declared: set[str]) -> int:
         if not channel.is_open:  # lost while idle: reconnect before leasing rows to it
             raise BrokerUnavailable("the relay's RabbitMQ channel closed")
         batch = await self._outbox.take(self._batch_size)
         if batch.units:
-            messages = [  # routed by executor kind: only workers that can run it take it
-                (
-                    routing_key(kind),
-                    worker_service_pb2.WorkUnit(run_id=u.run_id, attempt=u.attempt).SerializeToString(),
-                )
-                for u, kind in zip(batch.units, batch.kinds, strict=True)
+            queues = [self._names.route_queue(route) for route in batch.routes]
+            messages = [  # routed by pool and capability: only workers that can run it take it
+                (queue, worker_service_pb2.WorkUnit(run_id=u.run_id, attempt=u.attempt).SerializeToString())
+                for u, queue in zip(batch.units, queues, strict=True)
             ]
             try:
+                await self._declare_new(channel, declared, queues)
                 await channel.publish_routed(self._names.work_exchange, messages, WORK_UNIT_TYPE)
             except BaseException:  # the connection broke (or we are stopping): rows go back now
                 await self._release(batch)
@@ -91,6 +91,13 @@ class OutboxRelay:
             await self._outbox.published(batch)
         self.published += len(batch.units)
         return len(batch.units)
+
+    async def _declare_new(self, channel: AmqpChannel, declared: set[str], queues: list[str]) -> None:
+        """The first work unit of a pool, capability or task declares its durable queue, so it
+        is kept whether or not a worker serving it is connected (once per channel)."""
+        for queue in dict.fromkeys(q for q in queues if q not in declared):
+            await declare_work_queue(channel, self._names, queue)
+            declared.add(queue)
 
     async def _release(self, batch: OutboxBatch) -> None:
         try:

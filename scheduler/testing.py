@@ -16,7 +16,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scheduler.attempts import AttemptLedger, LedgerObserver
-from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, OutcomeReport, RunRecord
+from taskmesh.records import (
+    AttemptRef,
+    ClaimedAttempt,
+    ClaimRequest,
+    LogEntry,
+    OutcomeReport,
+    RunRecord,
+    WorkerProfile,
+)
 from taskmesh.states import LEASED_STATES, RunState, Trigger
 
 SLEEP_EXECUTOR = json.dumps({"sleep": {}})
@@ -167,12 +175,16 @@ class InMemorySessions:
 
     def __init__(self) -> None:
         self.held: dict[str, tuple[str, float]] = {}  # worker_id -> (session key, expires at)
+        self.profiles: dict[str, tuple[WorkerProfile | None, int]] = {}  # worker_id -> (profile, busy)
 
-    async def acquire(self, worker_id: str, session_key: str, ttl: float) -> bool:
+    async def acquire(
+        self, worker_id: str, session_key: str, ttl: float, profile: WorkerProfile | None = None, busy: int = 0
+    ) -> bool:
         current = self.held.get(worker_id)
         if current is not None and current[0] != session_key and current[1] > time.monotonic():
             return False
         self.held[worker_id] = (session_key, time.monotonic() + ttl)
+        self.profiles[worker_id] = (profile, busy)
         return True
 
     async def release(self, worker_id: str, session_key: str) -> None:

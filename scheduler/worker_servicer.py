@@ -28,7 +28,8 @@ from taskmesh import parameters
 from taskmesh.convert import from_json, to_json
 from taskmesh.ids import is_uuid
 from taskmesh.limits import MAX_OUTPUT_BYTES
-from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, RunRecord
+from taskmesh.names import DEFAULT_POOL, EXECUTOR_KINDS, valid_pool_name, valid_task_name
+from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, RunRecord, WorkerProfile
 from taskmesh.redaction import REDACTED
 from taskmesh.service_errors import AlreadyExists, InvalidArgument, Unavailable
 from taskmesh.states import RunState
@@ -86,10 +87,18 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             raise Unavailable("this scheduler is shutting down")
         hello = await _first_hello(requests)
         token = checked_token(hello.session_token)
-        session = await self._admit(hello.worker_id, session_key(token))
+        profile = worker_profile(hello)
+        session = await self._admit(hello.worker_id, session_key(token), profile)
         extra = {"worker_id": hello.worker_id}
         self._streams.connected(hello.worker_id, hello.slots)
-        log.info("worker %s connected (%d slots)", hello.worker_id, hello.slots, extra=extra)
+        log.info(
+            "worker %s connected (%d slots, pools %s, %d tasks)",
+            hello.worker_id,
+            hello.slots,
+            ",".join(profile.pools),
+            len(profile.tasks),
+            extra=extra,
+        )
         lease = Duration()
         lease.FromNanoseconds(int(self._ledger.lease_seconds * 1e9))
         yield pb.ConnectResponse(welcome=pb.Welcome(lease=lease, session_token=token))
@@ -106,7 +115,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             self._streams.disconnected(hello.worker_id)
             log.info("worker %s disconnected", hello.worker_id, extra=extra)
 
-    async def _admit(self, worker_id: str, key: str) -> _Session:
+    async def _admit(self, worker_id: str, key: str, profile: WorkerProfile) -> _Session:
         """The stream's session; refused while another session of that worker_id is live (here:
         heard from within a lease, so that a stream left half-open by a dead host does not block
         it; elsewhere: holding worker_sessions)."""
@@ -114,20 +123,20 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         live_here = (
             previous is not None and previous.key != key and previous.heard_within(self._ledger.lease_seconds)
         )
-        if live_here or not await self._registered(worker_id, key):
+        if live_here or not await self._registered(worker_id, key, profile):
             log.warning("refused a second stream for live worker %s", worker_id, extra={"worker_id": worker_id})
             raise AlreadyExists(
                 f"worker {worker_id} is connected on another stream; a reconnect must present its session_token"
             )
         if previous is not None:
             previous.close()  # the worker reconnected before we noticed its old stream died
-        session = _Session(worker_id, key, self._ledger)
+        session = _Session(worker_id, key, self._ledger, profile)
         self._sessions[worker_id] = session
         return session
 
-    async def _registered(self, worker_id: str, key: str) -> bool:
+    async def _registered(self, worker_id: str, key: str, profile: WorkerProfile) -> bool:
         try:
-            return await self._ledger.open_session(worker_id, key)
+            return await self._ledger.open_session(worker_id, key, profile)
         except Unavailable as error:
             # Admitted all the same: what it claims is its own whatever its id, and its first
             # heartbeat registers the session once the database answers.
@@ -156,6 +165,24 @@ async def _first_hello(requests: AsyncIterator[pb.ConnectRequest]) -> pb.Hello:
     return first.hello
 
 
+MAX_HELLO_TASKS = 10_000
+MAX_HELLO_POOLS = 64
+
+
+def worker_profile(hello: pb.Hello) -> WorkerProfile:
+    """What the Hello says the worker serves, checked: pool and task names become queue names."""
+    pools = tuple(dict.fromkeys(hello.pools)) or (DEFAULT_POOL,)
+    if len(pools) > MAX_HELLO_POOLS or not all(valid_pool_name(p) for p in pools):
+        raise InvalidArgument(
+            "hello.pools", f"at most {MAX_HELLO_POOLS} pool names (lowercase letters, digits, '_', '-')"
+        )
+    tasks = tuple(sorted(set(hello.tasks)))
+    if len(tasks) > MAX_HELLO_TASKS or not all(valid_task_name(t) for t in tasks):
+        raise InvalidArgument("hello.tasks", f"at most {MAX_HELLO_TASKS} valid task names")
+    executors = tuple(sorted(set(hello.executors) & set(EXECUTOR_KINDS)))
+    return WorkerProfile(pools=pools, executors=executors, tasks=tasks, slots=max(hello.slots, 0))
+
+
 def _well_formed(ref: pb.AttemptRef) -> bool:
     return ref.attempt >= 1 and is_uuid(ref.run_id)
 
@@ -169,8 +196,9 @@ def _proto_ref(ref: AttemptRef) -> pb.AttemptRef:
 
 
 class _Session:
-    def __init__(self, worker_id: str, key: str, ledger: AttemptLedger) -> None:
+    def __init__(self, worker_id: str, key: str, ledger: AttemptLedger, profile: WorkerProfile) -> None:
         self.worker_id = worker_id
+        self.profile = profile
         self.key = key  # session key: owner of the attempts this stream claims
         self._ledger = ledger
         self._outbound: asyncio.Queue[pb.ConnectResponse] = asyncio.Queue()
@@ -277,7 +305,7 @@ class _Session:
     async def _heartbeat(self, message: pb.Heartbeat) -> None:
         refs = [_ref(a) for a in message.attempts if _well_formed(a)]
         try:
-            held = await self._ledger.heartbeat(self.worker_id, self.key, refs)
+            held = await self._ledger.heartbeat(self.worker_id, self.key, refs, self.profile)
         except Unavailable:
             return  # leases are not extended; the worker heartbeats again soon
         lost = [r for r in refs if r not in held]

@@ -11,7 +11,8 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from taskmesh import redaction, schedule_policy
-from taskmesh.records import JobRecord, Json, LogEntry, RunRecord, SkippedSlotRecord, UserRecord
+from taskmesh.names import Route
+from taskmesh.records import JobRecord, Json, LogEntry, RunRecord, SkippedSlotRecord, UserRecord, WorkerRecord
 from taskmesh.service_errors import TaskmeshError
 from taskmesh.states import RunState, Trigger
 from taskmesh.v1 import auth_service_pb2, job_pb2, job_service_pb2, run_pb2
@@ -61,6 +62,8 @@ def job_to_proto(job: JobRecord) -> job_pb2.Job:
         create_time=timestamp(job.create_time),
         update_time=timestamp(job.update_time),
         attempt_timeout=duration(job.attempt_timeout_seconds),
+        start_deadline=duration(job.start_deadline_seconds),
+        pool=job.pool,
         paused=job.paused,
         next_fire_times=[_timestamp(t) for t in next_fire_times(job)],
         last_fire_time=timestamp(job.last_fire_at),
@@ -139,6 +142,7 @@ def run_to_proto(run: RunRecord) -> run_pb2.Run:
         retried_from_run_id=run.retried_from or "",
         cancel_time=timestamp(run.cancel_time),
         version=run.version,
+        pool=run.pool,
     )
     if run.result:
         json_format.ParseDict(run.result, message.result)
@@ -198,4 +202,23 @@ def trigger_name(value: int) -> Trigger:
 def user_to_proto(user: UserRecord) -> auth_service_pb2.User:
     return auth_service_pb2.User(
         username=user.username, role=user.role.value, create_time=timestamp(user.create_time)
+    )
+
+
+def job_route(job: JobRecord, pool: str = "") -> Route:
+    """Where the job's runs are queued (`pool`: the run's own, when known)."""
+    kind = min(job.executor) if job.executor else None
+    task = job.executor.get("python", {}).get("task") if kind == "python" else None
+    return Route(pool or job.pool, kind, task)
+
+
+def worker_to_proto(worker: WorkerRecord) -> job_service_pb2.Worker:
+    return job_service_pb2.Worker(
+        worker_id=worker.worker_id,
+        pools=worker.profile.pools,
+        executors=worker.profile.executors,
+        tasks=worker.profile.tasks,
+        slots=worker.profile.slots,
+        busy_slots=worker.busy_slots,
+        connect_time=timestamp(worker.connect_time),
     )

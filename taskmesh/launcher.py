@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -113,11 +113,17 @@ class WorkerListens:
     health: str
 
 
+# The task registry workers load unless TASKMESH_WORKER_TASKS names another ("" for none).
+EXAMPLE_TASKS = "taskmesh.examples.tasks:tasks"
+
+
 class Mesh:
-    """The processes of one mesh, configured by TASKMESH_* variables in `env`."""
+    """The processes of one mesh, configured by TASKMESH_* variables in `env`. Its workers load
+    the example task registry (taskmesh.examples.tasks) unless TASKMESH_WORKER_TASKS is set."""
 
     def __init__(self, env: Mapping[str, str], log_dir: Path | None = None) -> None:
         self.env = dict(env)
+        self.env.setdefault("TASKMESH_WORKER_TASKS", EXAMPLE_TASKS)
         self.settings = _settings_from(self.env)
         self.log_dir = log_dir
         self.processes: dict[str, ManagedProcess] = {}
@@ -159,7 +165,10 @@ class Mesh:
     ) -> ManagedProcess:
         return self.spawn(name, [_bin("taskmesh-scheduler")], extra_env)
 
-    def start_worker(self, extra_env: Mapping[str, str] | None = None) -> ManagedProcess:
+    def start_worker(
+        self, extra_env: Mapping[str, str] | None = None, pools: Sequence[str] = ()
+    ) -> ManagedProcess:
+        """A worker of these pools (`--pool`; default: TASKMESH_WORKER_POOLS, else default)."""
         self._worker_count += 1
         name = f"worker-{self._worker_count}"
         env = {"TASKMESH_WORKER_ID": name, **self._worker_ports(), **(extra_env or {})}
@@ -168,7 +177,8 @@ class Mesh:
             merged.get("TASKMESH_WORKER_METRICS_LISTEN", self.settings.worker_metrics_listen),
             merged.get("TASKMESH_WORKER_HEALTH_LISTEN", self.settings.worker_health_listen),
         )
-        return self.spawn(name, [_bin("taskmesh-worker")], env, WORKER_WITHHELD)
+        pool_args = [arg for pool in pools for arg in ("--pool", pool)]
+        return self.spawn(name, [_bin("taskmesh-worker"), *pool_args], env, WORKER_WITHHELD)
 
     def _worker_ports(self) -> dict[str, str]:
         """Several workers on one machine: the first listens where the settings say, each other
@@ -256,8 +266,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the whole Taskmesh mesh in the foreground.")
     parser.add_argument("--workers", type=int, default=2, help="number of worker processes (default 2)")
     parser.add_argument("--shell", action="store_true", help="let workers run shell executors")
+    parser.add_argument(
+        "--tasks",
+        default=None,
+        help=f"module:attribute of the workers' Python task registry (default {EXAMPLE_TASKS})",
+    )
     args = parser.parse_args()
     env = dict(os.environ)
+    if args.tasks is not None:
+        env["TASKMESH_WORKER_TASKS"] = args.tasks
     env.setdefault("TASKMESH_LOG_JSON", "false")
     if args.shell:
         env["TASKMESH_WORKER_SHELL_ENABLED"] = "true"

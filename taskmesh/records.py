@@ -58,6 +58,8 @@ class JobRecord:
     last_fire_lag_seconds: float | None = None
     misfired_slots: int = 0
     skipped_slots: int = 0
+    pool: str = "default"
+    start_deadline_seconds: float | None = None
     parameters: Json | None = None  # default parameters of its runs
     parameter_schema: Json | None = None  # a JSON Schema
     retention: Json | None = None  # taskmesh.v1.Retention as protobuf JSON; None: the settings
@@ -99,6 +101,8 @@ class JobChanges:
     schedule: ScheduleSetting | None = None
     retry_policy: Replacement[Json | None] | None = None
     attempt_timeout_seconds: Replacement[float | None] | None = None
+    pool: str | None = None
+    start_deadline_seconds: Replacement[float | None] | None = None
     parameters: Replacement[Json | None] | None = None
     parameter_schema: Replacement[Json | None] | None = None
     retention: Replacement[Json | None] | None = None
@@ -125,7 +129,9 @@ class RunRecord:
     idempotency_key: str | None = None
     retried_from: str | None = None
     cancel_time: datetime | None = None
-    executor_kind: str | None = None  # noop, sleep, http or shell: what a worker must offer to run it
+    executor_kind: str | None = None  # noop, sleep, http, shell, python: what a worker must offer to run it
+    pool: str = "default"  # the pool it was queued in
+    task: str | None = None  # python runs: the task a worker's registry must have
     parameters: Json | None = None  # merged and validated; None: the run has none
     output: Any = None  # the latest attempt's JSON output (None also when it had none)
 
@@ -284,3 +290,23 @@ class SkippedSlotRecord:
     reason: SkipReason
     record_time: datetime
     active_run_id: str | None
+
+
+@dataclass(frozen=True)
+class WorkerProfile:
+    """What a worker serves, from its Hello: taskmesh.names routes only that work to it."""
+
+    pools: tuple[str, ...] = ("default",)
+    executors: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    slots: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A worker with a live session (worker_sessions), as ListWorkers shows it."""
+
+    worker_id: str
+    profile: WorkerProfile
+    busy_slots: int
+    connect_time: datetime

@@ -215,6 +215,13 @@ class Settings(BaseSettings):
     retention_batch_size: int = Field(default=500, ge=1, le=10_000)
     retention_pause_seconds: float = Field(default=0.05, ge=0)
     retention_interval_seconds: float = Field(default=60.0, gt=0)
+    # --- worker pools and Python tasks (issue 11: 4, 5) ---
+    # Comma-separated pools a worker takes work from (`taskmesh-worker --pool` adds to them).
+    worker_pools: str = "default"
+    # module:attribute of the worker's taskmesh.tasks.TaskRegistry (`--tasks`); empty: none.
+    worker_tasks: str = ""
+    # Threads that run sync Python tasks (a sync task holds one while it runs).
+    worker_task_threads: int = Field(default=32, ge=1)
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -34,7 +34,8 @@ ACTIVE_STATES = frozenset(RunState) - TERMINAL_STATES
 LEASED_STATES = frozenset({RunState.RUNNING, RunState.CANCELLING})
 
 ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED}),
+    # FAILED: not started within the job's start_deadline (NOT_STARTED).
+    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED, RunState.FAILED}),
     RunState.RUNNING: frozenset(
         {RunState.SUCCEEDED, RunState.FAILED, RunState.RETRY_WAIT, RunState.CANCELLING, RunState.CANCELLED}
     ),

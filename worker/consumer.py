@@ -1,8 +1,11 @@
 """Consumes work units from RabbitMQ (manual acks, bounded prefetch), reconnecting on loss.
 
-A worker consumes only the work queues of the executors it runs (taskmesh.names.work_queues),
-one consumer each on one channel. RabbitMQ applies the prefetch per consumer (quorum queues have
-no channel-wide prefetch): the main queue's flow is as before, a capability queue adds its own.
+A worker consumes only the work queues of its pools, of the executors it runs and of the Python
+tasks its registry has (taskmesh.names.work_queues), one consumer each on one channel; it
+declares each of them first (durable, dead-lettered), so it may connect before any run of its
+pool exists. RabbitMQ applies the prefetch per consumer (quorum queues have no channel-wide
+prefetch): each queue's flow is bounded by its own prefetch, and the worker's admission
+(worker.admission) keeps what exceeds its slots waiting where it can be handed back.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, Protocol
 
 from taskmesh.aio import wait_event
 from taskmesh.broker.amqp import AmqpConnection, Delivery
-from taskmesh.broker.topology import declare_topology
+from taskmesh.broker.topology import declare_topology, declare_work_queue
 from taskmesh.names import Names
 from taskmesh.reconnect import Reconnect
 from taskmesh.service_errors import BrokerUnavailable
@@ -73,6 +76,8 @@ class WorkConsumer:
         try:
             channel = await connection.channel()
             await declare_topology(channel, self._names)
+            for queue in self._queues:
+                await declare_work_queue(channel, self._names, queue)
             await channel.set_prefetch(self._prefetch)
             consumer_tags = [channel.consume(queue, self._on_delivery) for queue in self._queues]
             self.consuming.set()

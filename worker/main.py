@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import os
 import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from taskmesh.guarded_http import worker_policy
-from taskmesh.names import Names
+from taskmesh.names import DEFAULT_POOL, Names, valid_pool_name
 from taskmesh.patches import coalesce_pika_writes
 from taskmesh.process import run_until_signalled
 from taskmesh.process_logging import configure_logging
 from taskmesh.settings import Settings, get_settings
+from taskmesh.tasks import load_registry
 from taskmesh.tls import client_tls
 from taskmesh.v1 import worker_service_pb2 as pb
 from worker.admission import Admission
 from worker.consumer import WorkConsumer
 from worker.credentials import TokenSource
 from worker.executions import Executions
+from worker.executors.python import PythonExecutor
 from worker.executors.registry import ExecutorRegistry
 from worker.health_and_metrics import WorkerCollector, WorkerMonitoring
 from worker.layers import standard_layers
@@ -34,12 +39,54 @@ def worker_id(settings: Settings) -> str:
     return settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What the command line adds to the settings: the pools served and the task registry."""
+
+    pools: tuple[str, ...] = (DEFAULT_POOL,)
+    tasks: str = ""
+
+
+def parse_options(argv: Sequence[str] | None, settings: Settings) -> WorkerOptions:
+    parser = argparse.ArgumentParser(prog="taskmesh-worker", description="Runs the work of its pools.")
+    parser.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        help="a pool to take work from (repeatable; default: TASKMESH_WORKER_POOLS, else 'default')",
+    )
+    parser.add_argument(
+        "--tasks", default=settings.worker_tasks, help="module:attribute of a taskmesh.tasks.TaskRegistry"
+    )
+    args = parser.parse_args(argv)
+    pools = args.pool or [p.strip() for p in settings.worker_pools.split(",") if p.strip()] or [DEFAULT_POOL]
+    for pool in pools:
+        if not valid_pool_name(pool):
+            parser.error(f"--pool {pool!r}: 1-63 lowercase letters, digits, '_' and '-'")
+    return WorkerOptions(pools=tuple(dict.fromkeys(pools)), tasks=args.tasks)
+
+
+def python_executor(options: WorkerOptions, settings: Settings) -> PythonExecutor | None:
+    if not options.tasks:
+        return None
+    return PythonExecutor(load_registry(options.tasks), options.tasks, threads=settings.worker_task_threads)
+
+
+async def serve(settings: Settings, stop: asyncio.Event, options: WorkerOptions | None = None) -> None:
+    options = options or WorkerOptions()
     identity = worker_id(settings)
-    executors = ExecutorRegistry(settings.worker_shell_enabled, egress=worker_policy(settings))
+    executors = ExecutorRegistry(
+        settings.worker_shell_enabled, egress=worker_policy(settings), python=python_executor(options, settings)
+    )
     tls = client_tls(settings)
     tokens = TokenSource(settings.api_address, settings.worker_username, settings.worker_password, tls)
-    hello = pb.Hello(worker_id=identity, executors=executors.kinds, slots=settings.worker_slots)
+    hello = pb.Hello(
+        worker_id=identity,
+        executors=executors.kinds,
+        slots=settings.worker_slots,
+        pools=options.pools,
+        tasks=executors.tasks,
+    )
     executions = Executions()  # filled by the pipeline, read and stopped through by the session
     session = SchedulerSession(settings.scheduler_address, tokens, hello, executions, tls)
     pipeline = Pipeline(
@@ -58,7 +105,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         admission,
         prefetch=settings.worker_slots + settings.worker_prefetch_extra,
         heartbeat=settings.amqp_heartbeat_seconds,
-        queues=names.work_queues(executors.kinds),  # routed by capability: only work it can run
+        # routed by pool and capability: only work it can run reaches it
+        queues=names.work_queues(executors.kinds, options.pools, executors.tasks),
         on_cancelled=admission.close,
     )
     monitoring = WorkerMonitoring(
@@ -68,10 +116,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     consumer_task = asyncio.create_task(consumer.run_until_stopped())
     await monitoring.start()
     log.info(
-        "worker %s started (%d slots, executors: %s)",
+        "worker %s started (%d slots, pools: %s, executors: %s, %d Python tasks)",
         identity,
         settings.worker_slots,
+        ", ".join(options.pools),
         ", ".join(executors.kinds),
+        len(executors.tasks),
     )
     await stop.wait()
     grace = settings.worker_shutdown_grace_seconds
@@ -87,11 +137,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await monitoring.stop()
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     settings = get_settings()
+    options = parse_options(argv, settings)
     configure_logging("worker", settings.log_level, settings.log_json)
     coalesce_pika_writes()
-    run_until_signalled(lambda stop: serve(settings, stop), fast_loop=False)
+    run_until_signalled(lambda stop: serve(settings, stop, options), fast_loop=False)
 
 
 if __name__ == "__main__":

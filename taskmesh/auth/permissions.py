@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "/taskmesh.v1.JobService/BatchTriggerJobs": WRITE,
     "/taskmesh.v1.JobService/GetJobStatus": READ,
     "/taskmesh.v1.JobService/ListRuns": READ,
+    "/taskmesh.v1.JobService/ListWorkers": READ,
     "/taskmesh.v1.JobService/GetRun": READ,
     "/taskmesh.v1.JobService/PauseJob": WRITE,
     "/taskmesh.v1.JobService/ResumeJob": WRITE,

@@ -83,6 +83,12 @@ def apply_flags(job: job_pb2.Job, args: argparse.Namespace) -> set[str]:
         touched.add("attempt_timeout")
     if _retention(job, args):
         touched.add("retention")
+    if args.pool is not None:
+        job.pool = args.pool
+        touched.add("pool")
+    if args.start_deadline is not None:
+        job.start_deadline.CopyFrom(_convert("--start-deadline", builders.duration, args.start_deadline))
+        touched.add("start_deadline")
     return touched
 
 
@@ -130,13 +136,17 @@ def _executor(job: job_pb2.Job, args: argparse.Namespace) -> bool:
         job.executor.CopyFrom(builders.sleep(seconds))
     elif args.http_url is not None:
         job.executor.CopyFrom(builders.http(args.http_url))
+    elif args.python is not None:
+        job.executor.CopyFrom(builders.python(args.python))
     elif args.shell:
         if not shell_argv:
             raise UsageError(
                 "--shell needs the program and its arguments after --, e.g. --shell -- python3 job.py"
             )
         job.executor.CopyFrom(builders.shell(shell_argv))
-    kind_given = bool(args.noop or args.sleep is not None or args.http_url is not None or args.shell)
+    kind_given = bool(
+        args.noop or args.sleep is not None or args.http_url is not None or args.shell or args.python is not None
+    )
     return _http_extras(job, args) | _shell_extras(job, args) | kind_given
 
 

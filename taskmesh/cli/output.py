@@ -101,6 +101,8 @@ def executor_text(executor: job_pb2.Executor) -> str:
         return f"http {executor.http.method or 'GET'} {executor.http.url}"
     if kind == "shell":
         return "shell " + " ".join(executor.shell.argv)
+    if kind == "python":
+        return f"python {executor.python.task}"
     return kind or NONE
 
 
@@ -147,6 +149,10 @@ def result_text(result: run_pb2.RunResult) -> str:
         return f"HTTP {result.http.status_code}: {result.http.body_excerpt[:80]!r}"
     if kind == "shell":
         return f"exit code {result.shell.exit_code}: {result.shell.output_excerpt[-80:]!r}"
+    if kind == "python":
+        if result.python.exception_type:
+            return f"raised {result.python.exception_type}"
+        return f"returned {result.python.return_excerpt[:200] or 'nothing'}"
     return NONE
 
 
@@ -192,6 +198,8 @@ def job_fields(job: job_pb2.Job) -> str:
             ("max attempts", str(retry.max_attempts) if retry.max_attempts else ""),
             ("attempt timeout", duration_text(job.attempt_timeout) if _has(job, "attempt_timeout") else ""),
             ("retention", _retention_text(job)),
+            ("pool", job.pool),
+            ("start deadline", duration_text(job.start_deadline) if _has(job, "start_deadline") else ""),
             ("created", time_text(job.create_time)),
             ("updated", time_text(job.update_time)),
         ]
@@ -226,6 +234,8 @@ def run_fields(run: run_pb2.Run) -> str:
             ("started", time_text(run.start_time)),
             ("finished", time_text(run.finish_time)),
             ("took", run_took(run)),
+            ("pool", run.pool),
+            ("waiting", run.waiting_reason),
             ("worker", run.worker_id),
             ("result", result_text(run.result)),
             ("error", error_text(run.error)),
@@ -266,6 +276,7 @@ def status_fields(status: job_service_pb2.JobStatus) -> str:
         ("attempt", str(status.last_run.attempt) if _has(status, "last_run") else ""),
         ("queued", time_text(status.last_run.queue_time) if _has(status, "last_run") else ""),
         ("finished", time_text(status.last_run.finish_time) if _has(status, "last_run") else ""),
+        ("waiting", status.waiting_reason),
     ]
     if _has(status, "schedule_health"):
         pairs += [
@@ -277,6 +288,21 @@ def status_fields(status: job_service_pb2.JobStatus) -> str:
             ("skipped slots", str(health.skipped_slots)),
         ]
     return fields(pairs)
+
+
+def workers_table(workers: Iterable[job_service_pb2.Worker]) -> str:
+    rows = [
+        (
+            w.worker_id,
+            ",".join(w.pools),
+            ",".join(w.executors),
+            str(len(w.tasks)),
+            f"{w.busy_slots}/{w.slots}",
+            time_text(w.connect_time),
+        )
+        for w in workers
+    ]
+    return table(("WORKER", "POOLS", "EXECUTORS", "TASKS", "BUSY", "CONNECTED"), rows)
 
 
 def users_table(users: Iterable[auth_service_pb2.User]) -> str:

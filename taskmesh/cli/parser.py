@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, NoReturn
 
-from taskmesh.cli import account, jobs, notifications, runs
+from taskmesh.cli import account, jobs, notifications, runs, workers
 from taskmesh.cli.errors import UsageError
 
 DESCRIPTION = """Manage Taskmesh jobs and runs over gRPC.
@@ -66,6 +66,24 @@ def build() -> Parser:
         common,
         listing,
     )
+    listed_workers = commands.add_parser("workers", help="the connected workers").add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=Parser
+    )
+    workers_list = listed_workers.add_parser("list", parents=[common, listing], help="list connected workers")
+    workers_list.add_argument("--pool", help="only the workers of this pool")
+    workers_list.set_defaults(handler=workers.list_workers)
+    task_actions = commands.add_parser("tasks", help="Python task registries").add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=Parser
+    )
+    schema = task_actions.add_parser(
+        "schema",
+        help="print the parameter JSON Schema of a registry's tasks",
+        description="Loads module:attribute (a taskmesh.tasks.TaskRegistry) and prints "
+        "{\"task name\": schema, ...}, or one task's schema (a job's parameter_schema) with --task.",
+    )
+    schema.add_argument("registry", metavar="MODULE:ATTRIBUTE")
+    schema.add_argument("--task", help="only this task's schema")
+    schema.set_defaults(handler=workers.task_schema)
     _users(
         commands.add_parser("users", help="manage users (admin)").add_subparsers(
             dest="action", metavar="ACTION", required=True, parser_class=Parser
@@ -191,6 +209,7 @@ def _job_flags(parser: argparse.ArgumentParser) -> None:
     kinds.add_argument("--sleep", metavar="DURATION", help="sleep, e.g. 2 or 1.5s")
     kinds.add_argument("--http-url", metavar="URL", help="call this URL; 2xx is success")
     kinds.add_argument("--shell", action="store_true", help="run the program given after --")
+    kinds.add_argument("--python", metavar="TASK", help="call a registered Python task (taskmesh.tasks)")
     executor.add_argument("--http-method", metavar="METHOD", help="GET (default), POST, PUT, PATCH, DELETE, HEAD")
     executor.add_argument("--http-header", action="append", metavar="'NAME: VALUE'")
     executor.add_argument("--http-body", metavar="TEXT")
@@ -225,6 +244,11 @@ def _job_flags(parser: argparse.ArgumentParser) -> None:
     keep.add_argument("--keep-failed", metavar="DURATION", help="keep FAILED runs this long")
     keep.add_argument("--keep-cancelled", metavar="DURATION", help="keep CANCELLED runs this long")
     keep.add_argument("--keep-logs", metavar="DURATION", help="keep log lines of finished runs this long")
+    routing = parser.add_argument_group("worker pools")
+    routing.add_argument("--pool", metavar="POOL", help="the pool whose workers run it (default: default)")
+    routing.add_argument(
+        "--start-deadline", metavar="DURATION", help="a run not started this long after queueing fails NOT_STARTED"
+    )
 
 
 def _paging_flags(parser: argparse.ArgumentParser, default_limit: int) -> None:

@@ -85,6 +85,11 @@ def noop() -> job_pb2.Executor:
     return job_pb2.Executor(noop=job_pb2.NoopExecutor())
 
 
+def python(task: str) -> job_pb2.Executor:
+    """A registered Python task (taskmesh.tasks), run by workers whose registry has it."""
+    return job_pb2.Executor(python=job_pb2.PythonExecutor(task=task))
+
+
 def sleep(seconds: float) -> job_pb2.Executor:
     return job_pb2.Executor(sleep=job_pb2.SleepExecutor(seconds=seconds))
 

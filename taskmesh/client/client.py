@@ -155,10 +155,16 @@ class TaskmeshClient:
         retry_policy: RetryPolicyLike | None = None,
         attempt_timeout: builders.DurationLike | None = None,
         retention: RetentionLike | None = None,
+        pool: str = "",
+        start_deadline: builders.DurationLike | None = None,
     ) -> job_pb2.Job:
-        """Create a job. `executor` is e.g. builders.sleep(2) or {"http": {"url": "https://..."}};
+        """Create a job. `executor` is e.g. builders.sleep(2), builders.python("reports.build") or
+        {"http": {"url": "https://..."}}; `pool` the worker pool that runs it ("default");
         `retention` e.g. builders.retention(succeeded="14d")."""
         job = _job(name, description, executor, labels, schedule, retry_policy, attempt_timeout, retention)
+        job.pool = pool
+        if start_deadline is not None:
+            job.start_deadline.CopyFrom(builders.duration(start_deadline))
         return self.create_job_from(job)
 
     def create_job_from(self, job: job_pb2.Job | Mapping[str, Any]) -> job_pb2.Job:
@@ -292,6 +298,11 @@ class TaskmeshClient:
                 entry.parameters.update(values)
         kind = CallKind.WRITE if all(keys) else CallKind.UNSAFE
         return list(self._call(self._jobs.BatchTriggerJobs, request, kind).runs)
+
+    def list_workers(self, pool: str = "") -> list[job_service_pb2.Worker]:
+        """The workers connected now (of one pool, or all), with what they serve."""
+        request = job_service_pb2.ListWorkersRequest(pool=pool)
+        return list(self._call(self._jobs.ListWorkers, request, CallKind.READ).workers)
 
     def get_job_status(self, job_id: str) -> job_service_pb2.JobStatus:
         request = job_service_pb2.GetJobStatusRequest(id=job_id)

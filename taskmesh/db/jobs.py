@@ -14,18 +14,20 @@ from taskmesh.service_errors import AlreadyExists, NotFound
 JOB_COLUMNS = """
     j.id::text AS id, j.name, j.description, j.executor, j.labels, j.create_time, j.update_time,
     j.schedule, j.retry_policy, j.attempt_timeout_seconds, j.paused, j.next_fire_at, j.last_fire_at,
-    j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots, j.parameters, j.parameter_schema, j.retention
+    j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots, j.parameters, j.parameter_schema, j.retention,
+    j.pool, j.start_deadline_seconds
 """
 
 INSERT_JOB = Query(
     f"""
     INSERT INTO jobs AS j (id, name, description, executor, labels, create_time, update_time,
                            schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds,
-                           parameters, parameter_schema, retention)
+                           parameters, parameter_schema, retention, pool, start_deadline_seconds)
     VALUES (:id, :name, :description, CAST(:executor AS jsonb), CAST(:labels AS jsonb),
             COALESCE(CAST(:now AS timestamptz), now()), COALESCE(CAST(:now AS timestamptz), now()),
             CAST(:schedule AS jsonb), :next_fire_at, :due_at, CAST(:retry_policy AS jsonb),
-            :attempt_timeout_seconds, CAST(:parameters AS jsonb), CAST(:parameter_schema AS jsonb), CAST(:retention AS jsonb))
+            :attempt_timeout_seconds, CAST(:parameters AS jsonb), CAST(:parameter_schema AS jsonb),
+            CAST(:retention AS jsonb), :pool, :start_deadline_seconds)
     RETURNING {JOB_COLUMNS}
     """
 )
@@ -79,6 +81,8 @@ class JobRepository:
         parameters: Json | None = None,
         parameter_schema: Json | None = None,
         retention: Json | None = None,
+        pool: str = "default",
+        start_deadline_seconds: float | None = None,
     ) -> JobRecord:
         """`now` becomes the creation time (an interval schedule without anchor counts from it);
         the database clock when None."""
@@ -98,6 +102,8 @@ class JobRepository:
             "parameters": _json_or_none(parameters),
             "parameter_schema": _json_or_none(parameter_schema),
             "retention": _json_or_none(retention),
+            "pool": pool,
+            "start_deadline_seconds": start_deadline_seconds,
         }
         try:
             async with statement(self._engine) as conn:
@@ -179,6 +185,12 @@ class JobRepository:
         if changes.retention is not None:
             assignments.append("retention = CAST(:retention AS jsonb)")
             params["retention"] = _json_or_none(changes.retention.value)
+        if changes.pool is not None:
+            assignments.append("pool = :pool")
+            params["pool"] = changes.pool
+        if changes.start_deadline_seconds is not None:
+            assignments.append("start_deadline_seconds = :start_deadline_seconds")
+            params["start_deadline_seconds"] = changes.start_deadline_seconds.value
         sql = Query(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
         try:
             async with statement(self._engine) as conn:
@@ -262,6 +274,8 @@ def _job(row: Any) -> JobRecord:
         parameters=row.parameters,
         parameter_schema=row.parameter_schema,
         retention=row.retention,
+        pool=row.pool,
+        start_deadline_seconds=row.start_deadline_seconds,
     )
 
 

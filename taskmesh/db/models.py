@@ -107,6 +107,10 @@ class Job(Base):
     parameter_schema: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # taskmesh.v1.Retention in protobuf JSON; NULL: the settings (migration 0012).
     retention: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The worker pool whose workers take its runs (migration 0009).
+    pool: Mapped[str] = mapped_column(Text, server_default="default")
+    # A run not started this long after it was queued fails with NOT_STARTED (migration 0009).
+    start_deadline_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class Run(Base):
@@ -125,6 +129,11 @@ class Run(Base):
         Index("runs_finished", "finish_time", "id", postgresql_where=text("finish_time IS NOT NULL")),
         Index("runs_by_state", "state", text("queue_time DESC"), text("id DESC")),
         Index("runs_retried_from", "retried_from", postgresql_where=text("retried_from IS NOT NULL")),
+        Index(
+            "runs_start_deadline",
+            "start_deadline_at",
+            postgresql_where=text("state = 'QUEUED' AND start_deadline_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -160,6 +169,9 @@ class Run(Base):
     # (NULL: none), written with the outcome by the same statement (migration 0008).
     parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     output: Mapped[Any | None] = mapped_column(JSONB)
+    # The pool the run was queued in, and when it fails NOT_STARTED if still QUEUED (0009).
+    pool: Mapped[str] = mapped_column(Text, server_default="default")
+    start_deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SkippedSlot(Base):
@@ -310,3 +322,10 @@ class NotificationCursor(Base):
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     position_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     position_id: Mapped[str] = mapped_column(Text, server_default="")
+    # What the worker serves, from its Hello; busy_slots as of its last heartbeat (0009).
+    pools: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{default}")
+    executors: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    tasks: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    slots: Mapped[int] = mapped_column(Integer, server_default="0")
+    busy_slots: Mapped[int] = mapped_column(Integer, server_default="0")
+    connect_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -5,20 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from taskmesh.db.pg import Database, Query, statement
+from taskmesh.names import Route
 from taskmesh.records import AttemptRef
 
 # A relay leases rows while it publishes them; they are deleted once RabbitMQ confirmed them.
 # A relay that dies meanwhile leaves its rows to be taken again when the lease ends: their
 # work units may then be published twice, which fencing on the attempt makes harmless.
-# Each row comes with its run's executor kind (NULL once the run is gone): the routing key.
+# Each row comes with its run's route (pool, executor kind, Python task; NULL once the run is
+# gone): the relay publishes it to that route's queue.
 TAKE_BATCH = Query(
     """
-    UPDATE outbox AS o SET lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)
-    WHERE o.id IN (
-        SELECT id FROM outbox WHERE lease_until IS NULL OR lease_until < clock_timestamp()
-        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
-    ) RETURNING o.id, o.run_id::text AS run_id, o.attempt,
-        (SELECT min(k) FROM runs r, jsonb_object_keys(r.executor) AS k WHERE r.id = o.run_id) AS executor_kind
+    WITH taken AS (
+        UPDATE outbox AS o SET lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)
+        WHERE o.id IN (
+            SELECT id FROM outbox WHERE lease_until IS NULL OR lease_until < clock_timestamp()
+            ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+        ) RETURNING o.id, o.run_id, o.attempt
+    )
+    SELECT t.id, t.run_id::text AS run_id, t.attempt, r.pool, r.executor #>> '{python,task}' AS task,
+        (SELECT min(k) FROM jsonb_object_keys(r.executor) AS k) AS executor_kind
+    FROM taken t LEFT JOIN runs r ON r.id = t.run_id
     """
 )
 DELETE_PUBLISHED = Query("DELETE FROM outbox WHERE id = ANY(CAST(:ids AS bigint[]))")
@@ -35,7 +41,7 @@ LEASE_SECONDS = 30.0
 class OutboxBatch:
     ids: list[int]
     units: list[AttemptRef]
-    kinds: list[str | None]  # each unit's executor kind (None: its run is gone)
+    routes: list[Route]  # each unit's route (kind None: its run is gone)
 
 
 class OutboxRepository:
@@ -49,7 +55,7 @@ class OutboxRepository:
         return OutboxBatch(
             ids=[row.id for row in rows],
             units=[AttemptRef(row.run_id, row.attempt) for row in rows],
-            kinds=[row.executor_kind for row in rows],
+            routes=[Route(row.pool or "default", row.executor_kind, row.task) for row in rows],
         )
 
     async def published(self, batch: OutboxBatch) -> None:

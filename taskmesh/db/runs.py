@@ -57,7 +57,8 @@ RUN_COLUMNS = """
     r.id::text AS id, r.job_id::text AS job_id, j.name AS job_name, r.state, r.attempt, r.trigger,
     r.version, r.queue_time, r.start_time, r.finish_time, r.worker_id, r.result, r.error, r.attempts,
     r.slot_time, r.retry_at, r.idempotency_key, r.retried_from::text AS retried_from, r.cancel_time,
-    (SELECT min(k) FROM jsonb_object_keys(r.executor) AS k) AS executor_kind, r.parameters, r.output
+    (SELECT min(k) FROM jsonb_object_keys(r.executor) AS k) AS executor_kind, r.parameters, r.output, r.pool,
+    r.executor #>> '{python,task}' AS task
 """
 
 
@@ -92,9 +93,10 @@ CREATE_RUNS = _queueing(
     )""",
     """queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
-                          idempotency_key, queue_time, parameters)
+                          idempotency_key, queue_time, parameters, pool, start_deadline_at)
         SELECT request.run_id, jobs.id, 'QUEUED', 1, :trigger, jobs.executor, jobs.retry_policy,
-               jobs.attempt_timeout_seconds, request.idempotency_key, clock_timestamp(), request.parameters
+               jobs.attempt_timeout_seconds, request.idempotency_key, clock_timestamp(), request.parameters,
+               jobs.pool, CASE WHEN jobs.start_deadline_seconds IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END
         FROM request JOIN jobs ON jobs.id = request.job_id
         WHERE request.job_version IS NULL OR jobs.update_time = request.job_version
         ON CONFLICT (job_id, idempotency_key) DO NOTHING
@@ -115,9 +117,10 @@ def scheduled_runs_statement(*bookkeeping: str) -> Query:
     )""",
         """queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, queue_time, slot_time,
-                          retry_policy, attempt_timeout_seconds, parameters)
+                          retry_policy, attempt_timeout_seconds, parameters, pool, start_deadline_at)
         SELECT f.run_id, jobs.id, 'QUEUED', 1, 'SCHEDULE', jobs.executor, clock_timestamp(), f.slot_time,
-               jobs.retry_policy, jobs.attempt_timeout_seconds, NULLIF(jobs.parameters, CAST('{}' AS jsonb))
+               jobs.retry_policy, jobs.attempt_timeout_seconds, NULLIF(jobs.parameters, CAST('{}' AS jsonb)),
+               jobs.pool, CASE WHEN jobs.start_deadline_seconds IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END
         FROM fire f JOIN jobs ON jobs.id = f.job_id
         ON CONFLICT (job_id, slot_time) DO NOTHING
         RETURNING *
@@ -149,10 +152,11 @@ RETRY_RUN = _queueing(
     )""",
     """queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
-                          retried_from, queue_time, parameters)
-        SELECT :run_id, job_id, 'QUEUED', 1, 'RETRY', executor, retry_policy, attempt_timeout_seconds, id,
-               clock_timestamp(), parameters
-        FROM source
+                          retried_from, queue_time, parameters, pool, start_deadline_at)
+        SELECT :run_id, source.job_id, 'QUEUED', 1, 'RETRY', source.executor, source.retry_policy,
+               source.attempt_timeout_seconds, source.id, clock_timestamp(), source.parameters, source.pool,
+               CASE WHEN jobs.start_deadline_seconds IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END
+        FROM source JOIN jobs ON jobs.id = source.job_id
         RETURNING *
     )""",
 )
@@ -163,7 +167,8 @@ CLAIM_ATTEMPTS = Query(
     WITH now_ts AS (SELECT clock_timestamp() AS t)
     UPDATE runs AS r
     SET state = 'RUNNING', worker_id = claim.worker_id, worker_session = claim.session, start_time = now_ts.t,
-        lease_expires_at = now_ts.t + make_interval(secs => :lease_seconds), version = r.version + 1
+        lease_expires_at = now_ts.t + make_interval(secs => :lease_seconds), version = r.version + 1,
+        start_deadline_at = NULL
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:worker_ids AS text[]),
                 CAST(:sessions AS text[]), CAST(:positions AS int[]))
          AS claim(run_id, attempt, worker_id, session, position),
@@ -254,6 +259,26 @@ PROMOTE_RETRIES = _queueing(
         FROM due WHERE r.id = due.id AND r.state = 'RETRY_WAIT'
         RETURNING r.*
     )""",
+)
+
+# QUEUED -> FAILED (NOT_STARTED) for runs still waiting past their job's start_deadline: nobody
+# claimed them in time. A claim in the same instant loses or wins by the state guard alone.
+FAIL_NOT_STARTED = Query(
+    f"""
+    WITH due AS (
+        SELECT id FROM runs WHERE state = 'QUEUED' AND start_deadline_at IS NOT NULL
+          AND start_deadline_at <= clock_timestamp()
+        ORDER BY start_deadline_at LIMIT :limit FOR UPDATE SKIP LOCKED
+    ), now_ts AS (SELECT clock_timestamp() AS t)
+    UPDATE runs AS r
+    SET state = 'FAILED', finish_time = now_ts.t, start_deadline_at = NULL, version = r.version + 1,
+        error = jsonb_build_object('kind', 'NOT_STARTED', 'retryable', false,
+            'message', 'not started within the start deadline of ' || COALESCE(j.start_deadline_seconds, 0)
+                || 's: no worker of pool ' || r.pool || ' took it in time')
+    FROM due, jobs j, now_ts
+    WHERE r.id = due.id AND r.state = 'QUEUED' AND j.id = r.job_id
+    RETURNING {RUN_COLUMNS}
+    """
 )
 
 NEXT_RETRY_DUE = Query("SELECT min(retry_at) FROM runs WHERE state = 'RETRY_WAIT'")
@@ -431,6 +456,12 @@ class RunRepository:
             rows = (await conn.execute(PROMOTE_RETRIES, {"limit": limit})).all_rows()
         return [run_from_row(row) for row in rows]
 
+    async def fail_not_started(self, limit: int = 500) -> list[RunRecord]:
+        """Fail (NOT_STARTED) the QUEUED runs whose start deadline passed."""
+        async with statement(self._engine) as conn:
+            rows = (await conn.execute(FAIL_NOT_STARTED, {"limit": limit})).all_rows()
+        return [run_from_row(row) for row in rows]
+
     async def next_retry_due(self) -> Any:
         async with statement(self._engine) as conn:
             return (await conn.execute(NEXT_RETRY_DUE)).one_value()
@@ -539,4 +570,6 @@ def run_from_row(row: Any) -> RunRecord:
         executor_kind=row.executor_kind,
         parameters=row.parameters,
         output=row.output,
+        pool=row.pool,
+        task=row.task,
     )

@@ -94,6 +94,16 @@ def _expire_into(new_state: RunState) -> Apply:
     return apply
 
 
+async def _fail_not_started(runs: RunRepository, run: RunRecord) -> object:
+    """The start-deadline sweep, with this run's deadline passed (whatever its state)."""
+    async with runs._engine.statement() as conn:
+        await conn.execute(
+            Query("UPDATE runs SET start_deadline_at = clock_timestamp() - interval '1 minute' WHERE id = :id"),
+            {"id": run.id},
+        )
+    return await runs.fail_not_started()
+
+
 async def _heartbeat(runs: RunRepository, run: RunRecord) -> object:
     return await runs.extend_leases(WORKER, SESSION, [AttemptRef(run.id, run.attempt)], 30)
 
@@ -104,6 +114,7 @@ STATEMENTS: dict[str, Apply] = {
     "promote due retry": _promote_due_retry,
     "expire lease": _expire_lease,
     "heartbeat": _heartbeat,
+    "fail not started": _fail_not_started,
     **{f"outcome -> {state.value}": _outcome(state) for state in RunState},
     **{f"expiry decided -> {state.value}": _expire_into(state) for state in RunState},
 }
@@ -249,6 +260,7 @@ async def test_the_migrated_schema_lists_the_states_the_code_derives(engine: Dat
         "runs_retry_due": {RunState.RETRY_WAIT},
         "runs_retried_from": set(),  # retention (0012): replays by their source, no state in it
         "runs_finished": set(),  # notifications (0011): the scan of finished runs, no state in it
+        "runs_start_deadline": {RunState.QUEUED},
     }
 
 

@@ -12,7 +12,7 @@ from taskmesh.launcher import Mesh
 from tests.e2e.helpers import create_job, trigger, wait_run_terminal
 from tests.support import wait_for
 
-NO_SHELL_WORKER = "no connected worker can run shell"
+NO_SHELL_WORKER = "NO_WORKER_FOR_EXECUTOR: no connected worker can run shell"
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,7 @@ class FakeState:
     logs: dict[str, list[run_pb2.LogLine]] = field(default_factory=dict)
     skipped: dict[str, list[job_service_pb2.SkippedSlot]] = field(default_factory=dict)
     truncated: dict[str, list[int]] = field(default_factory=dict)  # run id -> attempts whose logs hit the cap
+    workers: list[job_service_pb2.Worker] = field(default_factory=list)
     # WatchRun scripts: per run, a list of RunEvent or grpc.StatusCode (abort there).
     watch_scripts: dict[str, deque[list[Any]]] = field(default_factory=lambda: defaultdict(deque))
     # Codes to fail the next calls of a method with, in order.
@@ -285,6 +286,11 @@ class FakeJobs(job_service_pb2_grpc.JobServiceServicer):
         page, token = _paginate(lines, request.page_size or 1000, request.page_token)
         truncated = [a for a in self.s.truncated.get(request.id, []) if request.attempt in (0, a)]
         return job_service_pb2.ListRunLogsResponse(lines=page, truncated_attempts=truncated, next_page_token=token)
+
+    def ListWorkers(self, request: Any, context: Any) -> job_service_pb2.ListWorkersResponse:
+        self.guard.enter("ListWorkers", request, context)
+        workers = [w for w in self.s.workers if not request.pool or request.pool in w.pools]
+        return job_service_pb2.ListWorkersResponse(workers=workers)
 
 
 def _matches(job: job_pb2.Job, text: str) -> bool:

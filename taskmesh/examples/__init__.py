@@ -1,0 +1,1 @@
+"""Examples shipped with Taskmesh: `make up` starts its workers with taskmesh.examples.tasks."""
