@@ -19,6 +19,7 @@ from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.ids import new_id
 from taskmesh.records import (
     Condition,
+    FlowSettings,
     JobChanges,
     JobRecord,
     Json,
@@ -53,6 +54,7 @@ class JobPolicies:
     schedule: NewSchedule | None = None
     retry_policy: Json | None = None
     attempt_timeout_seconds: float | None = None
+    flow: FlowSettings | None = None
 
 
 JOB_ROW_SECONDS = 1.0
@@ -102,6 +104,7 @@ class Jobs:
             schedule=setting,
             retry_policy=policies.retry_policy,
             attempt_timeout_seconds=policies.attempt_timeout_seconds,
+            flow=policies.flow,
         )
 
     async def get(self, job_id: str) -> JobRecord:

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from taskmesh.batching import GroupCommitter
 from taskmesh.cache.status import CacheWriter
+from taskmesh.db.admission import AdmissionRepository, KeyUsage
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.runs import RunRepository
@@ -30,7 +31,9 @@ class Runs:
         logs: LogRepository,
         cache_writer: CacheWriter,
         observers: Sequence[RunsObserver] = (),
+        admission: AdmissionRepository | None = None,
     ) -> None:
+        self._admission = admission
         self._observers = tuple(observers)
         self._jobs = jobs
         self._runs = runs
@@ -39,18 +42,16 @@ class Runs:
         # Concurrent triggers share one statement (group commit).
         self._triggers: GroupCommitter[RunRequest, RunRecord] = GroupCommitter(self._create_runs, max_batch=500)
 
-    async def trigger(self, job_id: str, idempotency_key: str | None) -> RunRecord:
-        return await self._triggers.submit(RunRequest(new_id(), job_id, idempotency_key))
+    async def trigger(self, job_id: str, idempotency_key: str | None, priority: int | None = None) -> RunRecord:
+        return await self._triggers.submit(RunRequest(new_id(), job_id, idempotency_key, priority))
 
-    async def trigger_many(self, triggers: Sequence[tuple[str, str | None]]) -> list[RunRecord]:
-        """(job id, idempotency key) pairs -> their runs, in order. Unknown jobs fail the whole
-        batch before anything is created."""
-        missing = sorted(
-            set(job_id for job_id, _ in triggers) - await self._jobs.existing({j for j, _ in triggers})
-        )
+    async def trigger_many(self, triggers: Sequence[tuple[str, str | None, int | None]]) -> list[RunRecord]:
+        """(job id, idempotency key, priority) -> their runs, in order. Unknown jobs fail the
+        whole batch before anything is created."""
+        missing = sorted(set(t[0] for t in triggers) - await self._jobs.existing({t[0] for t in triggers}))
         if missing:
             raise NotFound(f"jobs not found: {', '.join(missing)}")
-        requests = [RunRequest(new_id(), job_id, key) for job_id, key in triggers]
+        requests = [RunRequest(new_id(), job_id, key, priority) for job_id, key, priority in triggers]
         created = await self._runs.create(requests, Trigger.MANUAL)
         runs = [run for run in created if run is not None]
         self._cache_writer.enqueue(runs)
@@ -83,6 +84,13 @@ class Runs:
         run = await self._runs.retry_run(run_id, new_id())
         self._cache_writer.enqueue([run])
         return run
+
+    async def waiting_reasons(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """Flow control: why these runs wait for admission (runs that do not are left out)."""
+        return {} if self._admission is None else await self._admission.waiting_reasons(run_ids)
+
+    async def concurrency_keys(self, prefix: str, after: str, limit: int) -> list[KeyUsage]:
+        return [] if self._admission is None else await self._admission.list_keys(prefix, after, limit)
 
     async def get(self, run_id: str) -> RunRecord:
         return await self._runs.get(run_id)

@@ -58,6 +58,9 @@ class JobRecord:
     last_fire_lag_seconds: float | None = None
     misfired_slots: int = 0
     skipped_slots: int = 0
+    priority: int = 5
+    concurrency: Json | None = None  # taskmesh.v1.ConcurrencyLimit as protobuf JSON
+    rate_limit: Json | None = None  # taskmesh.v1.RateLimit as protobuf JSON
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,25 @@ class ScheduleSetting:
 
 
 @dataclass(frozen=True)
+class FlowSettings:
+    """A job's flow control (README "Flow control"): priority 0-9 (None: 5), ConcurrencyLimit and
+    RateLimit as protobuf JSON (None: no limit)."""
+
+    priority: int | None = None
+    concurrency: Json | None = None
+    rate_limit: Json | None = None
+
+
+@dataclass(frozen=True)
+class FlowChanges:
+    """UpdateJob: new flow-control values; None leaves a field alone."""
+
+    priority: int | None = None
+    concurrency: Replacement[Json | None] | None = None
+    rate_limit: Replacement[Json | None] | None = None
+
+
+@dataclass(frozen=True)
 class JobChanges:
     """New values for the fields an UpdateJob names; None leaves a field alone."""
 
@@ -87,6 +109,9 @@ class JobChanges:
     schedule: ScheduleSetting | None = None
     retry_policy: Replacement[Json | None] | None = None
     attempt_timeout_seconds: Replacement[float | None] | None = None
+    priority: int | None = None
+    concurrency: Replacement[Json | None] | None = None
+    rate_limit: Replacement[Json | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,10 @@ class RunRecord:
     retried_from: str | None = None
     cancel_time: datetime | None = None
     executor_kind: str | None = None  # noop, sleep, http or shell: what a worker must offer to run it
+    priority: int = 5  # 0-9, higher first (flow control)
+    concurrency_key: str | None = None  # rendered by admission
+    rate_limit_key: str | None = None
+    awaiting_admission: bool = False  # QUEUED, not admitted yet: no work unit published
 
 
 @dataclass(frozen=True)
@@ -126,6 +155,7 @@ class RunRequest:
     run_id: str
     job_id: str
     idempotency_key: str | None = None
+    priority: int | None = None  # None: the job's
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,28 @@ from taskmesh.records import AttemptRef
 # A relay that dies meanwhile leaves its rows to be taken again when the lease ends: their
 # work units may then be published twice, which fencing on the attempt makes harmless.
 # Each row comes with its run's executor kind (NULL once the run is gone): the routing key.
-TAKE_BATCH = Query(
-    """
+_TAKE = """
     UPDATE outbox AS o SET lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)
     WHERE o.id IN (
         SELECT id FROM outbox WHERE lease_until IS NULL OR lease_until < clock_timestamp()
-        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+        ORDER BY priority DESC, id LIMIT {limit} FOR UPDATE SKIP LOCKED
     ) RETURNING o.id, o.run_id::text AS run_id, o.attempt,
         (SELECT min(k) FROM runs r, jsonb_object_keys(r.executor) AS k WHERE r.id = o.run_id) AS executor_kind
     """
+TAKE_BATCH = Query(_TAKE.format(limit=":limit"))
+# Flow control: highest priority first, and only while fewer than :max_in_flight work units are
+# out unclaimed (admitted QUEUED runs minus those still in the outbox), so that RabbitMQ's FIFO
+# never holds more than that ahead of a new high-priority run. Relays that take at once may
+# overshoot the bound by a batch each: it is a bound on latency, not a guarantee.
+TAKE_BOUNDED_BATCH = Query(
+    _TAKE.format(
+        limit="""LEAST(:limit, GREATEST(0, :max_in_flight - (
+            (SELECT count(*) FROM runs WHERE state = 'QUEUED' AND NOT awaiting_admission)
+            - (SELECT count(*) FROM outbox))))"""
+    )
+)
+PENDING = Query(
+    "SELECT EXISTS (SELECT 1 FROM outbox WHERE lease_until IS NULL OR lease_until < clock_timestamp())"
 )
 DELETE_PUBLISHED = Query("DELETE FROM outbox WHERE id = ANY(CAST(:ids AS bigint[]))")
 # A relay whose publish failed hands its rows back at once, for the next relay (or itself,
@@ -42,10 +55,14 @@ class OutboxRepository:
     def __init__(self, engine: Database) -> None:
         self._engine = engine
 
-    async def take(self, limit: int, lease_seconds: float = LEASE_SECONDS) -> OutboxBatch:
-        """Lease up to `limit` pending work units to this relay."""
+    async def take(self, limit: int, lease_seconds: float = LEASE_SECONDS, max_in_flight: int = 0) -> OutboxBatch:
+        """Lease up to `limit` pending work units to this relay, highest priority first; with
+        max_in_flight > 0, only as many as keep the unclaimed work out in RabbitMQ under it."""
+        query, params = TAKE_BATCH, {"limit": limit, "lease_seconds": lease_seconds}
+        if max_in_flight > 0:
+            query, params = TAKE_BOUNDED_BATCH, {**params, "max_in_flight": max_in_flight}
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(TAKE_BATCH, {"limit": limit, "lease_seconds": lease_seconds})).all_rows()
+            rows = (await conn.execute(query, params)).all_rows()
         return OutboxBatch(
             ids=[row.id for row in rows],
             units=[AttemptRef(row.run_id, row.attempt) for row in rows],
@@ -60,6 +77,11 @@ class OutboxRepository:
         """Hand back rows whose publish failed: any relay may take them again now."""
         async with statement(self._engine) as conn:
             await conn.execute(RELEASE_BATCH, {"ids": batch.ids})
+
+    async def pending(self) -> bool:
+        """Whether rows wait that no relay holds (a short bounded batch: the bound holds them)."""
+        async with statement(self._engine) as conn:
+            return bool((await conn.execute(PENDING)).one_value())
 
     async def backlog(self) -> int:
         async with statement(self._engine) as conn:

@@ -247,6 +247,10 @@ async def test_the_migrated_schema_lists_the_states_the_code_derives(engine: Dat
         "runs_active_per_job": ACTIVE_STATES,
         "runs_leased": LEASED_STATES,
         "runs_retry_due": {RunState.RETRY_WAIT},
+        # flow control (migration 0010)
+        "runs_awaiting_admission": {RunState.QUEUED},
+        "runs_concurrency_active": ACTIVE_STATES,
+        "runs_dispatched": {RunState.QUEUED},
     }
 
 
