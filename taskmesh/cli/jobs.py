@@ -69,12 +69,18 @@ def trigger(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError("--count must be between 1 and 1000")
     job_id = resolve_job(ctx, args.job)
     if args.count == 1:
-        ctx.show(ctx.client().trigger_job(job_id, args.idempotency_key), output.run_fields)
+        ctx.show(ctx.client().trigger_job(job_id, args.idempotency_key, priority=args.priority), output.run_fields)
         return 0
     if args.idempotency_key:
         raise UsageError("--idempotency-key names one run; it cannot go with --count")
-    runs = ctx.client().batch_trigger_jobs([job_id] * args.count)
+    runs = ctx.client().batch_trigger_jobs([job_id] * args.count, priority=args.priority)
     ctx.show_list(runs, output.runs_table)
+    return 0
+
+
+def concurrency_keys(ctx: Context, args: argparse.Namespace) -> int:
+    keys = ctx.client().iter_concurrency_keys(prefix=args.prefix, page_size=args.page_size)
+    ctx.show_list(keys, output.concurrency_keys_table, args.limit)
     return 0
 
 

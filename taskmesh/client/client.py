@@ -139,9 +139,20 @@ class TaskmeshClient:
         schedule: ScheduleLike | None = None,
         retry_policy: RetryPolicyLike | None = None,
         attempt_timeout: builders.DurationLike | None = None,
+        priority: int | None = None,
+        concurrency: job_pb2.ConcurrencyLimit | Mapping[str, Any] | None = None,
+        rate_limit: job_pb2.RateLimit | Mapping[str, Any] | None = None,
     ) -> job_pb2.Job:
-        """Create a job. `executor` is e.g. builders.sleep(2) or {"http": {"url": "https://..."}}."""
+        """Create a job. `executor` is e.g. builders.sleep(2) or {"http": {"url": "https://..."}}.
+        Flow control: `priority` 0-9, `concurrency` e.g. {"key": "customer-{{ job.name }}",
+        "limit": 3}, `rate_limit` e.g. {"limit": 100, "period": "60s"} (README "Flow control")."""
         job = _job(name, description, executor, labels, schedule, retry_policy, attempt_timeout)
+        if priority is not None:
+            job.priority = priority
+        if concurrency is not None:
+            job.concurrency.CopyFrom(builders.message(concurrency, job_pb2.ConcurrencyLimit))
+        if rate_limit is not None:
+            job.rate_limit.CopyFrom(builders.message(rate_limit, job_pb2.RateLimit))
         return self.create_job_from(job)
 
     def create_job_from(self, job: job_pb2.Job | Mapping[str, Any]) -> job_pb2.Job:
@@ -222,19 +233,26 @@ class TaskmeshClient:
     def delete_job(self, job_id: str) -> None:
         self._call(self._jobs.DeleteJob, job_service_pb2.DeleteJobRequest(id=job_id), CallKind.WRITE)
 
-    def trigger_job(self, job_id: str, idempotency_key: str | None = None) -> run_pb2.Run:
+    def trigger_job(
+        self, job_id: str, idempotency_key: str | None = None, *, priority: int | None = None
+    ) -> run_pb2.Run:
         """Start a run now.
 
         Every call carries an idempotency key: a fresh random one unless you pass your own, so a
         retry after a lost answer returns the run the first attempt created instead of starting
         a second one. Pass the same key to make your own repeats safe (the server remembers a
-        key for 24h); pass "" to send none, in which case the call is never retried."""
+        key for 24h); pass "" to send none, in which case the call is never retried.
+        `priority` (0-9) overrides the job's for this run."""
         key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
-        request = job_service_pb2.TriggerJobRequest(id=job_id, idempotency_key=key)
+        request = job_service_pb2.TriggerJobRequest(id=job_id, idempotency_key=key, priority=priority)
         return self._call(self._jobs.TriggerJob, request, CallKind.WRITE if key else CallKind.UNSAFE)
 
     def batch_trigger_jobs(
-        self, job_ids: Sequence[str], idempotency_keys: Sequence[str] | None = None
+        self,
+        job_ids: Sequence[str],
+        idempotency_keys: Sequence[str] | None = None,
+        *,
+        priority: int | None = None,
     ) -> list[run_pb2.Run]:
         """Start a run of each job listed (a job may be listed several times), in one call and
         one transaction; the runs come back in the same order. Like trigger_job, every entry
@@ -244,12 +262,32 @@ class TaskmeshClient:
             raise ValueError("give one idempotency key per job id")
         request = job_service_pb2.BatchTriggerJobsRequest(
             requests=[
-                job_service_pb2.TriggerJobRequest(id=j, idempotency_key=k)
+                job_service_pb2.TriggerJobRequest(id=j, idempotency_key=k, priority=priority)
                 for j, k in zip(job_ids, keys, strict=True)
             ]
         )
         kind = CallKind.WRITE if all(keys) else CallKind.UNSAFE
         return list(self._call(self._jobs.BatchTriggerJobs, request, kind).runs)
+
+    def list_concurrency_keys(
+        self, *, prefix: str = "", page_size: int = 0, page_token: str = ""
+    ) -> job_service_pb2.ListConcurrencyKeysResponse:
+        """Concurrency keys in use: per key, active and waiting runs and the limit."""
+        request = job_service_pb2.ListConcurrencyKeysRequest(
+            prefix=prefix, page_size=page_size, page_token=page_token
+        )
+        return self._call(self._jobs.ListConcurrencyKeys, request, CallKind.READ)
+
+    def iter_concurrency_keys(
+        self, *, prefix: str = "", page_size: int = 0
+    ) -> Iterator[job_service_pb2.ConcurrencyKeyUsage]:
+        token = ""
+        while True:
+            page = self.list_concurrency_keys(prefix=prefix, page_size=page_size, page_token=token)
+            yield from page.keys
+            token = page.next_page_token
+            if not token:
+                return
 
     def get_job_status(self, job_id: str) -> job_service_pb2.JobStatus:
         request = job_service_pb2.GetJobStatusRequest(id=job_id)
