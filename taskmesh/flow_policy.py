@@ -126,8 +126,10 @@ def rate_reason(key: str, used: int, limit: int, period_seconds: float) -> str:
     return f"RATE_LIMITED: key {key} admitted {used} of {limit} runs in the last {period_seconds:g}s"
 
 
-def pending_reason() -> str:
-    return "CONCURRENCY_LIMIT: waiting for admission (keys not rendered yet)"
+def pending_reason(has_concurrency: bool) -> str:
+    """A run whose keys admission has not rendered yet (it does within a pass)."""
+    code = "CONCURRENCY_LIMIT" if has_concurrency else "RATE_LIMITED"
+    return f"{code}: waiting for its first admission pass"
 
 
 def skipped_message(key: str, active: int, limit: int) -> str:

@@ -181,7 +181,7 @@ class AdmissionRepository:
 
 def _reason(row: Any) -> str:
     if not row.keys_rendered:
-        return flow_policy.pending_reason()
+        return flow_policy.pending_reason(bool(row.has_concurrency))
     if row.rate_limit_key is not None and row.used >= row.rate_limit:
         return flow_policy.rate_reason(row.rate_limit_key, int(row.used), row.rate_limit, row.rate_period_seconds)
     if row.concurrency_key is not None:

@@ -418,24 +418,27 @@ WAITING_BY_REASON = Query(
     """
 )
 
-# ListConcurrencyKeys: keys with admitted active runs or waiting runs, by key.
+# ListConcurrencyKeys: keys with admitted active runs or waiting runs, by key (each branch
+# within a partial index: runs_concurrency_active, runs_awaiting_admission).
 LIST_CONCURRENCY_KEYS = Query(
     f"""
-    SELECT r.concurrency_key AS key,
-        count(*) FILTER (WHERE NOT r.awaiting_admission) AS active,
-        count(*) FILTER (WHERE r.awaiting_admission) AS waiting,
-        min(r.concurrency_limit) AS limit
-    FROM runs r
-    WHERE r.concurrency_key IS NOT NULL AND r.concurrency_key > :after AND starts_with(r.concurrency_key, :prefix)
-      AND ((NOT r.awaiting_admission AND r.state IN {ACTIVE}) OR (r.awaiting_admission AND r.state = 'QUEUED'))
-    GROUP BY r.concurrency_key ORDER BY r.concurrency_key LIMIT :limit
+    SELECT u.key, sum(u.active) AS active, sum(u.waiting) AS waiting, min(u.lim) AS limit FROM (
+        SELECT r.concurrency_key AS key, 1 AS active, 0 AS waiting, r.concurrency_limit AS lim FROM runs r
+        WHERE r.concurrency_key IS NOT NULL AND NOT r.awaiting_admission AND r.state IN {ACTIVE}
+          AND r.concurrency_key > :after AND starts_with(r.concurrency_key, :prefix)
+        UNION ALL
+        SELECT r.concurrency_key, 0, 1, r.concurrency_limit FROM runs r
+        WHERE r.awaiting_admission AND r.state = 'QUEUED' AND r.concurrency_key IS NOT NULL
+          AND r.concurrency_key > :after AND starts_with(r.concurrency_key, :prefix)
+    ) u GROUP BY u.key ORDER BY u.key LIMIT :limit
     """
 )
 
 # Why runs wait for admission: their keys' counts now.
 SELECT_WAITING_COUNTS = Query(
     f"""
-    SELECT r.id::text AS id, r.keys_rendered, r.concurrency_key, r.concurrency_limit, r.rate_limit_key,
+    SELECT r.id::text AS id, r.keys_rendered, jsonb_typeof(r.flow -> 'concurrency') = 'object' AS has_concurrency,
+        r.concurrency_key, r.concurrency_limit, r.rate_limit_key,
         r.rate_limit, r.rate_period_seconds,
         (SELECT count(*) FROM runs a WHERE r.concurrency_key IS NOT NULL AND a.concurrency_key = r.concurrency_key
             AND NOT a.awaiting_admission AND a.state IN {ACTIVE}) AS active,
