@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     # The relay publishes (highest priority first) only while fewer than this many work units
     # are out in RabbitMQ unclaimed, so that a new high-priority run passes a low-priority
     # backlog; 0 publishes everything at once (RabbitMQ's FIFO then decides the order).
-    dispatch_max_in_flight: int = Field(default=256, ge=0)
+    dispatch_max_in_flight: int = Field(default=512, ge=0)
     # While the bound is reached, the relay looks again this often (seconds).
     dispatch_recheck_interval: float = Field(default=0.01, gt=0)
     # Admission passes: runs admitted per statement, and how often a pass runs without NOTIFY

@@ -22,13 +22,14 @@ _TAKE = """
 TAKE_BATCH = Query(_TAKE.format(limit=":limit"))
 # Flow control: highest priority first, and only while fewer than :max_in_flight work units are
 # out unclaimed (admitted QUEUED runs minus those still in the outbox), so that RabbitMQ's FIFO
-# never holds more than that ahead of a new high-priority run. Relays that take at once may
-# overshoot the bound by a batch each: it is a bound on latency, not a guarantee.
+# never holds more than that ahead of a new high-priority run. Room for fewer than :min_take
+# units takes nothing (the relay looks again shortly): batches stay large. Relays that take at
+# once may overshoot the bound by a batch each: it is a bound on latency, not a guarantee.
 TAKE_BOUNDED_BATCH = Query(
     _TAKE.format(
-        limit="""LEAST(:limit, GREATEST(0, :max_in_flight - (
-            (SELECT count(*) FROM runs WHERE state = 'QUEUED' AND NOT awaiting_admission)
-            - (SELECT count(*) FROM outbox))))"""
+        limit="""(SELECT CASE WHEN room.n >= :min_take THEN LEAST(:limit, room.n) ELSE 0 END FROM (
+            SELECT :max_in_flight - ((SELECT count(*) FROM runs WHERE state = 'QUEUED' AND NOT awaiting_admission)
+                                     - (SELECT count(*) FROM outbox)) AS n) room)"""
     )
 )
 PENDING = Query(
@@ -60,7 +61,8 @@ class OutboxRepository:
         max_in_flight > 0, only as many as keep the unclaimed work out in RabbitMQ under it."""
         query, params = TAKE_BATCH, {"limit": limit, "lease_seconds": lease_seconds}
         if max_in_flight > 0:
-            query, params = TAKE_BOUNDED_BATCH, {**params, "max_in_flight": max_in_flight}
+            min_take = max(1, min(limit, max_in_flight // 4))
+            query, params = TAKE_BOUNDED_BATCH, {**params, "max_in_flight": max_in_flight, "min_take": min_take}
         async with statement(self._engine) as conn:
             rows = (await conn.execute(query, params)).all_rows()
         return OutboxBatch(
