@@ -16,7 +16,7 @@ from scheduler.run_telemetry import ConnectionWatch
 from taskmesh.aio import wait_event
 from taskmesh.broker.amqp import AmqpChannel, AmqpConnection
 from taskmesh.broker.topology import declare_topology
-from taskmesh.db.outbox import OutboxBatch, OutboxRepository
+from taskmesh.db.outbox import OutboxBatch, OutboxRepository, take_limit
 from taskmesh.names import Names, routing_key
 from taskmesh.reconnect import Reconnect
 from taskmesh.service_errors import BrokerUnavailable, DatabaseUnavailable
@@ -32,7 +32,7 @@ class DispatchBound:
     """Flow control: at most max_in_flight work units out unclaimed (0: no bound)."""
 
     max_in_flight: int = 0
-    recheck_interval: float = 0.01
+    recheck_interval: float = 0.05
 
 
 class OutboxRelay:
@@ -77,7 +77,7 @@ class OutboxRelay:
 
     async def _relay(self, channel: AmqpChannel) -> None:
         while True:
-            while await self._publish_batch(channel) == self._batch_size:
+            while await self._publish_batch(channel) == take_limit(self._batch_size, self._bound.max_in_flight):
                 pass
             await wait_event(self._wake, await self._next_look())
             self._wake.clear()

@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     # backlog; 0 publishes everything at once (RabbitMQ's FIFO then decides the order).
     dispatch_max_in_flight: int = Field(default=512, ge=0)
     # While the bound is reached, the relay looks again this often (seconds).
-    dispatch_recheck_interval: float = Field(default=0.01, gt=0)
+    dispatch_recheck_interval: float = Field(default=0.05, gt=0)
     # Admission passes: runs admitted per statement, and how often a pass runs without NOTIFY
     # (and while a rate-limited run waits for its token).
     admission_batch_size: int = Field(default=1000, ge=1, le=10_000)

@@ -20,17 +20,34 @@ _TAKE = """
         (SELECT min(k) FROM runs r, jsonb_object_keys(r.executor) AS k WHERE r.id = o.run_id) AS executor_kind
     """
 TAKE_BATCH = Query(_TAKE.format(limit=":limit"))
-# Flow control: highest priority first, and only while fewer than :max_in_flight work units are
-# out unclaimed (admitted QUEUED runs minus those still in the outbox), so that RabbitMQ's FIFO
-# never holds more than that ahead of a new high-priority run. Room for fewer than :min_take
-# units takes nothing (the relay looks again shortly): batches stay large. Relays that take at
-# once may overshoot the bound by a batch each: it is a bound on latency, not a guarantee.
+# Flow control: highest priority first, and only for executor kinds (the routing key: a queue
+# of its own for optional executors) with fewer than :max_in_flight work units out unclaimed
+# (admitted QUEUED runs minus those still in the outbox), so that RabbitMQ's FIFO never holds
+# much more than that ahead of a new high-priority run, and runs no worker takes (a kind nobody
+# serves) hold back only their own kind. A kind with room for fewer than :min_take units waits
+# (the relay looks again shortly), so batches stay large. A take may overshoot the bound by one
+# batch (and relays taking at once by one each): it bounds latency, it is no guarantee.
+KIND = "(SELECT min(k) FROM jsonb_object_keys({}.executor) AS k)"
 TAKE_BOUNDED_BATCH = Query(
-    _TAKE.format(
-        limit="""(SELECT CASE WHEN room.n >= :min_take THEN LEAST(:limit, room.n) ELSE 0 END FROM (
-            SELECT :max_in_flight - ((SELECT count(*) FROM runs WHERE state = 'QUEUED' AND NOT awaiting_admission)
-                                     - (SELECT count(*) FROM outbox)) AS n) room)"""
+    f"""
+    WITH queued AS (
+        SELECT {KIND.format("r")} AS kind, count(*) AS n FROM runs r
+        WHERE r.state = 'QUEUED' AND NOT r.awaiting_admission GROUP BY 1
+    ), pending AS (
+        SELECT {KIND.format("r")} AS kind, count(*) AS n FROM outbox o JOIN runs r ON r.id = o.run_id GROUP BY 1
+    ), full_kinds AS (
+        SELECT q.kind FROM queued q LEFT JOIN pending p ON p.kind = q.kind
+        WHERE q.kind IS NOT NULL AND :max_in_flight - (q.n - COALESCE(p.n, 0)) < :min_take
     )
+    UPDATE outbox AS o SET lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)
+    WHERE o.id IN (
+        SELECT c.id FROM outbox c LEFT JOIN runs r ON r.id = c.run_id
+        WHERE (c.lease_until IS NULL OR c.lease_until < clock_timestamp())
+          AND (r.id IS NULL OR {KIND.format("r")} NOT IN (SELECT kind FROM full_kinds))
+        ORDER BY c.priority DESC, c.id LIMIT :limit FOR UPDATE OF c SKIP LOCKED
+    ) RETURNING o.id, o.run_id::text AS run_id, o.attempt,
+        (SELECT min(k) FROM runs r, jsonb_object_keys(r.executor) AS k WHERE r.id = o.run_id) AS executor_kind
+    """
 )
 PENDING = Query(
     "SELECT EXISTS (SELECT 1 FROM outbox WHERE lease_until IS NULL OR lease_until < clock_timestamp())"
@@ -43,6 +60,13 @@ COUNT_BACKLOG = Query("SELECT count(*) FROM outbox")
 
 NOTIFY_CHANNEL = "taskmesh_outbox"  # set by the outbox_notify trigger (migration 0001)
 LEASE_SECONDS = 30.0
+
+
+def take_limit(batch_size: int, max_in_flight: int) -> int:
+    """The most rows one take leases: the batch size, or half the in-flight bound if smaller."""
+    if max_in_flight <= 0:
+        return batch_size
+    return max(1, min(batch_size, max_in_flight // 2))
 
 
 @dataclass(frozen=True)
@@ -62,7 +86,8 @@ class OutboxRepository:
         query, params = TAKE_BATCH, {"limit": limit, "lease_seconds": lease_seconds}
         if max_in_flight > 0:
             min_take = max(1, min(limit, max_in_flight // 4))
-            query, params = TAKE_BOUNDED_BATCH, {**params, "max_in_flight": max_in_flight, "min_take": min_take}
+            params.update(limit=take_limit(limit, max_in_flight), max_in_flight=max_in_flight)
+            query, params = TAKE_BOUNDED_BATCH, {**params, "min_take": min_take}
         async with statement(self._engine) as conn:
             rows = (await conn.execute(query, params)).all_rows()
         return OutboxBatch(

@@ -11,12 +11,13 @@ def test_a_full_key_makes_runs_wait_with_a_reason_until_a_slot_frees(api: httpx.
     key = unique("e2e-key")
     job = create_job(api, "limited", {"sleep": {"seconds": 1}}, priority=7, concurrency={"key": key, "limit": 1})
     assert job["priority"] == 7 and job["concurrency"] == {"key": key, "limit": 1, "onLimit": "QUEUE"}
+    assert trigger(api, create_job(api, "free", {"noop": {}})["id"])["waitingReason"] == ""
     first, second = trigger(api, job["id"]), trigger(api, job["id"])
-    assert first["priority"] == 7
+    assert first["priority"] == 7 and second["waitingReason"].startswith("CONCURRENCY_LIMIT: ")
 
     def waiting() -> dict | None:
         run = api.get(f"/api/runs/{second['id']}").json()
-        return run if run.get("waitingReason", "").startswith("CONCURRENCY_LIMIT") else None
+        return run if run.get("waitingReason", "").startswith("CONCURRENCY_LIMIT: key") else None
 
     run = wait_for(waiting, timeout=30, message="the second run waiting for the slot")
     assert run["waitingReason"] == f"CONCURRENCY_LIMIT: key {key} has 1 of 1 active"
@@ -55,7 +56,8 @@ def test_trigger_priority_override_and_updates(api: httpx.Client) -> None:
         json={"priority": 1, "rateLimit": {"limit": 5, "period": "1s"}},
     )
     assert updated.status_code == 200, updated.text
-    assert updated.json()["priority"] == 1 and updated.json()["rateLimit"] == {"limit": 5, "period": "1s"}
+    assert updated.json()["priority"] == 1
+    assert updated.json()["rateLimit"] == {"key": "", "limit": 5, "period": "1s"}
     run = wait_run_terminal(api, trigger(api, job["id"])["id"])
     assert run["state"] == "SUCCEEDED" and run["rateLimitKey"] == f"job:{job['id']}"
     cleared = api.patch(f"/api/jobs/{job['id']}", params={"updateMask": "rate_limit"}, json={})
