@@ -21,9 +21,11 @@ def _key(source: str, field: str) -> None:
     if "\x00" in source:
         raise InvalidArgument(field, "must not contain NUL characters")
     try:
-        flow_keys.check_template(source)
+        flow_keys.check_template(source, field)
     except flow_keys.KeyTemplateError as error:
-        raise InvalidArgument(field, f"is not a valid template: {error}") from error
+        raise InvalidArgument(
+            field, f"is not a valid template: {str(error).removeprefix(field + ': ')}"
+        ) from error
 
 
 def concurrency(value: job_pb2.ConcurrencyLimit, field: str = "job.concurrency") -> Json:

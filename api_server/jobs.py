@@ -55,6 +55,8 @@ class JobPolicies:
     retry_policy: Json | None = None
     attempt_timeout_seconds: float | None = None
     flow: FlowSettings | None = None
+    parameters: Json | None = None
+    parameter_schema: Json | None = None
 
 
 JOB_ROW_SECONDS = 1.0
@@ -105,6 +107,8 @@ class Jobs:
             retry_policy=policies.retry_policy,
             attempt_timeout_seconds=policies.attempt_timeout_seconds,
             flow=policies.flow,
+            parameters=policies.parameters,
+            parameter_schema=policies.parameter_schema,
         )
 
     async def get(self, job_id: str) -> JobRecord:

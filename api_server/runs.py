@@ -1,10 +1,16 @@
-"""What JobService does with runs, free of gRPC: trigger, cancel, retry, read, logs."""
+"""What JobService does with runs, free of gRPC: trigger, cancel, retry, read, logs.
+
+A trigger's parameters are merged over the job's defaults and validated (api_server.parameters)
+before anything is created; a batch with one refused item creates nothing. The same
+idempotency key returns the first run only with the same (merged) parameters: other parameters
+are refused with ALREADY_EXISTS naming the key and the first run, never silently ignored."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
 
+from api_server.parameters import ParameterResolver, TriggerInput
 from taskmesh.batching import GroupCommitter
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.admission import AdmissionRepository, KeyUsage
@@ -12,9 +18,20 @@ from taskmesh.db.jobs import JobRepository
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.runs import RunRepository
 from taskmesh.ids import new_id
-from taskmesh.records import Condition, Page, RunLogs, RunRecord, RunRequest
-from taskmesh.service_errors import FailedPrecondition, NotFound
+from taskmesh.records import Condition, Json, Page, RunLogs, RunRecord, RunRequest
+from taskmesh.service_errors import AlreadyExists, FailedPrecondition, NotFound
 from taskmesh.states import RunState, Trigger
+
+STALE_RETRIES = 3
+
+
+def _same_parameters(run: RunRecord, request: RunRequest, field: str = "idempotency_key") -> None:
+    """An earlier run returned for the request's key must have been made with its parameters."""
+    if run.id != request.run_id and (run.parameters or None) != (request.parameters or None):
+        raise AlreadyExists(
+            f"{field}: {request.idempotency_key!r} was first used with other parameters (run {run.id}); "
+            "use another key for other parameters"
+        )
 
 
 class RunsObserver(Protocol):
@@ -39,25 +56,64 @@ class Runs:
         self._runs = runs
         self._logs = logs
         self._cache_writer = cache_writer
+        self._parameters = ParameterResolver(jobs)
         # Concurrent triggers share one statement (group commit).
         self._triggers: GroupCommitter[RunRequest, RunRecord] = GroupCommitter(self._create_runs, max_batch=500)
 
-    async def trigger(self, job_id: str, idempotency_key: str | None, priority: int | None = None) -> RunRecord:
-        return await self._triggers.submit(RunRequest(new_id(), job_id, idempotency_key, priority))
+    async def trigger(
+        self, job_id: str, idempotency_key: str | None, parameters: Json | None = None, priority: int | None = None
+    ) -> RunRecord:
+        given = TriggerInput(job_id, idempotency_key, parameters, priority=priority)
+        refresh: frozenset[str] = frozenset()
+        for _ in range(STALE_RETRIES):
+            [request] = await self._parameters.requests([given], refresh)
+            try:
+                run = await self._triggers.submit(request)
+            except NotFound:
+                if not await self._changed_since(request):
+                    raise
+                refresh = frozenset({job_id})  # the job changed since: merge and validate again
+                continue
+            _same_parameters(run, request)
+            return run
+        raise FailedPrecondition(f"job {job_id} keeps changing; trigger it again")
 
-    async def trigger_many(self, triggers: Sequence[tuple[str, str | None, int | None]]) -> list[RunRecord]:
-        """(job id, idempotency key, priority) -> their runs, in order. Unknown jobs fail the
-        whole batch before anything is created."""
-        missing = sorted(set(t[0] for t in triggers) - await self._jobs.existing({t[0] for t in triggers}))
+    async def trigger_many(self, triggers: Sequence[TriggerInput]) -> list[RunRecord]:
+        """Triggers -> their runs, in order. Unknown jobs and refused parameters fail the whole
+        batch before anything is created (errors name the item: requests[3].parameters.x)."""
+        job_ids = {t.job_id for t in triggers}
+        requests = await self._parameters.requests(triggers)
+        missing = sorted(job_ids - {r.job_id for r in requests if r.job_version is not None})
         if missing:
             raise NotFound(f"jobs not found: {', '.join(missing)}")
-        requests = [RunRequest(new_id(), job_id, key, priority) for job_id, key, priority in triggers]
-        created = await self._runs.create(requests, Trigger.MANUAL)
-        runs = [run for run in created if run is not None]
-        self._cache_writer.enqueue(runs)
-        if len(runs) < len(requests):  # a job deleted meanwhile
-            raise NotFound("a job of the batch was deleted while its runs were being created")
+        results: list[RunRecord | None] = [None] * len(requests)
+        pending = list(range(len(requests)))
+        for _ in range(STALE_RETRIES):
+            created = await self._runs.create([requests[i] for i in pending], Trigger.MANUAL)
+            self._cache_writer.enqueue([run for run in created if run is not None])
+            for index, run in zip(pending, created, strict=True):
+                results[index] = run
+            pending = [i for i in pending if results[i] is None]
+            stale = {requests[i].job_id for i in pending if await self._changed_since(requests[i])}
+            if not pending or len(stale) < len({requests[i].job_id for i in pending}):
+                break
+            again = await self._parameters.requests([triggers[i] for i in pending], frozenset(stale))
+            for index, request in zip(pending, again, strict=True):
+                requests[index] = request
+        runs = [run for run in results if run is not None]
+        if len(runs) < len(requests):  # a job deleted (or changed and changed again) meanwhile
+            raise NotFound("a job of the batch was deleted or changed while its runs were being created")
+        for index, (run, request) in enumerate(zip(runs, requests, strict=True)):
+            _same_parameters(run, request, f"requests[{index}].idempotency_key")
         return runs
+
+    async def _changed_since(self, request: RunRequest) -> bool:
+        """Does the job exist at another version than the one `request` was checked at?"""
+        if request.job_version is None:
+            return False
+        await self._parameters.requests([], frozenset({request.job_id}))
+        current = self._parameters.version(request.job_id)
+        return current is not None and current != request.job_version
 
     async def _create_runs(self, requests: Sequence[RunRequest]) -> list[RunRecord | BaseException]:
         created = await self._runs.create(requests, Trigger.MANUAL)

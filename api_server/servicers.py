@@ -13,6 +13,7 @@ from google.protobuf.empty_pb2 import Empty
 from api_server import flow_validation, validation
 from api_server.accounts import Accounts
 from api_server.jobs import JobPolicies, Jobs, NewSchedule
+from api_server.parameters import TriggerInput
 from api_server.runs import Runs
 from api_server.waiting import WorkerCapacity
 from api_server.watch import RunWatcher
@@ -58,6 +59,8 @@ UPDATABLE_PATHS = (
     "schedule",
     "retry_policy",
     "attempt_timeout",
+    "parameters",
+    "parameter_schema",
     "priority",
     "concurrency",
     "rate_limit",
@@ -97,6 +100,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 attempt_timeout_seconds=validation.attempt_timeout(job.attempt_timeout)
                 if job.HasField("attempt_timeout")
                 else None,
+                parameters=validation.job_parameters(job),
+                parameter_schema=validation.parameter_schema(job),
                 flow=_flow_settings(job),
             ),
         )
@@ -135,8 +140,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     async def TriggerJob(self, request: job_service_pb2.TriggerJobRequest, context: Context) -> run_pb2.Run:
         key = validation.idempotency_key(request.idempotency_key)
+        given = validation.trigger_parameters(request.parameters, request.HasField("parameters"))
         priority = _trigger_priority(request, "priority")
-        run = await self._runs.trigger(validation.require_id(request.id), key, priority)
+        run = await self._runs.trigger(validation.require_id(request.id), key, given, priority)
         return (await self._runs_out([run]))[0]
 
     async def BatchTriggerJobs(
@@ -145,9 +151,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not 1 <= len(request.requests) <= MAX_BATCH_TRIGGERS:
             raise InvalidArgument("requests", f"must hold 1 to {MAX_BATCH_TRIGGERS} triggers")
         triggers = [
-            (
+            TriggerInput(
                 validation.require_id(r.id, f"requests[{i}].id"),
                 validation.idempotency_key(r.idempotency_key, f"requests[{i}].idempotency_key"),
+                validation.trigger_parameters(r.parameters, r.HasField("parameters"), f"requests[{i}].parameters"),
+                f"requests[{i}].parameters",
                 _trigger_priority(r, f"requests[{i}].priority"),
             )
             for i, r in enumerate(request.requests)
@@ -296,8 +304,15 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
         attempt_timeout = Replacement(
             validation.attempt_timeout(job.attempt_timeout) if job.HasField("attempt_timeout") else None
         )
+    parameters = parameter_schema = None
+    if "parameters" in paths:
+        parameters = Replacement(validation.job_parameters(job))
+    if "parameter_schema" in paths:
+        parameter_schema = Replacement(validation.parameter_schema(job))
     flow = _flow_changes(job, paths)
     return JobChanges(
+        parameters=parameters,
+        parameter_schema=parameter_schema,
         priority=flow.priority,
         concurrency=flow.concurrency,
         rate_limit=flow.rate_limit,
@@ -349,6 +364,8 @@ def _populated(job: job_pb2.Job, path: str) -> bool:
         "schedule",
         "retry_policy",
         "attempt_timeout",
+        "parameters",
+        "parameter_schema",
         "priority",
         "concurrency",
         "rate_limit",

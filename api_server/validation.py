@@ -7,10 +7,13 @@ import re
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 
-from taskmesh import schedule_policy
+from taskmesh import executor_templates, parameters, schedule_policy, templates
 from taskmesh.ids import is_uuid
+from taskmesh.limits import MAX_PARAMETERS_BYTES
+from taskmesh.records import Json
 from taskmesh.service_errors import InvalidArgument
 from taskmesh.states import Role
 from taskmesh.v1 import auth_service_pb2, job_pb2
@@ -58,7 +61,7 @@ def require_id(value: str, field: str = "id") -> str:
     return value.lower()
 
 
-MAX_IDEMPOTENCY_KEY = 256
+MAX_IDEMPOTENCY_KEY = 256  # also the longest rendered Idempotency-Key header
 
 
 def idempotency_key(value: str, field: str = "idempotency_key") -> str | None:
@@ -115,6 +118,7 @@ def executor(value: job_pb2.Executor, field: str = "job.executor") -> job_pb2.Ex
         _http(value.http, f"{field}.http")
     elif kind == "shell":
         _shell(value.shell, f"{field}.shell")
+    executor_templates.check(value, field)
     return value
 
 
@@ -124,6 +128,10 @@ def _http(spec: job_pb2.HttpExecutor, field: str) -> None:
     if not spec.url:
         raise InvalidArgument(f"{field}.url", "is required")
     _at_most(spec.url, f"{field}.url", MAX_URL)
+    _at_most(spec.idempotency_key, f"{field}.idempotency_key", MAX_IDEMPOTENCY_KEY)
+    if templates.is_template(spec.url):
+        _templated_url(spec, f"{field}.url")
+        return
     parts = urlsplit(spec.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgument(f"{field}.url", "must be an absolute http:// or https:// URL")
@@ -134,6 +142,54 @@ def _http(spec: job_pb2.HttpExecutor, field: str) -> None:
     _headers(dict(spec.headers), f"{field}.headers")
     _at_most(spec.body, f"{field}.body", MAX_BODY)
     _timeout(spec, f"{field}.timeout", MAX_HTTP_TIMEOUT)
+
+
+def _templated_url(spec: job_pb2.HttpExecutor, field: str) -> None:
+    """A templated URL is checked again once rendered (on the worker). Its scheme and host must
+    be plain text when the job has headers: they may hold secrets, meant for one origin, which a
+    trigger's parameters must not be able to send elsewhere."""
+    scheme, _, rest = spec.url.partition("://")
+    if scheme not in ("http", "https") or not rest:
+        raise InvalidArgument(field, "must start with http:// or https:// (a template may follow)")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if spec.headers and templates.is_template(authority):
+        raise InvalidArgument(
+            field,
+            "a job with headers must not template the URL's host or port (the headers' values could be "
+            "sent wherever a trigger's parameters say)",
+        )
+    _headers(dict(spec.headers), f"{field.removesuffix('.url')}.headers")
+    _at_most(spec.body, f"{field.removesuffix('.url')}.body", MAX_BODY)
+    _timeout(spec, f"{field.removesuffix('.url')}.timeout", MAX_HTTP_TIMEOUT)
+
+
+def trigger_parameters(value: struct_pb2.Struct, present: bool, field: str = "parameters") -> Json | None:
+    """A trigger's parameters as plain JSON (None when none); merged and validated later."""
+    if not present or not value.fields:
+        return None
+    if value.ByteSize() > 2 * MAX_PARAMETERS_BYTES:  # cheap first bound; the JSON's is checked after merging
+        raise InvalidArgument(field, f"must be at most {MAX_PARAMETERS_BYTES} bytes of JSON")
+    return parameters.from_struct(value)
+
+
+def job_parameters(job: job_pb2.Job, field: str = "job.parameters") -> Json | None:
+    """The job's default parameters (None when none), bounded."""
+    given = trigger_parameters(job.parameters, job.HasField("parameters"), field)
+    if given is not None:
+        parameters.bounded(given, field)
+    return given
+
+
+def parameter_schema(job: job_pb2.Job, field: str = "job.parameter_schema") -> Json | None:
+    """The job's JSON Schema (None when none), checked; the defaults must satisfy it when the
+    job has a schedule (its runs get the defaults as they are)."""
+    if not job.HasField("parameter_schema") or not job.parameter_schema.fields:
+        return None
+    schema = parameters.from_struct(job.parameter_schema)
+    validator = parameters.check_schema(schema, field)
+    if job.HasField("schedule"):
+        parameters.validate(validator, job_parameters(job) or {}, "job.parameters")
+    return schema
 
 
 def _headers(headers: dict[str, str], field: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from taskmesh.records import AttemptRef, ExpiredAttempt, Json, OutcomeReport
 from taskmesh.retry_policy import Failure, RetryPolicy, decide_retry
@@ -19,15 +19,22 @@ class AttemptEnding:
     status: RunState  # SUCCEEDED, FAILED or CANCELLED
     result: Json | None
     error: Json | None
+    output_json: str | None = None  # the attempt's JSON output as text; None: none
+    rendered: Json | None = None  # run_pb2.RenderedRequest as protobuf JSON (redacted)
 
 
 def resolve(ending: AttemptEnding, retry_policy: Json | None) -> OutcomeReport:
-    """SUCCEEDED and CANCELLED stand; a failure is retried or final as the run's policy says."""
+    """SUCCEEDED and CANCELLED stand; a failure is retried or final as the run's policy says.
+    The attempt's output and rendered request go with the report, whatever it decides."""
     owner = _Owner(ending.worker_id, ending.session)
     if ending.status != RunState.FAILED:
-        return _report(ending.ref, owner, ending.status, ending.status, ending.result, ending.error)
-    failure = Failure.from_outcome(ending.error, ending.result)
-    return _after_failure(ending.ref, owner, failure, retry_policy, ending.result, ending.error)
+        report = _report(ending.ref, owner, ending.status, ending.status, ending.result, ending.error)
+    else:
+        failure = Failure.from_outcome(ending.error, ending.result)
+        report = _after_failure(ending.ref, owner, failure, retry_policy, ending.result, ending.error)
+    if ending.output_json is None and ending.rendered is None:
+        return report
+    return replace(report, output_json=ending.output_json, rendered=ending.rendered)
 
 
 def resolve_expired(expired: ExpiredAttempt) -> OutcomeReport:

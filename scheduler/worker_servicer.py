@@ -14,20 +14,25 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
+from dataclasses import replace
 from datetime import UTC
 from typing import Any, Protocol
 
+from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 
 from scheduler.attempts import AttemptLedger
 from scheduler.outcomes import AttemptEnding
 from scheduler.sessions import checked_token, session_key
+from taskmesh import parameters
 from taskmesh.convert import from_json, to_json
 from taskmesh.ids import is_uuid
+from taskmesh.limits import MAX_OUTPUT_BYTES
 from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, LogEntry, RunRecord
+from taskmesh.redaction import REDACTED
 from taskmesh.service_errors import AlreadyExists, InvalidArgument, Unavailable
 from taskmesh.states import RunState
-from taskmesh.v1 import job_pb2, worker_service_pb2_grpc
+from taskmesh.v1 import job_pb2, run_pb2, worker_service_pb2_grpc
 from taskmesh.v1 import worker_service_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -263,7 +268,10 @@ class _Session:
             status=ATTEMPT_STATUS.get(outcome.status, RunState.FAILED),
             result=to_json(outcome.result) if outcome.HasField("result") else None,
             error=to_json(outcome.error) if outcome.HasField("error") else None,
+            rendered=to_json(redacted(outcome.rendered_request)) if outcome.HasField("rendered_request") else None,
         )
+        if outcome.HasField("output"):
+            ending = bounded_output(ending, outcome.output)
         return await self._ledger.record(ending)
 
     async def _heartbeat(self, message: pb.Heartbeat) -> None:
@@ -301,6 +309,25 @@ class _Session:
             log.warning("dropped %d log lines from %s: %s", len(entries), self.worker_id, error)
 
 
+def bounded_output(ending: AttemptEnding, output: struct_pb2.Value) -> AttemptEnding:
+    """The ending with its output as JSON text; an output over MAX_OUTPUT_BYTES (the worker
+    refuses those itself) fails the attempt for good instead."""
+    text = parameters.dumps(parameters.from_value(output))
+    if len(text) <= MAX_OUTPUT_BYTES // 4 or len(text.encode()) <= MAX_OUTPUT_BYTES:
+        return replace(ending, output_json=text)
+    message = f"the output is {len(text.encode())} bytes of JSON, more than the {MAX_OUTPUT_BYTES} allowed"
+    error = {"kind": "EXECUTOR_FAILED", "message": message, "retryable": False}
+    return replace(ending, status=RunState.FAILED, error=error)
+
+
+def redacted(rendered: run_pb2.RenderedRequest) -> run_pb2.RenderedRequest:
+    """Header and env values as REDACTED, whatever the worker sent (it redacts them itself)."""
+    for values in (rendered.http.headers, rendered.shell.env):
+        for name in list(values):
+            values[name] = REDACTED
+    return rendered
+
+
 def _claim_answer(ref: pb.AttemptRef, result: ClaimedAttempt | BaseException | None) -> pb.Claim:
     claim = pb.Claim(attempt=ref)
     if isinstance(result, Unavailable):
@@ -318,6 +345,10 @@ def _claim_answer(ref: pb.AttemptRef, result: ClaimedAttempt | BaseException | N
         claim.execution.job_name = result.run.job_name
         claim.execution.executor.MergeFromString(_executor_bytes(result.executor_json))
         claim.execution.timeout.FromNanoseconds(int(result.timeout_seconds * 1e9))
+        if result.run.parameters:
+            claim.execution.parameters.update(result.run.parameters)
+        if result.run.slot_time is not None:
+            claim.execution.slot_time.FromDatetime(result.run.slot_time)
     return claim
 
 

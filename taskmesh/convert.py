@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -74,6 +74,10 @@ def job_to_proto(job: JobRecord) -> job_pb2.Job:
         json_format.ParseDict(job.concurrency, message.concurrency)
     if job.rate_limit is not None:
         json_format.ParseDict(job.rate_limit, message.rate_limit)
+    if job.parameters is not None:
+        message.parameters.update(job.parameters)
+    if job.parameter_schema is not None:
+        message.parameter_schema.update(job.parameter_schema)
     return message
 
 
@@ -148,7 +152,16 @@ def run_to_proto(run: RunRecord) -> run_pb2.Run:
         json_format.ParseDict(run.error, message.error)
     for attempt in run.attempts:
         message.attempts.append(_attempt_to_proto(attempt))
+    if run.parameters:
+        message.parameters.update(run.parameters)
+    if run.output is not None:
+        _set_value(message.output, run.output)
     return message
+
+
+def _set_value(target: struct_pb2.Value, value: Any) -> None:
+    """A JSON value into a google.protobuf.Value."""
+    json_format.ParseDict(value, target)
 
 
 def _attempt_to_proto(attempt: Json) -> run_pb2.Attempt:
@@ -164,6 +177,10 @@ def _attempt_to_proto(attempt: Json) -> run_pb2.Attempt:
         json_format.ParseDict(attempt["result"], message.result)
     if attempt.get("error"):
         json_format.ParseDict(attempt["error"], message.error)
+    if attempt.get("rendered"):
+        json_format.ParseDict(attempt["rendered"], message.rendered_request)
+    if "output" in attempt:
+        _set_value(message.output, attempt["output"])
     return message
 
 

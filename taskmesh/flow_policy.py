@@ -100,10 +100,7 @@ def _render(limit: Mapping[str, Any], field: str, context: RunContext) -> str:
     source = str(limit.get("key") or "")
     if not source:
         return default_key(context.job_id)
-    try:
-        return flow_keys.render(source, context.as_mapping())
-    except flow_keys.KeyTemplateError as error:
-        raise flow_keys.KeyTemplateError(f"{field}: {error}") from error
+    return flow_keys.render(source, context.as_mapping(), field)
 
 
 def parse_duration(text: str) -> float:

@@ -7,3 +7,10 @@ from __future__ import annotations
 MAX_LOG_BYTES_PER_ATTEMPT = 1 << 20
 # One output line; a longer one is cut there.
 MAX_LOG_LINE_BYTES = 64 * 1024
+
+# Parameters and outputs (README "Parameters, templates and outputs").
+# A run's parameters (the job's defaults merged with a trigger's), as compact JSON, and depth.
+MAX_PARAMETERS_BYTES = 64 * 1024
+MAX_PARAMETERS_DEPTH = 32
+# A run's (and an attempt's) output, as compact JSON: larger fails the attempt, never retried.
+MAX_OUTPUT_BYTES = 64 * 1024

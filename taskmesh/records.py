@@ -61,6 +61,17 @@ class JobRecord:
     priority: int = 5
     concurrency: Json | None = None  # taskmesh.v1.ConcurrencyLimit as protobuf JSON
     rate_limit: Json | None = None  # taskmesh.v1.RateLimit as protobuf JSON
+    parameters: Json | None = None  # default parameters of its runs
+    parameter_schema: Json | None = None  # a JSON Schema
+
+
+@dataclass(frozen=True)
+class ParameterPolicy:
+    """A job's default parameters and parameter schema, as of its update_time (`version`)."""
+
+    version: datetime
+    defaults: Json | None
+    schema: Json | None
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,8 @@ class JobChanges:
     priority: int | None = None
     concurrency: Replacement[Json | None] | None = None
     rate_limit: Replacement[Json | None] | None = None
+    parameters: Replacement[Json | None] | None = None
+    parameter_schema: Replacement[Json | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +153,8 @@ class RunRecord:
     concurrency_key: str | None = None  # rendered by admission
     rate_limit_key: str | None = None
     awaiting_admission: bool = False  # QUEUED, not admitted yet: no work unit published
+    parameters: Json | None = None  # merged and validated; None: the run has none
+    output: Any = None  # the latest attempt's JSON output (None also when it had none)
 
 
 @dataclass(frozen=True)
@@ -155,6 +170,10 @@ class RunRequest:
     run_id: str
     job_id: str
     idempotency_key: str | None = None
+    parameters: Json | None = None  # merged and validated against the job's schema
+    # The job's update_time the parameters were merged and validated at: the run is created
+    # only while the job is still at it (None: no check).
+    job_version: datetime | None = None
     priority: int | None = None  # None: the job's
 
 
@@ -198,6 +217,8 @@ class OutcomeReport:
     result: Json | None
     error: Json | None
     retry_delay: float | None = None  # seconds, when new_state is RETRY_WAIT
+    output_json: str | None = None  # the attempt's JSON output as text; None: none
+    rendered: Json | None = None  # run_pb2.RenderedRequest as protobuf JSON (redacted)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ The pipeline runs `execute` (the executor itself) inside these, outermost first:
   scheduler (cancel) or the lease clock can stop it; a stop becomes the outcome it stands for;
 - `lease_guard`: stops the execution once its lease expires on this worker's clock;
 - `crash_guard`: an executor bug fails the attempt (logged), it must not lose the run;
+- `bounded_output`: an output over MAX_OUTPUT_BYTES of JSON (or no JSON) fails the attempt for
+  good (the run's output is never cut or dropped silently);
+- `render`: the executor's templates rendered over the run's inputs (taskmesh.executor_templates);
+  a render error fails the attempt for good (kind TEMPLATE, naming the field); the executor
+  gets the rendered spec, the outcome the rendered request (secrets redacted);
 - `time_limit`: the attempt's timeout;
 - `lease_check`: nothing starts (or goes on) once the lease expired.
 """
@@ -15,14 +20,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from taskmesh import executor_templates, parameters
+from taskmesh.limits import MAX_OUTPUT_BYTES
 from taskmesh.records import AttemptRef
+from taskmesh.templates import TemplateError
 from taskmesh.v1 import run_pb2
 from taskmesh.v1 import worker_service_pb2 as pb
 from worker.executions import Executions
-from worker.executors.base import ExecutionContext, ExecutionOutcome, LeaseExpired, cancelled, failed
+from worker.executors.base import (
+    NO_OUTPUT,
+    ExecutionContext,
+    ExecutionOutcome,
+    LeaseExpired,
+    cancelled,
+    failed,
+)
 from worker.leases import Leases
 
 log = logging.getLogger("worker.pipeline")  # its lines keep the logger they always had
@@ -56,7 +71,15 @@ def _bind(layer: Layer, next_step: Step) -> Step:
 
 
 def standard_layers(executions: Executions, leases: Leases) -> list[Layer]:
-    return [stoppable(executions), lease_guard(executions, leases), crash_guard, time_limit, lease_check]
+    return [
+        stoppable(executions),
+        lease_guard(executions, leases),
+        crash_guard,
+        bounded_output,
+        render,
+        time_limit,
+        lease_check,
+    ]
 
 
 def stoppable(executions: Executions) -> Layer:
@@ -99,6 +122,35 @@ async def crash_guard(attempt: Attempt, next_step: Step) -> ExecutionOutcome:
     except Exception as error:  # an executor bug must not lose the run
         log.exception("executor crashed", extra=_extra(attempt))
         return failed(f"worker error: {error.__class__.__name__}: {error}")
+
+
+async def bounded_output(attempt: Attempt, next_step: Step) -> ExecutionOutcome:
+    outcome = await next_step(attempt)
+    if outcome.output is NO_OUTPUT:
+        return outcome
+    _, problem = parameters.measured(outcome.output, MAX_OUTPUT_BYTES)
+    if problem is not None:
+        refused = failed(f"the output {problem}", retryable=False, result=outcome.result)
+        return replace(refused, rendered=outcome.rendered)
+    return outcome
+
+
+async def render(attempt: Attempt, next_step: Step) -> ExecutionOutcome:
+    spec = attempt.execution.executor
+    if spec.WhichOneof("kind") not in executor_templates.TEMPLATED_KINDS:
+        return await next_step(attempt)
+    try:
+        rendered = executor_templates.render(spec, attempt.context.template_context())
+    except TemplateError as error:
+        log.info("template error: %s", error, extra=_extra(attempt))
+        return failed(str(error), retryable=False, kind=run_pb2.RunError.TEMPLATE)
+    execution = attempt.execution
+    if rendered is not spec:
+        execution = pb.Execution()
+        execution.CopyFrom(attempt.execution)
+        execution.executor.CopyFrom(rendered)
+    outcome = await next_step(replace(attempt, execution=execution))
+    return replace(outcome, rendered=executor_templates.rendered_request(rendered))
 
 
 async def time_limit(attempt: Attempt, next_step: Step) -> ExecutionOutcome:

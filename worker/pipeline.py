@@ -1,6 +1,7 @@
 """What happens to one work unit: parse, claim, execute (within the attempt's timeout, until
 cancelled or the lease is lost), report, acknowledge. The execution runs inside small layers
-(worker.layers: stop, lease guard, crash guard, time limit, lease check) around the executor.
+(worker.layers: stop, lease guard, crash guard, output bound, render, time limit, lease check)
+around the executor. The outcome carries the attempt's output and rendered request.
 
 An executor starts only while the claim's lease is valid on this worker's monotonic clock, and
 is stopped as soon as the lease expires there (a heartbeat answer saying the attempt is gone
@@ -17,16 +18,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Protocol
 
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from taskmesh import parameters
 from taskmesh.broker.amqp import Delivery
 from taskmesh.ids import is_uuid
 from taskmesh.records import AttemptRef
 from taskmesh.v1 import worker_service_pb2 as pb
 from worker.executions import Executions
-from worker.executors.base import ExecutionContext, ExecutionOutcome
+from worker.executors.base import NO_OUTPUT, ExecutionContext, ExecutionOutcome
 from worker.executors.registry import ExecutorRegistry
 from worker.layers import Attempt, Layer, compose, standard_layers
 from worker.leases import Leases
@@ -151,6 +155,8 @@ class Pipeline:
             attempt=ref.attempt,
             job_id=execution.job_id,
             job_name=execution.job_name,
+            params=parameters.from_struct(execution.parameters) if execution.HasField("parameters") else {},
+            slot_time=execution.slot_time.ToDatetime(tzinfo=UTC) if execution.HasField("slot_time") else None,
             log=output,
             kill_grace_seconds=self._kill_grace,
             log_full=lambda: output.full,
@@ -168,7 +174,10 @@ class Pipeline:
             status=outcome.status,
             result=outcome.result,
             error=outcome.error,
+            rendered_request=outcome.rendered,
         )
+        if outcome.output is not NO_OUTPUT:
+            json_format.ParseDict(outcome.output, message.output)
         while True:
             try:
                 ack = await self._session.report(message)

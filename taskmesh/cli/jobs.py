@@ -67,13 +67,17 @@ def delete(ctx: Context, args: argparse.Namespace) -> int:
 def trigger(ctx: Context, args: argparse.Namespace) -> int:
     if not 1 <= args.count <= 1000:
         raise UsageError("--count must be between 1 and 1000")
+    parameters = jobspec.trigger_parameters(args.params_file, args.param or [])
     job_id = resolve_job(ctx, args.job)
     if args.count == 1:
-        ctx.show(ctx.client().trigger_job(job_id, args.idempotency_key, priority=args.priority), output.run_fields)
+        run = ctx.client().trigger_job(job_id, args.idempotency_key, parameters=parameters, priority=args.priority)
+        ctx.show(run, output.run_fields)
         return 0
     if args.idempotency_key:
         raise UsageError("--idempotency-key names one run; it cannot go with --count")
-    runs = ctx.client().batch_trigger_jobs([job_id] * args.count, priority=args.priority)
+    runs = ctx.client().batch_trigger_jobs(
+        [job_id] * args.count, parameters=[parameters] * args.count, priority=args.priority
+    )
     ctx.show_list(runs, output.runs_table)
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -263,3 +263,28 @@ def _retry_policy(job: job_pb2.Job, args: argparse.Namespace) -> bool:
         policy.non_retryable_exit_codes.extend(args.non_retryable_exit_code)
         changed = True
     return changed
+
+
+def trigger_parameters(path: str | None, pairs: Sequence[str], stdin: TextIO = sys.stdin) -> dict[str, Any] | None:
+    """--params-file (a JSON object) with each --param KEY=VALUE over it; None when neither.
+    A VALUE that parses as JSON is that value (42, true, [1, 2], "42"), any other is a string."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = stdin.read() if path == "-" else Path(path).read_text()
+        except OSError as error:
+            raise UsageError(f"--params-file: cannot read {path}: {error.strerror or error}") from None
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise UsageError(f"--params-file: {path} is not JSON: {error}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--params-file: {path} must hold a JSON object")
+        values.update(loaded)
+    for pair in pairs:
+        key, text = key_value("--param", pair)
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key] = text
+    return values or None

@@ -22,6 +22,21 @@ def to_dict(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
+def _compact(message: Message) -> str:
+    """A Struct or Value as one line of JSON (integral numbers without ".0")."""
+    return json.dumps(_integral(json_format.MessageToDict(message)), separators=(", ", ": "))
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
 def json_text(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=False)
 
@@ -239,6 +254,8 @@ def run_fields(run: run_pb2.Run) -> str:
             ("cancelled at", time_text(run.cancel_time)),
             ("retried from", run.retried_from_run_id),
             ("idempotency key", run.idempotency_key),
+            ("parameters", _compact(run.parameters) if run.HasField("parameters") else ""),
+            ("output", _compact(run.output) if run.HasField("output") else ""),
         ]
     )
     if not run.attempts:

@@ -156,6 +156,16 @@ def _jobs(actions: Any, common: argparse.ArgumentParser, listing: argparse.Argum
         metavar="N",
         help="start N runs at once (1-1000, one BatchTriggerJobs call)",
     )
+    triggered.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a parameter (repeatable); VALUE is read as JSON when it parses (42, true, [1,2], "
+        '"quoted"), as a string otherwise; it overrides --params-file',
+    )
+    triggered.add_argument(
+        "--params-file", metavar="FILE", help="a JSON object of parameters ('-' reads standard input)"
+    )
     triggered.set_defaults(handler=jobs.trigger)
 
     keys = actions.add_parser(

@@ -234,17 +234,26 @@ class TaskmeshClient:
         self._call(self._jobs.DeleteJob, job_service_pb2.DeleteJobRequest(id=job_id), CallKind.WRITE)
 
     def trigger_job(
-        self, job_id: str, idempotency_key: str | None = None, *, priority: int | None = None
+        self,
+        job_id: str,
+        idempotency_key: str | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        priority: int | None = None,
     ) -> run_pb2.Run:
-        """Start a run now.
+        """Start a run now, with `parameters` (JSON values) merged over the job's defaults and
+        validated against its parameter_schema (InvalidArgumentError naming the path otherwise).
 
         Every call carries an idempotency key: a fresh random one unless you pass your own, so a
         retry after a lost answer returns the run the first attempt created instead of starting
         a second one. Pass the same key to make your own repeats safe (the server remembers a
-        key for 24h); pass "" to send none, in which case the call is never retried.
-        `priority` (0-9) overrides the job's for this run."""
+        key for 24h; the same key with other parameters is refused, AlreadyExistsError); pass ""
+        to send none, in which case the call is never retried. `priority` (0-9) overrides the
+        job's for this run."""
         key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
         request = job_service_pb2.TriggerJobRequest(id=job_id, idempotency_key=key, priority=priority)
+        if parameters:
+            request.parameters.update(parameters)
         return self._call(self._jobs.TriggerJob, request, CallKind.WRITE if key else CallKind.UNSAFE)
 
     def batch_trigger_jobs(
@@ -252,20 +261,28 @@ class TaskmeshClient:
         job_ids: Sequence[str],
         idempotency_keys: Sequence[str] | None = None,
         *,
+        parameters: Sequence[Mapping[str, Any] | None] | None = None,
         priority: int | None = None,
     ) -> list[run_pb2.Run]:
         """Start a run of each job listed (a job may be listed several times), in one call and
         one transaction; the runs come back in the same order. Like trigger_job, every entry
-        carries an idempotency key (fresh random ones unless given), so retries are safe."""
+        carries an idempotency key (fresh random ones unless given), so retries are safe.
+        `parameters`: one mapping (or None) per job id; one refused entry creates no run."""
         keys = list(idempotency_keys) if idempotency_keys is not None else [uuid.uuid4().hex for _ in job_ids]
         if len(keys) != len(job_ids):
             raise ValueError("give one idempotency key per job id")
+        given = list(parameters) if parameters is not None else [None] * len(job_ids)
+        if len(given) != len(job_ids):
+            raise ValueError("give one parameters mapping (or None) per job id")
         request = job_service_pb2.BatchTriggerJobsRequest(
             requests=[
                 job_service_pb2.TriggerJobRequest(id=j, idempotency_key=k, priority=priority)
                 for j, k in zip(job_ids, keys, strict=True)
             ]
         )
+        for entry, values in zip(request.requests, given, strict=True):
+            if values:
+                entry.parameters.update(values)
         kind = CallKind.WRITE if all(keys) else CallKind.UNSAFE
         return list(self._call(self._jobs.BatchTriggerJobs, request, kind).runs)
 

@@ -100,7 +100,8 @@ class AdmissionRepository:
                 attempt=row.attempt,
                 job_id=row.job_id,
                 job_name=row.job_name,
-                slot_time=row.slot_time.isoformat() if row.slot_time else None,
+                slot_time=row.slot_time.isoformat().replace("+00:00", "Z") if row.slot_time else None,
+                params=row.parameters,
             )
             try:
                 rendered.append((row.id, flow_policy.keys_for(row.flow, context)))

@@ -8,28 +8,46 @@ from datetime import datetime
 from typing import Any
 
 from taskmesh.db.pg import Database, Query, statement
-from taskmesh.records import Condition, FlowSettings, JobChanges, JobRecord, Json, Page, ScheduleSetting
+from taskmesh.records import (
+    Condition,
+    FlowSettings,
+    JobChanges,
+    JobRecord,
+    Json,
+    Page,
+    ParameterPolicy,
+    ScheduleSetting,
+)
 from taskmesh.service_errors import AlreadyExists, NotFound
 
 JOB_COLUMNS = """
     j.id::text AS id, j.name, j.description, j.executor, j.labels, j.create_time, j.update_time,
     j.schedule, j.retry_policy, j.attempt_timeout_seconds, j.paused, j.next_fire_at, j.last_fire_at,
-    j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots, j.priority, j.concurrency, j.rate_limit
+    j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots, j.parameters, j.parameter_schema, j.priority,
+    j.concurrency, j.rate_limit
 """
 
 INSERT_JOB = Query(
     f"""
     INSERT INTO jobs AS j (id, name, description, executor, labels, create_time, update_time,
                            schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds,
-                           priority, concurrency, rate_limit)
+                           parameters, parameter_schema, priority, concurrency, rate_limit)
     VALUES (:id, :name, :description, CAST(:executor AS jsonb), CAST(:labels AS jsonb),
             COALESCE(CAST(:now AS timestamptz), now()), COALESCE(CAST(:now AS timestamptz), now()),
             CAST(:schedule AS jsonb), :next_fire_at, :due_at, CAST(:retry_policy AS jsonb),
-            :attempt_timeout_seconds, :priority, CAST(:concurrency AS jsonb), CAST(:rate_limit AS jsonb))
+            :attempt_timeout_seconds, CAST(:parameters AS jsonb), CAST(:parameter_schema AS jsonb),
+            :priority, CAST(:concurrency AS jsonb), CAST(:rate_limit AS jsonb))
     RETURNING {JOB_COLUMNS}
     """
 )
 SELECT_EXISTING = Query("SELECT id::text AS id FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]))")
+# What a trigger needs to merge and validate parameters, with the version it was read at.
+SELECT_PARAMETER_POLICIES = Query(
+    """
+    SELECT id::text AS id, update_time, parameters, parameter_schema FROM jobs
+    WHERE id = ANY(CAST(:ids AS uuid[]))
+    """
+)
 SELECT_JOB = Query(f"SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id = :id")
 DELETE_JOB = Query("DELETE FROM jobs WHERE id = :id")
 LATEST_RUN_STATE = (
@@ -69,6 +87,8 @@ class JobRepository:
         schedule: ScheduleSetting | None = None,
         retry_policy: Json | None = None,
         attempt_timeout_seconds: float | None = None,
+        parameters: Json | None = None,
+        parameter_schema: Json | None = None,
         flow: FlowSettings | None = None,
     ) -> JobRecord:
         """`now` becomes the creation time (an interval schedule without anchor counts from it);
@@ -87,6 +107,8 @@ class JobRepository:
             "due_at": schedule.due_at,
             "retry_policy": _json_or_none(retry_policy),
             "attempt_timeout_seconds": attempt_timeout_seconds,
+            "parameters": _json_or_none(parameters),
+            "parameter_schema": _json_or_none(parameter_schema),
             "priority": flow.priority if flow.priority is not None else 5,
             "concurrency": _json_or_none(flow.concurrency),
             "rate_limit": _json_or_none(flow.rate_limit),
@@ -103,6 +125,12 @@ class JobRepository:
         async with statement(self._engine) as conn:
             rows = await conn.execute(SELECT_EXISTING, {"ids": sorted(job_ids)})
             return {row.id for row in rows.all_rows()}
+
+    async def parameter_policies(self, job_ids: set[str]) -> dict[str, ParameterPolicy]:
+        """The default parameters and schema of each of these jobs that exists, with its version."""
+        async with statement(self._engine) as conn:
+            rows = (await conn.execute(SELECT_PARAMETER_POLICIES, {"ids": sorted(job_ids)})).all_rows()
+        return {row.id: ParameterPolicy(row.update_time, row.parameters, row.parameter_schema) for row in rows}
 
     async def get(self, job_id: str) -> JobRecord:
         async with statement(self._engine) as conn:
@@ -156,6 +184,12 @@ class JobRepository:
         if changes.attempt_timeout_seconds is not None:
             assignments.append("attempt_timeout_seconds = :attempt_timeout_seconds")
             params["attempt_timeout_seconds"] = changes.attempt_timeout_seconds.value
+        if changes.parameters is not None:
+            assignments.append("parameters = CAST(:parameters AS jsonb)")
+            params["parameters"] = _json_or_none(changes.parameters.value)
+        if changes.parameter_schema is not None:
+            assignments.append("parameter_schema = CAST(:parameter_schema AS jsonb)")
+            params["parameter_schema"] = _json_or_none(changes.parameter_schema.value)
         _flow_assignments(changes, assignments, params)
         sql = Query(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
         try:
@@ -245,6 +279,8 @@ def _job(row: Any) -> JobRecord:
         last_fire_lag_seconds=row.last_fire_lag_seconds,
         misfired_slots=row.misfired_slots,
         skipped_slots=row.skipped_slots,
+        parameters=row.parameters,
+        parameter_schema=row.parameter_schema,
         priority=row.priority,
         concurrency=row.concurrency,
         rate_limit=row.rate_limit,

@@ -106,6 +106,9 @@ class Job(Base):
     priority: Mapped[int] = mapped_column(SmallInteger, server_default="5")
     concurrency: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     rate_limit: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Default parameters of its runs and the JSON Schema they must satisfy (migration 0008).
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    parameter_schema: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class Run(Base):
@@ -167,6 +170,10 @@ class Run(Base):
     idempotency_key: Mapped[str | None] = mapped_column(Text)
     retried_from: Mapped[uuid.UUID | None] = mapped_column(UUID)
     cancel_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The merged, validated parameters (NULL: none) and the latest attempt's JSON output
+    # (NULL: none), written with the outcome by the same statement (migration 0008).
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    output: Mapped[Any | None] = mapped_column(JSONB)
     # Flow control (migration 0010, README "Flow control"). A run of a job with a concurrency or
     # rate limit is created awaiting_admission (no outbox row) and admitted by a scheduler's
     # admission pass; its slot is held while it is admitted and active.

@@ -57,7 +57,7 @@ RUN_COLUMNS = """
     r.id::text AS id, r.job_id::text AS job_id, j.name AS job_name, r.state, r.attempt, r.trigger,
     r.version, r.queue_time, r.start_time, r.finish_time, r.worker_id, r.result, r.error, r.attempts,
     r.slot_time, r.retry_at, r.idempotency_key, r.retried_from::text AS retried_from, r.cancel_time,
-    (SELECT min(k) FROM jsonb_object_keys(r.executor) AS k) AS executor_kind,
+    (SELECT min(k) FROM jsonb_object_keys(r.executor) AS k) AS executor_kind, r.parameters, r.output,
     r.priority, r.concurrency_key, r.rate_limit_key, r.awaiting_admission
 """
 
@@ -87,21 +87,25 @@ def _queueing(*ctes: str) -> Query:
     )
 
 
-# Manual runs: new QUEUED runs of the given jobs. A key already used for the job creates
-# nothing (the caller looks the earlier run up).
+# Manual runs: new QUEUED runs of the given jobs, with the parameters the caller merged and
+# validated at job version :job_versions (the job's update_time): a job changed since creates
+# nothing for that request, nor does a key already used for the job (the caller looks the
+# earlier run up, or validates again).
 CREATE_RUNS = _queueing(
     """request AS (
         SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:job_ids AS uuid[]), CAST(:keys AS text[]),
+                             CAST(:parameters AS jsonb[]), CAST(:job_versions AS timestamptz[]),
                              CAST(:priorities AS int[]))
-            AS t(run_id, job_id, idempotency_key, priority)
+            AS t(run_id, job_id, idempotency_key, parameters, job_version, priority)
     )""",
     f"""queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
-                          idempotency_key, queue_time, priority, flow, awaiting_admission)
+                          idempotency_key, queue_time, parameters, priority, flow, awaiting_admission)
         SELECT request.run_id, jobs.id, 'QUEUED', 1, :trigger, jobs.executor, jobs.retry_policy,
-               jobs.attempt_timeout_seconds, request.idempotency_key, clock_timestamp(),
+               jobs.attempt_timeout_seconds, request.idempotency_key, clock_timestamp(), request.parameters,
                COALESCE(request.priority, jobs.priority), {FLOW_FROM_JOB}
         FROM request JOIN jobs ON jobs.id = request.job_id
+        WHERE request.job_version IS NULL OR jobs.update_time = request.job_version
         ON CONFLICT (job_id, idempotency_key) DO NOTHING
         RETURNING *
     )""",
@@ -109,8 +113,8 @@ CREATE_RUNS = _queueing(
 
 
 def scheduled_runs_statement(*bookkeeping: str) -> Query:
-    """Scheduled runs: one new QUEUED run per fired slot (:run_ids, :fire_job_ids, :slot_times);
-    a slot that already has a run creates nothing. `bookkeeping` are the caller's CTEs
+    """Scheduled runs: one new QUEUED run per fired slot (:run_ids, :fire_job_ids, :slot_times),
+    with the job's default parameters; a slot that already has a run creates nothing. `bookkeeping` are the caller's CTEs
     (taskmesh.db.schedules: skipped slots, the jobs' next slot), run in the same statement; they
     may read `queued` but write no run."""
     return _queueing(
@@ -120,9 +124,10 @@ def scheduled_runs_statement(*bookkeeping: str) -> Query:
     )""",
         f"""queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, queue_time, slot_time,
-                          retry_policy, attempt_timeout_seconds, priority, flow, awaiting_admission)
+                          retry_policy, attempt_timeout_seconds, parameters, priority, flow, awaiting_admission)
         SELECT f.run_id, jobs.id, 'QUEUED', 1, 'SCHEDULE', jobs.executor, clock_timestamp(), f.slot_time,
-               jobs.retry_policy, jobs.attempt_timeout_seconds, jobs.priority, {FLOW_FROM_JOB}
+               jobs.retry_policy, jobs.attempt_timeout_seconds, NULLIF(jobs.parameters, CAST('{{}}' AS jsonb)),
+               jobs.priority, {FLOW_FROM_JOB}
         FROM fire f JOIN jobs ON jobs.id = f.job_id
         ON CONFLICT (job_id, slot_time) DO NOTHING
         RETURNING *
@@ -147,16 +152,17 @@ RELEASE_EXPIRED_KEYS = Query(
     """
 )
 
-# Replays: a finished run -> a fresh run (attempt 1) of the same executor and policies.
+# Replays: a finished run -> a fresh run (attempt 1) of the same executor, policies and parameters.
 RETRY_RUN = _queueing(
     f"""source AS (
         SELECT * FROM runs WHERE id = :source_id AND state IN {FINISHED}
     )""",
     f"""queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
-                          retried_from, queue_time, priority, flow, awaiting_admission)
+                          retried_from, queue_time, parameters, priority, flow, awaiting_admission)
         SELECT :run_id, source.job_id, 'QUEUED', 1, 'RETRY', source.executor, source.retry_policy,
-               source.attempt_timeout_seconds, source.id, clock_timestamp(), source.priority, {FLOW_FROM_JOB}
+               source.attempt_timeout_seconds, source.id, clock_timestamp(), source.parameters, source.priority,
+               {FLOW_FROM_JOB}
         FROM source JOIN jobs ON jobs.id = source.job_id
         RETURNING *
     )""",
@@ -181,24 +187,31 @@ CLAIM_ATTEMPTS = Query(
 
 # RUNNING or CANCELLING -> the state the outcome leads to; the attempt joins the history. Only the
 # owning session reports (the reaper passes the owner's, NULL for attempts claimed before 0006).
+# The attempt's output becomes the run's (NULL: it produced none) in the same statement, and
+# joins the attempt's entry with the rendered request, each only when there is one.
 RECORD_OUTCOMES = Query(
     f"""
     WITH now_ts AS (SELECT clock_timestamp() AS t)
     UPDATE runs AS r
     SET state = report.new_state, result = report.result, error = report.error, lease_expires_at = NULL,
+        output = report.output,
         finish_time = CASE WHEN report.new_state = 'RETRY_WAIT' THEN NULL ELSE now_ts.t END,
         retry_at = now_ts.t + make_interval(secs => report.retry_delay),
         version = r.version + 1,
         attempts = r.attempts || jsonb_build_array(jsonb_build_object(
             'attempt', r.attempt, 'worker_id', r.worker_id, 'start_time', r.start_time,
             'finish_time', now_ts.t, 'state', report.attempt_status,
-            'result', report.result, 'error', report.error))
+            'result', report.result, 'error', report.error)
+            || CASE WHEN report.output IS NULL THEN CAST('{{}}' AS jsonb)
+                    ELSE jsonb_build_object('output', report.output) END
+            || CASE WHEN report.rendered IS NULL THEN CAST('{{}}' AS jsonb)
+                    ELSE jsonb_build_object('rendered', report.rendered) END)
     FROM unnest(CAST(:run_ids AS uuid[]), CAST(:attempts AS int[]), CAST(:worker_ids AS text[]),
                 CAST(:sessions AS text[]), CAST(:new_states AS text[]), CAST(:attempt_statuses AS text[]),
                 CAST(:results AS jsonb[]), CAST(:errors AS jsonb[]), CAST(:retry_delays AS float8[]),
-                CAST(:positions AS int[]))
+                CAST(:positions AS int[]), CAST(:outputs AS jsonb[]), CAST(:rendered AS jsonb[]))
          AS report(run_id, attempt, worker_id, session, new_state, attempt_status, result, error, retry_delay,
-                   position),
+                   position, output, rendered),
          jobs j, now_ts
     WHERE r.id = report.run_id AND r.attempt = report.attempt AND r.worker_id = report.worker_id
       AND r.worker_session IS NOT DISTINCT FROM report.session
@@ -283,7 +296,8 @@ ADMISSION_LOCK = Query("SELECT pg_advisory_xact_lock(:lock_id)")
 # Runs awaiting admission whose keys are not rendered yet.
 SELECT_UNRENDERED = Query(
     """
-    SELECT r.id::text AS id, r.job_id::text AS job_id, j.name AS job_name, r.attempt, r.slot_time, r.flow
+    SELECT r.id::text AS id, r.job_id::text AS job_id, j.name AS job_name, r.attempt, r.slot_time, r.flow,
+           r.parameters
     FROM runs r JOIN jobs j ON j.id = r.job_id
     WHERE r.awaiting_admission AND r.state = 'QUEUED' AND NOT r.keys_rendered
     ORDER BY r.priority DESC, r.queue_time, r.id LIMIT :limit
@@ -485,6 +499,8 @@ class RunRepository:
             "run_ids": [r.run_id for r in requests],
             "job_ids": [r.job_id for r in requests],
             "keys": [r.idempotency_key for r in requests],
+            "parameters": [_json_or_none(r.parameters) for r in requests],
+            "job_versions": [r.job_version for r in requests],
             "priorities": [r.priority for r in requests],
             "trigger": trigger.value,
         }
@@ -672,6 +688,8 @@ async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[
         "errors": [_json_or_none(r.error) for r in reports],
         "retry_delays": [r.retry_delay for r in reports],
         "positions": list(range(len(reports))),
+        "outputs": [r.output_json for r in reports],
+        "rendered": [_json_or_none(r.rendered) for r in reports],
     }
     rows = (await conn.execute(RECORD_OUTCOMES, params)).all_rows()
     recorded: list[RunRecord | None] = [None] * len(reports)
@@ -706,6 +724,8 @@ def run_from_row(row: Any) -> RunRecord:
         retried_from=row.retried_from,
         cancel_time=row.cancel_time,
         executor_kind=row.executor_kind,
+        parameters=row.parameters,
+        output=row.output,
         priority=row.priority,
         concurrency_key=row.concurrency_key,
         rate_limit_key=row.rate_limit_key,

@@ -55,7 +55,7 @@ def gateway(mesh: Mesh) -> str:
 
 @pytest.fixture(scope="session")
 def admin_token(gateway: str) -> str:
-    response = httpx.post(f"{gateway}/api/auth/login", json={"username": "admin", "password": "admin"})
+    response = httpx.post(f"{gateway}/api/auth/login", json={"username": "admin", "password": "admin"}, timeout=30)
     assert response.status_code == 200, response.text
     return str(response.json()["accessToken"])
 

@@ -1,7 +1,13 @@
 """http: one request; any 2xx is success. Status code and a body excerpt are kept either way.
 
-The request carries X-Taskmesh-Run-Id and X-Taskmesh-Attempt, so that the receiver can make
-its effect idempotent (delivery is at least once).
+The request carries X-Taskmesh-Run-Id and X-Taskmesh-Attempt, and the standard Idempotency-Key
+header (IETF httpapi draft), the same for every attempt of a run (the run id unless the job's
+idempotency_key template says otherwise; none when disable_idempotency_key; a job header of the
+same name wins), so that the receiver can recognise a retried request (delivery is at least once).
+
+A 2xx or error response whose Content-Type is JSON (application/json, or +json) becomes the
+attempt's output when its body parses (unless discard_output); a JSON body over MAX_OUTPUT_BYTES
+fails the attempt for good. The spec arrives rendered (worker.layers.render).
 
 Every connection, each redirect hop's included, obeys the egress policy (guarded.py); a denied
 one fails the attempt for good, naming the rule. Redirects are followed here, at most
@@ -11,17 +17,21 @@ the whole exchange (connect, redirects, headers and the body excerpt), not each 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
 from taskmesh.egress import EgressPolicy
+from taskmesh.limits import MAX_OUTPUT_BYTES
 from taskmesh.v1 import job_pb2, run_pb2
 from worker.executors.base import (
     EXCERPT_BYTES,
+    NO_OUTPUT,
     ExecutionContext,
     ExecutionOutcome,
+    JsonValue,
     failed,
     head_excerpt,
     succeeded,
@@ -31,6 +41,7 @@ from worker.executors.lease_guard import lease_guard
 
 DEFAULT_TIMEOUT = 30.0
 MAX_REDIRECTS = 10
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Statuses worth retrying: the server may answer differently later.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -57,19 +68,23 @@ class HttpExecutor:
         method = http.method.upper() or "GET"
         timeout = http.timeout.ToTimedelta().total_seconds() if http.HasField("timeout") else DEFAULT_TIMEOUT
         identity = {"X-Taskmesh-Run-Id": context.run_id, "X-Taskmesh-Attempt": str(context.attempt)}
+        headers = dict(http.headers)
+        if not http.disable_idempotency_key and not any(n.lower() == "idempotency-key" for n in headers):
+            identity[IDEMPOTENCY_HEADER] = http.idempotency_key or context.idempotency_key
         request = self._client.build_request(
             method,
             http.url,
-            headers={**dict(http.headers), **identity},
+            headers={**headers, **identity},
             content=http.body.encode() if http.body else None,
             timeout=timeout,
             extensions=lease_guard(context),
         )
         context.log(f"{method} {http.url}")
         started = time.monotonic()
+        wants_output = not http.discard_output and method != "HEAD"
         try:
             async with asyncio.timeout(timeout):
-                response, body = await self._exchange(request, identity, context)
+                response, body = await self._exchange(request, identity, context, wants_output)
         except TimeoutError:
             context.log(f"timed out after {timeout:g}s")
             return failed(f"request timed out after {timeout:g}s", kind=run_pb2.RunError.TIMEOUT)
@@ -90,24 +105,39 @@ class HttpExecutor:
         result = run_pb2.RunResult(
             http=run_pb2.HttpResult(status_code=response.status_code, body_excerpt=head_excerpt(body))
         )
+        output: JsonValue = NO_OUTPUT
+        if wants_output and is_json(response.headers.get("content-type", "")):
+            if len(body) > MAX_OUTPUT_BYTES:
+                return failed(
+                    f"the JSON response body is over {MAX_OUTPUT_BYTES} bytes, the most a run's output may be "
+                    "(set discard_output to ignore it)",
+                    retryable=False,
+                    result=result,
+                )
+            output = _parsed(body, context)
         if 200 <= response.status_code < 300:
-            return succeeded(result)
+            return succeeded(result, output=output)
         return failed(
             f"HTTP {response.status_code}",
             retryable=response.status_code in RETRYABLE_STATUSES or response.status_code >= 500,
             result=result,
+            output=output,
         )
 
     async def _exchange(
-        self, request: httpx.Request, identity: dict[str, str], context: ExecutionContext
+        self, request: httpx.Request, identity: dict[str, str], context: ExecutionContext, wants_output: bool
     ) -> tuple[httpx.Response, bytes]:
-        """Send `request` and follow its redirects; the final response and its body's head."""
+        """Send `request` and follow its redirects; the final response and its body's head (up
+        to one byte over MAX_OUTPUT_BYTES when it is JSON and wanted as output)."""
         first = request.url
         for _ in range(MAX_REDIRECTS + 1):
             response = await self._client.send(request, stream=True)
             try:
                 if response.next_request is None:
-                    return response, await _read_head(response)
+                    json_body = wants_output and is_json(response.headers.get("content-type", ""))
+                    return response, await _read_head(
+                        response, MAX_OUTPUT_BYTES + 1 if json_body else EXCERPT_BYTES
+                    )
                 following = response.next_request
             finally:
                 await response.aclose()
@@ -139,11 +169,30 @@ def keeps_headers(first: httpx.URL, hop: httpx.URL) -> bool:
     )
 
 
-async def _read_head(response: httpx.Response) -> bytes:
-    """The first EXCERPT_BYTES of the body; the rest is not downloaded."""
-    body = b""
+async def _read_head(response: httpx.Response, limit: int) -> bytes:
+    """The first `limit` bytes of the body; the rest is not downloaded."""
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) >= EXCERPT_BYTES:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
             break
-    return body
+    return b"".join(chunks)[:limit]
+
+
+def is_json(content_type: str) -> bool:
+    """application/json, or any media type with a +json suffix (application/problem+json)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _parsed(body: bytes, context: ExecutionContext) -> JsonValue:
+    """The body as a JSON value; NO_OUTPUT (and a log line) when it does not parse."""
+    if not body.strip():
+        return NO_OUTPUT
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError included
+        context.log(f"the JSON response body does not parse ({error}): no output")
+        return NO_OUTPUT

@@ -5,22 +5,33 @@ streamed to the run's log as they come (cut at MAX_LOG_LINE_BYTES); once the att
 reached its cap the rest is still read, so that the process never blocks, but discarded. On cancellation or timeout the whole process group
 gets SIGTERM, then SIGKILL after a grace period. The process sees TASKMESH_RUN_ID,
 TASKMESH_ATTEMPT, TASKMESH_JOB_ID and TASKMESH_JOB_NAME, to make its effect idempotent, in a
-minimal environment that is never the worker's (worker.executors.environment).
+minimal environment that is never the worker's (worker.executors.environment), and
+TASKMESH_IDEMPOTENCY_KEY (the same for every attempt of the run).
+
+$TASKMESH_OUTPUT names an empty file in a private directory (mode 0700) of this attempt, removed
+when the attempt ends: the JSON the process writes there becomes the attempt's output (nothing
+written: no output). JSON that does not parse, or is over MAX_OUTPUT_BYTES, fails an attempt
+whose process exited 0, for good; a failed process's output is kept when it parses. The spec
+arrives rendered (worker.layers.render): argv elements and env values one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
+import tempfile
 
-from taskmesh.limits import MAX_LOG_LINE_BYTES
+from taskmesh.limits import MAX_LOG_LINE_BYTES, MAX_OUTPUT_BYTES
 from taskmesh.v1 import job_pb2, run_pb2
 from worker.executors.base import (
     EXCERPT_BYTES,
+    NO_OUTPUT,
     ExecutionContext,
     ExecutionOutcome,
+    JsonValue,
     failed,
     succeeded,
     tail_excerpt,
@@ -30,6 +41,7 @@ from worker.output import LineSplitter
 
 MAX_LINE_BYTES = MAX_LOG_LINE_BYTES
 READ_BYTES = 64 * 1024
+OUTPUT_VARIABLE = "TASKMESH_OUTPUT"
 
 
 class ShellExecutor:
@@ -45,12 +57,21 @@ class ShellExecutor:
                 retryable=False,
                 kind=run_pb2.RunError.UNSUPPORTED,
             )
-        shell = spec.shell
+        with tempfile.TemporaryDirectory(prefix="taskmesh-output-") as directory:
+            output_file = os.path.join(directory, "output.json")
+            os.close(os.open(output_file, os.O_CREAT | os.O_WRONLY, 0o600))
+            return await self._run(spec.shell, context, output_file)
+
+    async def _run(
+        self, shell: job_pb2.ShellExecutor, context: ExecutionContext, output_file: str
+    ) -> ExecutionOutcome:
+        env = process_environment(_identity(context), dict(shell.env))
+        env[OUTPUT_VARIABLE] = output_file
         context.ensure_lease()  # the last moment before the effect starts
         try:
             process = await asyncio.create_subprocess_exec(
                 *shell.argv,
-                env=process_environment(_identity(context), dict(shell.env)),
+                env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -72,9 +93,35 @@ class ShellExecutor:
         result = run_pb2.RunResult(
             shell=run_pb2.ShellResult(exit_code=exit_code, output_excerpt=tail_excerpt(output))
         )
+        value, problem = read_output(output_file)
         if exit_code == 0:
-            return succeeded(result)
-        return failed(f"exited with code {exit_code}", result=result)
+            if problem is not None:
+                return failed(problem, retryable=False, result=result)
+            return succeeded(result, output=value)
+        return failed(
+            f"exited with code {exit_code}", result=result, output=value if problem is None else NO_OUTPUT
+        )
+
+
+def read_output(path: str) -> tuple[JsonValue, str | None]:
+    """(the JSON value the process wrote, None), (NO_OUTPUT, None) when it wrote nothing, or
+    (NO_OUTPUT, what is wrong)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_OUTPUT_BYTES + 1)
+    except OSError as error:  # the process removed or replaced it
+        return NO_OUTPUT, f"cannot read ${OUTPUT_VARIABLE}: {error.strerror or error}"
+    if len(data) > MAX_OUTPUT_BYTES:
+        return (
+            NO_OUTPUT,
+            f"${OUTPUT_VARIABLE} holds more than {MAX_OUTPUT_BYTES} bytes (the most a run's output may be)",
+        )
+    if not data.strip():
+        return NO_OUTPUT, None
+    try:
+        return json.loads(data), None
+    except (ValueError, RecursionError) as error:
+        return NO_OUTPUT, f"${OUTPUT_VARIABLE} holds no valid JSON: {error}"
 
 
 def _identity(context: ExecutionContext) -> dict[str, str]:
@@ -83,6 +130,7 @@ def _identity(context: ExecutionContext) -> dict[str, str]:
         "TASKMESH_ATTEMPT": str(context.attempt),
         "TASKMESH_JOB_ID": context.job_id,
         "TASKMESH_JOB_NAME": context.job_name,
+        "TASKMESH_IDEMPOTENCY_KEY": context.idempotency_key,
     }
 
 

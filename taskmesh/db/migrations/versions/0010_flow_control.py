@@ -13,7 +13,7 @@ past the deletion of the run), so a deleted job cannot reset a shared key's wind
 A trigger wakes admission passes (NOTIFY only speeds them up).
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
