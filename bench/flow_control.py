@@ -111,7 +111,7 @@ async def fairness(client: Client, keys: int, per_key: int) -> None:
         rows = conn.execute(
             """SELECT extract(epoch FROM min(r.finish_time) - t0.t), extract(epoch FROM max(r.finish_time) - t0.t)
                FROM runs r, (SELECT min(queue_time) AS t FROM runs WHERE job_id = ANY(%s::uuid[])) t0
-               WHERE r.job_id = ANY(%s::uuid[]) GROUP BY r.job_id""",
+               WHERE r.job_id = ANY(%s::uuid[]) GROUP BY r.job_id, t0.t""",
             (job_ids, job_ids),
         ).fetchall()
     firsts = sorted(float(r[0]) for r in rows)
