@@ -19,6 +19,7 @@ from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.ids import new_id
 from taskmesh.records import (
     Condition,
+    FlowSettings,
     JobChanges,
     JobRecord,
     Json,
@@ -53,6 +54,7 @@ class JobPolicies:
     schedule: NewSchedule | None = None
     retry_policy: Json | None = None
     attempt_timeout_seconds: float | None = None
+    flow: FlowSettings | None = None
     parameters: Json | None = None
     parameter_schema: Json | None = None
     retention: Json | None = None
@@ -107,6 +109,7 @@ class Jobs:
             schedule=setting,
             retry_policy=policies.retry_policy,
             attempt_timeout_seconds=policies.attempt_timeout_seconds,
+            flow=policies.flow,
             parameters=policies.parameters,
             parameter_schema=policies.parameter_schema,
             retention=policies.retention,

@@ -22,6 +22,7 @@ from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.passwords import PasswordHashing
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
+from taskmesh.db.admission import AdmissionRepository
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.notifications import NotificationRepository
@@ -82,7 +83,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     cache_stats = CacheStats()
     jobs = Jobs(job_repository, run_repository, cache, cache_writer, ScheduleRepository(engine), cache_stats)
     log_repository = LogRepository(engine)
-    runs = Runs(job_repository, run_repository, log_repository, cache_writer, observers=[CancelObserver()])
+    runs = Runs(
+        job_repository,
+        run_repository,
+        log_repository,
+        cache_writer,
+        observers=[CancelObserver()],
+        admission=AdmissionRepository(engine),
+    )
     capacity = WorkerCapacity(max_age=STALE_AFTER_INTERVALS * settings.health_check_interval)
     roster = WorkerRoster(WorkerSessionRepository(engine), capacity)
     job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, log_repository, redis, names), roster)

@@ -32,6 +32,7 @@ class TriggerInput:
     idempotency_key: str | None
     parameters: Json | None  # as given (taskmesh.parameters.from_struct), None when none
     field: str = "parameters"  # how errors name them, e.g. "requests[3].parameters"
+    priority: int | None = None  # flow control: this run's priority instead of the job's
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class ParameterResolver:
     def _request(self, given: TriggerInput) -> RunRequest:
         compiled = self._jobs.get(given.job_id)
         if compiled is None:
-            return RunRequest(new_id(), given.job_id, given.idempotency_key)
+            return RunRequest(new_id(), given.job_id, given.idempotency_key, priority=given.priority)
         merged = parameters.merged(compiled.defaults, given.parameters) if given.parameters else compiled.defaults
         if given.parameters:
             parameters.bounded(merged or {}, given.field)
@@ -78,6 +79,7 @@ class ParameterResolver:
             given.idempotency_key,
             parameters=merged or None,
             job_version=compiled.version,  # type: ignore[arg-type]
+            priority=given.priority,
         )
 
     async def _load(self, job_ids: set[str]) -> None:

@@ -13,6 +13,7 @@ from typing import Protocol
 from api_server.parameters import ParameterResolver, TriggerInput
 from taskmesh.batching import GroupCommitter
 from taskmesh.cache.status import CacheWriter
+from taskmesh.db.admission import AdmissionRepository, KeyUsage
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.runs import RunRepository
@@ -47,7 +48,9 @@ class Runs:
         logs: LogRepository,
         cache_writer: CacheWriter,
         observers: Sequence[RunsObserver] = (),
+        admission: AdmissionRepository | None = None,
     ) -> None:
+        self._admission = admission
         self._observers = tuple(observers)
         self._jobs = jobs
         self._runs = runs
@@ -57,8 +60,10 @@ class Runs:
         # Concurrent triggers share one statement (group commit).
         self._triggers: GroupCommitter[RunRequest, RunRecord] = GroupCommitter(self._create_runs, max_batch=500)
 
-    async def trigger(self, job_id: str, idempotency_key: str | None, parameters: Json | None = None) -> RunRecord:
-        given = TriggerInput(job_id, idempotency_key, parameters)
+    async def trigger(
+        self, job_id: str, idempotency_key: str | None, parameters: Json | None = None, priority: int | None = None
+    ) -> RunRecord:
+        given = TriggerInput(job_id, idempotency_key, parameters, priority=priority)
         refresh: frozenset[str] = frozenset()
         for _ in range(STALE_RETRIES):
             [request] = await self._parameters.requests([given], refresh)
@@ -139,6 +144,13 @@ class Runs:
         run = await self._runs.retry_run(run_id, new_id())
         self._cache_writer.enqueue([run])
         return run
+
+    async def waiting_reasons(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """Flow control: why these runs wait for admission (runs that do not are left out)."""
+        return {} if self._admission is None else await self._admission.waiting_reasons(run_ids)
+
+    async def concurrency_keys(self, prefix: str, after: str, limit: int) -> list[KeyUsage]:
+        return [] if self._admission is None else await self._admission.list_keys(prefix, after, limit)
 
     async def get(self, run_id: str) -> RunRecord:
         return await self._runs.get(run_id)

@@ -11,7 +11,7 @@ from typing import Any
 from google.protobuf.empty_pb2 import Empty
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from api_server import validation
+from api_server import flow_validation, validation
 from api_server.accounts import Accounts
 from api_server.jobs import JobPolicies, Jobs, NewSchedule
 from api_server.parameters import TriggerInput
@@ -30,7 +30,8 @@ from taskmesh.convert import (
     user_to_proto,
     worker_to_proto,
 )
-from taskmesh.records import JobChanges, Replacement, RunRecord
+from taskmesh.flow_policy import DEFAULT_PRIORITY
+from taskmesh.records import FlowChanges, FlowSettings, JobChanges, Replacement, RunRecord
 from taskmesh.rpc.guard import current_principal
 from taskmesh.rpc.peers import IPNetwork, client_address
 from taskmesh.service_errors import InvalidArgument
@@ -67,6 +68,9 @@ UPDATABLE_PATHS = (
     "retention",
     "pool",
     "start_deadline",
+    "priority",
+    "concurrency",
+    "rate_limit",
 )
 
 
@@ -110,6 +114,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 start_deadline_seconds=validation.start_deadline(job.start_deadline)
                 if job.HasField("start_deadline")
                 else None,
+                flow=_flow_settings(job),
             ),
         )
         return public_job(record)
@@ -148,7 +153,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def TriggerJob(self, request: job_service_pb2.TriggerJobRequest, context: Context) -> run_pb2.Run:
         key = validation.idempotency_key(request.idempotency_key)
         given = validation.trigger_parameters(request.parameters, request.HasField("parameters"))
-        return self._run(await self._runs.trigger(validation.require_id(request.id), key, given))
+        priority = _trigger_priority(request, "priority")
+        run = await self._runs.trigger(validation.require_id(request.id), key, given, priority)
+        return (await self._runs_out([run]))[0]
 
     async def BatchTriggerJobs(
         self, request: job_service_pb2.BatchTriggerJobsRequest, context: Context
@@ -161,11 +168,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 validation.idempotency_key(r.idempotency_key, f"requests[{i}].idempotency_key"),
                 validation.trigger_parameters(r.parameters, r.HasField("parameters"), f"requests[{i}].parameters"),
                 f"requests[{i}].parameters",
+                _trigger_priority(r, f"requests[{i}].priority"),
             )
             for i, r in enumerate(request.requests)
         ]
         runs = await self._runs.trigger_many(triggers)
-        return job_service_pb2.BatchTriggerJobsResponse(runs=[self._run(run) for run in runs])
+        return job_service_pb2.BatchTriggerJobsResponse(runs=await self._runs_out(runs))
 
     async def GetJobStatus(
         self, request: job_service_pb2.GetJobStatusRequest, context: Context
@@ -175,6 +183,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if view.last_run is not None:
             status.state = view.last_run.state
             status.last_run.CopyFrom(view.last_run)
+            if view.last_run.state == run_pb2.Run.QUEUED:
+                reasons = await self._runs.waiting_reasons([view.last_run.id])
+                if view.last_run.id in reasons:
+                    status.last_run.waiting_reason = reasons[view.last_run.id]
         health = schedule_health(view.job) if view.job is not None else None
         if health is not None:
             status.schedule_health.CopyFrom(health)
@@ -198,7 +210,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         conditions = listing.parse_filter(request.filter, RUN_FILTER_FIELDS, FILTER_VALUES)
         page = listing.decode_page_token(request.page_token)
         runs = await self._runs.list_runs(job_id, conditions, page, limit + 1)
-        messages = [self._run(r) for r in runs]
+        messages = await self._runs_out(runs)
         count = listing.page_length((m.ByteSize() for m in messages), limit)
         token = (
             listing.encode_page_token(runs[count - 1].queue_time, runs[count - 1].id) if len(runs) > count else ""
@@ -206,7 +218,33 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return job_service_pb2.ListRunsResponse(runs=messages[:count], next_page_token=token)
 
     async def GetRun(self, request: job_service_pb2.GetRunRequest, context: Context) -> run_pb2.Run:
-        return self._run(await self._runs.get(validation.require_id(request.id)))
+        return (await self._runs_out([await self._runs.get(validation.require_id(request.id))]))[0]
+
+    async def _runs_out(self, runs: Sequence[RunRecord]) -> list[run_pb2.Run]:
+        """The runs as the API shows them; those awaiting admission say why (flow control)."""
+        messages = [self._run(run) for run in runs]
+        waiting = [run.id for run in runs if run.awaiting_admission and run.state == RunState.QUEUED]
+        if waiting:
+            reasons = await self._runs.waiting_reasons(waiting)
+            for message in messages:
+                if message.id in reasons:
+                    message.waiting_reason = reasons[message.id]
+        return messages
+
+    async def ListConcurrencyKeys(
+        self, request: job_service_pb2.ListConcurrencyKeysRequest, context: Context
+    ) -> job_service_pb2.ListConcurrencyKeysResponse:
+        limit = listing.page_size(request.page_size, default=100, maximum=1000)
+        after = listing.decode_key_token(request.page_token) if request.page_token else ""
+        keys = await self._runs.concurrency_keys(request.prefix, after, limit + 1)
+        token = listing.encode_key_token(keys[limit - 1].key) if len(keys) > limit else ""
+        return job_service_pb2.ListConcurrencyKeysResponse(
+            keys=[
+                job_service_pb2.ConcurrencyKeyUsage(key=k.key, active=k.active, waiting=k.waiting, limit=k.limit)
+                for k in keys[:limit]
+            ],
+            next_page_token=token,
+        )
 
     async def PauseJob(self, request: job_service_pb2.PauseJobRequest, context: Context) -> job_pb2.Job:
         return public_job(await self._jobs.pause(validation.require_id(request.id)))
@@ -320,11 +358,15 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
         retention = Replacement(
             to_json(validation.retention(job.retention)) if job.HasField("retention") else None
         )
+    flow = _flow_changes(job, paths)
     return JobChanges(
         parameters=parameters,
         parameter_schema=parameter_schema,
         pool=validation.pool(job.pool) if "pool" in paths else None,
         start_deadline_seconds=start_deadline,
+        priority=flow.priority,
+        concurrency=flow.concurrency,
+        rate_limit=flow.rate_limit,
         name=validation.job_name(job.name) if "name" in paths else None,
         description=validation.description(job.description) if "description" in paths else None,
         executor=to_json(validation.executor(job.executor)) if "executor" in paths else None,
@@ -333,6 +375,31 @@ def _job_changes(job: job_pb2.Job, paths: list[str]) -> JobChanges:
         attempt_timeout_seconds=attempt_timeout,
         retention=retention,
     )
+
+
+def _flow_settings(job: job_pb2.Job) -> FlowSettings:
+    """CreateJob: the job's flow-control fields, validated."""
+    return FlowSettings(
+        priority=flow_validation.priority(job.priority) if job.HasField("priority") else None,
+        concurrency=flow_validation.concurrency(job.concurrency) if job.HasField("concurrency") else None,
+        rate_limit=flow_validation.rate_limit(job.rate_limit) if job.HasField("rate_limit") else None,
+    )
+
+
+def _flow_changes(job: job_pb2.Job, paths: list[str]) -> FlowChanges:
+    """UpdateJob: a path in the mask whose field is unset clears it (priority goes back to 5)."""
+    settings = _flow_settings(job)
+    return FlowChanges(
+        priority=(settings.priority if settings.priority is not None else DEFAULT_PRIORITY)
+        if "priority" in paths
+        else None,
+        concurrency=Replacement(settings.concurrency) if "concurrency" in paths else None,
+        rate_limit=Replacement(settings.rate_limit) if "rate_limit" in paths else None,
+    )
+
+
+def _trigger_priority(request: job_service_pb2.TriggerJobRequest, field: str) -> int | None:
+    return flow_validation.priority(request.priority, field) if request.HasField("priority") else None
 
 
 def _new_schedule(job: job_pb2.Job) -> NewSchedule:
@@ -353,6 +420,9 @@ def _populated(job: job_pb2.Job, path: str) -> bool:
         "parameter_schema",
         "retention",
         "start_deadline",
+        "priority",
+        "concurrency",
+        "rate_limit",
     ):
         return job.HasField(path)
     if path == "labels":

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from prometheus_client import REGISTRY
 
+from scheduler.admission import AdmissionLoop, AdmissionMetrics
 from scheduler.attempts import AttemptLedger
 from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.firing_metrics import FiringMetrics
@@ -19,7 +20,7 @@ from scheduler.health_and_metrics import SchedulerMonitoring
 from scheduler.maintenance import Maintenance, RetentionSettings, RetentionSweeper
 from scheduler.notify_delivery import DeliveryConfig, NotificationDelivery, WebhookPoster
 from scheduler.notify_scan import NotificationScan, ScanConfig
-from scheduler.relay import OutboxRelay
+from scheduler.relay import DispatchBound, OutboxRelay
 from scheduler.run_telemetry import RunObserver, WorkerRoster
 from scheduler.worker_servicer import WorkerServicer
 from taskmesh import schedule_policy
@@ -27,6 +28,7 @@ from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db import schedules as schedule_store
+from taskmesh.db.admission import ADMISSION_CHANNEL, AdmissionRepository
 from taskmesh.db.listen import listen_forever
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.notifications import NotificationRepository
@@ -90,6 +92,17 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         outbox_wake,
         settings.relay_batch_size,
         settings.relay_poll_interval,
+        bound=DispatchBound(settings.dispatch_max_in_flight, settings.dispatch_recheck_interval),
+    )
+    admission_wake = asyncio.Event()
+    admission = AdmissionLoop(
+        AdmissionRepository(engine),
+        cache_writer,
+        admission_wake,
+        AdmissionMetrics(REGISTRY),
+        batch_size=settings.admission_batch_size,
+        poll_interval=settings.admission_poll_interval,
+        rate_poll_interval=settings.admission_rate_poll_interval,
     )
     scheduler_id = settings.scheduler_id or f"{socket.gethostname()}-{os.getpid()}"
     metrics = FiringMetrics(scheduler_id, REGISTRY)
@@ -139,6 +152,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                     NOTIFY_CHANNEL: lambda _: outbox_wake.set(),
                     CANCEL_CHANNEL: _cancel_pusher(servicer),
                     schedule_store.NOTIFY_CHANNEL: lambda _: firing_wake.set(),
+                    ADMISSION_CHANNEL: lambda _: admission_wake.set(),
                 },
             )
         ),
@@ -151,6 +165,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         asyncio.create_task(firing.run_forever()),
         asyncio.create_task(notify_scan.run_forever()),
         asyncio.create_task(notify_delivery.run_forever()),
+        asyncio.create_task(admission.run_forever()),
     ]
     await monitoring.start()
     log.info("scheduler %s listening on %s", scheduler_id, settings.scheduler_listen)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from scheduler.run_telemetry import ConnectionWatch
 from taskmesh.aio import wait_event
 from taskmesh.broker.amqp import AmqpChannel, AmqpConnection
 from taskmesh.broker.topology import declare_topology, declare_work_queue
-from taskmesh.db.outbox import OutboxBatch, OutboxRepository
+from taskmesh.db.outbox import OutboxBatch, OutboxRepository, take_limit
 from taskmesh.names import Names
 from taskmesh.reconnect import Reconnect
 from taskmesh.service_errors import BrokerUnavailable, DatabaseUnavailable
@@ -24,6 +25,14 @@ from taskmesh.v1 import worker_service_pb2
 log = logging.getLogger(__name__)
 
 WORK_UNIT_TYPE = worker_service_pb2.WorkUnit.DESCRIPTOR.full_name
+
+
+@dataclass(frozen=True)
+class DispatchBound:
+    """Flow control: at most max_in_flight work units out unclaimed (0: no bound)."""
+
+    max_in_flight: int = 0
+    recheck_interval: float = 0.05
 
 
 class OutboxRelay:
@@ -36,6 +45,7 @@ class OutboxRelay:
         batch_size: int,
         poll_interval: float,
         link: ConnectionWatch | None = None,
+        bound: DispatchBound | None = None,
     ) -> None:
         self._outbox = outbox
         self._amqp_url = amqp_url
@@ -47,6 +57,7 @@ class OutboxRelay:
         # What the scheduler's health reads: the relay's current RabbitMQ connection.
         self.link = link or ConnectionWatch()
         self._reconnect = Reconnect("outbox relay", logger=log)
+        self._bound = bound or DispatchBound()
 
     async def run_forever(self) -> None:
         while True:
@@ -67,15 +78,24 @@ class OutboxRelay:
 
     async def _relay(self, channel: AmqpChannel, declared: set[str]) -> None:
         while True:
-            while await self._publish_batch(channel, declared) == self._batch_size:
+            while await self._publish_batch(channel, declared) == take_limit(
+                self._batch_size, self._bound.max_in_flight
+            ):
                 pass
-            await wait_event(self._wake, self._poll_interval)
+            await wait_event(self._wake, await self._next_look())
             self._wake.clear()
+
+    async def _next_look(self) -> float:
+        """Flow control: while the in-flight bound holds rows back, look again soon (claims
+        free room without a NOTIFY); otherwise wait for the outbox's NOTIFY or the poll."""
+        if self._bound.max_in_flight > 0 and await self._outbox.pending():
+            return self._bound.recheck_interval
+        return self._poll_interval
 
     async def _publish_batch(self, channel: AmqpChannel, declared: set[str]) -> int:
         if not channel.is_open:  # lost while idle: reconnect before leasing rows to it
             raise BrokerUnavailable("the relay's RabbitMQ channel closed")
-        batch = await self._outbox.take(self._batch_size)
+        batch = await self._outbox.take(self._batch_size, max_in_flight=self._bound.max_in_flight)
         if batch.units:
             queues = [self._names.route_queue(route) for route in batch.routes]
             messages = [  # routed by pool and capability: only workers that can run it take it

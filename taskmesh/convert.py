@@ -72,6 +72,11 @@ def job_to_proto(job: JobRecord) -> job_pb2.Job:
         json_format.ParseDict(job.schedule, message.schedule)
     if job.retry_policy is not None:
         json_format.ParseDict(job.retry_policy, message.retry_policy)
+    message.priority = job.priority
+    if job.concurrency is not None:
+        json_format.ParseDict(job.concurrency, message.concurrency)
+    if job.rate_limit is not None:
+        json_format.ParseDict(job.rate_limit, message.rate_limit)
     if job.parameters is not None:
         message.parameters.update(job.parameters)
     if job.parameter_schema is not None:
@@ -143,6 +148,9 @@ def run_to_proto(run: RunRecord) -> run_pb2.Run:
         cancel_time=timestamp(run.cancel_time),
         version=run.version,
         pool=run.pool,
+        priority=run.priority,
+        concurrency_key=run.concurrency_key or "",
+        rate_limit_key=run.rate_limit_key or "",
     )
     if run.result:
         json_format.ParseDict(run.result, message.result)

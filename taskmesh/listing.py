@@ -62,6 +62,22 @@ def decode_offset_token(token: str, scope: str, field: str = "page_token") -> in
     return value
 
 
+def encode_key_token(after_key: str) -> str:
+    """A position in a list ordered by a text key (ListConcurrencyKeys)."""
+    return base64.urlsafe_b64encode(json.dumps({"k": after_key}).encode()).decode().rstrip("=")
+
+
+def decode_key_token(token: str, field: str = "page_token") -> str:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        key = data["k"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as error:
+        raise InvalidArgument(field, "is not a token returned by a previous page") from error
+    if not isinstance(key, str):
+        raise InvalidArgument(field, "is not a token returned by a previous page")
+    return key
+
+
 def encode_page_token(after_time: datetime, after_id: str) -> str:
     raw = json.dumps({"t": after_time.isoformat(), "i": after_id}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

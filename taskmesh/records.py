@@ -60,6 +60,9 @@ class JobRecord:
     skipped_slots: int = 0
     pool: str = "default"
     start_deadline_seconds: float | None = None
+    priority: int = 5
+    concurrency: Json | None = None  # taskmesh.v1.ConcurrencyLimit as protobuf JSON
+    rate_limit: Json | None = None  # taskmesh.v1.RateLimit as protobuf JSON
     parameters: Json | None = None  # default parameters of its runs
     parameter_schema: Json | None = None  # a JSON Schema
     retention: Json | None = None  # taskmesh.v1.Retention as protobuf JSON; None: the settings
@@ -91,6 +94,25 @@ class ScheduleSetting:
 
 
 @dataclass(frozen=True)
+class FlowSettings:
+    """A job's flow control (README "Flow control"): priority 0-9 (None: 5), ConcurrencyLimit and
+    RateLimit as protobuf JSON (None: no limit)."""
+
+    priority: int | None = None
+    concurrency: Json | None = None
+    rate_limit: Json | None = None
+
+
+@dataclass(frozen=True)
+class FlowChanges:
+    """UpdateJob: new flow-control values; None leaves a field alone."""
+
+    priority: int | None = None
+    concurrency: Replacement[Json | None] | None = None
+    rate_limit: Replacement[Json | None] | None = None
+
+
+@dataclass(frozen=True)
 class JobChanges:
     """New values for the fields an UpdateJob names; None leaves a field alone."""
 
@@ -103,6 +125,9 @@ class JobChanges:
     attempt_timeout_seconds: Replacement[float | None] | None = None
     pool: str | None = None
     start_deadline_seconds: Replacement[float | None] | None = None
+    priority: int | None = None
+    concurrency: Replacement[Json | None] | None = None
+    rate_limit: Replacement[Json | None] | None = None
     parameters: Replacement[Json | None] | None = None
     parameter_schema: Replacement[Json | None] | None = None
     retention: Replacement[Json | None] | None = None
@@ -132,6 +157,10 @@ class RunRecord:
     executor_kind: str | None = None  # noop, sleep, http, shell, python: what a worker must offer to run it
     pool: str = "default"  # the pool it was queued in
     task: str | None = None  # python runs: the task a worker's registry must have
+    priority: int = 5  # 0-9, higher first (flow control)
+    concurrency_key: str | None = None  # rendered by admission
+    rate_limit_key: str | None = None
+    awaiting_admission: bool = False  # QUEUED, not admitted yet: no work unit published
     parameters: Json | None = None  # merged and validated; None: the run has none
     output: Any = None  # the latest attempt's JSON output (None also when it had none)
 
@@ -153,6 +182,7 @@ class RunRequest:
     # The job's update_time the parameters were merged and validated at: the run is created
     # only while the job is still at it (None: no check).
     job_version: datetime | None = None
+    priority: int | None = None  # None: the job's
 
 
 @dataclass(frozen=True)

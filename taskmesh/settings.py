@@ -110,6 +110,19 @@ class Settings(BaseSettings):
     # Seconds between outbox polls when no NOTIFY arrives (NOTIFY only speeds things up).
     relay_poll_interval: float = 1.0
 
+    # Flow control (README "Flow control"): priorities, concurrency and rate limits.
+    # The relay publishes (highest priority first) only while fewer than this many work units
+    # are out in RabbitMQ unclaimed, so that a new high-priority run passes a low-priority
+    # backlog; 0 publishes everything at once (RabbitMQ's FIFO then decides the order).
+    dispatch_max_in_flight: int = Field(default=512, ge=0)
+    # While the bound is reached, the relay looks again this often (seconds).
+    dispatch_recheck_interval: float = Field(default=0.05, gt=0)
+    # Admission passes: runs admitted per statement, and how often a pass runs without NOTIFY
+    # (and while a rate-limited run waits for its token).
+    admission_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    admission_poll_interval: float = Field(default=1.0, gt=0)
+    admission_rate_poll_interval: float = Field(default=0.05, gt=0)
+
     # Observability (host:port; an empty string disables). Prometheus metrics of each process
     # at /metrics; the api_server's listener also serves the /actuator/* endpoints the gateway
     # routes to it. Workers answer the gRPC health service on worker_health_listen.

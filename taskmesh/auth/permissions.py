@@ -41,6 +41,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "/taskmesh.v1.JobService/WatchRun": READ,
     "/taskmesh.v1.JobService/ListRunLogs": READ,
     "/taskmesh.v1.JobService/PreviewSchedule": READ,
+    "/taskmesh.v1.JobService/ListConcurrencyKeys": READ,
     "/taskmesh.v1.AuthService/CreateUser": ADMIN,
     "/taskmesh.v1.AuthService/ListUsers": ADMIN,
     "/taskmesh.v1.AuthService/UpdateUser": ADMIN,

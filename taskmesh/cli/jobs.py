@@ -70,13 +70,21 @@ def trigger(ctx: Context, args: argparse.Namespace) -> int:
     parameters = jobspec.trigger_parameters(args.params_file, args.param or [])
     job_id = resolve_job(ctx, args.job)
     if args.count == 1:
-        run = ctx.client().trigger_job(job_id, args.idempotency_key, parameters=parameters)
+        run = ctx.client().trigger_job(job_id, args.idempotency_key, parameters=parameters, priority=args.priority)
         ctx.show(run, output.run_fields)
         return 0
     if args.idempotency_key:
         raise UsageError("--idempotency-key names one run; it cannot go with --count")
-    runs = ctx.client().batch_trigger_jobs([job_id] * args.count, parameters=[parameters] * args.count)
+    runs = ctx.client().batch_trigger_jobs(
+        [job_id] * args.count, parameters=[parameters] * args.count, priority=args.priority
+    )
     ctx.show_list(runs, output.runs_table)
+    return 0
+
+
+def concurrency_keys(ctx: Context, args: argparse.Namespace) -> int:
+    keys = ctx.client().iter_concurrency_keys(prefix=args.prefix, page_size=args.page_size)
+    ctx.show_list(keys, output.concurrency_keys_table, args.limit)
     return 0
 
 

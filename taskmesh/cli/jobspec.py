@@ -89,6 +89,34 @@ def apply_flags(job: job_pb2.Job, args: argparse.Namespace) -> set[str]:
     if args.start_deadline is not None:
         job.start_deadline.CopyFrom(_convert("--start-deadline", builders.duration, args.start_deadline))
         touched.add("start_deadline")
+    return touched | _flow(job, args)
+
+
+def _flow(job: job_pb2.Job, args: argparse.Namespace) -> set[str]:
+    """Flow-control flags; a key or on-limit without a limit changes the job's current one."""
+    touched: set[str] = set()
+    if args.priority is not None:
+        job.priority = args.priority
+        touched.add("priority")
+    if args.concurrency_limit is not None or args.concurrency_key is not None or args.on_limit is not None:
+        if args.concurrency_limit is not None:
+            job.concurrency.limit = args.concurrency_limit
+        if args.concurrency_key is not None:
+            job.concurrency.key = args.concurrency_key
+        if args.on_limit is not None:
+            on_limit = job_pb2.ConcurrencyLimit(on_limit=args.on_limit.upper().replace("-", "_"))
+            job.concurrency.on_limit = on_limit.on_limit
+        touched.add("concurrency")
+    if args.rate_limit is not None or args.rate_limit_key is not None:
+        if args.rate_limit is not None:
+            count, sep, period = args.rate_limit.partition("/")
+            if not sep or not count.strip().isdigit():
+                raise UsageError(f"--rate-limit: expected N/PERIOD such as 20/10s, got {args.rate_limit!r}")
+            job.rate_limit.limit = int(count)
+            job.rate_limit.period.CopyFrom(_convert("--rate-limit", builders.duration, period.strip()))
+        if args.rate_limit_key is not None:
+            job.rate_limit.key = args.rate_limit_key
+        touched.add("rate_limit")
     return touched
 
 

@@ -200,9 +200,27 @@ def job_fields(job: job_pb2.Job) -> str:
             ("retention", _retention_text(job)),
             ("pool", job.pool),
             ("start deadline", duration_text(job.start_deadline) if _has(job, "start_deadline") else ""),
+            ("priority", str(job.priority)),
+            ("concurrency", concurrency_text(job) if _has(job, "concurrency") else ""),
+            ("rate limit", rate_limit_text(job) if _has(job, "rate_limit") else ""),
             ("created", time_text(job.create_time)),
             ("updated", time_text(job.update_time)),
         ]
+    )
+
+
+def concurrency_text(job: job_pb2.Job) -> str:
+    on_limit = job_pb2.ConcurrencyLimit.OnLimit.Name(job.concurrency.on_limit or job_pb2.ConcurrencyLimit.QUEUE)
+    return f"{job.concurrency.limit} per key {job.concurrency.key or '(the job)'}, {on_limit} at the limit"
+
+
+def rate_limit_text(job: job_pb2.Job) -> str:
+    return f"{job.rate_limit.limit} per {duration_text(job.rate_limit.period)} per key {job.rate_limit.key or '(the job)'}"
+
+
+def concurrency_keys_table(keys: Iterable[job_service_pb2.ConcurrencyKeyUsage]) -> str:
+    return table(
+        ("KEY", "ACTIVE", "WAITING", "LIMIT"), [(k.key, str(k.active), str(k.waiting), str(k.limit)) for k in keys]
     )
 
 
@@ -228,7 +246,10 @@ def run_fields(run: run_pb2.Run) -> str:
             ("id", run.id),
             ("job", f"{run.job_name} ({run.job_id})" if run.job_name else run.job_id),
             ("state", state_name(run.state)),
+            ("waiting", run.waiting_reason),
             ("attempt", str(run.attempt)),
+            ("concurrency key", run.concurrency_key),
+            ("rate-limit key", run.rate_limit_key),
             ("trigger", run_pb2.Run.Trigger.Name(run.trigger) if run.trigger else ""),
             ("queued", time_text(run.queue_time)),
             ("started", time_text(run.start_time)),
@@ -273,6 +294,7 @@ def status_fields(status: job_service_pb2.JobStatus) -> str:
         ("job", f"{status.job_name} ({status.job_id})"),
         ("state", state_name(status.state) if status.state else "never ran"),
         ("last run", status.last_run.id if _has(status, "last_run") else ""),
+        ("waiting", status.last_run.waiting_reason if _has(status, "last_run") else ""),
         ("attempt", str(status.last_run.attempt) if _has(status, "last_run") else ""),
         ("queued", time_text(status.last_run.queue_time) if _has(status, "last_run") else ""),
         ("finished", time_text(status.last_run.finish_time) if _has(status, "last_run") else ""),

@@ -173,6 +173,7 @@ def _jobs(actions: Any, common: argparse.ArgumentParser, listing: argparse.Argum
         "--idempotency-key",
         help="repeats with the same key (within 24h) return the same run; default: a fresh key per call",
     )
+    triggered.add_argument("--priority", type=int, metavar="0-9", help="this run's priority instead of the job's")
     triggered.add_argument(
         "--count",
         type=int,
@@ -191,6 +192,13 @@ def _jobs(actions: Any, common: argparse.ArgumentParser, listing: argparse.Argum
         "--params-file", metavar="FILE", help="a JSON object of parameters ('-' reads standard input)"
     )
     triggered.set_defaults(handler=jobs.trigger)
+
+    keys = actions.add_parser(
+        "concurrency-keys", parents=[common, listing], help="concurrency keys in use: active and waiting runs"
+    )
+    keys.add_argument("--prefix", default="", help="only keys starting with this")
+    _paging_flags(keys, default_limit=100)
+    keys.set_defaults(handler=jobs.concurrency_keys)
 
     slots = actions.add_parser("skipped-slots", parents=parents, help="schedule slots that did not fire")
     slots.add_argument("job", metavar="JOB")
@@ -249,6 +257,15 @@ def _job_flags(parser: argparse.ArgumentParser) -> None:
     routing.add_argument(
         "--start-deadline", metavar="DURATION", help="a run not started this long after queueing fails NOT_STARTED"
     )
+    flow = parser.add_argument_group('flow control (README "Flow control")')
+    flow.add_argument("--priority", type=int, metavar="0-9", help="higher starts first (default 5)")
+    flow.add_argument("--concurrency-limit", type=int, metavar="N", help="at most N active runs per key")
+    flow.add_argument("--concurrency-key", metavar="TEMPLATE", help='e.g. "customer-{{ params.customer_id }}"')
+    flow.add_argument(
+        "--on-limit", choices=("queue", "skip", "cancel-oldest"), help="at the limit (default queue)"
+    )
+    flow.add_argument("--rate-limit", metavar="N/PERIOD", help="at most N starts per period and key, e.g. 20/10s")
+    flow.add_argument("--rate-limit-key", metavar="TEMPLATE", help="default: the job")
 
 
 def _paging_flags(parser: argparse.ArgumentParser, default_limit: int) -> None:

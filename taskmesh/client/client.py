@@ -157,14 +157,25 @@ class TaskmeshClient:
         retention: RetentionLike | None = None,
         pool: str = "",
         start_deadline: builders.DurationLike | None = None,
+        priority: int | None = None,
+        concurrency: job_pb2.ConcurrencyLimit | Mapping[str, Any] | None = None,
+        rate_limit: job_pb2.RateLimit | Mapping[str, Any] | None = None,
     ) -> job_pb2.Job:
         """Create a job. `executor` is e.g. builders.sleep(2), builders.python("reports.build") or
         {"http": {"url": "https://..."}}; `pool` the worker pool that runs it ("default");
-        `retention` e.g. builders.retention(succeeded="14d")."""
+        `retention` e.g. builders.retention(succeeded="14d"). Flow control: `priority` 0-9,
+        `concurrency` e.g. {"key": "customer-{{ job.name }}", "limit": 3}, `rate_limit` e.g.
+        {"limit": 100, "period": "60s"} (README "Flow control")."""
         job = _job(name, description, executor, labels, schedule, retry_policy, attempt_timeout, retention)
         job.pool = pool
         if start_deadline is not None:
             job.start_deadline.CopyFrom(builders.duration(start_deadline))
+        if priority is not None:
+            job.priority = priority
+        if concurrency is not None:
+            job.concurrency.CopyFrom(builders.message(concurrency, job_pb2.ConcurrencyLimit))
+        if rate_limit is not None:
+            job.rate_limit.CopyFrom(builders.message(rate_limit, job_pb2.RateLimit))
         return self.create_job_from(job)
 
     def create_job_from(self, job: job_pb2.Job | Mapping[str, Any]) -> job_pb2.Job:
@@ -255,6 +266,7 @@ class TaskmeshClient:
         idempotency_key: str | None = None,
         *,
         parameters: Mapping[str, Any] | None = None,
+        priority: int | None = None,
     ) -> run_pb2.Run:
         """Start a run now, with `parameters` (JSON values) merged over the job's defaults and
         validated against its parameter_schema (InvalidArgumentError naming the path otherwise).
@@ -263,9 +275,10 @@ class TaskmeshClient:
         retry after a lost answer returns the run the first attempt created instead of starting
         a second one. Pass the same key to make your own repeats safe (the server remembers a
         key for 24h; the same key with other parameters is refused, AlreadyExistsError); pass ""
-        to send none, in which case the call is never retried."""
+        to send none, in which case the call is never retried. `priority` (0-9) overrides the
+        job's for this run."""
         key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
-        request = job_service_pb2.TriggerJobRequest(id=job_id, idempotency_key=key)
+        request = job_service_pb2.TriggerJobRequest(id=job_id, idempotency_key=key, priority=priority)
         if parameters:
             request.parameters.update(parameters)
         return self._call(self._jobs.TriggerJob, request, CallKind.WRITE if key else CallKind.UNSAFE)
@@ -276,6 +289,7 @@ class TaskmeshClient:
         idempotency_keys: Sequence[str] | None = None,
         *,
         parameters: Sequence[Mapping[str, Any] | None] | None = None,
+        priority: int | None = None,
     ) -> list[run_pb2.Run]:
         """Start a run of each job listed (a job may be listed several times), in one call and
         one transaction; the runs come back in the same order. Like trigger_job, every entry
@@ -289,7 +303,7 @@ class TaskmeshClient:
             raise ValueError("give one parameters mapping (or None) per job id")
         request = job_service_pb2.BatchTriggerJobsRequest(
             requests=[
-                job_service_pb2.TriggerJobRequest(id=j, idempotency_key=k)
+                job_service_pb2.TriggerJobRequest(id=j, idempotency_key=k, priority=priority)
                 for j, k in zip(job_ids, keys, strict=True)
             ]
         )
@@ -303,6 +317,26 @@ class TaskmeshClient:
         """The workers connected now (of one pool, or all), with what they serve."""
         request = job_service_pb2.ListWorkersRequest(pool=pool)
         return list(self._call(self._jobs.ListWorkers, request, CallKind.READ).workers)
+
+    def list_concurrency_keys(
+        self, *, prefix: str = "", page_size: int = 0, page_token: str = ""
+    ) -> job_service_pb2.ListConcurrencyKeysResponse:
+        """Concurrency keys in use: per key, active and waiting runs and the limit."""
+        request = job_service_pb2.ListConcurrencyKeysRequest(
+            prefix=prefix, page_size=page_size, page_token=page_token
+        )
+        return self._call(self._jobs.ListConcurrencyKeys, request, CallKind.READ)
+
+    def iter_concurrency_keys(
+        self, *, prefix: str = "", page_size: int = 0
+    ) -> Iterator[job_service_pb2.ConcurrencyKeyUsage]:
+        token = ""
+        while True:
+            page = self.list_concurrency_keys(prefix=prefix, page_size=page_size, page_token=token)
+            yield from page.keys
+            token = page.next_page_token
+            if not token:
+                return
 
     def get_job_status(self, job_id: str) -> job_service_pb2.JobStatus:
         request = job_service_pb2.GetJobStatusRequest(id=job_id)

@@ -8,26 +8,37 @@ from datetime import datetime
 from typing import Any
 
 from taskmesh.db.pg import Database, Query, statement
-from taskmesh.records import Condition, JobChanges, JobRecord, Json, Page, ParameterPolicy, ScheduleSetting
+from taskmesh.records import (
+    Condition,
+    FlowSettings,
+    JobChanges,
+    JobRecord,
+    Json,
+    Page,
+    ParameterPolicy,
+    ScheduleSetting,
+)
 from taskmesh.service_errors import AlreadyExists, NotFound
 
 JOB_COLUMNS = """
     j.id::text AS id, j.name, j.description, j.executor, j.labels, j.create_time, j.update_time,
     j.schedule, j.retry_policy, j.attempt_timeout_seconds, j.paused, j.next_fire_at, j.last_fire_at,
     j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots, j.parameters, j.parameter_schema, j.retention,
-    j.pool, j.start_deadline_seconds
+    j.pool, j.start_deadline_seconds, j.priority, j.concurrency, j.rate_limit
 """
 
 INSERT_JOB = Query(
     f"""
     INSERT INTO jobs AS j (id, name, description, executor, labels, create_time, update_time,
                            schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds,
-                           parameters, parameter_schema, retention, pool, start_deadline_seconds)
+                           parameters, parameter_schema, retention, pool, start_deadline_seconds, priority,
+                           concurrency, rate_limit)
     VALUES (:id, :name, :description, CAST(:executor AS jsonb), CAST(:labels AS jsonb),
             COALESCE(CAST(:now AS timestamptz), now()), COALESCE(CAST(:now AS timestamptz), now()),
             CAST(:schedule AS jsonb), :next_fire_at, :due_at, CAST(:retry_policy AS jsonb),
             :attempt_timeout_seconds, CAST(:parameters AS jsonb), CAST(:parameter_schema AS jsonb),
-            CAST(:retention AS jsonb), :pool, :start_deadline_seconds)
+            CAST(:retention AS jsonb), :pool, :start_deadline_seconds,
+            :priority, CAST(:concurrency AS jsonb), CAST(:rate_limit AS jsonb))
     RETURNING {JOB_COLUMNS}
     """
 )
@@ -83,10 +94,12 @@ class JobRepository:
         retention: Json | None = None,
         pool: str = "default",
         start_deadline_seconds: float | None = None,
+        flow: FlowSettings | None = None,
     ) -> JobRecord:
         """`now` becomes the creation time (an interval schedule without anchor counts from it);
         the database clock when None."""
         schedule = schedule or ScheduleSetting(None, None, None)
+        flow = flow or FlowSettings()
         params = {
             "id": job_id,
             "name": name,
@@ -104,6 +117,9 @@ class JobRepository:
             "retention": _json_or_none(retention),
             "pool": pool,
             "start_deadline_seconds": start_deadline_seconds,
+            "priority": flow.priority if flow.priority is not None else 5,
+            "concurrency": _json_or_none(flow.concurrency),
+            "rate_limit": _json_or_none(flow.rate_limit),
         }
         try:
             async with statement(self._engine) as conn:
@@ -191,6 +207,7 @@ class JobRepository:
         if changes.start_deadline_seconds is not None:
             assignments.append("start_deadline_seconds = :start_deadline_seconds")
             params["start_deadline_seconds"] = changes.start_deadline_seconds.value
+        _flow_assignments(changes, assignments, params)
         sql = Query(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
         try:
             async with statement(self._engine) as conn:
@@ -219,6 +236,19 @@ class JobRepository:
             result = await conn.execute(DELETE_JOB, {"id": job_id})
         if result.rowcount == 0:
             raise NotFound(f"job {job_id} not found")
+
+
+def _flow_assignments(changes: JobChanges, assignments: list[str], params: dict[str, Any]) -> None:
+    """Flow control (README "Flow control"): runs created from now on take the new values."""
+    if changes.priority is not None:
+        assignments.append("priority = :priority")
+        params["priority"] = changes.priority
+    if changes.concurrency is not None:
+        assignments.append("concurrency = CAST(:concurrency AS jsonb)")
+        params["concurrency"] = _json_or_none(changes.concurrency.value)
+    if changes.rate_limit is not None:
+        assignments.append("rate_limit = CAST(:rate_limit AS jsonb)")
+        params["rate_limit"] = _json_or_none(changes.rate_limit.value)
 
 
 def _job_filter_sql(conditions: Sequence[Condition]) -> tuple[list[str], dict[str, Any]]:
@@ -276,6 +306,9 @@ def _job(row: Any) -> JobRecord:
         retention=row.retention,
         pool=row.pool,
         start_deadline_seconds=row.start_deadline_seconds,
+        priority=row.priority,
+        concurrency=row.concurrency,
+        rate_limit=row.rate_limit,
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     Text,
     UniqueConstraint,
     false,
@@ -102,6 +103,10 @@ class Job(Base):
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set by ResumeJob: slots due before it came while the job was paused (they misfired).
     resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Flow control (migration 0010): 0-9, higher first; ConcurrencyLimit / RateLimit as protobuf JSON.
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default="5")
+    concurrency: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    rate_limit: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # Default parameters of its runs and the JSON Schema they must satisfy (migration 0008).
     parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     parameter_schema: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -134,6 +139,22 @@ class Run(Base):
             "start_deadline_at",
             postgresql_where=text("state = 'QUEUED' AND start_deadline_at IS NOT NULL"),
         ),
+        # Flow control (migration 0010).
+        Index(
+            "runs_awaiting_admission",
+            text("priority DESC"),
+            "queue_time",
+            "id",
+            postgresql_where=text("awaiting_admission AND state = 'QUEUED'"),
+        ),
+        Index(
+            "runs_concurrency_active",
+            "concurrency_key",
+            postgresql_where=text(
+                f"concurrency_key IS NOT NULL AND NOT awaiting_admission AND {_states_in(ACTIVE_STATES)}"
+            ),
+        ),
+        Index("runs_dispatched", "priority", postgresql_where=text("state = 'QUEUED' AND NOT awaiting_admission")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -172,6 +193,31 @@ class Run(Base):
     # The pool the run was queued in, and when it fails NOT_STARTED if still QUEUED (0009).
     pool: Mapped[str] = mapped_column(Text, server_default="default")
     start_deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Flow control (migration 0010, README "Flow control"). A run of a job with a concurrency or
+    # rate limit is created awaiting_admission (no outbox row) and admitted by a scheduler's
+    # admission pass; its slot is held while it is admitted and active.
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default="5")
+    flow: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    awaiting_admission: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    keys_rendered: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    concurrency_key: Mapped[str | None] = mapped_column(Text)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)
+    on_limit: Mapped[str | None] = mapped_column(Text)
+    rate_limit_key: Mapped[str | None] = mapped_column(Text)
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
+    rate_period_seconds: Mapped[float | None] = mapped_column(Float)
+    admit_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RateLimitGrant(Base):
+    """One admission of a rate-limited run: a key's window counts these (migration 0010)."""
+
+    __tablename__ = "rate_limit_grants"
+    __table_args__ = (Index("rate_limit_grants_window", "key", "grant_time"),)
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    grant_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
 
 
 class SkippedSlot(Base):
@@ -224,6 +270,8 @@ class Outbox(Base):
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
     # Set while a relay publishes the row; past it, another relay may take the row again.
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The run's priority: relays publish the highest first (migration 0010).
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default="5")
 
 
 class WorkerSession(Base):

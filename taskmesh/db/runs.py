@@ -58,19 +58,29 @@ RUN_COLUMNS = """
     r.version, r.queue_time, r.start_time, r.finish_time, r.worker_id, r.result, r.error, r.attempts,
     r.slot_time, r.retry_at, r.idempotency_key, r.retried_from::text AS retried_from, r.cancel_time,
     (SELECT min(k) FROM jsonb_object_keys(r.executor) AS k) AS executor_kind, r.parameters, r.output, r.pool,
-    r.executor #>> '{python,task}' AS task
+    r.executor #>> '{python,task}' AS task, r.priority, r.concurrency_key, r.rate_limit_key, r.awaiting_admission
+"""
+
+# What a new run takes from its job (joined as `jobs`) for flow control: a job with a
+# concurrency or rate limit makes its runs wait for admission (see ADMIT_RUNS), without a work unit.
+FLOW_FROM_JOB = """
+    CASE WHEN jobs.concurrency IS NULL AND jobs.rate_limit IS NULL THEN NULL
+         ELSE jsonb_build_object('concurrency', jobs.concurrency, 'rate_limit', jobs.rate_limit) END,
+    (jobs.concurrency IS NOT NULL OR jobs.rate_limit IS NOT NULL)
 """
 
 
 def _queueing(*ctes: str) -> Query:
     """The outbox rule, written once: every run that enters QUEUED (a new run, or the next
     attempt of a retried one) gets its work unit in the outbox in the same statement, so the
-    relay publishes it exactly when the run exists. `ctes` include `queued`, which returns
-    (RETURNING *) the runs entering QUEUED; the statement returns those runs."""
+    relay publishes it exactly when the run exists, unless it awaits admission (flow control):
+    then ADMIT_RUNS writes its work unit when it admits it. `ctes` include `queued`, which
+    returns (RETURNING *) the runs entering QUEUED; the statement returns those runs."""
     return Query(
         f"""
     WITH {", ".join(ctes)}, dispatched AS (
-        INSERT INTO outbox (run_id, attempt) SELECT id, attempt FROM queued
+        INSERT INTO outbox (run_id, attempt, priority) SELECT id, attempt, priority FROM queued
+        WHERE NOT awaiting_admission
     )
     SELECT {RUN_COLUMNS} FROM queued r JOIN jobs j ON j.id = r.job_id
     """
@@ -85,18 +95,20 @@ def _queueing(*ctes: str) -> Query:
 # which cost more than the rest of the trigger path.
 CREATE_RUNS = _queueing(
     """request AS (
-        SELECT t.run_id, t.job_id, t.idempotency_key, t.job_version,
+        SELECT t.run_id, t.job_id, t.idempotency_key, t.job_version, t.priority,
                NULLIF(CAST(:parameters AS jsonb) -> CAST(t.position - 1 AS int), CAST('null' AS jsonb)) AS parameters
         FROM unnest(CAST(:run_ids AS uuid[]), CAST(:job_ids AS uuid[]), CAST(:keys AS text[]),
-                    CAST(:job_versions AS timestamptz[])) WITH ORDINALITY
-            AS t(run_id, job_id, idempotency_key, job_version, position)
+                    CAST(:job_versions AS timestamptz[]), CAST(:priorities AS int[])) WITH ORDINALITY
+            AS t(run_id, job_id, idempotency_key, job_version, priority, position)
     )""",
-    """queued AS (
+    f"""queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
-                          idempotency_key, queue_time, parameters, pool, start_deadline_at)
+                          idempotency_key, queue_time, parameters, pool, start_deadline_at, priority, flow,
+                          awaiting_admission)
         SELECT request.run_id, jobs.id, 'QUEUED', 1, :trigger, jobs.executor, jobs.retry_policy,
                jobs.attempt_timeout_seconds, request.idempotency_key, clock_timestamp(), request.parameters,
-               jobs.pool, CASE WHEN jobs.start_deadline_seconds IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END
+               jobs.pool, CASE WHEN jobs.start_deadline_seconds IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END,
+               COALESCE(request.priority, jobs.priority), {FLOW_FROM_JOB}
         FROM request JOIN jobs ON jobs.id = request.job_id
         WHERE request.job_version IS NULL OR jobs.update_time = request.job_version
         ON CONFLICT (job_id, idempotency_key) DO NOTHING
@@ -115,12 +127,14 @@ def scheduled_runs_statement(*bookkeeping: str) -> Query:
         SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:fire_job_ids AS uuid[]),
                              CAST(:slot_times AS timestamptz[])) AS f(run_id, job_id, slot_time)
     )""",
-        """queued AS (
+        f"""queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, queue_time, slot_time,
-                          retry_policy, attempt_timeout_seconds, parameters, pool, start_deadline_at)
+                          retry_policy, attempt_timeout_seconds, parameters, pool, start_deadline_at, priority, flow,
+                          awaiting_admission)
         SELECT f.run_id, jobs.id, 'QUEUED', 1, 'SCHEDULE', jobs.executor, clock_timestamp(), f.slot_time,
-               jobs.retry_policy, jobs.attempt_timeout_seconds, NULLIF(jobs.parameters, CAST('{}' AS jsonb)),
-               jobs.pool, CASE WHEN jobs.start_deadline_seconds IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END
+               jobs.retry_policy, jobs.attempt_timeout_seconds, NULLIF(jobs.parameters, CAST('{{}}' AS jsonb)),
+               jobs.pool, CASE WHEN jobs.start_deadline_seconds IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END,
+               jobs.priority, {FLOW_FROM_JOB}
         FROM fire f JOIN jobs ON jobs.id = f.job_id
         ON CONFLICT (job_id, slot_time) DO NOTHING
         RETURNING *
@@ -150,12 +164,14 @@ RETRY_RUN = _queueing(
     f"""source AS (
         SELECT * FROM runs WHERE id = :source_id AND state IN {FINISHED}
     )""",
-    """queued AS (
+    f"""queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
-                          retried_from, queue_time, parameters, pool, start_deadline_at)
+                          retried_from, queue_time, parameters, pool, start_deadline_at, priority, flow,
+                          awaiting_admission)
         SELECT :run_id, source.job_id, 'QUEUED', 1, 'RETRY', source.executor, source.retry_policy,
                source.attempt_timeout_seconds, source.id, clock_timestamp(), source.parameters, source.pool,
-               CASE WHEN jobs.start_deadline_seconds IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END
+               CASE WHEN jobs.start_deadline_seconds IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END, source.priority,
+               {FLOW_FROM_JOB}
         FROM source JOIN jobs ON jobs.id = source.job_id
         RETURNING *
     )""",
@@ -247,6 +263,8 @@ SELECT_EXPIRED = Query(
 )
 
 # RETRY_WAIT -> QUEUED as attempt + 1 when due (with its work unit, as every run entering QUEUED).
+# A run waiting to retry keeps its concurrency slot; a rate-limited one waits for admission again
+# (every attempt takes a token of its rate-limit key).
 PROMOTE_RETRIES = _queueing(
     """due AS (
         SELECT id FROM runs WHERE state = 'RETRY_WAIT' AND retry_at <= clock_timestamp()
@@ -255,7 +273,8 @@ PROMOTE_RETRIES = _queueing(
     """queued AS (
         UPDATE runs AS r
         SET state = 'QUEUED', attempt = r.attempt + 1, retry_at = NULL, start_time = NULL, worker_id = NULL,
-            worker_session = NULL, lease_expires_at = NULL, version = r.version + 1
+            worker_session = NULL, lease_expires_at = NULL, version = r.version + 1,
+            awaiting_admission = (r.rate_limit_key IS NOT NULL)
         FROM due WHERE r.id = due.id AND r.state = 'RETRY_WAIT'
         RETURNING r.*
     )""",
@@ -300,6 +319,181 @@ CANCEL_RUNS = Query(
     """
 )
 
+# Flow control: the admission pass (taskmesh.db.admission), one at a time across every scheduler
+# (ADMISSION_LOCK, held for the pass's transaction; each statement after it sees every earlier
+# pass committed). A key's active runs are its admitted runs in an active state: the statements
+# that end a run free its slot, and nothing else has to.
+ADMISSION_LOCK = Query("SELECT pg_advisory_xact_lock(:lock_id)")
+
+# Runs awaiting admission whose keys are not rendered yet.
+SELECT_UNRENDERED = Query(
+    """
+    SELECT r.id::text AS id, r.job_id::text AS job_id, j.name AS job_name, r.attempt, r.slot_time, r.flow,
+           r.parameters
+    FROM runs r JOIN jobs j ON j.id = r.job_id
+    WHERE r.awaiting_admission AND r.state = 'QUEUED' AND NOT r.keys_rendered
+    ORDER BY r.priority DESC, r.queue_time, r.id LIMIT :limit
+    """
+)
+
+SET_KEYS = Query(
+    """
+    UPDATE runs AS r SET keys_rendered = true, concurrency_key = k.ckey, concurrency_limit = k.climit,
+        on_limit = k.on_limit, rate_limit_key = k.rkey, rate_limit = k.rlimit, rate_period_seconds = k.rperiod
+    FROM unnest(CAST(:run_ids AS uuid[]), CAST(:ckeys AS text[]), CAST(:climits AS int[]),
+                CAST(:on_limits AS text[]), CAST(:rkeys AS text[]), CAST(:rlimits AS int[]),
+                CAST(:rperiods AS float8[])) AS k(run_id, ckey, climit, on_limit, rkey, rlimit, rperiod)
+    WHERE r.id = k.run_id AND r.state = 'QUEUED' AND r.awaiting_admission
+    """
+)
+
+# Waiting runs whose on_limit is SKIP or CANCEL_OLDEST, with their key's admitted runs.
+SELECT_KEY_POLICIES = Query(
+    f"""
+    SELECT w.id::text AS id, w.concurrency_key AS key, w.concurrency_limit AS limit, w.on_limit,
+        (SELECT count(*) FROM runs a WHERE a.concurrency_key = w.concurrency_key
+            AND NOT a.awaiting_admission AND a.state IN {ACTIVE}) AS active,
+        (SELECT count(*) FROM runs a WHERE a.concurrency_key = w.concurrency_key
+            AND NOT a.awaiting_admission AND a.state = 'CANCELLING') AS cancelling
+    FROM runs w
+    WHERE w.awaiting_admission AND w.state = 'QUEUED' AND w.keys_rendered AND w.on_limit IN ('SKIP', 'CANCEL_OLDEST')
+    ORDER BY w.priority DESC, w.queue_time, w.id
+    """
+)
+
+# The oldest admitted runs of a key that are not stopping yet (CANCEL_OLDEST cancels them).
+SELECT_OLDEST_ACTIVE = Query(
+    """
+    SELECT r.id::text AS id FROM runs r
+    WHERE r.concurrency_key = :key AND NOT r.awaiting_admission AND r.state IN ('QUEUED', 'RUNNING', 'RETRY_WAIT')
+    ORDER BY r.admit_time, r.queue_time, r.id LIMIT :limit
+    """
+)
+
+# QUEUED, awaiting admission -> CANCELLED with an error (on_limit SKIP, a key that cannot render).
+END_UNADMITTED = Query(
+    f"""
+    WITH now_ts AS (SELECT clock_timestamp() AS t)
+    UPDATE runs AS r SET state = 'CANCELLED', finish_time = now_ts.t, error = e.error, awaiting_admission = false,
+        version = r.version + 1
+    FROM unnest(CAST(:run_ids AS uuid[]), CAST(:errors AS jsonb[])) AS e(run_id, error), jobs j, now_ts
+    WHERE r.id = e.run_id AND r.state = 'QUEUED' AND r.awaiting_admission AND j.id = r.job_id
+    RETURNING {RUN_COLUMNS}
+    """
+)
+
+# Admit what fits, at most :limit runs: a run goes when its concurrency key has fewer admitted,
+# active runs than its limit and its rate-limit key had fewer grants than its limit in the window
+# (period plus margin, taskmesh.flow_policy.window_seconds), counting the runs ranked before it
+# in its key (priority, then FIFO). Keys take turns: the first-ranked run of every key comes
+# before any key's second (round-robin). Admitted runs get their work unit (and their grant).
+ADMIT_RUNS = Query(
+    f"""
+    WITH now_ts AS (SELECT clock_timestamp() AS t),
+    cand AS (
+        SELECT r.id, r.priority, r.queue_time, r.concurrency_key, r.concurrency_limit, r.rate_limit_key,
+               r.rate_limit, r.rate_period_seconds,
+               row_number() OVER (PARTITION BY r.concurrency_key ORDER BY r.priority DESC, r.queue_time, r.id)
+                   AS c_rank,
+               row_number() OVER (PARTITION BY r.rate_limit_key ORDER BY r.priority DESC, r.queue_time, r.id)
+                   AS r_rank
+        FROM runs r WHERE r.awaiting_admission AND r.state = 'QUEUED' AND r.keys_rendered
+    ),
+    ckeys AS (
+        SELECT k.key, (SELECT count(*) FROM runs a WHERE a.concurrency_key = k.key
+                       AND NOT a.awaiting_admission AND a.state IN {ACTIVE}) AS active
+        FROM (SELECT DISTINCT concurrency_key AS key FROM cand WHERE concurrency_key IS NOT NULL) k
+    ),
+    rwin AS (
+        SELECT rate_limit_key AS key, max(rate_period_seconds) AS period
+        FROM cand WHERE rate_limit_key IS NOT NULL GROUP BY rate_limit_key
+    ),
+    rkeys AS (
+        SELECT w.key, (SELECT count(*) FROM rate_limit_grants g WHERE g.key = w.key
+                       AND g.grant_time > now_ts.t - make_interval(
+                           secs => w.period + LEAST(:max_margin, :margin_fraction * w.period))) AS used
+        FROM rwin w, now_ts
+    ),
+    chosen AS (
+        SELECT c.id FROM cand c
+        LEFT JOIN ckeys ck ON ck.key = c.concurrency_key
+        LEFT JOIN rkeys rk ON rk.key = c.rate_limit_key
+        WHERE (c.concurrency_key IS NULL OR c.c_rank <= c.concurrency_limit - ck.active)
+          AND (c.rate_limit_key IS NULL OR c.r_rank <= c.rate_limit - rk.used)
+        ORDER BY CASE WHEN c.concurrency_key IS NULL THEN c.r_rank ELSE c.c_rank END, c.priority DESC,
+                 c.queue_time, c.id
+        LIMIT :limit
+    ),
+    admitted AS (
+        UPDATE runs AS r SET awaiting_admission = false, admit_time = now_ts.t, version = r.version + 1
+        FROM chosen, now_ts WHERE r.id = chosen.id AND r.state = 'QUEUED' AND r.awaiting_admission
+        RETURNING r.*
+    ),
+    granted AS (
+        INSERT INTO rate_limit_grants (key, grant_time, run_id)
+        SELECT rate_limit_key, admit_time, id FROM admitted WHERE rate_limit_key IS NOT NULL
+    ),
+    dispatched AS (
+        INSERT INTO outbox (run_id, attempt, priority) SELECT id, attempt, priority FROM admitted
+    )
+    SELECT {RUN_COLUMNS}, EXTRACT(EPOCH FROM r.admit_time - r.queue_time) AS wait_seconds
+    FROM admitted r JOIN jobs j ON j.id = r.job_id
+    """
+)
+
+# Grants older than any window (the longest period is 24h) count for nothing.
+PRUNE_GRANTS = Query("DELETE FROM rate_limit_grants WHERE grant_time < clock_timestamp() - interval '25 hours'")
+
+# Whether a rate-limited run still waits (its token comes with time, not with a NOTIFY).
+RATE_WAITING = Query(
+    """
+    SELECT EXISTS (SELECT 1 FROM runs r WHERE r.awaiting_admission AND r.state = 'QUEUED'
+                   AND r.rate_limit_key IS NOT NULL)
+    """
+)
+
+# Waiting runs by reason, for the gauge: RATE_LIMITED when the rate window of the run's key is full.
+WAITING_BY_REASON = Query(
+    """
+    SELECT CASE WHEN r.rate_limit_key IS NOT NULL AND (
+                    SELECT count(*) FROM rate_limit_grants g WHERE g.key = r.rate_limit_key
+                    AND g.grant_time > clock_timestamp() - make_interval(secs => r.rate_period_seconds)
+                ) >= r.rate_limit THEN 'RATE_LIMITED' ELSE 'CONCURRENCY_LIMIT' END AS reason,
+           count(*) AS runs
+    FROM runs r WHERE r.awaiting_admission AND r.state = 'QUEUED' GROUP BY 1
+    """
+)
+
+# ListConcurrencyKeys: keys with admitted active runs or waiting runs, by key (each branch
+# within a partial index: runs_concurrency_active, runs_awaiting_admission).
+LIST_CONCURRENCY_KEYS = Query(
+    f"""
+    SELECT u.key, sum(u.active) AS active, sum(u.waiting) AS waiting, min(u.lim) AS limit FROM (
+        SELECT r.concurrency_key AS key, 1 AS active, 0 AS waiting, r.concurrency_limit AS lim FROM runs r
+        WHERE r.concurrency_key IS NOT NULL AND NOT r.awaiting_admission AND r.state IN {ACTIVE}
+          AND r.concurrency_key > :after AND starts_with(r.concurrency_key, :prefix)
+        UNION ALL
+        SELECT r.concurrency_key, 0, 1, r.concurrency_limit FROM runs r
+        WHERE r.awaiting_admission AND r.state = 'QUEUED' AND r.concurrency_key IS NOT NULL
+          AND r.concurrency_key > :after AND starts_with(r.concurrency_key, :prefix)
+    ) u GROUP BY u.key ORDER BY u.key LIMIT :limit
+    """
+)
+
+# Why runs wait for admission: their keys' counts now.
+SELECT_WAITING_COUNTS = Query(
+    f"""
+    SELECT r.id::text AS id, r.keys_rendered, jsonb_typeof(r.flow -> 'concurrency') = 'object' AS has_concurrency,
+        r.concurrency_key, r.concurrency_limit, r.rate_limit_key,
+        r.rate_limit, r.rate_period_seconds,
+        (SELECT count(*) FROM runs a WHERE r.concurrency_key IS NOT NULL AND a.concurrency_key = r.concurrency_key
+            AND NOT a.awaiting_admission AND a.state IN {ACTIVE}) AS active,
+        (SELECT count(*) FROM rate_limit_grants g WHERE r.rate_limit_key IS NOT NULL AND g.key = r.rate_limit_key
+            AND g.grant_time > clock_timestamp() - make_interval(secs => r.rate_period_seconds)) AS used
+    FROM runs r WHERE r.id = ANY(CAST(:run_ids AS uuid[])) AND r.awaiting_admission AND r.state = 'QUEUED'
+    """
+)
+
 SELECT_RUN = Query(f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = :id")
 
 SELECT_LATEST_RUN = Query(
@@ -339,6 +533,7 @@ class RunRepository:
             "keys": [r.idempotency_key for r in requests],
             "parameters": json.dumps([r.parameters for r in requests], separators=(",", ":")),
             "job_versions": [r.job_version for r in requests],
+            "priorities": [r.priority for r in requests],
             "trigger": trigger.value,
         }
         async with statement(self._engine) as conn:
@@ -572,4 +767,8 @@ def run_from_row(row: Any) -> RunRecord:
         output=row.output,
         pool=row.pool,
         task=row.task,
+        priority=row.priority,
+        concurrency_key=row.concurrency_key,
+        rate_limit_key=row.rate_limit_key,
+        awaiting_admission=row.awaiting_admission,
     )

@@ -261,6 +261,10 @@ async def test_the_migrated_schema_lists_the_states_the_code_derives(engine: Dat
         "runs_retried_from": set(),  # retention (0012): replays by their source, no state in it
         "runs_finished": set(),  # notifications (0011): the scan of finished runs, no state in it
         "runs_start_deadline": {RunState.QUEUED},
+        # flow control (migration 0010)
+        "runs_awaiting_admission": {RunState.QUEUED},
+        "runs_concurrency_active": ACTIVE_STATES,
+        "runs_dispatched": {RunState.QUEUED},
     }
 
 

@@ -310,3 +310,23 @@ def test_jobs_retention_flags_set_and_update_the_policy(fake: FakeTaskmesh, cli:
     assert "retention:" in result.out and "succeeded 336h" in result.out and "logs forever" in result.out
     ok(cli("jobs", "update", "kept", "--keep-failed", "90d"))
     assert list(fake.calls("UpdateJob")[0].request.update_mask.paths) == ["retention"]
+
+
+def test_flow_control_flags_set_the_job_and_the_trigger(fake: FakeTaskmesh, cli: Invoke) -> None:
+    ok(
+        cli(
+            "jobs", "create", "export", "--noop", "--priority", "7", "--concurrency-limit", "2",
+            "--concurrency-key", "exports-{{ job.name }}", "--on-limit", "cancel-oldest",
+            "--rate-limit", "20/10s", "--rate-limit-key", "partner",
+        )
+    )  # fmt: skip
+    job = next(iter(fake.state.jobs.values()))
+    assert job.priority == 7
+    assert (job.concurrency.key, job.concurrency.limit) == ("exports-{{ job.name }}", 2)
+    assert job.concurrency.on_limit == job_pb2.ConcurrencyLimit.CANCEL_OLDEST
+    assert (job.rate_limit.key, job.rate_limit.limit, job.rate_limit.period.seconds) == ("partner", 20, 10)
+    ok(cli("jobs", "trigger", job.id, "--priority", "9"))
+    (call,) = fake.calls("TriggerJob")
+    assert call.request.HasField("priority") and call.request.priority == 9
+    bad = cli("jobs", "create", "other", "--noop", "--rate-limit", "twenty")
+    assert bad.code != 0 and "--rate-limit" in bad.err
