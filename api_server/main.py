@@ -11,6 +11,8 @@ from api_server.health_and_metrics import STALE_AFTER_INTERVALS, ApiMonitoring
 from api_server.jobs import Jobs
 from api_server.run_telemetry import CacheStats, CancelObserver
 from api_server.runs import Runs
+from api_server.secret_servicer import SecretServicer
+from api_server.secrets import Secrets
 from api_server.servicers import AuthServicer, JobServicer
 from api_server.throttling import LoginLimits, LoginThrottle
 from api_server.waiting import WorkerCapacity
@@ -26,6 +28,7 @@ from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.db.schema import ensure_schema
+from taskmesh.db.secrets import SecretRepository
 from taskmesh.db.throttle import ThrottleRepository
 from taskmesh.db.users import UserRepository
 from taskmesh.names import Names
@@ -35,12 +38,20 @@ from taskmesh.rpc.peers import parse_networks
 from taskmesh.rpc.server import build_server
 from taskmesh.settings import DEV_ADMIN_PASSWORD, Settings, get_settings
 from taskmesh.states import Role
-from taskmesh.v1 import auth_service_pb2, auth_service_pb2_grpc, job_service_pb2, job_service_pb2_grpc
+from taskmesh.v1 import (
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+    job_service_pb2,
+    job_service_pb2_grpc,
+    secret_service_pb2,
+    secret_service_pb2_grpc,
+)
 
 log = logging.getLogger("api_server")
 
 JOB_SERVICE = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 AUTH_SERVICE = auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+SECRET_SERVICE = secret_service_pb2.DESCRIPTOR.services_by_name["SecretService"].full_name
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -69,6 +80,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     log_repository = LogRepository(engine)
     runs = Runs(job_repository, run_repository, log_repository, cache_writer, observers=[CancelObserver()])
     capacity = WorkerCapacity(names, max_age=STALE_AFTER_INTERVALS * settings.health_check_interval)
+    secret_servicer = SecretServicer(Secrets(SecretRepository(engine), settings.secret_box()))
     job_servicer = JobServicer(jobs, runs, RunWatcher(run_repository, log_repository, redis, names), capacity)
 
     built = build_server(
@@ -84,6 +96,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 lambda s: auth_service_pb2_grpc.add_AuthServiceServicer_to_server(
                     AuthServicer(accounts, parse_networks(settings.login_trusted_proxies)), s
                 ),
+            ),
+            (
+                SECRET_SERVICE,
+                lambda s: secret_service_pb2_grpc.add_SecretServiceServicer_to_server(secret_servicer, s),
             ),
         ],
         credentials,

@@ -19,6 +19,7 @@ from scheduler.health_and_metrics import SchedulerMonitoring
 from scheduler.maintenance import Maintenance
 from scheduler.relay import OutboxRelay
 from scheduler.run_telemetry import RunObserver, WorkerRoster
+from scheduler.secret_resolver import SecretResolver
 from scheduler.worker_servicer import WorkerServicer
 from taskmesh import schedule_policy
 from taskmesh.auth.credentials import CredentialDirectory
@@ -32,6 +33,7 @@ from taskmesh.db.pg import Database
 from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
+from taskmesh.db.secrets import SecretRepository
 from taskmesh.db.users import UserRepository
 from taskmesh.db.worker_sessions import WorkerSessionRepository
 from taskmesh.names import Names
@@ -100,7 +102,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             ),
         ),
     )
-    servicer = WorkerServicer(ledger, roster)
+    servicer = WorkerServicer(ledger, roster, SecretResolver(SecretRepository(engine), settings.secret_box()))
     # Worker tokens are checked against the users table too: a revoked one opens no new stream.
     credentials = CredentialDirectory(
         UserRepository(engine), settings.credential_refresh_interval, settings.credential_max_staleness

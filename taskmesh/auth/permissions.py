@@ -43,6 +43,11 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "/taskmesh.v1.AuthService/ListUsers": ADMIN,
     "/taskmesh.v1.AuthService/UpdateUser": ADMIN,
     "/taskmesh.v1.AuthService/DeleteUser": ADMIN,
+    "/taskmesh.v1.SecretService/CreateSecret": WRITE,
+    "/taskmesh.v1.SecretService/ListSecrets": READ,
+    "/taskmesh.v1.SecretService/UpdateSecret": WRITE,
+    "/taskmesh.v1.SecretService/DeleteSecret": WRITE,
+    "/taskmesh.v1.SecretService/RotateSecrets": ADMIN,
     "/taskmesh.v1.WorkerService/Connect": WORKER,
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -68,6 +68,9 @@ class ExecutionContext:
     log_full: Callable[[], bool] = field(default=lambda: False)
     # False once the worker knows its lease on the attempt expired (on its monotonic clock).
     lease_valid: Callable[[], bool] = field(default=lambda: True)
+    # The values of the secrets the executor's templates reference, by name (Execution.secrets):
+    # for rendering only; everything the attempt produces is masked with them on the way out.
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     def ensure_lease(self) -> None:
         """Raise LeaseExpired unless the lease is still valid: call it right before an effect."""
