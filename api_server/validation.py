@@ -7,10 +7,12 @@ import re
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 
 from taskmesh import schedule_policy
 from taskmesh.ids import is_uuid
+from taskmesh.secrets.references import InvalidSecretReference, check_references
 from taskmesh.service_errors import InvalidArgument
 from taskmesh.states import Role
 from taskmesh.v1 import auth_service_pb2, job_pb2
@@ -115,7 +117,17 @@ def executor(value: job_pb2.Executor, field: str = "job.executor") -> job_pb2.Ex
         _http(value.http, f"{field}.http")
     elif kind == "shell":
         _shell(value.shell, f"{field}.shell")
+    _secret_references(value, field)
     return value
+
+
+def _secret_references(value: job_pb2.Executor, field: str) -> None:
+    """Secrets are named literally in templates, so a trigger cannot choose which one a job reads."""
+    try:
+        check_references(json_format.MessageToDict(value, preserving_proto_field_name=True), field)
+    except InvalidSecretReference as error:
+        path, _, problem = str(error).partition(": ")
+        raise InvalidArgument(path, problem) from None
 
 
 def _http(spec: job_pb2.HttpExecutor, field: str) -> None:

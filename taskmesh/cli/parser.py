@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, NoReturn
 
-from taskmesh.cli import account, jobs, runs
+from taskmesh.cli import account, jobs, runs, secrets
 from taskmesh.cli.errors import UsageError
 
 DESCRIPTION = """Manage Taskmesh jobs and runs over gRPC.
@@ -61,6 +61,13 @@ def build() -> Parser:
     )
     _users(
         commands.add_parser("users", help="manage users (admin)").add_subparsers(
+            dest="action", metavar="ACTION", required=True, parser_class=Parser
+        ),
+        common,
+        listing,
+    )
+    _secrets(
+        commands.add_parser("secrets", help="manage secrets (values are write-only)").add_subparsers(
             dest="action", metavar="ACTION", required=True, parser_class=Parser
         ),
         common,
@@ -263,3 +270,25 @@ def _users(actions: Any, common: argparse.ArgumentParser, listing: argparse.Argu
     deleted = actions.add_parser("delete", parents=[common, listing], help="delete a user")
     deleted.add_argument("username")
     deleted.set_defaults(handler=account.users_delete)
+
+
+def _secrets(actions: Any, common: argparse.ArgumentParser, listing: argparse.ArgumentParser) -> None:
+    parents = [common, listing]
+    actions.add_parser("list", parents=parents, help="list secret names").set_defaults(
+        handler=secrets.secrets_list
+    )
+    for name, text, handler in (
+        ("create", "create a secret (value from stdin, --from-file or --from-env)", secrets.secrets_create),
+        ("update", "replace a secret's value (from stdin, --from-file or --from-env)", secrets.secrets_update),
+    ):
+        action = actions.add_parser(name, parents=parents, help=text)
+        action.add_argument("name")
+        secrets.add_value_flags(action)
+        action.set_defaults(handler=handler)
+    deleted = actions.add_parser("delete", parents=parents, help="delete a secret")
+    deleted.add_argument("name")
+    deleted.set_defaults(handler=secrets.secrets_delete)
+    rotated = actions.add_parser(
+        "rotate", parents=parents, help="re-seal every secret under the current key (admin)"
+    )
+    rotated.set_defaults(handler=secrets.secrets_rotate)

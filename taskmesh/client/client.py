@@ -28,6 +28,8 @@ from taskmesh.v1 import (
     job_service_pb2,
     job_service_pb2_grpc,
     run_pb2,
+    secret_service_pb2,
+    secret_service_pb2_grpc,
 )
 
 Req = TypeVar("Req", bound=Message)
@@ -75,6 +77,7 @@ class TaskmeshClient:
         self._channel = channel or open_channel(self.target, root_certificates)
         self._jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
         self._auth = auth_service_pb2_grpc.AuthServiceStub(self._channel)
+        self._secrets = secret_service_pb2_grpc.SecretServiceStub(self._channel)
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -94,6 +97,26 @@ class TaskmeshClient:
     def token(self) -> str | None:
         """The bearer token the next call sends (logging in first if needed)."""
         return self._tokens.current()
+
+    # SecretService: values go in, never come back out
+
+    def create_secret(self, name: str, value: str, description: str = "") -> secret_service_pb2.Secret:
+        request = secret_service_pb2.CreateSecretRequest(name=name, value=value, description=description)
+        return self._call(self._secrets.CreateSecret, request, CallKind.WRITE)
+
+    def update_secret(self, name: str, value: str, description: str | None = None) -> secret_service_pb2.Secret:
+        request = secret_service_pb2.UpdateSecretRequest(name=name, value=value, description=description)
+        return self._call(self._secrets.UpdateSecret, request, CallKind.WRITE)
+
+    def list_secrets(self) -> list[secret_service_pb2.Secret]:
+        response = self._call(self._secrets.ListSecrets, secret_service_pb2.ListSecretsRequest(), CallKind.READ)
+        return list(response.secrets)
+
+    def delete_secret(self, name: str) -> None:
+        self._call(self._secrets.DeleteSecret, secret_service_pb2.DeleteSecretRequest(name=name), CallKind.WRITE)
+
+    def rotate_secrets(self) -> secret_service_pb2.RotateSecretsResponse:
+        return self._call(self._secrets.RotateSecrets, secret_service_pb2.RotateSecretsRequest(), CallKind.WRITE)
 
     # AuthService
 

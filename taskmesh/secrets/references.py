@@ -32,6 +32,27 @@ def referenced_secrets(templates: Iterable[str]) -> frozenset[str]:
     return frozenset(names)
 
 
+def check_references(value: Any, path: str) -> None:
+    """Raise InvalidSecretReference, its message starting with the field's path, for the first
+    string inside a JSON value (an executor) that uses `secrets` other than by literal name."""
+    for field, text in _strings_with_paths(value, path):
+        try:
+            referenced_secrets((text,))
+        except InvalidSecretReference as error:
+            raise InvalidSecretReference(f"{field}: {error}") from None
+
+
+def _strings_with_paths(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings_with_paths(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings_with_paths(item, f"{path}[{index}]")
+
+
 def strings_of(value: Any) -> Iterator[str]:
     """Every string inside a JSON value (an executor as protobuf JSON): where templates live."""
     if isinstance(value, str):
