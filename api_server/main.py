@@ -13,6 +13,8 @@ from api_server.notification_servicer import NotificationServicer
 from api_server.notifications import Notifications
 from api_server.run_telemetry import CacheStats, CancelObserver
 from api_server.runs import Runs
+from api_server.secret_servicer import SecretServicer
+from api_server.secrets import Secrets
 from api_server.servicers import AuthServicer, JobServicer
 from api_server.throttling import LoginLimits, LoginThrottle
 from api_server.waiting import WorkerCapacity
@@ -31,6 +33,7 @@ from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.db.schema import ensure_schema
+from taskmesh.db.secrets import SecretRepository
 from taskmesh.db.throttle import ThrottleRepository
 from taskmesh.db.users import UserRepository
 from taskmesh.db.worker_sessions import WorkerSessionRepository
@@ -50,6 +53,8 @@ from taskmesh.v1 import (
     job_service_pb2_grpc,
     notification_service_pb2,
     notification_service_pb2_grpc,
+    secret_service_pb2,
+    secret_service_pb2_grpc,
 )
 
 log = logging.getLogger("api_server")
@@ -57,6 +62,7 @@ log = logging.getLogger("api_server")
 JOB_SERVICE = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 AUTH_SERVICE = auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 NOTIFICATION_SERVICE = notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
+SECRET_SERVICE = secret_service_pb2.DESCRIPTOR.services_by_name["SecretService"].full_name
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -98,6 +104,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     notification_servicer = NotificationServicer(
         Notifications(NotificationRepository(engine), worker_policy(settings))
     )
+    secret_servicer = SecretServicer(Secrets(SecretRepository(engine), settings.secret_box()))
 
     built = build_server(
         settings.api_listen,
@@ -118,6 +125,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 lambda s: notification_service_pb2_grpc.add_NotificationServiceServicer_to_server(
                     notification_servicer, s
                 ),
+            ),
+            (
+                SECRET_SERVICE,
+                lambda s: secret_service_pb2_grpc.add_SecretServiceServicer_to_server(secret_servicer, s),
             ),
         ],
         credentials,

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.duration_pb2 import Duration
 
 from taskmesh import executor_templates, parameters, retention_policy, schedule_policy, templates
@@ -15,6 +15,7 @@ from taskmesh.ids import is_uuid
 from taskmesh.limits import MAX_PARAMETERS_BYTES
 from taskmesh.names import DEFAULT_POOL, valid_pool_name, valid_task_name
 from taskmesh.records import Json
+from taskmesh.secrets.references import InvalidSecretReference, check_references
 from taskmesh.service_errors import InvalidArgument
 from taskmesh.states import Role
 from taskmesh.v1 import auth_service_pb2, job_pb2, retention_pb2
@@ -124,7 +125,17 @@ def executor(value: job_pb2.Executor, field: str = "job.executor") -> job_pb2.Ex
             f"{field}.python.task", "must be 1-128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
         )
     executor_templates.check(value, field)
+    _secret_references(value, field)
     return value
+
+
+def _secret_references(value: job_pb2.Executor, field: str) -> None:
+    """Secrets are named literally in templates, so a trigger cannot choose which one a job reads."""
+    try:
+        check_references(json_format.MessageToDict(value, preserving_proto_field_name=True), field)
+    except InvalidSecretReference as error:
+        path, _, problem = str(error).partition(": ")
+        raise InvalidArgument(path, problem) from None
 
 
 def _http(spec: job_pb2.HttpExecutor, field: str) -> None:

@@ -27,7 +27,12 @@ from gateway.tls import KeyPair, UpstreamTls, downstream_socket, upstream_socket
 
 DESCRIPTOR_SET = Path(__file__).parent / "generated" / "taskmesh.pb"
 TYPE = "type.googleapis.com/envoy.extensions"
-TRANSCODED_SERVICES = ["taskmesh.v1.JobService", "taskmesh.v1.AuthService", "taskmesh.v1.NotificationService"]
+TRANSCODED_SERVICES = [
+    "taskmesh.v1.JobService",
+    "taskmesh.v1.AuthService",
+    "taskmesh.v1.NotificationService",
+    "taskmesh.v1.SecretService",
+]
 ACTUATOR_PREFIX = "/actuator"
 # What the admin port serves over TCP: probes and Prometheus scraping, nothing that changes or
 # reveals the gateway's configuration.
@@ -89,6 +94,7 @@ def routes() -> list[dict[str, Any]]:
         _route("/taskmesh.v1.JobService/", "api_server"),
         _route("/taskmesh.v1.AuthService/", "api_server"),
         _route("/taskmesh.v1.NotificationService/", "api_server"),
+        _route("/taskmesh.v1.SecretService/", "api_server"),
         _route("/grpc.reflection.", "api_server", "0s"),
         _route("/grpc.health.v1.Health/", "api_server"),
     ]

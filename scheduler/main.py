@@ -22,6 +22,7 @@ from scheduler.notify_delivery import DeliveryConfig, NotificationDelivery, Webh
 from scheduler.notify_scan import NotificationScan, ScanConfig
 from scheduler.relay import DispatchBound, OutboxRelay
 from scheduler.run_telemetry import RunObserver, WorkerRoster
+from scheduler.secret_resolver import SecretResolver
 from scheduler.worker_servicer import WorkerServicer
 from taskmesh import schedule_policy
 from taskmesh.auth.credentials import CredentialDirectory
@@ -38,6 +39,7 @@ from taskmesh.db.probes import DatabaseProbe
 from taskmesh.db.run_purge import RunPurgeRepository
 from taskmesh.db.runs import CANCEL_CHANNEL, RunRepository
 from taskmesh.db.schema import ensure_schema
+from taskmesh.db.secrets import SecretRepository
 from taskmesh.db.users import UserRepository
 from taskmesh.db.worker_sessions import WorkerSessionRepository
 from taskmesh.guarded_http import worker_policy
@@ -121,7 +123,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ),
     )
     notify_scan, notify_delivery, poster = _notifications(settings, NotificationRepository(engine))
-    servicer = WorkerServicer(ledger, roster)
+    servicer = WorkerServicer(ledger, roster, SecretResolver(SecretRepository(engine), settings.secret_box()))
     # Worker tokens are checked against the users table too: a revoked one opens no new stream.
     credentials = CredentialDirectory(
         UserRepository(engine), settings.credential_refresh_interval, settings.credential_max_staleness

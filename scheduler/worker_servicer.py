@@ -23,6 +23,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from scheduler.attempts import AttemptLedger
 from scheduler.outcomes import AttemptEnding
+from scheduler.secret_resolver import NO_SECRETS, SecretResolver
 from scheduler.sessions import checked_token, session_key
 from taskmesh import parameters
 from taskmesh.convert import from_json, to_json
@@ -56,9 +57,12 @@ class StreamObserver(Protocol):
 
 
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, ledger: AttemptLedger, streams: StreamObserver) -> None:
+    def __init__(
+        self, ledger: AttemptLedger, streams: StreamObserver, secrets: SecretResolver = NO_SECRETS
+    ) -> None:
         self._ledger = ledger
         self._streams = streams
+        self._secrets = secrets
         self._sessions: dict[str, _Session] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -130,7 +134,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             )
         if previous is not None:
             previous.close()  # the worker reconnected before we noticed its old stream died
-        session = _Session(worker_id, key, self._ledger, profile)
+        session = _Session(worker_id, key, self._ledger, profile, self._secrets)
         self._sessions[worker_id] = session
         return session
 
@@ -196,11 +200,19 @@ def _proto_ref(ref: AttemptRef) -> pb.AttemptRef:
 
 
 class _Session:
-    def __init__(self, worker_id: str, key: str, ledger: AttemptLedger, profile: WorkerProfile) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        key: str,
+        ledger: AttemptLedger,
+        profile: WorkerProfile,
+        secrets: SecretResolver = NO_SECRETS,
+    ) -> None:
         self.worker_id = worker_id
         self.profile = profile
         self.key = key  # session key: owner of the attempts this stream claims
         self._ledger = ledger
+        self._secrets = secrets
         self._outbound: asyncio.Queue[pb.ConnectResponse] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._log_writes: set[asyncio.Task[None]] = set()
@@ -270,7 +282,24 @@ class _Session:
     async def _claim(self, message: pb.ClaimRuns) -> None:
         results = await asyncio.gather(*(self._claim_one(a) for a in message.attempts), return_exceptions=True)
         claims = [_claim_answer(ref, result) for ref, result in zip(message.attempts, results, strict=True)]
+        await self._add_secrets(claims, results)
         await self._outbound.put(pb.ConnectResponse(claimed=pb.ClaimRunsResult(claims=claims)))
+
+    async def _add_secrets(
+        self, claims: list[pb.Claim], results: list[ClaimedAttempt | BaseException | None]
+    ) -> None:
+        executors = [r.executor_json if isinstance(r, ClaimedAttempt) else None for r in results]
+        try:
+            values = await self._secrets.resolve(executors)
+        except Unavailable as error:  # the claims stand: their attempts fail, retryably, on the worker
+            for claim, text in zip(claims, executors, strict=True):
+                if text and self._secrets.names(text):
+                    claim.execution.secrets_error = (
+                        f"the secrets of this attempt could not be read: {error.message}"
+                    )
+            return
+        for claim, secrets in zip(claims, values, strict=True):
+            claim.execution.secrets.update(secrets)
 
     async def _claim_one(self, ref: pb.AttemptRef) -> ClaimedAttempt | None:
         if not _well_formed(ref):

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskmesh.egress import parse_rules
+from taskmesh.secrets.box import DEV_SECRET_KEYS, SecretBox
 
 DEV_JWT_SECRET = "taskmesh-development-secret-change-me-0123456789"
 DEV_ADMIN_PASSWORD = "admin"
@@ -31,6 +32,7 @@ SERVER_ONLY_SETTINGS = (
     "admin_username",
     "admin_password",
     "metrics_token",  # read by the api_server only (issue 8, finding 15)
+    "secret_keys",  # secrets: the api_server seals, the scheduler opens for a claimed attempt
 )
 # What a worker needs besides non-secret settings: the broker and its own account.
 WORKER_SECRETS = ("amqp_url", "worker_username", "worker_password")
@@ -239,6 +241,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # --- secrets (issue 14, item 4): taskmesh.secrets.box ---
+    # `key_id:base64key,...`; the first seals new values, all open. Empty: the development key
+    # in development; in production, secrets are off (creating one is refused, and a job that
+    # references one fails, naming it) until keys are set.
+    secret_keys: str = ""
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _secret_keys(cls, value: str) -> str:
+        if value.strip():
+            SecretBox.from_setting(value)  # KeyringError (a ValueError) names the problem
+        return value
+
     @field_validator("egress_allow", "egress_deny")
     @classmethod
     def _egress_rules(cls, value: str, info: ValidationInfo) -> str:
@@ -248,6 +263,12 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.environment == "development"
+
+    def secret_box(self) -> SecretBox | None:
+        """The keyring secrets are sealed with; None when secrets are off (production, no keys)."""
+        if self.secret_keys.strip():
+            return SecretBox.from_setting(self.secret_keys)
+        return SecretBox.from_setting(DEV_SECRET_KEYS) if self.is_development else None
 
     def check_secure(self) -> None:
         """Refuse production start-up with secrets anyone can read in this repository."""
@@ -260,6 +281,8 @@ class Settings(BaseSettings):
             problems.append("TASKMESH_ADMIN_PASSWORD must be set to a non-default password")
         if self.worker_password == DEV_WORKER_PASSWORD:
             problems.append("TASKMESH_WORKER_PASSWORD must be set to a non-default password")
+        if self.secret_keys.strip() == DEV_SECRET_KEYS:
+            problems.append("TASKMESH_SECRET_KEYS must not be the development key")
         if self.metrics_token and len(self.metrics_token) < 32:
             problems.append("TASKMESH_METRICS_TOKEN, when set, must be at least 32 characters")
         if problems:

@@ -28,9 +28,10 @@ from taskmesh import parameters
 from taskmesh.broker.amqp import Delivery
 from taskmesh.ids import is_uuid
 from taskmesh.records import AttemptRef
+from taskmesh.secrets.masking import SecretMask, mask_message
 from taskmesh.v1 import worker_service_pb2 as pb
 from worker.executions import Executions
-from worker.executors.base import NO_OUTPUT, ExecutionContext, ExecutionOutcome
+from worker.executors.base import NO_OUTPUT, ExecutionContext, ExecutionOutcome, failed
 from worker.executors.registry import ExecutorRegistry
 from worker.layers import Attempt, Layer, compose, standard_layers
 from worker.leases import Leases
@@ -138,16 +139,19 @@ class Pipeline:
             delivery.ack()
             return
         self._executions.claimed(ref)
+        mask = SecretMask.of(claim.execution.secrets)
         try:
-            outcome = await self._execute(ref, claim.execution)
-            await self._report_until_settled(ref, outcome)
+            outcome = await self._execute(ref, claim.execution, mask)
+            await self._report_until_settled(ref, outcome, mask)
         finally:
             self._executions.settled(ref)
             self._session.leases.forget(ref)
         self.executed += 1
         delivery.ack()
 
-    async def _execute(self, ref: AttemptRef, execution: pb.Execution) -> ExecutionOutcome:
+    async def _execute(self, ref: AttemptRef, execution: pb.Execution, mask: SecretMask) -> ExecutionOutcome:
+        if execution.secrets_error:
+            return failed(execution.secrets_error)  # retryable: the database was out of reach
         leases = self._session.leases
         output = CappedLog(lambda line, truncated: self._session.log(ref, line, truncated))
         context = ExecutionContext(
@@ -157,10 +161,11 @@ class Pipeline:
             job_name=execution.job_name,
             params=parameters.from_struct(execution.parameters) if execution.HasField("parameters") else {},
             slot_time=execution.slot_time.ToDatetime(tzinfo=UTC) if execution.HasField("slot_time") else None,
-            log=output,
+            log=(lambda line: output(mask.text(line))) if mask else output,
             kill_grace_seconds=self._kill_grace,
             log_full=lambda: output.full,
             lease_valid=lambda: leases.valid(ref),
+            secrets=dict(execution.secrets),
         )
         timeout = execution.timeout.ToTimedelta().total_seconds() if execution.HasField("timeout") else None
         return await self._run(Attempt(ref, execution, context, timeout))
@@ -168,7 +173,7 @@ class Pipeline:
     async def _execute_step(self, attempt: Attempt) -> ExecutionOutcome:
         return await self._executors.execute(attempt.execution.executor, attempt.context)
 
-    async def _report_until_settled(self, ref: AttemptRef, outcome: ExecutionOutcome) -> None:
+    async def _report_until_settled(self, ref: AttemptRef, outcome: ExecutionOutcome, mask: SecretMask) -> None:
         message = pb.Outcome(
             attempt=pb.AttemptRef(run_id=ref.run_id, attempt=ref.attempt),
             status=outcome.status,
@@ -178,6 +183,7 @@ class Pipeline:
         )
         if outcome.output is not NO_OUTPUT:
             json_format.ParseDict(outcome.output, message.output)
+        mask_message(message, mask)  # everything the attempt produced, whatever its kind
         while True:
             try:
                 ack = await self._session.report(message)

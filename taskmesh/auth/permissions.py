@@ -46,6 +46,11 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "/taskmesh.v1.AuthService/ListUsers": ADMIN,
     "/taskmesh.v1.AuthService/UpdateUser": ADMIN,
     "/taskmesh.v1.AuthService/DeleteUser": ADMIN,
+    "/taskmesh.v1.SecretService/CreateSecret": WRITE,
+    "/taskmesh.v1.SecretService/ListSecrets": READ,
+    "/taskmesh.v1.SecretService/UpdateSecret": WRITE,
+    "/taskmesh.v1.SecretService/DeleteSecret": WRITE,
+    "/taskmesh.v1.SecretService/RotateSecrets": ADMIN,
     "/taskmesh.v1.WorkerService/Connect": WORKER,
     # Notifications: operators and admins write channels and rules, as they write jobs (a
     # channel posts only where a job's http executor could, under the same egress policy).

@@ -12,7 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from taskmesh.v1 import auth_service_pb2, job_pb2, job_service_pb2, run_pb2
+from taskmesh.v1 import auth_service_pb2, job_pb2, job_service_pb2, run_pb2, secret_service_pb2
 
 NONE = "-"
 
@@ -330,6 +330,11 @@ def workers_table(workers: Iterable[job_service_pb2.Worker]) -> str:
 def users_table(users: Iterable[auth_service_pb2.User]) -> str:
     rows = [(u.username, auth_service_pb2.Role.Name(u.role), time_text(u.create_time)) for u in users]
     return table(("USERNAME", "ROLE", "CREATED"), rows)
+
+
+def secrets_table(secrets: Iterable[secret_service_pb2.Secret]) -> str:
+    rows = [(s.name, str(s.version), s.key_id, time_text(s.update_time), s.description or NONE) for s in secrets]
+    return table(("NAME", "VERSION", "KEY", "UPDATED", "DESCRIPTION"), rows)
 
 
 def skipped_slots_table(slots: Iterable[job_service_pb2.SkippedSlot]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, NoReturn
 
-from taskmesh.cli import account, jobs, notifications, runs, workers
+from taskmesh.cli import account, jobs, notifications, runs, secrets, workers
 from taskmesh.cli.errors import UsageError
 
 DESCRIPTION = """Manage Taskmesh jobs and runs over gRPC.
@@ -86,6 +86,13 @@ def build() -> Parser:
     schema.set_defaults(handler=workers.task_schema)
     _users(
         commands.add_parser("users", help="manage users (admin)").add_subparsers(
+            dest="action", metavar="ACTION", required=True, parser_class=Parser
+        ),
+        common,
+        listing,
+    )
+    _secrets(
+        commands.add_parser("secrets", help="manage secrets (values are write-only)").add_subparsers(
             dest="action", metavar="ACTION", required=True, parser_class=Parser
         ),
         common,
@@ -382,3 +389,25 @@ def _notifications(areas: Any, common: argparse.ArgumentParser, listing: argpars
     deliveries.add_argument("--filter", help='e.g. state=FAILED AND job_id="..."')
     _paging_flags(deliveries, default_limit=50)
     deliveries.set_defaults(handler=notifications.deliveries)
+
+
+def _secrets(actions: Any, common: argparse.ArgumentParser, listing: argparse.ArgumentParser) -> None:
+    parents = [common, listing]
+    actions.add_parser("list", parents=parents, help="list secret names").set_defaults(
+        handler=secrets.secrets_list
+    )
+    for name, text, handler in (
+        ("create", "create a secret (value from stdin, --from-file or --from-env)", secrets.secrets_create),
+        ("update", "replace a secret's value (from stdin, --from-file or --from-env)", secrets.secrets_update),
+    ):
+        action = actions.add_parser(name, parents=parents, help=text)
+        action.add_argument("name")
+        secrets.add_value_flags(action)
+        action.set_defaults(handler=handler)
+    deleted = actions.add_parser("delete", parents=parents, help="delete a secret")
+    deleted.add_argument("name")
+    deleted.set_defaults(handler=secrets.secrets_delete)
+    rotated = actions.add_parser(
+        "rotate", parents=parents, help="re-seal every secret under the current key (admin)"
+    )
+    rotated.set_defaults(handler=secrets.secrets_rotate)

@@ -32,6 +32,8 @@ from taskmesh.v1 import (
     notification_service_pb2_grpc,
     retention_pb2,
     run_pb2,
+    secret_service_pb2,
+    secret_service_pb2_grpc,
 )
 
 Req = TypeVar("Req", bound=Message)
@@ -90,6 +92,7 @@ class TaskmeshClient:
         self._jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
         self._auth = auth_service_pb2_grpc.AuthServiceStub(self._channel)
         self._notifications = notification_service_pb2_grpc.NotificationServiceStub(self._channel)
+        self._secrets = secret_service_pb2_grpc.SecretServiceStub(self._channel)
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -109,6 +112,26 @@ class TaskmeshClient:
     def token(self) -> str | None:
         """The bearer token the next call sends (logging in first if needed)."""
         return self._tokens.current()
+
+    # SecretService: values go in, never come back out
+
+    def create_secret(self, name: str, value: str, description: str = "") -> secret_service_pb2.Secret:
+        request = secret_service_pb2.CreateSecretRequest(name=name, value=value, description=description)
+        return self._call(self._secrets.CreateSecret, request, CallKind.WRITE)
+
+    def update_secret(self, name: str, value: str, description: str | None = None) -> secret_service_pb2.Secret:
+        request = secret_service_pb2.UpdateSecretRequest(name=name, value=value, description=description)
+        return self._call(self._secrets.UpdateSecret, request, CallKind.WRITE)
+
+    def list_secrets(self) -> list[secret_service_pb2.Secret]:
+        response = self._call(self._secrets.ListSecrets, secret_service_pb2.ListSecretsRequest(), CallKind.READ)
+        return list(response.secrets)
+
+    def delete_secret(self, name: str) -> None:
+        self._call(self._secrets.DeleteSecret, secret_service_pb2.DeleteSecretRequest(name=name), CallKind.WRITE)
+
+    def rotate_secrets(self) -> secret_service_pb2.RotateSecretsResponse:
+        return self._call(self._secrets.RotateSecrets, secret_service_pb2.RotateSecretsRequest(), CallKind.WRITE)
 
     # AuthService
 

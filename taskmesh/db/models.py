@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     Text,
     UniqueConstraint,
@@ -377,3 +378,17 @@ class NotificationCursor(Base):
     slots: Mapped[int] = mapped_column(Integer, server_default="0")
     busy_slots: Mapped[int] = mapped_column(Integer, server_default="0")
     connect_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Secret(Base):
+    """A named secret, sealed (taskmesh.secrets.box): no column holds its value in plaintext."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    key_id: Mapped[str] = mapped_column(Text)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

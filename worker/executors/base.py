@@ -20,11 +20,12 @@ The contract for an executor (noop, sleep, http, shell, python, ...):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
+from taskmesh.secrets.values import SecretValues
 from taskmesh.v1 import job_pb2, run_pb2, worker_service_pb2
 
 Status = worker_service_pb2.Outcome.Status
@@ -111,6 +112,9 @@ class ExecutionContext:
     log_full: Callable[[], bool] = field(default=lambda: False)
     # False once the worker knows its lease on the attempt expired (on its monotonic clock).
     lease_valid: Callable[[], bool] = field(default=lambda: True)
+    # The values of the secrets the executor's templates reference, by name (Execution.secrets):
+    # for rendering only; everything the attempt produces is masked with them on the way out.
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def idempotency_key(self) -> str:
@@ -118,7 +122,7 @@ class ExecutionContext:
         return self.run_id
 
     def template_context(self) -> dict[str, JsonValue]:
-        """The names templates see: params, run (id, attempt, slot_time), job (id, name)."""
+        """The names templates see: params, run (id, attempt, slot_time), job (id, name), secrets."""
         return {
             "params": self.params,
             "run": {
@@ -128,6 +132,7 @@ class ExecutionContext:
                 "idempotency_key": self.idempotency_key,
             },
             "job": {"id": self.job_id, "name": self.job_name},
+            "secrets": SecretValues(self.secrets),
         }
 
     def ensure_lease(self) -> None:
