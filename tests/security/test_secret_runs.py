@@ -101,7 +101,8 @@ def test_a_shell_job_prints_the_secret_and_every_trace_is_masked(api: httpx.Clie
     texts = [line["text"] for line in logs.get("lines", [])]
     assert "token is ***" in texts and "argv has ***" in texts, texts
     assert run["output"] == {"token": "***"}
-    assert "***" in run["error"]["message"] and VALUE not in json.dumps(run) + json.dumps(logs)
+    assert "failing with ***" in run["result"]["shell"]["outputExcerpt"], run["result"]
+    assert VALUE not in json.dumps(run) + json.dumps(logs)
 
 
 def test_a_missing_secret_fails_the_attempt_for_good_naming_it(api: httpx.Client) -> None:
