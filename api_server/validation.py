@@ -15,6 +15,7 @@ from taskmesh.ids import is_uuid
 from taskmesh.limits import MAX_PARAMETERS_BYTES
 from taskmesh.names import DEFAULT_POOL, valid_pool_name, valid_task_name
 from taskmesh.records import Json
+from taskmesh.secrets.references import NAME as SECRET_NAME
 from taskmesh.secrets.references import InvalidSecretReference, check_references
 from taskmesh.service_errors import InvalidArgument
 from taskmesh.states import Role
@@ -28,6 +29,7 @@ ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 HEADER_NAME_PATTERN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
 MAX_DESCRIPTION = 4096
+MAX_TASK_SECRETS = 64
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 256
 MAX_SLEEP_SECONDS = 86_400.0
@@ -131,6 +133,15 @@ def executor(value: job_pb2.Executor, field: str = "job.executor") -> job_pb2.Ex
 
 def _secret_references(value: job_pb2.Executor, field: str) -> None:
     """Secrets are named literally in templates, so a trigger cannot choose which one a job reads."""
+    if value.WhichOneof("kind") == "python":
+        names = list(value.python.secrets)
+        if len(names) > MAX_TASK_SECRETS:
+            raise InvalidArgument(f"{field}.python.secrets", f"at most {MAX_TASK_SECRETS} names")
+        for index, name in enumerate(names):
+            if not SECRET_NAME.match(name):
+                raise InvalidArgument(
+                    f"{field}.python.secrets[{index}]", "must be a secret's name (letters, digits, '_')"
+                )
     try:
         check_references(json_format.MessageToDict(value, preserving_proto_field_name=True), field)
     except InvalidSecretReference as error:

@@ -16,7 +16,13 @@ from typing import Protocol
 
 from taskmesh.db.secrets import SealedSecret
 from taskmesh.secrets.box import SecretBox, UndecryptableSecret
-from taskmesh.secrets.references import SECRETS, InvalidSecretReference, referenced_secrets, strings_of
+from taskmesh.secrets.references import (
+    SECRETS,
+    InvalidSecretReference,
+    declared_secrets,
+    referenced_secrets,
+    strings_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +52,20 @@ class SecretResolver:
         return [{name: values[name] for name in names if name in values} for names in wanted]
 
     def names(self, executor_json: str) -> frozenset[str]:
+        """The secrets an executor names: in its templates, or (Python tasks) in its secrets list."""
         if SECRETS not in executor_json:
             return frozenset()
         cached = self._names.get(executor_json)
         if cached is None:
             if len(self._names) >= MAX_CACHED_EXECUTORS:
                 self._names.clear()
+            executor = json.loads(executor_json)
             try:
-                cached = referenced_secrets(strings_of(json.loads(executor_json)))
+                cached = referenced_secrets(strings_of(executor)) | declared_secrets(executor)
             except InvalidSecretReference:
-                cached = frozenset()  # refused at CreateJob; an older job's template fails by itself
+                cached = declared_secrets(
+                    executor
+                )  # refused at CreateJob; an older job's template fails by itself
             self._names[executor_json] = cached
         return cached
 

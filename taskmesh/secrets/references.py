@@ -53,6 +53,13 @@ def _strings_with_paths(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _strings_with_paths(item, f"{path}[{index}]")
 
 
+def declared_secrets(executor: Any) -> frozenset[str]:
+    """The names a Python task's executor lists ({"python": {"secrets": [...]}})."""
+    python = executor.get("python") if isinstance(executor, dict) else None
+    names = python.get("secrets", []) if isinstance(python, dict) else []
+    return frozenset(n for n in names if isinstance(n, str) and NAME.match(n))
+
+
 def strings_of(value: Any) -> Iterator[str]:
     """Every string inside a JSON value (an executor as protobuf JSON): where templates live."""
     if isinstance(value, str):

@@ -27,6 +27,9 @@ class TaskContext:
     idempotency_key: str
     # The run's parameters as given (JSON values), before validation into the task's model.
     params: Mapping[str, Any] = field(default_factory=dict)
+    # The values of the secrets the job names (PythonExecutor.secrets), by name. Everything the
+    # attempt produces (log lines, output, errors) is masked with them.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     _sink: LogSink = field(default=lambda line: None, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 

@@ -79,3 +79,19 @@ def double(params: Double) -> dict[str, int]:
 @full.task("deploy.new")
 def new_task(ctx: TaskContext) -> dict[str, object]:
     return {"ran": ctx.run_id}
+
+
+@full.task("t.uses_secret")
+def uses_secret(ctx: TaskContext) -> dict[str, str]:
+    """Prints, logs and returns the secret it is given: every trace must come back masked."""
+    token = ctx.secrets["API_TOKEN"]
+    print("printed", token)
+    ctx.log(f"logged {token}")
+    return {"token": token, "length": str(len(token))}
+
+
+@full.task("t.uses_secret_isolated", isolated=True)
+def uses_secret_isolated(ctx: TaskContext) -> dict[str, str]:
+    token = ctx.secrets["API_TOKEN"]
+    print("printed", token)
+    return {"token": token}

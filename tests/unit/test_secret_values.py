@@ -205,3 +205,11 @@ class TestPolicy:
             policy.secret_value("abc")
         with pytest.raises(InvalidArgument, match="at most"):
             policy.secret_value("x" * (policy.MAX_VALUE_BYTES + 1))
+
+
+async def test_a_python_task_gets_the_secrets_its_job_declares() -> None:
+    box = SecretBox.from_setting(NEW)
+    store = FakeStore({"TOKEN": SealedSecret("TOKEN", box.seal("TOKEN", "t0ken-value"))})
+    executor = json.dumps({"python": {"task": "reports.build", "secrets": ["TOKEN", "bad name"]}})
+    assert await SecretResolver(store, box).resolve([executor]) == [{"TOKEN": "t0ken-value"}]
+    assert store.queries == [["TOKEN"]]

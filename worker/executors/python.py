@@ -76,6 +76,7 @@ class PythonExecutor:
             job_name=context.job_name,
             idempotency_key=context.idempotency_key,
             params=dict(context.params),
+            secrets=dict(context.secrets),
             _sink=context.log,
         )
         context.ensure_lease()  # the last moment before the effect starts
@@ -134,6 +135,7 @@ class PythonExecutor:
                 "registry": self._spec,
                 "task": task.name,
                 "params": dict(ctx.params),
+                "secrets": dict(ctx.secrets),  # over the child's stdin, never its environment
                 "context": {
                     "run_id": ctx.run_id,
                     "attempt": ctx.attempt,

@@ -33,7 +33,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         task = load_registry(request["registry"]).get(request["task"])
         if task is None:
             raise NonRetryable(f"task {request['task']!r} is not in {request['registry']}")
-        ctx = TaskContext(params=request["params"], _sink=_print, **request["context"])
+        ctx = TaskContext(params=request["params"], secrets=request["secrets"], _sink=_print, **request["context"])
         kwargs = task.arguments(ctx.params, ctx)
         value = asyncio.run(task.function(**kwargs)) if task.is_async else task.function(**kwargs)
         return {"ok": True, "value": json_value(value)}
