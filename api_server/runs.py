@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from taskmesh.audit import AuditContext
 from taskmesh.batching import GroupCommitter
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.jobs import JobRepository
@@ -39,19 +40,22 @@ class Runs:
         # Concurrent triggers share one statement (group commit).
         self._triggers: GroupCommitter[RunRequest, RunRecord] = GroupCommitter(self._create_runs, max_batch=500)
 
-    async def trigger(self, job_id: str, idempotency_key: str | None) -> RunRecord:
-        return await self._triggers.submit(RunRequest(new_id(), job_id, idempotency_key))
+    async def trigger(self, job_id: str, idempotency_key: str | None, audit: AuditContext) -> RunRecord:
+        """One run; concurrent calls share a statement, which writes each call's audit row."""
+        return await self._triggers.submit(RunRequest(new_id(), job_id, idempotency_key, audit))
 
-    async def trigger_many(self, triggers: Sequence[tuple[str, str | None]]) -> list[RunRecord]:
+    async def trigger_many(
+        self, triggers: Sequence[tuple[str, str | None]], audit: AuditContext
+    ) -> list[RunRecord]:
         """(job id, idempotency key) pairs -> their runs, in order. Unknown jobs fail the whole
-        batch before anything is created."""
+        batch before anything is created. The batch is one audit row, written by the insert."""
         missing = sorted(
             set(job_id for job_id, _ in triggers) - await self._jobs.existing({j for j, _ in triggers})
         )
         if missing:
             raise NotFound(f"jobs not found: {', '.join(missing)}")
         requests = [RunRequest(new_id(), job_id, key) for job_id, key in triggers]
-        created = await self._runs.create(requests, Trigger.MANUAL)
+        created = await self._runs.create(requests, Trigger.MANUAL, batch_audit=audit)
         runs = [run for run in created if run is not None]
         self._cache_writer.enqueue(runs)
         if len(runs) < len(requests):  # a job deleted meanwhile
@@ -66,9 +70,9 @@ class Runs:
             for run, request in zip(created, requests, strict=True)
         ]
 
-    async def cancel(self, run_id: str) -> RunRecord:
+    async def cancel(self, run_id: str, audit: AuditContext) -> RunRecord:
         """Cancel now if queued or waiting to retry; ask the worker to stop if running."""
-        cancelled = await self._runs.cancel([run_id])
+        cancelled = await self._runs.cancel([run_id], audit)
         for observer in self._observers:
             observer.cancelled(cancelled)
         if cancelled:
@@ -79,8 +83,8 @@ class Runs:
             return run  # already asked: cancelling twice is not an error
         raise FailedPrecondition(f"run {run_id} is {run.state.value}; only active runs can be cancelled")
 
-    async def retry(self, run_id: str) -> RunRecord:
-        run = await self._runs.retry_run(run_id, new_id())
+    async def retry(self, run_id: str, audit: AuditContext) -> RunRecord:
+        run = await self._runs.retry_run(run_id, new_id(), audit)
         self._cache_writer.enqueue([run])
         return run
 

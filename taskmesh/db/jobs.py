@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from taskmesh.audit import AuditContext
+from taskmesh.db.audit import audited
 from taskmesh.db.pg import Database, Query, statement
 from taskmesh.records import Condition, JobChanges, JobRecord, Json, Page, ScheduleSetting
 from taskmesh.service_errors import AlreadyExists, NotFound
@@ -17,7 +19,9 @@ JOB_COLUMNS = """
     j.last_fire_lag_seconds, j.misfired_slots, j.skipped_slots
 """
 
-INSERT_JOB = Query(
+# Every write of a job records its call's audit row in the same statement (taskmesh.db.audit).
+JOB_RESOURCE = "'jobs/' || changed.id"
+INSERT_JOB = audited(
     f"""
     INSERT INTO jobs AS j (id, name, description, executor, labels, create_time, update_time,
                            schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds)
@@ -26,29 +30,32 @@ INSERT_JOB = Query(
             CAST(:schedule AS jsonb), :next_fire_at, :due_at, CAST(:retry_policy AS jsonb),
             :attempt_timeout_seconds)
     RETURNING {JOB_COLUMNS}
-    """
+    """,
+    JOB_RESOURCE,
 )
 SELECT_EXISTING = Query("SELECT id::text AS id FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]))")
 SELECT_JOB = Query(f"SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id = :id")
-DELETE_JOB = Query("DELETE FROM jobs WHERE id = :id")
+DELETE_JOB = audited("DELETE FROM jobs WHERE id = :id RETURNING id::text AS id", JOB_RESOURCE)
 LATEST_RUN_STATE = (
     "(SELECT r.state FROM runs r WHERE r.job_id = j.id ORDER BY r.queue_time DESC, r.id DESC LIMIT 1)"
 )
 # Idempotent: pausing a paused job (or resuming a running one) changes nothing.
-PAUSE_JOB = Query(
+PAUSE_JOB = audited(
     f"""
     UPDATE jobs AS j SET paused = true, update_time = CASE WHEN j.paused THEN j.update_time ELSE now() END
     WHERE j.id = :id RETURNING {JOB_COLUMNS}
-    """
+    """,
+    JOB_RESOURCE,
 )
 # Slots due before resumed_at came while the job was paused: schedulers treat them as missed.
-RESUME_JOB = Query(
+RESUME_JOB = audited(
     f"""
     UPDATE jobs AS j SET paused = false,
         resumed_at = CASE WHEN j.paused THEN now() ELSE j.resumed_at END,
         update_time = CASE WHEN j.paused THEN now() ELSE j.update_time END
     WHERE j.id = :id RETURNING {JOB_COLUMNS}
-    """
+    """,
+    JOB_RESOURCE,
 )
 
 
@@ -64,6 +71,7 @@ class JobRepository:
         executor: Json,
         labels: dict[str, str],
         *,
+        audit: AuditContext,
         now: datetime | None = None,
         schedule: ScheduleSetting | None = None,
         retry_policy: Json | None = None,
@@ -84,12 +92,14 @@ class JobRepository:
             "due_at": schedule.due_at,
             "retry_policy": _json_or_none(retry_policy),
             "attempt_timeout_seconds": attempt_timeout_seconds,
+            **audit.params(),
         }
         try:
             async with statement(self._engine) as conn:
                 row = (await conn.execute(INSERT_JOB, params)).one_row()
         except AlreadyExists as error:
             raise AlreadyExists(f"a job named {name!r} already exists") from error
+        audit.mark_recorded()
         return _job(row)
 
     async def existing(self, job_ids: set[str]) -> set[str]:
@@ -119,9 +129,9 @@ class JobRepository:
             rows = (await conn.execute(Query(sql), params)).all_rows()
         return [_job(row) for row in rows]
 
-    async def update(self, job_id: str, changes: JobChanges) -> JobRecord:
+    async def update(self, job_id: str, changes: JobChanges, audit: AuditContext) -> JobRecord:
         assignments: list[str] = ["update_time = now()"]
-        params: dict[str, Any] = {"id": job_id}
+        params: dict[str, Any] = {"id": job_id, **audit.params()}
         if changes.name is not None:
             assignments.append("name = :name")
             params["name"] = changes.name
@@ -150,7 +160,14 @@ class JobRepository:
         if changes.attempt_timeout_seconds is not None:
             assignments.append("attempt_timeout_seconds = :attempt_timeout_seconds")
             params["attempt_timeout_seconds"] = changes.attempt_timeout_seconds.value
-        sql = Query(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
+        # The audit detail names the columns changed, never their values.
+        fields = [a.split(" = ", 1)[0] for a in assignments[1:]]
+        params["audit_detail"] = json.dumps({"fields": fields})
+        sql = audited(
+            f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}",
+            JOB_RESOURCE,
+            "CAST(:audit_detail AS jsonb)",
+        )
         try:
             async with statement(self._engine) as conn:
                 row = (await conn.execute(sql, params)).first_row()
@@ -158,26 +175,29 @@ class JobRepository:
             raise AlreadyExists(f"a job named {changes.name!r} already exists") from error
         if row is None:
             raise NotFound(f"job {job_id} not found")
+        audit.mark_recorded()
         return _job(row)
 
-    async def pause(self, job_id: str) -> JobRecord:
-        return await self._one(PAUSE_JOB, job_id)
+    async def pause(self, job_id: str, audit: AuditContext) -> JobRecord:
+        return await self._one(PAUSE_JOB, job_id, audit)
 
-    async def resume(self, job_id: str) -> JobRecord:
-        return await self._one(RESUME_JOB, job_id)
+    async def resume(self, job_id: str, audit: AuditContext) -> JobRecord:
+        return await self._one(RESUME_JOB, job_id, audit)
 
-    async def _one(self, query: Query, job_id: str) -> JobRecord:
+    async def _one(self, query: Query, job_id: str, audit: AuditContext) -> JobRecord:
         async with statement(self._engine) as conn:
-            row = (await conn.execute(query, {"id": job_id})).first_row()
+            row = (await conn.execute(query, {"id": job_id, **audit.params()})).first_row()
         if row is None:
             raise NotFound(f"job {job_id} not found")
+        audit.mark_recorded()
         return _job(row)
 
-    async def delete(self, job_id: str) -> None:
+    async def delete(self, job_id: str, audit: AuditContext) -> None:
         async with statement(self._engine) as conn:
-            result = await conn.execute(DELETE_JOB, {"id": job_id})
-        if result.rowcount == 0:
+            row = (await conn.execute(DELETE_JOB, {"id": job_id, **audit.params()})).first_row()
+        if row is None:
             raise NotFound(f"job {job_id} not found")
+        audit.mark_recorded()
 
 
 def _job_filter_sql(conditions: Sequence[Condition]) -> tuple[list[str], dict[str, Any]]:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from taskmesh.audit import AuditContext
+from taskmesh.db.audit import AUDIT_COLUMNS, audit_cte, audited
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.records import (
     AttemptRef,
@@ -77,8 +79,21 @@ def _queueing(*ctes: str) -> Query:
 
 
 # Manual runs: new QUEUED runs of the given jobs. A key already used for the job creates
-# nothing (the caller looks the earlier run up).
+# nothing (the caller looks the earlier run up). The same statement writes the calls' audit
+# rows (bound as arrays: one per single TriggerJob, whose calls are group-committed, one per
+# BatchTriggerJobs): a row naming a job (:audit_job_ids) is written only if the job exists, as
+# the call then succeeds (with a new run, or the run of its idempotency key).
 CREATE_RUNS = _queueing(
+    f"""audited AS (
+        INSERT INTO audit_events ({AUDIT_COLUMNS})
+        SELECT a.actor, a.role, a.api_key_id, a.method, a.request_id, a.resource, 'OK', a.detail
+        FROM unnest(CAST(:audit_actors AS text[]), CAST(:audit_roles AS text[]), CAST(:audit_keys AS text[]),
+                    CAST(:audit_methods AS text[]), CAST(:audit_request_ids AS text[]),
+                    CAST(:audit_resources AS text[]), CAST(:audit_details AS jsonb[]),
+                    CAST(:audit_job_ids AS uuid[]))
+             AS a(actor, role, api_key_id, method, request_id, resource, detail, job_id)
+        WHERE a.job_id IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.id = a.job_id)
+    )""",
     """request AS (
         SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:job_ids AS uuid[]), CAST(:keys AS text[]))
             AS t(run_id, job_id, idempotency_key)
@@ -134,7 +149,8 @@ RELEASE_EXPIRED_KEYS = Query(
     """
 )
 
-# Replays: a finished run -> a fresh run (attempt 1) of the same executor and policies.
+# Replays: a finished run -> a fresh run (attempt 1) of the same executor and policies; the
+# call's audit row names the source run and the new one.
 RETRY_RUN = _queueing(
     f"""source AS (
         SELECT * FROM runs WHERE id = :source_id AND state IN {FINISHED}
@@ -147,6 +163,7 @@ RETRY_RUN = _queueing(
         FROM source
         RETURNING *
     )""",
+    audit_cte("queued", "'runs/' || queued.retried_from", "jsonb_build_object('run_id', queued.id)"),
 )
 
 # QUEUED -> RUNNING, with a lease, owned by the claiming stream's session.
@@ -258,6 +275,9 @@ CANCEL_RUNS = Query(
     """
 )
 
+# CancelRun's: the same transition, with the call's audit row.
+CANCEL_RUNS_AUDITED = audited(CANCEL_RUNS, "'runs/' || changed.id", "jsonb_build_object('state', changed.state)")
+
 SELECT_RUN = Query(f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = :id")
 
 SELECT_LATEST_RUN = Query(
@@ -279,10 +299,20 @@ class RunRepository:
     def __init__(self, engine: Database) -> None:
         self._engine = engine
 
-    async def create(self, requests: Sequence[RunRequest], trigger: Trigger) -> list[RunRecord | None]:
+    async def create(
+        self, requests: Sequence[RunRequest], trigger: Trigger, batch_audit: AuditContext | None = None
+    ) -> list[RunRecord | None]:
         """Insert QUEUED runs and their outbox rows in one statement. Each request gets its new
-        run, the earlier run of the same idempotency key, or None when its job does not exist."""
-        created = await self._insert(requests, trigger)
+        run, the earlier run of the same idempotency key, or None when its job does not exist.
+        The same statement writes one audit row per request that carries an audit context and
+        one for `batch_audit` (a BatchTriggerJobs call), and marks them recorded."""
+        audits = _trigger_audits(requests, batch_audit)
+        created = await self._insert(requests, trigger, audits)
+        for request in requests:
+            if request.audit is not None:
+                request.audit.mark_recorded()
+        if batch_audit is not None:
+            batch_audit.mark_recorded()
         by_id = {run.id: run for run in created}
         results: list[RunRecord | None] = [by_id.get(r.run_id) for r in requests]
         keyed = [i for i, r in enumerate(requests) if results[i] is None and r.idempotency_key]
@@ -290,12 +320,15 @@ class RunRepository:
             await self._resolve_keys([requests[i] for i in keyed], trigger, keyed, results)
         return results
 
-    async def _insert(self, requests: Sequence[RunRequest], trigger: Trigger) -> list[RunRecord]:
+    async def _insert(
+        self, requests: Sequence[RunRequest], trigger: Trigger, audits: dict[str, list[Any]] | None = None
+    ) -> list[RunRecord]:
         params = {
             "run_ids": [r.run_id for r in requests],
             "job_ids": [r.job_id for r in requests],
             "keys": [r.idempotency_key for r in requests],
             "trigger": trigger.value,
+            **(audits or _NO_AUDITS),
         }
         async with statement(self._engine) as conn:
             rows = (await conn.execute(CREATE_RUNS, params)).all_rows()
@@ -327,11 +360,13 @@ class RunRepository:
             for position, request in retry:
                 results[position] = recreated.get(request.run_id)
 
-    async def retry_run(self, source_id: str, run_id: str) -> RunRecord:
+    async def retry_run(self, source_id: str, run_id: str, audit: AuditContext) -> RunRecord:
         """A fresh run from a finished one; FailedPrecondition while the source is active."""
+        params = {"source_id": source_id, "run_id": run_id, **audit.params()}
         async with statement(self._engine) as conn:
-            row = (await conn.execute(RETRY_RUN, {"source_id": source_id, "run_id": run_id})).first_row()
+            row = (await conn.execute(RETRY_RUN, params)).first_row()
         if row is not None:
+            audit.mark_recorded()
             return run_from_row(row)
         source = await self.get(source_id)
         raise FailedPrecondition(
@@ -416,10 +451,16 @@ class RunRepository:
         async with statement(self._engine) as conn:
             return (await conn.execute(NEXT_RETRY_DUE)).one_value()
 
-    async def cancel(self, run_ids: Sequence[str]) -> list[RunRecord]:
-        """Cancel the given runs that are still active; returns them as they now are."""
+    async def cancel(self, run_ids: Sequence[str], audit: AuditContext) -> list[RunRecord]:
+        """Cancel the given runs that are still active; returns them as they now are (with an
+        audit row each, in the same statement)."""
         async with statement(self._engine) as conn:
-            return await cancel_runs(conn, run_ids)
+            rows = (
+                await conn.execute(CANCEL_RUNS_AUDITED, {"run_ids": list(run_ids), **audit.params()})
+            ).all_rows()
+        if rows:
+            audit.mark_recorded()
+        return [run_from_row(row) for row in rows]
 
     async def get(self, run_id: str) -> RunRecord:
         async with statement(self._engine) as conn:
@@ -487,6 +528,46 @@ async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[
     for row in rows:
         recorded[row.position] = run_from_row(row)
     return recorded
+
+
+_NO_AUDITS: dict[str, list[Any]] = {
+    name: []
+    for name in (
+        "audit_actors",
+        "audit_roles",
+        "audit_keys",
+        "audit_methods",
+        "audit_request_ids",
+        "audit_resources",
+        "audit_details",
+        "audit_job_ids",
+    )
+}
+# A batch's audit row lists at most this many of its jobs.
+MAX_AUDITED_BATCH_JOBS = 100
+
+
+def _trigger_audits(requests: Sequence[RunRequest], batch: AuditContext | None) -> dict[str, list[Any]]:
+    """CREATE_RUNS' audit arrays: a row per request with an audit context (its job's name as
+    resource), and one for the batch (its one job, or "jobs" and the jobs in the detail)."""
+    rows: list[tuple[AuditContext, str, str | None, str | None]] = [
+        (r.audit, f"jobs/{r.job_id}", None, r.job_id) for r in requests if r.audit is not None
+    ]
+    if batch is not None:
+        jobs = sorted({r.job_id for r in requests})
+        resource = f"jobs/{jobs[0]}" if len(jobs) == 1 else "jobs"
+        detail = {"triggers": len(requests), "jobs": jobs[:MAX_AUDITED_BATCH_JOBS]}
+        rows.append((batch, resource, json.dumps(detail), None))
+    return {
+        "audit_actors": [a.actor for a, _, _, _ in rows],
+        "audit_roles": [a.role for a, _, _, _ in rows],
+        "audit_keys": [a.api_key_id for a, _, _, _ in rows],
+        "audit_methods": [a.method for a, _, _, _ in rows],
+        "audit_request_ids": [a.request_id for a, _, _, _ in rows],
+        "audit_resources": [resource for _, resource, _, _ in rows],
+        "audit_details": [detail for _, _, detail, _ in rows],
+        "audit_job_ids": [job_id for _, _, _, job_id in rows],
+    }
 
 
 def _json_or_none(value: dict[str, Any] | None) -> str | None:
