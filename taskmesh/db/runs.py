@@ -92,7 +92,8 @@ CREATE_RUNS = _queueing(
                     CAST(:audit_resources AS text[]), CAST(:audit_details AS jsonb[]),
                     CAST(:audit_job_ids AS uuid[]))
              AS a(actor, role, api_key_id, method, request_id, resource, detail, job_id)
-        WHERE a.job_id IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.id = a.job_id)
+        LEFT JOIN jobs ON jobs.id = a.job_id
+        WHERE a.job_id IS NULL OR jobs.id IS NOT NULL
     )""",
     """request AS (
         SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:job_ids AS uuid[]), CAST(:keys AS text[]))

@@ -119,9 +119,8 @@ def _guarded(authenticate: Authenticate, method: str, recorder: AuditRecorder | 
     @asynccontextmanager
     async def guarded(context: Context, kind: str) -> AsyncIterator[None]:
         audit: AuditContext | None = None
+        principal: Principal | None = None
         try:
-            if recorder is not None:
-                audit = AuditContext.of(None, method, request_id_of(context))
             principal = await authenticate(context)
             if recorder is not None:
                 audit = AuditContext.of(principal, method, request_id_of(context))
@@ -134,7 +133,8 @@ def _guarded(authenticate: Authenticate, method: str, recorder: AuditRecorder | 
         except aio.AbortError:
             raise
         except Exception as error:
-            if recorder is not None and audit is not None:
+            if recorder is not None:  # refused: by then `principal` is None if it was not known
+                audit = audit or AuditContext.of(principal, method, request_id_of(context))
                 await recorder.record(audit, _outcome(error))
             await _fail(context, error, method)
 
