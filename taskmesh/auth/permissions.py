@@ -55,7 +55,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
 
 # Every method of the table is one or the other (tests/unit/test_auth.py): a new method must
 # say whether it changes anything. Each call of an AUDITED method leaves an audit row
-# (taskmesh.audit), its refusals included; tests/e2e/test_audit_log.py calls every one.
+# (taskmesh.audit), its refusals included; tests/security/test_audit_log.py calls every one.
 AUDITED = frozenset(
     {
         "/taskmesh.v1.JobService/CreateJob",
