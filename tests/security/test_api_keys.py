@@ -7,6 +7,7 @@ api_server makes a second api_server (same database) refuse it within 5 s.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -243,3 +244,30 @@ def test_the_client_and_the_cli_take_taskmesh_api_key(
         del os.environ["TASKMESH_API_KEY"]
     with pytest.raises(ValueError, match="tmk_"):
         TaskmeshClient(server, api_key="not-a-key")
+
+
+def test_the_cli_manages_accounts_and_keys_and_reads_the_audit_log(
+    gateway: str, admin_token: str, mesh: Mesh, tmp_path: Path
+) -> None:
+    server = f"127.0.0.1:{mesh.settings.gateway_port}"
+    env = {**cli_env(server, tmp_path / "config.json"), "TASKMESH_TOKEN": admin_token}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([executable(), *args], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "cli-robot" in cli("service-accounts", "create", "cli-robot", "--role", "viewer")
+    printed = cli("service-accounts", "create-key", "cli-robot", "--key-name", "nightly", "--ttl", "1d")
+    key = next(line for line in printed.splitlines() if line.startswith("tmk_"))
+    key_id = key.split("_")[1]
+    assert _rest(gateway, key).status_code == 200
+    assert key_id in cli("service-accounts", "keys", "cli-robot") and key not in cli(
+        "service-accounts", "keys", "cli-robot"
+    )
+    cli("service-accounts", "revoke-key", "cli-robot", key_id)
+    wait_for(lambda: _rest(gateway, key).status_code == 401, timeout=REVOKED_WITHIN, message="the revoked key")
+    audit = cli("audit", "list", "--resource", f"apiKeys/{key_id}", "-o", "json")
+    methods = [event["method"].rsplit("/", 1)[-1] for event in json.loads(audit)]
+    assert methods == ["RevokeApiKey", "CreateApiKey"]
+    assert key not in audit
