@@ -80,24 +80,29 @@ def _queueing(*ctes: str) -> Query:
 
 # Manual runs: new QUEUED runs of the given jobs. A key already used for the job creates
 # nothing (the caller looks the earlier run up). The same statement writes the calls' audit
-# rows (bound as arrays: one per single TriggerJob, whose calls are group-committed, one per
-# BatchTriggerJobs): a row naming a job (:audit_job_ids) is written only if the job exists, as
-# the call then succeeds (with a new run, or the run of its idempotency key).
+# rows: one per single TriggerJob (their calls are group-committed: each request names its
+# caller, an index into the distinct callers of the statement, and its request id, so a row
+# costs two bound values), written only if the job exists, as the call then succeeds (with a
+# new run, or the run of its idempotency key); and one for a BatchTriggerJobs call (:batch_*).
 CREATE_RUNS = _queueing(
+    """request AS (
+        SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:job_ids AS uuid[]), CAST(:keys AS text[]),
+                             CAST(:audit_callers AS int[]), CAST(:audit_request_ids AS text[]))
+            AS t(run_id, job_id, idempotency_key, caller, request_id)
+    )""",
+    """caller AS (
+        SELECT * FROM unnest(CAST(:caller_actors AS text[]), CAST(:caller_roles AS text[]),
+                             CAST(:caller_keys AS text[]), CAST(:caller_methods AS text[]))
+            WITH ORDINALITY AS c(actor, role, api_key_id, method, n)
+    )""",
     f"""audited AS (
         INSERT INTO audit_events ({AUDIT_COLUMNS})
-        SELECT a.actor, a.role, a.api_key_id, a.method, a.request_id, a.resource, 'OK', a.detail
-        FROM unnest(CAST(:audit_actors AS text[]), CAST(:audit_roles AS text[]), CAST(:audit_keys AS text[]),
-                    CAST(:audit_methods AS text[]), CAST(:audit_request_ids AS text[]),
-                    CAST(:audit_resources AS text[]), CAST(:audit_details AS jsonb[]),
-                    CAST(:audit_job_ids AS uuid[]))
-             AS a(actor, role, api_key_id, method, request_id, resource, detail, job_id)
-        LEFT JOIN jobs ON jobs.id = a.job_id
-        WHERE a.job_id IS NULL OR jobs.id IS NOT NULL
-    )""",
-    """request AS (
-        SELECT * FROM unnest(CAST(:run_ids AS uuid[]), CAST(:job_ids AS uuid[]), CAST(:keys AS text[]))
-            AS t(run_id, job_id, idempotency_key)
+        SELECT c.actor, c.role, c.api_key_id, c.method, r.request_id, 'jobs/' || r.job_id::text, 'OK', NULL
+        FROM request r JOIN caller c ON c.n = r.caller JOIN jobs ON jobs.id = r.job_id
+        UNION ALL
+        SELECT CAST(:batch_actor AS text), :batch_role, :batch_key, :batch_method, :batch_request_id,
+               :batch_resource, 'OK', CAST(:batch_detail AS jsonb)
+        WHERE CAST(:batch_actor AS text) IS NOT NULL
     )""",
     """queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
@@ -322,7 +327,7 @@ class RunRepository:
         return results
 
     async def _insert(
-        self, requests: Sequence[RunRequest], trigger: Trigger, audits: dict[str, list[Any]] | None = None
+        self, requests: Sequence[RunRequest], trigger: Trigger, audits: dict[str, Any] | None = None
     ) -> list[RunRecord]:
         params = {
             "run_ids": [r.run_id for r in requests],
@@ -531,44 +536,58 @@ async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[
     return recorded
 
 
-_NO_AUDITS: dict[str, list[Any]] = {
-    name: []
-    for name in (
-        "audit_actors",
-        "audit_roles",
-        "audit_keys",
-        "audit_methods",
-        "audit_request_ids",
-        "audit_resources",
-        "audit_details",
-        "audit_job_ids",
-    )
+_NO_AUDITS: dict[str, Any] = {
+    "audit_callers": [],
+    "audit_request_ids": [],
+    "caller_actors": [],
+    "caller_roles": [],
+    "caller_keys": [],
+    "caller_methods": [],
+    "batch_actor": None,
+    "batch_role": None,
+    "batch_key": None,
+    "batch_method": None,
+    "batch_request_id": None,
+    "batch_resource": None,
+    "batch_detail": None,
 }
 # A batch's audit row lists at most this many of its jobs.
 MAX_AUDITED_BATCH_JOBS = 100
 
 
-def _trigger_audits(requests: Sequence[RunRequest], batch: AuditContext | None) -> dict[str, list[Any]]:
-    """CREATE_RUNS' audit arrays: a row per request with an audit context (its job's name as
-    resource), and one for the batch (its one job, or "jobs" and the jobs in the detail)."""
-    rows: list[tuple[AuditContext, str, str | None, str | None]] = [
-        (r.audit, f"jobs/{r.job_id}", None, r.job_id) for r in requests if r.audit is not None
-    ]
+def _trigger_audits(requests: Sequence[RunRequest], batch: AuditContext | None) -> dict[str, Any]:
+    """CREATE_RUNS' audit parameters: per request, its caller (1-based, among the distinct
+    callers) and request id (None without an audit context); for a batch, its one row (its one
+    job as resource, or "jobs" and the jobs in the detail)."""
+    params = dict(_NO_AUDITS)
+    callers: dict[tuple[str, str, str, str], int] = {}
+    positions: list[int | None] = []
+    for request in requests:
+        audit = request.audit
+        if audit is None:
+            positions.append(None)
+            continue
+        key = (audit.actor, audit.role, audit.api_key_id, audit.method)
+        positions.append(callers.setdefault(key, len(callers) + 1))
+    if callers:
+        params["audit_callers"] = positions
+        params["audit_request_ids"] = [r.audit.request_id if r.audit else None for r in requests]
+        params["caller_actors"] = [k[0] for k in callers]
+        params["caller_roles"] = [k[1] for k in callers]
+        params["caller_keys"] = [k[2] for k in callers]
+        params["caller_methods"] = [k[3] for k in callers]
     if batch is not None:
         jobs = sorted({r.job_id for r in requests})
-        resource = f"jobs/{jobs[0]}" if len(jobs) == 1 else "jobs"
-        detail = {"triggers": len(requests), "jobs": jobs[:MAX_AUDITED_BATCH_JOBS]}
-        rows.append((batch, resource, json.dumps(detail), None))
-    return {
-        "audit_actors": [a.actor for a, _, _, _ in rows],
-        "audit_roles": [a.role for a, _, _, _ in rows],
-        "audit_keys": [a.api_key_id for a, _, _, _ in rows],
-        "audit_methods": [a.method for a, _, _, _ in rows],
-        "audit_request_ids": [a.request_id for a, _, _, _ in rows],
-        "audit_resources": [resource for _, resource, _, _ in rows],
-        "audit_details": [detail for _, _, detail, _ in rows],
-        "audit_job_ids": [job_id for _, _, _, job_id in rows],
-    }
+        params.update(
+            batch_actor=batch.actor,
+            batch_role=batch.role,
+            batch_key=batch.api_key_id,
+            batch_method=batch.method,
+            batch_request_id=batch.request_id,
+            batch_resource=f"jobs/{jobs[0]}" if len(jobs) == 1 else "jobs",
+            batch_detail=json.dumps({"triggers": len(requests), "jobs": jobs[:MAX_AUDITED_BATCH_JOBS]}),
+        )
+    return params
 
 
 def _json_or_none(value: dict[str, Any] | None) -> str | None:
