@@ -157,7 +157,7 @@ def _resume(api: httpx.Client, state: dict[str, Any]) -> str:
 def _cancel(api: httpx.Client, state: dict[str, Any]) -> str:
     job = _ok(
         api.post(
-            "/api/jobs", json={"name": f"slow-{uuid.uuid4().hex[:8]}", "executor": {"sleep": {"duration": "30s"}}}
+            "/api/jobs", json={"name": f"slow-{uuid.uuid4().hex[:8]}", "executor": {"sleep": {"seconds": 30}}}
         )
     )
     run = _ok(api.post(f"/api/jobs/{job.json()['id']}/trigger", json={})).json()["id"]
