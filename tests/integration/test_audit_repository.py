@@ -134,3 +134,49 @@ async def test_the_purge_deletes_old_events_in_bounded_batches(engine: Database)
             await conn.execute(Query("SELECT request_id FROM audit_events WHERE actor = :a"), {"a": marker})
         ).first_column()
     assert left == ["new"]
+
+
+class _NoCache:
+    def enqueue(self, runs: Any) -> None:
+        pass
+
+
+async def test_a_trigger_revalidated_after_a_job_change_leaves_one_audit_row(
+    engine: Database, job_id: str
+) -> None:
+    """The audited CTE joins jobs with the runs' job-version guard: the stale insert writes no
+    row, the one Runs.trigger makes after validating again writes the call's only row."""
+    from api_server.parameters import TriggerInput
+    from api_server.runs import Runs
+    from taskmesh.db.logs import LogRepository
+    from taskmesh.records import JobChanges
+
+    runs = Runs(JobRepository(engine), RunRepository(engine), LogRepository(engine), _NoCache())  # type: ignore[arg-type]
+    await runs.trigger(job_id, None, _audit("/taskmesh.v1.JobService/TriggerJob"))  # caches the job's version
+    await JobRepository(engine).update(
+        job_id, JobChanges(description="a new version"), AuditContext.system("tests")
+    )
+    stale = _audit("/taskmesh.v1.JobService/TriggerJob")
+    run = await runs.trigger(job_id, None, stale)  # first insert refused as stale, then again
+    [row] = await _audit_rows(engine, stale.request_id)
+    assert row.outcome == "OK" and row.resource == f"jobs/{job_id}"
+    stored = await _one(engine, "SELECT xmin::text AS xid FROM runs WHERE id = :id", {"id": run.id})
+    assert row.xid == stored.xid
+    # The same for a batch: one row, written by its first insert, whatever its retries.
+    await JobRepository(engine).update(job_id, JobChanges(description="again"), AuditContext.system("tests"))
+    batch = _audit("/taskmesh.v1.JobService/BatchTriggerJobs")
+    created = await runs.trigger_many([TriggerInput(job_id, None, None, "requests[0].parameters")] * 2, batch)
+    assert len(created) == 2
+    [row] = await _audit_rows(engine, batch.request_id)
+    assert row.outcome == "OK" and row.detail["triggers"] == 2
+
+
+async def test_a_stale_request_writes_no_audit_row(engine: Database, job_id: str) -> None:
+    from datetime import datetime as _datetime
+
+    audit = _audit("/taskmesh.v1.JobService/TriggerJob")
+    old = _datetime(2000, 1, 1, tzinfo=UTC)
+    [run] = await RunRepository(engine).create(
+        [RunRequest(new_id(), job_id, None, job_version=old, audit=audit)], Trigger.MANUAL
+    )
+    assert run is None and await _audit_rows(engine, audit.request_id) == []

@@ -22,7 +22,11 @@ from google.protobuf import descriptor_pool, message_factory
 
 from taskmesh.auth import permissions
 from taskmesh.launcher import Mesh
-from taskmesh.v1 import auth_service_pb2, job_service_pb2  # noqa: F401  (registers the services)
+from taskmesh.v1 import (  # noqa: F401  (registers the services)
+    auth_service_pb2,
+    job_service_pb2,
+    notification_service_pb2,
+)
 from tests.security.conftest import login
 from tests.support import wait_for
 
@@ -222,6 +226,80 @@ def _revoke_key(api: httpx.Client, state: dict[str, Any]) -> str:
     return f"apiKeys/{state['key_id']}"
 
 
+# NotificationService: its repository writes no audit row, so the guard records each successful
+# call after it, in a statement of its own, naming the resource from the request.
+def _create_channel(api: httpx.Client, state: dict[str, Any]) -> str:
+    name = f"hook-{uuid.uuid4().hex[:8]}"
+    channel = _ok(
+        api.post(
+            "/api/notification-channels",
+            json={"name": name, "url": "http://127.0.0.1:9/hook", "secret": "hook-secret-0123456789"},
+        )
+    )
+    state["channel"] = channel.json()["id"]
+    return f"notificationChannels/name={name}"
+
+
+def _update_channel(api: httpx.Client, state: dict[str, Any]) -> str:
+    _create_channel(api, state)
+    _ok(
+        api.patch(
+            f"/api/notification-channels/{state['channel']}",
+            json={"description": "changed"},
+            params={"updateMask": "description"},
+        )
+    )
+    return f"notificationChannels/{state['channel']}"
+
+
+def _delete_channel(api: httpx.Client, state: dict[str, Any]) -> str:
+    _create_channel(api, state)
+    _ok(api.delete(f"/api/notification-channels/{state['channel']}"))
+    return f"notificationChannels/{state['channel']}"
+
+
+def _test_channel(api: httpx.Client, state: dict[str, Any]) -> str:
+    _create_channel(api, state)
+    _ok(api.post(f"/api/notification-channels/{state['channel']}:test", json={}))
+    return f"notificationChannels/{state['channel']}"
+
+
+def _create_rule(api: httpx.Client, state: dict[str, Any]) -> str:
+    _create_channel(api, state)
+    name = f"rule-{uuid.uuid4().hex[:8]}"
+    rule = _ok(
+        api.post(
+            "/api/notification-rules",
+            json={
+                "name": name,
+                "channelId": state["channel"],
+                "jobId": _job(api, state),
+                "events": ["RUN_FAILED"],
+            },
+        )
+    )
+    state["rule"] = rule.json()["id"]
+    return f"notificationRules/name={name}"
+
+
+def _update_rule(api: httpx.Client, state: dict[str, Any]) -> str:
+    _create_rule(api, state)
+    _ok(
+        api.patch(
+            f"/api/notification-rules/{state['rule']}",
+            json={"events": ["RUN_FAILED", "RUN_FINISHED"]},
+            params={"updateMask": "events"},
+        )
+    )
+    return f"notificationRules/{state['rule']}"
+
+
+def _delete_rule(api: httpx.Client, state: dict[str, Any]) -> str:
+    _create_rule(api, state)
+    _ok(api.delete(f"/api/notification-rules/{state['rule']}"))
+    return f"notificationRules/{state['rule']}"
+
+
 SUCCESSES: dict[str, Case] = {
     "/taskmesh.v1.JobService/CreateJob": _create_job,
     "/taskmesh.v1.JobService/UpdateJob": _update_job,
@@ -239,6 +317,13 @@ SUCCESSES: dict[str, Case] = {
     "/taskmesh.v1.AuthService/DeleteServiceAccount": _delete_account,
     "/taskmesh.v1.AuthService/CreateApiKey": _create_key,
     "/taskmesh.v1.AuthService/RevokeApiKey": _revoke_key,
+    "/taskmesh.v1.NotificationService/CreateNotificationChannel": _create_channel,
+    "/taskmesh.v1.NotificationService/UpdateNotificationChannel": _update_channel,
+    "/taskmesh.v1.NotificationService/DeleteNotificationChannel": _delete_channel,
+    "/taskmesh.v1.NotificationService/TestNotificationChannel": _test_channel,
+    "/taskmesh.v1.NotificationService/CreateNotificationRule": _create_rule,
+    "/taskmesh.v1.NotificationService/UpdateNotificationRule": _update_rule,
+    "/taskmesh.v1.NotificationService/DeleteNotificationRule": _delete_rule,
 }
 
 
