@@ -100,7 +100,8 @@ def _queueing(*ctes: str) -> Query:
 # statement, and its request id, so a row costs two bound values), written only if the job
 # exists at the request's version (the guard of `queued`), as the call then succeeds (with a new
 # run, or the run of its idempotency key): a request refused as stale writes none, so the one
-# its caller makes after validating again writes the call's only row; and one for a
+# its caller makes after validating again writes the call's only row, unless its key is already
+# used (the earlier run is then the answer, and the row is written now); and one for a
 # BatchTriggerJobs call (:batch_*).
 CREATE_RUNS = _queueing(
     """request AS (
@@ -121,7 +122,11 @@ CREATE_RUNS = _queueing(
         INSERT INTO audit_events ({AUDIT_COLUMNS})
         SELECT c.actor, c.role, c.api_key_id, c.method, r.request_id, 'jobs/' || r.job_id::text, 'OK', NULL
         FROM request r JOIN caller c ON c.n = r.caller
-        JOIN jobs ON jobs.id = r.job_id AND (r.job_version IS NULL OR jobs.update_time = r.job_version)
+        JOIN jobs ON jobs.id = r.job_id AND (
+            r.job_version IS NULL OR jobs.update_time = r.job_version
+            -- stale, but the run of its (used) key answers the call: no second try follows
+            OR (r.idempotency_key IS NOT NULL AND EXISTS (
+                SELECT 1 FROM runs k WHERE k.job_id = r.job_id AND k.idempotency_key = r.idempotency_key)))
         UNION ALL
         SELECT CAST(:batch_actor AS text), :batch_role, :batch_key, :batch_method, :batch_request_id,
                :batch_resource, 'OK', CAST(:batch_detail AS jsonb)

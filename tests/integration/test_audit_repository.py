@@ -180,3 +180,21 @@ async def test_a_stale_request_writes_no_audit_row(engine: Database, job_id: str
         [RunRequest(new_id(), job_id, None, job_version=old, audit=audit)], Trigger.MANUAL
     )
     assert run is None and await _audit_rows(engine, audit.request_id) == []
+
+
+async def test_a_stale_request_answered_by_its_keys_earlier_run_writes_one_row(
+    engine: Database, job_id: str
+) -> None:
+    """No second try follows such a request (the earlier run is its answer): its row is written now."""
+    from datetime import datetime as _datetime
+
+    runs = RunRepository(engine)
+    [first] = await runs.create([RunRequest(new_id(), job_id, "key-1")], Trigger.MANUAL)
+    audit = _audit("/taskmesh.v1.JobService/TriggerJob")
+    old = _datetime(2000, 1, 1, tzinfo=UTC)
+    [again] = await runs.create(
+        [RunRequest(new_id(), job_id, "key-1", job_version=old, audit=audit)], Trigger.MANUAL
+    )
+    assert first is not None and again is not None and again.id == first.id
+    [row] = await _audit_rows(engine, audit.request_id)
+    assert row.outcome == "OK" and row.resource == f"jobs/{job_id}"
