@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from api_server.throttling import LoginThrottle
+from taskmesh.audit import AuditContext
 from taskmesh.auth.passwords import PasswordHashing
 from taskmesh.auth.tokens import IssuedToken, Principal, TokenCodec
 from taskmesh.db.users import UserRepository
@@ -35,25 +36,25 @@ class Accounts:
         await self._throttle.succeeded(ticket)
         return self._tokens.issue(Principal(username=user.username, role=user.role), user.credential_version)
 
-    async def create_user(self, username: str, password: str, role: Role) -> UserRecord:
-        return await self._users.create(username, await self._passwords.hash(password), role)
+    async def create_user(self, username: str, password: str, role: Role, audit: AuditContext) -> UserRecord:
+        return await self._users.create(username, await self._passwords.hash(password), role, audit)
 
     async def list_users(self) -> list[UserRecord]:
         return await self._users.all()
 
     async def update_user(
-        self, username: str, role: Role | None, password: str | None, caller: Principal
+        self, username: str, role: Role | None, password: str | None, caller: Principal, audit: AuditContext
     ) -> UserRecord:
         """Change the role and/or password; the user's tokens stop working on every server."""
         if role is not None and username == caller.username and role != caller.role:
             raise FailedPrecondition("you cannot change your own role")
         password_hash = await self._passwords.hash(password) if password is not None else None
-        return await self._users.update(username, role, password_hash)
+        return await self._users.update(username, role, password_hash, audit)
 
-    async def delete_user(self, username: str, caller: Principal) -> None:
+    async def delete_user(self, username: str, caller: Principal, audit: AuditContext) -> None:
         if username == caller.username:
             raise FailedPrecondition("you cannot delete your own account")
-        await self._users.delete(username)
+        await self._users.delete(username, audit)
 
     async def ensure_account(self, username: str, password: str, role: Role) -> None:
         """Create the account if it does not exist yet (first start); never changes one."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from api_server.run_telemetry import CacheStats
 from taskmesh import redaction, schedule_policy
+from taskmesh.audit import AuditContext
 from taskmesh.cache.status import CacheWriter, StatusCache
 from taskmesh.convert import from_json, run_to_proto, to_json
 from taskmesh.db.jobs import JobRepository
@@ -93,6 +94,8 @@ class Jobs:
         executor: Json,
         labels: dict[str, str],
         policies: JobPolicies | None = None,
+        *,
+        audit: AuditContext,
     ) -> JobRecord:
         policies = policies or JobPolicies()
         job_id, now = new_id(), datetime.now(UTC)
@@ -105,6 +108,7 @@ class Jobs:
             description,
             executor,
             labels,
+            audit=audit,
             now=now,
             schedule=setting,
             retry_policy=policies.retry_policy,
@@ -123,7 +127,9 @@ class Jobs:
     async def list_jobs(self, conditions: Sequence[Condition], page: Page | None, limit: int) -> list[JobRecord]:
         return await self._jobs.list_page(conditions, page, limit)
 
-    async def update(self, job_id: str, changes: JobChanges, schedule: NewSchedule | None = None) -> JobRecord:
+    async def update(
+        self, job_id: str, changes: JobChanges, audit: AuditContext, schedule: NewSchedule | None = None
+    ) -> JobRecord:
         """A changed schedule starts afresh from now: slots it would have had before are not
         caught up (the misfire policy is about slots of the schedule as it was)."""
         self._job_rows.pop(job_id, None)
@@ -135,7 +141,7 @@ class Jobs:
             if schedule.schedule is not None and _needs_creation_time(schedule.schedule):
                 created = (await self._jobs.get(job_id)).create_time
             changes = replace(changes, schedule=_schedule_setting(schedule, job_id, created=created, now=now))
-        return await self._jobs.update(job_id, changes)
+        return await self._jobs.update(job_id, changes, audit)
 
     async def _with_kept_secrets(self, job_id: str, executor: Json) -> Json:
         """A new executor whose redaction placeholders take the stored values back."""
@@ -145,21 +151,21 @@ class Jobs:
         stored = from_json((await self._jobs.get(job_id)).executor, job_pb2.Executor)
         return to_json(redaction.restore(new, stored))
 
-    async def pause(self, job_id: str) -> JobRecord:
+    async def pause(self, job_id: str, audit: AuditContext) -> JobRecord:
         self._job_rows.pop(job_id, None)
-        return await self._jobs.pause(job_id)
+        return await self._jobs.pause(job_id, audit)
 
-    async def resume(self, job_id: str) -> JobRecord:
+    async def resume(self, job_id: str, audit: AuditContext) -> JobRecord:
         self._job_rows.pop(job_id, None)
-        return await self._jobs.resume(job_id)
+        return await self._jobs.resume(job_id, audit)
 
     async def list_skipped(self, job_id: str, page: Page | None, limit: int) -> list[SkippedSlotRecord]:
         await self._jobs.get(job_id)  # NOT_FOUND rather than an empty list
         return await self._schedules.list_skipped(job_id, page, limit)
 
-    async def delete(self, job_id: str) -> None:
+    async def delete(self, job_id: str, audit: AuditContext) -> None:
         self._job_rows.pop(job_id, None)
-        await self._jobs.delete(job_id)
+        await self._jobs.delete(job_id, audit)
         await self._cache.forget(job_id)
 
     async def status(self, job_id: str) -> JobStatusView:

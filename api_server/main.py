@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 from api_server.accounts import Accounts
 from api_server.health_and_metrics import STALE_AFTER_INTERVALS, ApiMonitoring
@@ -15,16 +16,20 @@ from api_server.run_telemetry import CacheStats, CancelObserver
 from api_server.runs import Runs
 from api_server.secret_servicer import SecretServicer
 from api_server.secrets import Secrets
+from api_server.service_accounts import KeyLifetimes, ServiceAccounts
 from api_server.servicers import AuthServicer, JobServicer
 from api_server.throttling import LoginLimits, LoginThrottle
 from api_server.waiting import WorkerCapacity
 from api_server.watch import RunWatcher
 from api_server.workers import WorkerRoster
+from taskmesh.audit import AuditRecorder
 from taskmesh.auth.credentials import CredentialDirectory
+from taskmesh.auth.key_usage import KeyUsageRecorder
 from taskmesh.auth.passwords import PasswordHashing
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db.admission import AdmissionRepository
+from taskmesh.db.audit import AuditRepository
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.notifications import NotificationRepository
@@ -34,6 +39,7 @@ from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
 from taskmesh.db.schema import ensure_schema
 from taskmesh.db.secrets import SecretRepository
+from taskmesh.db.service_accounts import ServiceAccountRepository
 from taskmesh.db.throttle import ThrottleRepository
 from taskmesh.db.users import UserRepository
 from taskmesh.db.worker_sessions import WorkerSessionRepository
@@ -43,6 +49,7 @@ from taskmesh.process import run_until_signalled
 from taskmesh.process_logging import configure_logging
 from taskmesh.rpc.peers import parse_networks
 from taskmesh.rpc.server import build_server
+from taskmesh.service_errors import TaskmeshError
 from taskmesh.settings import DEV_ADMIN_PASSWORD, Settings, get_settings
 from taskmesh.states import Role
 from taskmesh.tls import server_tls
@@ -75,8 +82,19 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     cache = StatusCache(redis, names, settings.status_cache_ttl)
     cache_writer = CacheWriter(cache)
     users = UserRepository(engine)
+    service_account_repository = ServiceAccountRepository(engine)
+    key_usage = KeyUsageRecorder(service_account_repository, settings.api_key_last_used_flush_seconds)
     credentials = CredentialDirectory(
-        users, settings.credential_refresh_interval, settings.credential_max_staleness
+        users, settings.credential_refresh_interval, settings.credential_max_staleness, usage=key_usage
+    )
+    audit_repository = AuditRepository(engine)
+    service_accounts = ServiceAccounts(
+        service_account_repository,
+        audit_repository,
+        KeyLifetimes(
+            default=timedelta(days=settings.api_key_default_ttl_days),
+            maximum=timedelta(days=settings.api_key_max_ttl_days),
+        ),
     )
     passwords = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
     throttle = LoginThrottle(ThrottleRepository(engine), LoginLimits.from_settings(settings))
@@ -117,7 +135,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             (
                 AUTH_SERVICE,
                 lambda s: auth_service_pb2_grpc.add_AuthServiceServicer_to_server(
-                    AuthServicer(accounts, parse_networks(settings.login_trusted_proxies)), s
+                    AuthServicer(accounts, service_accounts, parse_networks(settings.login_trusted_proxies)), s
                 ),
             ),
             (
@@ -133,6 +151,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ],
         credentials,
         server_tls(settings),
+        audit=AuditRecorder(audit_repository),
     )
     monitoring = ApiMonitoring(
         settings,
@@ -148,7 +167,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await credentials.refresh()
     await built.server.start()
     writer_task = asyncio.create_task(cache_writer.run_forever())
-    auth_tasks = [asyncio.create_task(credentials.run_forever()), asyncio.create_task(throttle.run_forever())]
+    auth_tasks = [
+        asyncio.create_task(credentials.run_forever()),
+        asyncio.create_task(throttle.run_forever()),
+        asyncio.create_task(key_usage.run_forever()),
+    ]
     await monitoring.start()
     log.info("api_server listening on %s", settings.api_listen)
     await stop.wait()
@@ -157,6 +180,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await built.set_serving(False)
     await built.server.stop(grace=10)
     await cache_writer.flush()
+    with contextlib.suppress(TaskmeshError):
+        await key_usage.flush()
     for task in (writer_task, *auth_tasks):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

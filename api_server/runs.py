@@ -8,9 +8,11 @@ are refused with ALREADY_EXISTS naming the key and the first run, never silently
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from api_server.parameters import ParameterResolver, TriggerInput
+from taskmesh.audit import AuditContext
 from taskmesh.batching import GroupCommitter
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.admission import AdmissionRepository, KeyUsage
@@ -61,14 +63,21 @@ class Runs:
         self._triggers: GroupCommitter[RunRequest, RunRecord] = GroupCommitter(self._create_runs, max_batch=500)
 
     async def trigger(
-        self, job_id: str, idempotency_key: str | None, parameters: Json | None = None, priority: int | None = None
+        self,
+        job_id: str,
+        idempotency_key: str | None,
+        audit: AuditContext,
+        parameters: Json | None = None,
+        priority: int | None = None,
     ) -> RunRecord:
+        """One run; concurrent calls share a statement, which writes each call's audit row (a
+        request refused as stale writes none: the one made after validating again writes it)."""
         given = TriggerInput(job_id, idempotency_key, parameters, priority=priority)
         refresh: frozenset[str] = frozenset()
         for _ in range(STALE_RETRIES):
             [request] = await self._parameters.requests([given], refresh)
             try:
-                run = await self._triggers.submit(request)
+                run = await self._triggers.submit(replace(request, audit=audit))
             except NotFound:
                 if not await self._changed_since(request):
                     raise
@@ -78,11 +87,12 @@ class Runs:
             return run
         raise FailedPrecondition(f"job {job_id} keeps changing; trigger it again")
 
-    async def trigger_many(self, triggers: Sequence[TriggerInput]) -> list[RunRecord]:
+    async def trigger_many(self, triggers: Sequence[TriggerInput], audit: AuditContext) -> list[RunRecord]:
         """Triggers -> their runs, in order. Unknown jobs and refused parameters fail the whole
         batch before anything is created (errors name the item: requests[3].parameters.x). A
         job changed between that check and the insert is checked again for its items (which
-        may then be refused while the others' runs exist)."""
+        may then be refused while the others' runs exist). The batch is one audit row, written
+        by its first insert."""
         job_ids = {t.job_id for t in triggers}
         # One query, as the existence check it replaces: deleted or changed jobs are seen
         # before anything is created (a validator is compiled again only for a new version).
@@ -92,8 +102,12 @@ class Runs:
             raise NotFound(f"jobs not found: {', '.join(missing)}")
         results: list[RunRecord | None] = [None] * len(requests)
         pending = list(range(len(requests)))
+        batch_audit: AuditContext | None = audit
         for _ in range(STALE_RETRIES):
-            created = await self._runs.create([requests[i] for i in pending], Trigger.MANUAL)
+            created = await self._runs.create(
+                [requests[i] for i in pending], Trigger.MANUAL, batch_audit=batch_audit
+            )
+            batch_audit = None  # the batch's one row: written by its first insert
             self._cache_writer.enqueue([run for run in created if run is not None])
             for index, run in zip(pending, created, strict=True):
                 results[index] = run
@@ -127,9 +141,9 @@ class Runs:
             for run, request in zip(created, requests, strict=True)
         ]
 
-    async def cancel(self, run_id: str) -> RunRecord:
+    async def cancel(self, run_id: str, audit: AuditContext) -> RunRecord:
         """Cancel now if queued or waiting to retry; ask the worker to stop if running."""
-        cancelled = await self._runs.cancel([run_id])
+        cancelled = await self._runs.cancel([run_id], audit)
         for observer in self._observers:
             observer.cancelled(cancelled)
         if cancelled:
@@ -140,8 +154,8 @@ class Runs:
             return run  # already asked: cancelling twice is not an error
         raise FailedPrecondition(f"run {run_id} is {run.state.value}; only active runs can be cancelled")
 
-    async def retry(self, run_id: str) -> RunRecord:
-        run = await self._runs.retry_run(run_id, new_id())
+    async def retry(self, run_id: str, audit: AuditContext) -> RunRecord:
+        run = await self._runs.retry_run(run_id, new_id(), audit)
         self._cache_writer.enqueue([run])
         return run
 

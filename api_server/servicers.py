@@ -4,6 +4,7 @@ Errors are raised as taskmesh errors; the guard interceptor turns them into stat
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,15 +17,20 @@ from api_server.accounts import Accounts
 from api_server.jobs import JobPolicies, Jobs, NewSchedule
 from api_server.parameters import TriggerInput
 from api_server.runs import Runs
+from api_server.service_accounts import ServiceAccounts
 from api_server.watch import RunWatcher
 from api_server.workers import WorkerRoster
 from taskmesh import listing, redaction, schedule_policy
+from taskmesh.audit import AuditQuery
 from taskmesh.convert import (
+    api_key_to_proto,
+    audit_event_to_proto,
     job_route,
     log_line_to_proto,
     public_job,
     run_to_proto,
     schedule_health,
+    service_account_to_proto,
     skipped_slot_to_proto,
     to_json,
     user_to_proto,
@@ -32,7 +38,7 @@ from taskmesh.convert import (
 )
 from taskmesh.flow_policy import DEFAULT_PRIORITY
 from taskmesh.records import FlowChanges, FlowSettings, JobChanges, Replacement, RunRecord
-from taskmesh.rpc.guard import current_principal
+from taskmesh.rpc.guard import current_audit, current_principal
 from taskmesh.rpc.peers import IPNetwork, client_address
 from taskmesh.service_errors import InvalidArgument
 from taskmesh.states import RunState, Trigger
@@ -116,6 +122,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 else None,
                 flow=_flow_settings(job),
             ),
+            audit=current_audit(),
         )
         return public_job(record)
 
@@ -144,17 +151,17 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         changes = _job_changes(request.job, paths)
         validation.job_size(request.job)
         schedule = _new_schedule(request.job) if "schedule" in paths else None
-        return public_job(await self._jobs.update(job_id, changes, schedule))
+        return public_job(await self._jobs.update(job_id, changes, current_audit(), schedule))
 
     async def DeleteJob(self, request: job_service_pb2.DeleteJobRequest, context: Context) -> Empty:
-        await self._jobs.delete(validation.require_id(request.id))
+        await self._jobs.delete(validation.require_id(request.id), current_audit())
         return Empty()
 
     async def TriggerJob(self, request: job_service_pb2.TriggerJobRequest, context: Context) -> run_pb2.Run:
         key = validation.idempotency_key(request.idempotency_key)
         given = validation.trigger_parameters(request.parameters, request.HasField("parameters"))
         priority = _trigger_priority(request, "priority")
-        run = await self._runs.trigger(validation.require_id(request.id), key, given, priority)
+        run = await self._runs.trigger(validation.require_id(request.id), key, current_audit(), given, priority)
         return (await self._runs_out([run]))[0]
 
     async def BatchTriggerJobs(
@@ -172,7 +179,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             )
             for i, r in enumerate(request.requests)
         ]
-        runs = await self._runs.trigger_many(triggers)
+        runs = await self._runs.trigger_many(triggers, current_audit())
         return job_service_pb2.BatchTriggerJobsResponse(runs=await self._runs_out(runs))
 
     async def GetJobStatus(
@@ -247,10 +254,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         )
 
     async def PauseJob(self, request: job_service_pb2.PauseJobRequest, context: Context) -> job_pb2.Job:
-        return public_job(await self._jobs.pause(validation.require_id(request.id)))
+        return public_job(await self._jobs.pause(validation.require_id(request.id), current_audit()))
 
     async def ResumeJob(self, request: job_service_pb2.ResumeJobRequest, context: Context) -> job_pb2.Job:
-        return public_job(await self._jobs.resume(validation.require_id(request.id)))
+        return public_job(await self._jobs.resume(validation.require_id(request.id), current_audit()))
 
     async def ListSkippedSlots(
         self, request: job_service_pb2.ListSkippedSlotsRequest, context: Context
@@ -270,10 +277,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         )
 
     async def CancelRun(self, request: job_service_pb2.CancelRunRequest, context: Context) -> run_pb2.Run:
-        return run_to_proto(await self._runs.cancel(validation.require_id(request.id)))
+        return run_to_proto(await self._runs.cancel(validation.require_id(request.id), current_audit()))
 
     async def RetryRun(self, request: job_service_pb2.RetryRunRequest, context: Context) -> run_pb2.Run:
-        return run_to_proto(await self._runs.retry(validation.require_id(request.id)))
+        return run_to_proto(await self._runs.retry(validation.require_id(request.id), current_audit()))
 
     async def WatchRun(
         self, request: job_service_pb2.WatchRunRequest, context: Context
@@ -430,9 +437,21 @@ def _populated(job: job_pb2.Job, path: str) -> bool:
     return bool(getattr(job, path))
 
 
+def _audit_scope(request: auth_service_pb2.ListAuditEventsRequest) -> str:
+    """A page token is valid only for the filters it was made with."""
+    copy = auth_service_pb2.ListAuditEventsRequest()
+    copy.CopyFrom(request)
+    copy.ClearField("page_token")
+    copy.ClearField("page_size")
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
 class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts, trusted_proxies: Sequence[IPNetwork]) -> None:
+    def __init__(
+        self, accounts: Accounts, service_accounts: ServiceAccounts, trusted_proxies: Sequence[IPNetwork]
+    ) -> None:
         self._accounts = accounts
+        self._service_accounts = service_accounts
         self._trusted_proxies = trusted_proxies
 
     async def Login(
@@ -454,6 +473,7 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
             validation.username(request.username),
             validation.new_password(request.password),
             validation.role(request.role),
+            current_audit(),
         )
         return user_to_proto(user)
 
@@ -471,13 +491,89 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
         if role is None and password is None:
             raise InvalidArgument("role", "give a new role or a new password (or both)")
         user = await self._accounts.update_user(
-            validation.username(request.username), role, password, current_principal()
+            validation.username(request.username), role, password, current_principal(), current_audit()
         )
         return user_to_proto(user)
 
     async def DeleteUser(self, request: auth_service_pb2.DeleteUserRequest, context: Context) -> Empty:
-        await self._accounts.delete_user(validation.username(request.username), current_principal())
+        await self._accounts.delete_user(
+            validation.username(request.username), current_principal(), current_audit()
+        )
         return Empty()
+
+    async def CreateServiceAccount(
+        self, request: auth_service_pb2.CreateServiceAccountRequest, context: Context
+    ) -> auth_service_pb2.ServiceAccount:
+        account = await self._service_accounts.create(
+            validation.username(request.name, "name"),
+            validation.role(request.role),
+            validation.description(request.description, "description"),
+            current_principal(),
+            current_audit(),
+        )
+        return service_account_to_proto(account)
+
+    async def ListServiceAccounts(
+        self, request: auth_service_pb2.ListServiceAccountsRequest, context: Context
+    ) -> auth_service_pb2.ListServiceAccountsResponse:
+        accounts = await self._service_accounts.all()
+        return auth_service_pb2.ListServiceAccountsResponse(
+            service_accounts=[service_account_to_proto(a) for a in accounts]
+        )
+
+    async def DeleteServiceAccount(
+        self, request: auth_service_pb2.DeleteServiceAccountRequest, context: Context
+    ) -> Empty:
+        await self._service_accounts.delete(validation.username(request.name, "name"), current_audit())
+        return Empty()
+
+    async def CreateApiKey(
+        self, request: auth_service_pb2.CreateApiKeyRequest, context: Context
+    ) -> auth_service_pb2.CreateApiKeyResponse:
+        ttl = validation.key_ttl(request.ttl) if request.HasField("ttl") else None
+        created = await self._service_accounts.create_key(
+            validation.username(request.service_account, "service_account"),
+            validation.key_name(request.name),
+            ttl,
+            current_principal(),
+            current_audit(),
+        )
+        return auth_service_pb2.CreateApiKeyResponse(api_key=api_key_to_proto(created.record), key=created.key)
+
+    async def ListApiKeys(
+        self, request: auth_service_pb2.ListApiKeysRequest, context: Context
+    ) -> auth_service_pb2.ListApiKeysResponse:
+        keys = await self._service_accounts.keys(validation.username(request.service_account, "service_account"))
+        return auth_service_pb2.ListApiKeysResponse(api_keys=[api_key_to_proto(k) for k in keys])
+
+    async def RevokeApiKey(self, request: auth_service_pb2.RevokeApiKeyRequest, context: Context) -> Empty:
+        await self._service_accounts.revoke_key(
+            validation.username(request.service_account, "service_account"),
+            validation.key_id(request.key_id),
+            current_audit(),
+        )
+        return Empty()
+
+    async def ListAuditEvents(
+        self, request: auth_service_pb2.ListAuditEventsRequest, context: Context
+    ) -> auth_service_pb2.ListAuditEventsResponse:
+        limit = listing.page_size(request.page_size, default=100, maximum=1000)
+        scope = _audit_scope(request)
+        before = listing.decode_offset_token(request.page_token, scope=scope) or None
+        query = AuditQuery(
+            actor=request.actor or None,
+            resource=request.resource or None,
+            method=request.method or None,
+            start_time=request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None,
+            end_time=request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None,
+            before_id=before,
+            limit=limit + 1,
+        )
+        events = await self._service_accounts.audit_events(query)
+        token = listing.encode_offset_token(events[limit - 1].id, scope=scope) if len(events) > limit else ""
+        return auth_service_pb2.ListAuditEventsResponse(
+            events=[audit_event_to_proto(e) for e in events[:limit]], next_page_token=token
+        )
 
     def _client_address(self, context: Context) -> str:
         forwarded = dict(context.invocation_metadata() or ()).get("x-forwarded-for")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from google.protobuf import json_format, struct_pb2
@@ -360,3 +360,32 @@ def role(value: int, field: str = "role") -> Role:
     if value == auth_service_pb2.ROLE_UNSPECIFIED or value not in auth_service_pb2.Role.values():
         raise InvalidArgument(field, "must be one of ADMIN, OPERATOR, VIEWER, WORKER")
     return Role(auth_service_pb2.Role.Name(value))
+
+
+MAX_KEY_TTL_SECONDS = 100 * 366 * 86400
+KEY_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
+KEY_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
+
+
+def key_name(value: str, field: str = "name") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not KEY_NAME_PATTERN.fullmatch(value):
+        raise InvalidArgument(field, "must be 1-64 letters, digits, spaces, '.', '_', '@' or '-'")
+    return value
+
+
+def key_id(value: str, field: str = "key_id") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not KEY_ID_PATTERN.fullmatch(value):
+        raise InvalidArgument(field, "must be an API key id (16 hex digits, as ListApiKeys shows)")
+    return value
+
+
+def key_ttl(value: Duration, field: str = "ttl") -> timedelta:
+    if value.nanos < 0 or value.seconds <= 0:
+        raise InvalidArgument(field, "must be positive")
+    if value.seconds > MAX_KEY_TTL_SECONDS:
+        raise InvalidArgument(field, "is longer than any key may live")
+    return timedelta(seconds=value.seconds)

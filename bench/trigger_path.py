@@ -22,6 +22,7 @@ from api_server import validation
 from api_server.parameters import TriggerInput
 from api_server.runs import Runs
 from bench.trigger_throughput import PARAMETERS, SCHEMA
+from taskmesh.audit import AuditContext
 from taskmesh.convert import run_to_proto
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.logs import LogRepository
@@ -57,7 +58,9 @@ async def measure(url: str, with_parameters: bool, batches: int) -> float:
     db = Database(url, pool_size=4)
     jobs = JobRepository(db)
     fields = {"parameter_schema": SCHEMA} if with_parameters else {}
-    job = await jobs.create(new_id(), f"bench-{new_id()[-8:]}", "", {"noop": {}}, {}, **fields)
+    job = await jobs.create(
+        new_id(), f"bench-{new_id()[-8:]}", "", {"noop": {}}, {}, audit=AuditContext.system("bench"), **fields
+    )
     runs = Runs(jobs, RunRepository(db), LogRepository(db), _NoCache())  # type: ignore[arg-type]
     request = job_service_pb2.BatchTriggerJobsRequest(
         requests=[job_service_pb2.TriggerJobRequest(id=job.id) for _ in range(100)]
@@ -69,7 +72,7 @@ async def measure(url: str, with_parameters: bool, batches: int) -> float:
 
     async def one() -> None:
         parsed = job_service_pb2.BatchTriggerJobsRequest.FromString(wire)
-        created = await runs.trigger_many(_triggers(parsed))
+        created = await runs.trigger_many(_triggers(parsed), AuditContext.system("bench"))
         job_service_pb2.BatchTriggerJobsResponse(runs=[run_to_proto(r) for r in created]).SerializeToString()
 
     for _ in range(5):

@@ -108,8 +108,9 @@ def build_document(index: ProtoIndex, version: str | None = None) -> dict[str, A
                 SECURITY_SCHEME: {
                     "type": "http",
                     "scheme": "bearer",
-                    "bearerFormat": "JWT",
-                    "description": "The `accessToken` that `POST /api/auth/login` returns.",
+                    "bearerFormat": "JWT or API key",
+                    "description": "The `accessToken` that `POST /api/auth/login` returns, or a service "
+                    "account's API key (`tmk_...`, from `POST /api/service-accounts/{service_account}/keys`).",
                 }
             },
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ from taskmesh.auth.tokens import TokenCodec
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db import schedules as schedule_store
 from taskmesh.db.admission import ADMISSION_CHANNEL, AdmissionRepository
+from taskmesh.db.audit import purge_audit_events
 from taskmesh.db.listen import listen_forever
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.notifications import NotificationRepository
@@ -161,7 +163,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         asyncio.create_task(relay.run_forever()),
         asyncio.create_task(maintenance.run_forever()),
         asyncio.create_task(
-            RetentionSweeper(RunPurgeRepository(engine), RetentionSettings.from_settings(settings)).run_forever()
+            RetentionSweeper(
+                RunPurgeRepository(engine),
+                RetentionSettings.from_settings(settings),
+                audit=functools.partial(purge_audit_events, engine),
+            ).run_forever()
         ),
         asyncio.create_task(cache_writer.run_forever()),
         asyncio.create_task(firing.run_forever()),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -110,6 +110,8 @@ class RetentionSettings:
     batch_size: int
     pause_seconds: float
     interval_seconds: float
+    # Audit events (taskmesh.db.audit), counted from their time; None: kept forever.
+    audit_events: timedelta | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionSettings:
@@ -125,6 +127,7 @@ class RetentionSettings:
             batch_size=settings.retention_batch_size,
             pause_seconds=settings.retention_pause_seconds,
             interval_seconds=settings.retention_interval_seconds,
+            audit_events=days(settings.audit_retention_days),
         )
 
 
@@ -133,7 +136,12 @@ class SweepCounts:
     runs: int = 0
     log_lines: int = 0
     skipped_slots: int = 0
+    audit_events: int = 0
     statements: int = 0
+
+
+# taskmesh.db.audit.purge_audit_events bound to an engine: (before, limit) -> rows deleted.
+AuditPurge = Callable[[datetime, int], Awaitable[int]]
 
 
 class RetentionSweeper:
@@ -142,12 +150,15 @@ class RetentionSweeper:
     hot path keeps the database. Every scheduler sweeps, with no leader: windows lock what they
     delete with SKIP LOCKED, so two sweepers never wait for each other nor delete a row twice.
     A sweep walks each terminal state's runs oldest first up to the shortest retention any job
-    has, then the log lines, then the skipped slots; the next sweep starts over after
-    interval_seconds."""
+    has, then the log lines, then the skipped slots, then the audit events (when `audit` is
+    given and their retention is not 0); the next sweep starts over after interval_seconds."""
 
-    def __init__(self, purge: RunPurgeRepository, settings: RetentionSettings) -> None:
+    def __init__(
+        self, purge: RunPurgeRepository, settings: RetentionSettings, audit: AuditPurge | None = None
+    ) -> None:
         self._purge = purge
         self._settings = settings
+        self._audit = audit
         self._reconnect = Reconnect("retention", logger=log)
 
     async def run_forever(self) -> None:
@@ -155,12 +166,13 @@ class RetentionSweeper:
             try:
                 started = time.monotonic()
                 counts = await self.sweep()
-                if counts.runs or counts.log_lines or counts.skipped_slots:
+                if counts.runs or counts.log_lines or counts.skipped_slots or counts.audit_events:
                     log.info(
-                        "retention purged %d runs, %d log lines, %d skipped slots in %.1fs",
+                        "retention purged %d runs, %d log lines, %d skipped slots, %d audit events in %.1fs",
                         counts.runs,
                         counts.log_lines,
                         counts.skipped_slots,
+                        counts.audit_events,
                         time.monotonic() - started,
                     )
                 self._reconnect.connected()
@@ -202,7 +214,20 @@ class RetentionSweeper:
                 await self._pause(counts, purged)
                 if purged < self._settings.batch_size:
                     break
+        await self._sweep_audit(counts, now)
         return counts
+
+    async def _sweep_audit(self, counts: SweepCounts, now: datetime) -> None:
+        """Audit events older than their retention, oldest first, a batch per statement."""
+        if self._audit is None or self._settings.audit_events is None:
+            return
+        before = now - self._settings.audit_events
+        while True:
+            purged = await self._audit(before, self._settings.batch_size)
+            counts.audit_events += purged
+            await self._pause(counts, purged)
+            if purged < self._settings.batch_size:
+                break
 
     async def _sweep_logs(
         self, counts: SweepCounts, overrides: dict[str, timedelta | None], now: datetime

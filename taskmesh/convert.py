@@ -11,8 +11,19 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from taskmesh import redaction, schedule_policy
+from taskmesh.audit import AuditEvent
+from taskmesh.auth import api_keys
 from taskmesh.names import Route
-from taskmesh.records import JobRecord, Json, LogEntry, RunRecord, SkippedSlotRecord, UserRecord, WorkerRecord
+from taskmesh.records import (
+    ApiKeyRecord,
+    JobRecord,
+    Json,
+    LogEntry,
+    RunRecord,
+    SkippedSlotRecord,
+    UserRecord,
+    WorkerRecord,
+)
 from taskmesh.service_errors import TaskmeshError
 from taskmesh.states import RunState, Trigger
 from taskmesh.v1 import auth_service_pb2, job_pb2, job_service_pb2, run_pb2
@@ -230,3 +241,43 @@ def worker_to_proto(worker: WorkerRecord) -> job_service_pb2.Worker:
         busy_slots=worker.busy_slots,
         connect_time=timestamp(worker.connect_time),
     )
+
+
+def service_account_to_proto(account: UserRecord) -> auth_service_pb2.ServiceAccount:
+    return auth_service_pb2.ServiceAccount(
+        name=account.username,
+        role=account.role.value,
+        description=account.description,
+        create_time=timestamp(account.create_time),
+        created_by=account.created_by or "",
+    )
+
+
+def api_key_to_proto(key: ApiKeyRecord) -> auth_service_pb2.ApiKey:
+    return auth_service_pb2.ApiKey(
+        id=key.key_id,
+        service_account=key.service_account,
+        name=key.name,
+        create_time=timestamp(key.create_time),
+        expire_time=timestamp(key.expire_time),
+        last_used_time=timestamp(key.last_used_time),
+        created_by=key.created_by,
+        display=api_keys.display(key.key_id),
+    )
+
+
+def audit_event_to_proto(event: AuditEvent) -> auth_service_pb2.AuditEvent:
+    message = auth_service_pb2.AuditEvent(
+        id=event.id,
+        time=timestamp(event.time),
+        actor=event.actor,
+        role=event.role,
+        api_key_id=event.api_key_id,
+        method=event.method,
+        resource=event.resource,
+        request_id=event.request_id,
+        outcome=event.outcome,
+    )
+    if event.detail is not None:
+        message.detail.update(event.detail)
+    return message

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taskmesh.states import Role, RunState, SkipReason, Trigger
+
+if TYPE_CHECKING:
+    from taskmesh.audit import AuditContext
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -15,12 +18,28 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class UserRecord:
     username: str
-    password_hash: str
+    password_hash: str | None  # None for a service account
     role: Role
     create_time: datetime
     # Changes on every role or password change (and differs for a recreated user): see
     # taskmesh.auth.credentials.
     credential_version: int
+    kind: str = "USER"  # or SERVICE (taskmesh.db.models.USER_KINDS)
+    description: str = ""
+    created_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A key as listed (never its secret nor its hash)."""
+
+    key_id: str
+    service_account: str
+    name: str
+    create_time: datetime
+    expire_time: datetime
+    last_used_time: datetime | None
+    created_by: str
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,7 @@ class CredentialStamp:
 
     top_version: int
     users: int
+    keys: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,6 +203,8 @@ class RunRequest:
     # only while the job is still at it (None: no check).
     job_version: datetime | None = None
     priority: int | None = None  # None: the job's
+    # The TriggerJob call asking for it (taskmesh.audit), whose audit row the insert writes.
+    audit: AuditContext | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -238,6 +238,17 @@ class Settings(BaseSettings):
     # Threads that run sync Python tasks (a sync task holds one while it runs).
     worker_task_threads: int = Field(default=32, ge=1)
 
+    # --- service accounts, API keys and the audit log (issue 14, items 5 and 6) ---
+    # Lifetime of a new API key when its request names none, and the longest one allowed.
+    api_key_default_ttl_days: int = Field(default=90, ge=1)
+    api_key_max_ttl_days: int = Field(default=365, ge=1)
+    # Seconds between each api_server's writes of its keys' last-used times (one statement for
+    # every key used meanwhile, never one per call).
+    api_key_last_used_flush_seconds: float = Field(default=10.0, gt=0)
+    # Days audit events are kept (the schedulers' retention purge calls
+    # taskmesh.db.audit.purge_audit_events with now - this); 0 keeps them for ever.
+    audit_retention_days: int = Field(default=365, ge=0)
+
     log_level: str = "INFO"
     log_json: bool = True
 

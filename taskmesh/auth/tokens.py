@@ -26,6 +26,8 @@ class Principal:
 
     username: str
     role: Role
+    # The API key the call was made with ("" for an access token).
+    api_key_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """Where the CLI finds the server and token: flags, then environment, then the config file.
+A service account's API key ($TASKMESH_API_KEY) is sent as the bearer credential, as it is.
 
 The config file (~/.config/taskmesh/config.json, or $TASKMESH_CONFIG) holds {"server", "token"};
 `taskmesh login` writes it, readable by its owner only. Its token is sent only to its server.
@@ -16,6 +17,7 @@ from taskmesh.client.channel import DEFAULT_ADDRESS, parse_address
 
 ENV_SERVER = "TASKMESH_SERVER"
 ENV_TOKEN = "TASKMESH_TOKEN"
+ENV_API_KEY = "TASKMESH_API_KEY"
 ENV_CONFIG = "TASKMESH_CONFIG"
 ENV_USERNAME = "TASKMESH_USERNAME"
 ENV_PASSWORD = "TASKMESH_PASSWORD"
@@ -103,6 +105,8 @@ def resolve(
     token: str | None
     if flag_token:
         token, token_source = flag_token, "--token"
+    elif env.get(ENV_API_KEY):
+        token, token_source = env[ENV_API_KEY], ENV_API_KEY
     elif env.get(ENV_TOKEN):
         token, token_source = env[ENV_TOKEN], ENV_TOKEN
     elif stored.token and same_server(stored.server or DEFAULT_ADDRESS, server):
@@ -110,8 +114,8 @@ def resolve(
     else:
         token, token_source = None, None
     username, password = env.get(ENV_USERNAME) or None, env.get(ENV_PASSWORD) or None
-    if username is None or password is None:
-        username = password = None
+    if username is None or password is None or token_source == ENV_API_KEY:
+        username = password = None  # an API key is the whole credential: no login
     return Connection(server, token, username, password, server_source, token_source)
 
 

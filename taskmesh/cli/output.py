@@ -401,3 +401,40 @@ def _retention_text(job: job_pb2.Job) -> str:
                 f"{name} {'forever' if value.ToTimedelta().total_seconds() == 0 else duration_text(value)}"
             )
     return ", ".join(parts)
+
+
+def service_accounts_table(accounts: Iterable[auth_service_pb2.ServiceAccount]) -> str:
+    rows = [
+        (a.name, auth_service_pb2.Role.Name(a.role), time_text(a.create_time), a.created_by or NONE, a.description)
+        for a in accounts
+    ]
+    return table(("NAME", "ROLE", "CREATED", "BY", "DESCRIPTION"), rows)
+
+
+def api_keys_table(keys: Iterable[auth_service_pb2.ApiKey]) -> str:
+    rows = [
+        (
+            k.id,
+            k.name,
+            time_text(k.create_time),
+            time_text(k.expire_time),
+            time_text(k.last_used_time) if k.HasField("last_used_time") else NONE,
+        )
+        for k in keys
+    ]
+    return table(("KEY ID", "NAME", "CREATED", "EXPIRES", "LAST USED"), rows)
+
+
+def audit_events_table(events: Iterable[auth_service_pb2.AuditEvent]) -> str:
+    rows = [
+        (
+            time_text(e.time),
+            e.actor + (f" (key {e.api_key_id})" if e.api_key_id else ""),
+            e.role or NONE,
+            e.method.rsplit("/", 1)[-1],
+            e.resource or NONE,
+            e.outcome,
+        )
+        for e in events
+    ]
+    return table(("TIME", "ACTOR", "ROLE", "METHOD", "RESOURCE", "OUTCOME"), rows)

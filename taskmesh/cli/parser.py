@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any, NoReturn
 
-from taskmesh.cli import account, jobs, notifications, runs, secrets, workers
+from taskmesh.cli import access, account, jobs, notifications, runs, secrets, workers
 from taskmesh.cli.errors import UsageError
 
 DESCRIPTION = """Manage Taskmesh jobs and runs over gRPC.
 
-The server address and token come from --server/--token, else TASKMESH_SERVER/TASKMESH_TOKEN,
-else the config file `taskmesh login` writes (~/.config/taskmesh/config.json, or
+The server address and token come from --server/--token, else TASKMESH_SERVER and
+TASKMESH_API_KEY (a service account's key) or TASKMESH_TOKEN, else the config file `taskmesh login` writes (~/.config/taskmesh/config.json, or
 TASKMESH_CONFIG). With TASKMESH_USERNAME and TASKMESH_PASSWORD set, the CLI logs in by itself.
 A JOB is a job id or a job name."""
 
@@ -93,6 +93,20 @@ def build() -> Parser:
     )
     _secrets(
         commands.add_parser("secrets", help="manage secrets (values are write-only)").add_subparsers(
+            dest="action", metavar="ACTION", required=True, parser_class=Parser
+        ),
+        common,
+        listing,
+    )
+    _service_accounts(
+        commands.add_parser(
+            "service-accounts", help="manage service accounts and their API keys (admin)"
+        ).add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser),
+        common,
+        listing,
+    )
+    _audit(
+        commands.add_parser("audit", help="read the audit log (admin)").add_subparsers(
             dest="action", metavar="ACTION", required=True, parser_class=Parser
         ),
         common,
@@ -411,3 +425,40 @@ def _secrets(actions: Any, common: argparse.ArgumentParser, listing: argparse.Ar
         "rotate", parents=parents, help="re-seal every secret under the current key (admin)"
     )
     rotated.set_defaults(handler=secrets.secrets_rotate)
+
+
+def _service_accounts(actions: Any, common: argparse.ArgumentParser, listing: argparse.ArgumentParser) -> None:
+    parents = [common, listing]
+    listed = actions.add_parser("list", parents=parents, help="list service accounts")
+    listed.set_defaults(handler=access.accounts_list)
+    created = actions.add_parser("create", parents=parents, help="create a service account")
+    created.add_argument("name")
+    created.add_argument("--role", required=True, choices=("admin", "operator", "viewer"))
+    created.add_argument("--description", default="")
+    created.set_defaults(handler=access.accounts_create)
+    deleted = actions.add_parser("delete", parents=parents, help="delete a service account and its keys")
+    deleted.add_argument("name")
+    deleted.set_defaults(handler=access.accounts_delete)
+    key = actions.add_parser("create-key", parents=parents, help="create an API key (printed once)")
+    key.add_argument("name", metavar="ACCOUNT")
+    key.add_argument("--key-name", required=True, help="a label for the key, e.g. ci-deploy")
+    key.add_argument("--ttl", metavar="DURATION", help="e.g. 30d, 12h (default: the server's, 90 days)")
+    key.set_defaults(handler=access.keys_create)
+    keys = actions.add_parser("keys", parents=parents, help="list an account's API keys")
+    keys.add_argument("name", metavar="ACCOUNT")
+    keys.set_defaults(handler=access.keys_list)
+    revoke = actions.add_parser("revoke-key", parents=parents, help="revoke an API key")
+    revoke.add_argument("name", metavar="ACCOUNT")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.set_defaults(handler=access.keys_revoke)
+
+
+def _audit(actions: Any, common: argparse.ArgumentParser, listing: argparse.ArgumentParser) -> None:
+    listed = actions.add_parser("list", parents=[common, listing], help="audit events, newest first")
+    listed.add_argument("--actor")
+    listed.add_argument("--resource", help="e.g. jobs/<id>, runs/<id>, users/<name>, apiKeys/<id>")
+    listed.add_argument("--method", help="full method, e.g. /taskmesh.v1.JobService/CreateJob")
+    listed.add_argument("--since", metavar="TIME", help="RFC 3339 time, inclusive")
+    listed.add_argument("--until", metavar="TIME", help="RFC 3339 time, exclusive")
+    _paging_flags(listed, default_limit=50)
+    listed.set_defaults(handler=access.audit_list)

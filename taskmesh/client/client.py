@@ -7,15 +7,18 @@ when the token expires or is refused), retries transient failures with exponenti
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from taskmesh.client import builders
 from taskmesh.client.auth import Credentials, IssuedToken, TokenManager
@@ -46,6 +49,10 @@ RetryPolicyLike = job_pb2.RetryPolicy | Mapping[str, Any]
 RetentionLike = retention_pb2.Retention | Mapping[str, Any]
 RoleLike: TypeAlias = "auth_service_pb2.Role | str"
 
+# The environment variable a client (and the CLI) takes a service account's API key from.
+ENV_API_KEY = "TASKMESH_API_KEY"
+API_KEY_PREFIX = "tmk_"
+
 # Fields of Job that the server sets; dropped from a job before it is created or updated.
 OUTPUT_ONLY_FIELDS = ("id", "create_time", "update_time", "paused", "next_fire_times", "last_fire_time")
 # Paths UpdateJob takes (see UpdateJobRequest.update_mask).
@@ -64,8 +71,10 @@ UPDATABLE_FIELDS = (
 class TaskmeshClient:
     """A client of one Taskmesh server (the gateway, or an api_server directly).
 
-    Give it a `token`, or a `username` and `password` to log in with (it logs in again when the
-    token is about to expire or the server refuses it), or neither and call login() later.
+    Give it a `token`, an `api_key` (a service account's "tmk_..." key, sent as the bearer
+    credential as it is), or a `username` and `password` to log in with (it logs in again when
+    the token is about to expire or the server refuses it). With none of them, the key in
+    $TASKMESH_API_KEY is used if set; otherwise call login() later.
     `timeout` is the deadline of each unary call in seconds; `retry` says how often and how long
     to back off when the server is UNAVAILABLE (and, for reads, on DEADLINE_EXCEEDED).
     Use it as a context manager, or call close().
@@ -76,6 +85,7 @@ class TaskmeshClient:
         address: str = DEFAULT_ADDRESS,
         *,
         token: str | None = None,
+        api_key: str | None = None,
         username: str | None = None,
         password: str | None = None,
         timeout: float | None = 30.0,
@@ -87,6 +97,14 @@ class TaskmeshClient:
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
+        if api_key is None and token is None and username is None:
+            api_key = os.environ.get(ENV_API_KEY) or None
+        if api_key is not None:
+            if token is not None or username is not None:
+                raise ValueError("give an api_key, a token or a username and password, not several")
+            if not api_key.startswith(API_KEY_PREFIX):
+                raise ValueError(f"an API key starts with {API_KEY_PREFIX!r}")
+            token = api_key
         self.target = parse_address(address, secure)
         self._channel = channel or open_channel(self.target, root_certificates)
         self._jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
@@ -164,6 +182,73 @@ class TaskmeshClient:
 
     def delete_user(self, username: str) -> None:
         self._call(self._auth.DeleteUser, auth_service_pb2.DeleteUserRequest(username=username), CallKind.WRITE)
+
+    # Service accounts, API keys and the audit log (admin)
+
+    def create_service_account(
+        self, name: str, role: RoleLike, *, description: str = ""
+    ) -> auth_service_pb2.ServiceAccount:
+        """A service account with role ADMIN, OPERATOR or VIEWER; it calls with API keys."""
+        role_name = role.upper() if isinstance(role, str) else auth_service_pb2.Role.Name(role)
+        request = auth_service_pb2.CreateServiceAccountRequest(name=name, role=role_name, description=description)
+        return self._call(self._auth.CreateServiceAccount, request, CallKind.WRITE)
+
+    def list_service_accounts(self) -> list[auth_service_pb2.ServiceAccount]:
+        request = auth_service_pb2.ListServiceAccountsRequest()
+        return list(self._call(self._auth.ListServiceAccounts, request, CallKind.READ).service_accounts)
+
+    def delete_service_account(self, name: str) -> None:
+        """Delete a service account; its keys stop working on every server within seconds."""
+        request = auth_service_pb2.DeleteServiceAccountRequest(name=name)
+        self._call(self._auth.DeleteServiceAccount, request, CallKind.WRITE)
+
+    def create_api_key(
+        self, service_account: str, name: str, *, ttl: timedelta | None = None
+    ) -> auth_service_pb2.CreateApiKeyResponse:
+        """A new key; `response.key` is the key itself, shown this once (keep it secret)."""
+        request = auth_service_pb2.CreateApiKeyRequest(service_account=service_account, name=name)
+        if ttl is not None:
+            request.ttl.CopyFrom(Duration(seconds=int(ttl.total_seconds())))
+        return self._call(self._auth.CreateApiKey, request, CallKind.WRITE)
+
+    def list_api_keys(self, service_account: str) -> list[auth_service_pb2.ApiKey]:
+        request = auth_service_pb2.ListApiKeysRequest(service_account=service_account)
+        return list(self._call(self._auth.ListApiKeys, request, CallKind.READ).api_keys)
+
+    def revoke_api_key(self, service_account: str, key_id: str) -> None:
+        """Revoke a key: refused by every server within seconds."""
+        request = auth_service_pb2.RevokeApiKeyRequest(service_account=service_account, key_id=key_id)
+        self._call(self._auth.RevokeApiKey, request, CallKind.WRITE)
+
+    def list_audit_events(
+        self,
+        *,
+        actor: str = "",
+        resource: str = "",
+        method: str = "",
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> auth_service_pb2.ListAuditEventsResponse:
+        """One page of audit events, newest first (filters optional; times are UTC-aware)."""
+        request = auth_service_pb2.ListAuditEventsRequest(
+            actor=actor, resource=resource, method=method, page_size=page_size, page_token=page_token
+        )
+        if start_time is not None:
+            request.start_time.CopyFrom(_timestamp(start_time))
+        if end_time is not None:
+            request.end_time.CopyFrom(_timestamp(end_time))
+        return self._call(self._auth.ListAuditEvents, request, CallKind.READ)
+
+    def iter_audit_events(self, **filters: Any) -> Iterator[auth_service_pb2.AuditEvent]:
+        """Every audit event matching the filters of list_audit_events, newest first."""
+
+        def fetch(token: str) -> tuple[Sequence[auth_service_pb2.AuditEvent], str]:
+            page = self.list_audit_events(**filters, page_token=token)
+            return page.events, page.next_page_token
+
+        return _paginate(fetch)
 
     # Jobs
 
@@ -671,3 +756,9 @@ def _job(
     if retention is not None:
         job.retention.CopyFrom(builders.message(retention, retention_pb2.Retention))
     return job
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from taskmesh.audit import AuditContext
+from taskmesh.db.audit import audited
 from taskmesh.db.pg import Database, Query, statement
 from taskmesh.records import (
     Condition,
@@ -27,7 +29,9 @@ JOB_COLUMNS = """
     j.pool, j.start_deadline_seconds, j.priority, j.concurrency, j.rate_limit
 """
 
-INSERT_JOB = Query(
+# Every write of a job records its call's audit row in the same statement (taskmesh.db.audit).
+JOB_RESOURCE = "'jobs/' || changed.id"
+INSERT_JOB = audited(
     f"""
     INSERT INTO jobs AS j (id, name, description, executor, labels, create_time, update_time,
                            schedule, next_fire_at, due_at, retry_policy, attempt_timeout_seconds,
@@ -40,7 +44,8 @@ INSERT_JOB = Query(
             CAST(:retention AS jsonb), :pool, :start_deadline_seconds,
             :priority, CAST(:concurrency AS jsonb), CAST(:rate_limit AS jsonb))
     RETURNING {JOB_COLUMNS}
-    """
+    """,
+    JOB_RESOURCE,
 )
 SELECT_EXISTING = Query("SELECT id::text AS id FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]))")
 # What a trigger needs to merge and validate parameters, with the version it was read at.
@@ -51,25 +56,27 @@ SELECT_PARAMETER_POLICIES = Query(
     """
 )
 SELECT_JOB = Query(f"SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id = :id")
-DELETE_JOB = Query("DELETE FROM jobs WHERE id = :id")
+DELETE_JOB = audited("DELETE FROM jobs WHERE id = :id RETURNING id::text AS id", JOB_RESOURCE)
 LATEST_RUN_STATE = (
     "(SELECT r.state FROM runs r WHERE r.job_id = j.id ORDER BY r.queue_time DESC, r.id DESC LIMIT 1)"
 )
 # Idempotent: pausing a paused job (or resuming a running one) changes nothing.
-PAUSE_JOB = Query(
+PAUSE_JOB = audited(
     f"""
     UPDATE jobs AS j SET paused = true, update_time = CASE WHEN j.paused THEN j.update_time ELSE now() END
     WHERE j.id = :id RETURNING {JOB_COLUMNS}
-    """
+    """,
+    JOB_RESOURCE,
 )
 # Slots due before resumed_at came while the job was paused: schedulers treat them as missed.
-RESUME_JOB = Query(
+RESUME_JOB = audited(
     f"""
     UPDATE jobs AS j SET paused = false,
         resumed_at = CASE WHEN j.paused THEN now() ELSE j.resumed_at END,
         update_time = CASE WHEN j.paused THEN now() ELSE j.update_time END
     WHERE j.id = :id RETURNING {JOB_COLUMNS}
-    """
+    """,
+    JOB_RESOURCE,
 )
 
 
@@ -85,6 +92,7 @@ class JobRepository:
         executor: Json,
         labels: dict[str, str],
         *,
+        audit: AuditContext,
         now: datetime | None = None,
         schedule: ScheduleSetting | None = None,
         retry_policy: Json | None = None,
@@ -120,12 +128,14 @@ class JobRepository:
             "priority": flow.priority if flow.priority is not None else 5,
             "concurrency": _json_or_none(flow.concurrency),
             "rate_limit": _json_or_none(flow.rate_limit),
+            **audit.params(),
         }
         try:
             async with statement(self._engine) as conn:
                 row = (await conn.execute(INSERT_JOB, params)).one_row()
         except AlreadyExists as error:
             raise AlreadyExists(f"a job named {name!r} already exists") from error
+        audit.mark_recorded()
         return _job(row)
 
     async def existing(self, job_ids: set[str]) -> set[str]:
@@ -161,9 +171,9 @@ class JobRepository:
             rows = (await conn.execute(Query(sql), params)).all_rows()
         return [_job(row) for row in rows]
 
-    async def update(self, job_id: str, changes: JobChanges) -> JobRecord:
+    async def update(self, job_id: str, changes: JobChanges, audit: AuditContext) -> JobRecord:
         assignments: list[str] = ["update_time = now()"]
-        params: dict[str, Any] = {"id": job_id}
+        params: dict[str, Any] = {"id": job_id, **audit.params()}
         if changes.name is not None:
             assignments.append("name = :name")
             params["name"] = changes.name
@@ -208,7 +218,14 @@ class JobRepository:
             assignments.append("start_deadline_seconds = :start_deadline_seconds")
             params["start_deadline_seconds"] = changes.start_deadline_seconds.value
         _flow_assignments(changes, assignments, params)
-        sql = Query(f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}")
+        # The audit detail names the columns changed, never their values.
+        fields = [a.split(" = ", 1)[0] for a in assignments[1:]]
+        params["audit_detail"] = json.dumps({"fields": fields})
+        sql = audited(
+            f"UPDATE jobs AS j SET {', '.join(assignments)} WHERE j.id = :id RETURNING {JOB_COLUMNS}",
+            JOB_RESOURCE,
+            "CAST(:audit_detail AS jsonb)",
+        )
         try:
             async with statement(self._engine) as conn:
                 row = (await conn.execute(sql, params)).first_row()
@@ -216,26 +233,29 @@ class JobRepository:
             raise AlreadyExists(f"a job named {changes.name!r} already exists") from error
         if row is None:
             raise NotFound(f"job {job_id} not found")
+        audit.mark_recorded()
         return _job(row)
 
-    async def pause(self, job_id: str) -> JobRecord:
-        return await self._one(PAUSE_JOB, job_id)
+    async def pause(self, job_id: str, audit: AuditContext) -> JobRecord:
+        return await self._one(PAUSE_JOB, job_id, audit)
 
-    async def resume(self, job_id: str) -> JobRecord:
-        return await self._one(RESUME_JOB, job_id)
+    async def resume(self, job_id: str, audit: AuditContext) -> JobRecord:
+        return await self._one(RESUME_JOB, job_id, audit)
 
-    async def _one(self, query: Query, job_id: str) -> JobRecord:
+    async def _one(self, query: Query, job_id: str, audit: AuditContext) -> JobRecord:
         async with statement(self._engine) as conn:
-            row = (await conn.execute(query, {"id": job_id})).first_row()
+            row = (await conn.execute(query, {"id": job_id, **audit.params()})).first_row()
         if row is None:
             raise NotFound(f"job {job_id} not found")
+        audit.mark_recorded()
         return _job(row)
 
-    async def delete(self, job_id: str) -> None:
+    async def delete(self, job_id: str, audit: AuditContext) -> None:
         async with statement(self._engine) as conn:
-            result = await conn.execute(DELETE_JOB, {"id": job_id})
-        if result.rowcount == 0:
+            row = (await conn.execute(DELETE_JOB, {"id": job_id, **audit.params()})).first_row()
+        if row is None:
             raise NotFound(f"job {job_id} not found")
+        audit.mark_recorded()
 
 
 def _flow_assignments(changes: JobChanges, assignments: list[str], params: dict[str, Any]) -> None:

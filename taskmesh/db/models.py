@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -30,6 +31,7 @@ from taskmesh.states import ACTIVE_STATES, LEASED_STATES, RunState, in_order
 
 RUN_STATES = tuple(state.value for state in RunState)
 ROLES = ("ADMIN", "OPERATOR", "VIEWER", "WORKER")
+USER_KINDS = ("USER", "SERVICE")
 SKIP_REASONS = ("MISFIRED", "OVERLAP", "OUTSIDE_CATCH_UP_WINDOW")
 
 
@@ -47,10 +49,19 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(_in("role", ROLES), name="users_role_valid"),)
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="users_role_valid"),
+        CheckConstraint(_in("kind", USER_KINDS), name="users_kind_valid"),
+        CheckConstraint(
+            "(kind = 'USER' AND password_hash IS NOT NULL) "
+            "OR (kind = 'SERVICE' AND password_hash IS NULL AND role IN ('ADMIN', 'OPERATOR', 'VIEWER'))",
+            name="users_kind_credentials",
+        ),
+    )
 
     username: Mapped[str] = mapped_column(Text, primary_key=True)
-    password_hash: Mapped[str] = mapped_column(Text)
+    # None for service accounts (they never log in; they use API keys).
+    password_hash: Mapped[str | None] = mapped_column(Text)
     role: Mapped[str] = mapped_column(Text)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Drawn from credential_version_seq on create and on every role or password change; tokens
@@ -58,6 +69,10 @@ class User(Base):
     credential_version: Mapped[int] = mapped_column(
         BigInteger, server_default=text("nextval('credential_version_seq')")
     )
+    # USER (a person, logs in) or SERVICE (a service account, calls with API keys).
+    kind: Mapped[str] = mapped_column(Text, server_default="USER")
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    created_by: Mapped[str | None] = mapped_column(Text)
 
 
 class LoginThrottle(Base):
@@ -285,6 +300,13 @@ class WorkerSession(Base):
     session_key: Mapped[str] = mapped_column(Text)
     # Renewed by the stream's heartbeats; past it, the session is dead (its scheduler vanished).
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What the worker serves, from its Hello; busy_slots as of its last heartbeat (0009).
+    pools: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{default}")
+    executors: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    tasks: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    slots: Mapped[int] = mapped_column(Integer, server_default="0")
+    busy_slots: Mapped[int] = mapped_column(Integer, server_default="0")
+    connect_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 # --- notifications (issue 13, migration 0011) ---
@@ -392,3 +414,46 @@ class Secret(Base):
     version: Mapped[int] = mapped_column(Integer, server_default="1")
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiKey(Base):
+    """A service account's API key; only the SHA-256 of the key is kept (taskmesh.auth.api_keys)."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("api_keys_service_account", "service_account"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    service_account: Mapped[str] = mapped_column(Text, ForeignKey("users.username", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    secret_hash: Mapped[str] = mapped_column(Text)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expire_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Coalesced: written every few seconds by each api_server, not per call.
+    last_used_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(Text)
+    # From credential_version_seq, like a user's: a new key changes the credential map's stamp.
+    credential_version: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("nextval('credential_version_seq')")
+    )
+
+
+class AuditEvent(Base):
+    """One mutating call (taskmesh.db.audit): written in the transaction of its change."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("audit_events_actor", "actor", "id"),
+        Index("audit_events_resource", "resource", "id"),
+        Index("audit_events_time", "time", postgresql_using="brin"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
+    actor: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text)
+    api_key_id: Mapped[str] = mapped_column(Text, server_default="")
+    method: Mapped[str] = mapped_column(Text)
+    resource: Mapped[str] = mapped_column(Text, server_default="")
+    request_id: Mapped[str] = mapped_column(Text, server_default="")
+    outcome: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from taskmesh.audit import AuditContext
+from taskmesh.db.audit import AUDIT_COLUMNS, audit_cte, audited
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.records import (
     AttemptRef,
@@ -93,13 +95,42 @@ def _queueing(*ctes: str) -> Query:
 # earlier run up, or validates again). :parameters is ONE JSON array (an object or null per
 # request): psycopg escapes every quote of every element of a jsonb[] with a regular expression,
 # which cost more than the rest of the trigger path.
+# The same statement writes the calls' audit rows: one per single TriggerJob (their calls are
+# group-committed: each request names its caller, an index into the distinct callers of the
+# statement, and its request id, so a row costs two bound values), written only if the job
+# exists at the request's version (the guard of `queued`), as the call then succeeds (with a new
+# run, or the run of its idempotency key): a request refused as stale writes none, so the one
+# its caller makes after validating again writes the call's only row, unless its key is already
+# used (the earlier run is then the answer, and the row is written now); and one for a
+# BatchTriggerJobs call (:batch_*).
 CREATE_RUNS = _queueing(
     """request AS (
         SELECT t.run_id, t.job_id, t.idempotency_key, t.job_version, t.priority,
-               NULLIF(CAST(:parameters AS jsonb) -> CAST(t.position - 1 AS int), CAST('null' AS jsonb)) AS parameters
+               NULLIF(CAST(:parameters AS jsonb) -> CAST(t.position - 1 AS int), CAST('null' AS jsonb)) AS parameters,
+               t.caller, t.request_id
         FROM unnest(CAST(:run_ids AS uuid[]), CAST(:job_ids AS uuid[]), CAST(:keys AS text[]),
-                    CAST(:job_versions AS timestamptz[]), CAST(:priorities AS int[])) WITH ORDINALITY
-            AS t(run_id, job_id, idempotency_key, job_version, priority, position)
+                    CAST(:job_versions AS timestamptz[]), CAST(:priorities AS int[]),
+                    CAST(:audit_callers AS int[]), CAST(:audit_request_ids AS text[])) WITH ORDINALITY
+            AS t(run_id, job_id, idempotency_key, job_version, priority, caller, request_id, position)
+    )""",
+    """caller AS (
+        SELECT * FROM unnest(CAST(:caller_actors AS text[]), CAST(:caller_roles AS text[]),
+                             CAST(:caller_keys AS text[]), CAST(:caller_methods AS text[]))
+            WITH ORDINALITY AS c(actor, role, api_key_id, method, n)
+    )""",
+    f"""audited AS (
+        INSERT INTO audit_events ({AUDIT_COLUMNS})
+        SELECT c.actor, c.role, c.api_key_id, c.method, r.request_id, 'jobs/' || r.job_id::text, 'OK', NULL
+        FROM request r JOIN caller c ON c.n = r.caller
+        JOIN jobs ON jobs.id = r.job_id AND (
+            r.job_version IS NULL OR jobs.update_time = r.job_version
+            -- stale, but the run of its (used) key answers the call: no second try follows
+            OR (r.idempotency_key IS NOT NULL AND EXISTS (
+                SELECT 1 FROM runs k WHERE k.job_id = r.job_id AND k.idempotency_key = r.idempotency_key)))
+        UNION ALL
+        SELECT CAST(:batch_actor AS text), :batch_role, :batch_key, :batch_method, :batch_request_id,
+               :batch_resource, 'OK', CAST(:batch_detail AS jsonb)
+        WHERE CAST(:batch_actor AS text) IS NOT NULL
     )""",
     f"""queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
@@ -159,7 +190,8 @@ RELEASE_EXPIRED_KEYS = Query(
     """
 )
 
-# Replays: a finished run -> a fresh run (attempt 1) of the same executor, policies and parameters.
+# Replays: a finished run -> a fresh run (attempt 1) of the same executor, policies and
+# parameters; the call's audit row names the source run and the new one.
 RETRY_RUN = _queueing(
     f"""source AS (
         SELECT * FROM runs WHERE id = :source_id AND state IN {FINISHED}
@@ -175,6 +207,7 @@ RETRY_RUN = _queueing(
         FROM source JOIN jobs ON jobs.id = source.job_id
         RETURNING *
     )""",
+    audit_cte("queued", "'runs/' || queued.retried_from", "jsonb_build_object('run_id', queued.id)"),
 )
 
 # QUEUED -> RUNNING, with a lease, owned by the claiming stream's session.
@@ -494,6 +527,9 @@ SELECT_WAITING_COUNTS = Query(
     """
 )
 
+# CancelRun's: the same transition, with the call's audit row.
+CANCEL_RUNS_AUDITED = audited(CANCEL_RUNS, "'runs/' || changed.id", "jsonb_build_object('state', changed.state)")
+
 SELECT_RUN = Query(f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = :id")
 
 SELECT_LATEST_RUN = Query(
@@ -515,10 +551,20 @@ class RunRepository:
     def __init__(self, engine: Database) -> None:
         self._engine = engine
 
-    async def create(self, requests: Sequence[RunRequest], trigger: Trigger) -> list[RunRecord | None]:
+    async def create(
+        self, requests: Sequence[RunRequest], trigger: Trigger, batch_audit: AuditContext | None = None
+    ) -> list[RunRecord | None]:
         """Insert QUEUED runs and their outbox rows in one statement. Each request gets its new
-        run, the earlier run of the same idempotency key, or None when its job does not exist."""
-        created = await self._insert(requests, trigger)
+        run, the earlier run of the same idempotency key, or None when its job does not exist.
+        The same statement writes one audit row per request that carries an audit context and
+        one for `batch_audit` (a BatchTriggerJobs call), and marks them recorded."""
+        audits = _trigger_audits(requests, batch_audit)
+        created = await self._insert(requests, trigger, audits)
+        for request in requests:
+            if request.audit is not None:
+                request.audit.mark_recorded()
+        if batch_audit is not None:
+            batch_audit.mark_recorded()
         by_id = {run.id: run for run in created}
         results: list[RunRecord | None] = [by_id.get(r.run_id) for r in requests]
         keyed = [i for i, r in enumerate(requests) if results[i] is None and r.idempotency_key]
@@ -526,7 +572,9 @@ class RunRepository:
             await self._resolve_keys([requests[i] for i in keyed], trigger, keyed, results)
         return results
 
-    async def _insert(self, requests: Sequence[RunRequest], trigger: Trigger) -> list[RunRecord]:
+    async def _insert(
+        self, requests: Sequence[RunRequest], trigger: Trigger, audits: dict[str, Any] | None = None
+    ) -> list[RunRecord]:
         params = {
             "run_ids": [r.run_id for r in requests],
             "job_ids": [r.job_id for r in requests],
@@ -535,6 +583,7 @@ class RunRepository:
             "job_versions": [r.job_version for r in requests],
             "priorities": [r.priority for r in requests],
             "trigger": trigger.value,
+            **(audits or _NO_AUDITS),
         }
         async with statement(self._engine) as conn:
             rows = (await conn.execute(CREATE_RUNS, params)).all_rows()
@@ -566,11 +615,13 @@ class RunRepository:
             for position, request in retry:
                 results[position] = recreated.get(request.run_id)
 
-    async def retry_run(self, source_id: str, run_id: str) -> RunRecord:
+    async def retry_run(self, source_id: str, run_id: str, audit: AuditContext) -> RunRecord:
         """A fresh run from a finished one; FailedPrecondition while the source is active."""
+        params = {"source_id": source_id, "run_id": run_id, **audit.params()}
         async with statement(self._engine) as conn:
-            row = (await conn.execute(RETRY_RUN, {"source_id": source_id, "run_id": run_id})).first_row()
+            row = (await conn.execute(RETRY_RUN, params)).first_row()
         if row is not None:
+            audit.mark_recorded()
             return run_from_row(row)
         source = await self.get(source_id)
         raise FailedPrecondition(
@@ -661,10 +712,16 @@ class RunRepository:
         async with statement(self._engine) as conn:
             return (await conn.execute(NEXT_RETRY_DUE)).one_value()
 
-    async def cancel(self, run_ids: Sequence[str]) -> list[RunRecord]:
-        """Cancel the given runs that are still active; returns them as they now are."""
+    async def cancel(self, run_ids: Sequence[str], audit: AuditContext) -> list[RunRecord]:
+        """Cancel the given runs that are still active; returns them as they now are (with an
+        audit row each, in the same statement)."""
         async with statement(self._engine) as conn:
-            return await cancel_runs(conn, run_ids)
+            rows = (
+                await conn.execute(CANCEL_RUNS_AUDITED, {"run_ids": list(run_ids), **audit.params()})
+            ).all_rows()
+        if rows:
+            audit.mark_recorded()
+        return [run_from_row(row) for row in rows]
 
     async def get(self, run_id: str) -> RunRecord:
         async with statement(self._engine) as conn:
@@ -735,6 +792,60 @@ async def _record_outcomes(conn: Any, reports: Sequence[OutcomeReport]) -> list[
     for row in rows:
         recorded[row.position] = run_from_row(row)
     return recorded
+
+
+_NO_AUDITS: dict[str, Any] = {
+    "audit_callers": [],
+    "audit_request_ids": [],
+    "caller_actors": [],
+    "caller_roles": [],
+    "caller_keys": [],
+    "caller_methods": [],
+    "batch_actor": None,
+    "batch_role": None,
+    "batch_key": None,
+    "batch_method": None,
+    "batch_request_id": None,
+    "batch_resource": None,
+    "batch_detail": None,
+}
+# A batch's audit row lists at most this many of its jobs.
+MAX_AUDITED_BATCH_JOBS = 100
+
+
+def _trigger_audits(requests: Sequence[RunRequest], batch: AuditContext | None) -> dict[str, Any]:
+    """CREATE_RUNS' audit parameters: per request, its caller (1-based, among the distinct
+    callers) and request id (None without an audit context); for a batch, its one row (its one
+    job as resource, or "jobs" and the jobs in the detail)."""
+    params = dict(_NO_AUDITS)
+    callers: dict[tuple[str, str, str, str], int] = {}
+    positions: list[int | None] = []
+    for request in requests:
+        audit = request.audit
+        if audit is None:
+            positions.append(None)
+            continue
+        key = (audit.actor, audit.role, audit.api_key_id, audit.method)
+        positions.append(callers.setdefault(key, len(callers) + 1))
+    if callers:
+        params["audit_callers"] = positions
+        params["audit_request_ids"] = [r.audit.request_id if r.audit else None for r in requests]
+        params["caller_actors"] = [k[0] for k in callers]
+        params["caller_roles"] = [k[1] for k in callers]
+        params["caller_keys"] = [k[2] for k in callers]
+        params["caller_methods"] = [k[3] for k in callers]
+    if batch is not None:
+        jobs = sorted({r.job_id for r in requests})
+        params.update(
+            batch_actor=batch.actor,
+            batch_role=batch.role,
+            batch_key=batch.api_key_id,
+            batch_method=batch.method,
+            batch_request_id=batch.request_id,
+            batch_resource=f"jobs/{jobs[0]}" if len(jobs) == 1 else "jobs",
+            batch_detail=json.dumps({"triggers": len(requests), "jobs": jobs[:MAX_AUDITED_BATCH_JOBS]}),
+        )
+    return params
 
 
 def _json_or_none(value: dict[str, Any] | None) -> str | None:

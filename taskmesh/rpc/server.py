@@ -10,6 +10,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from taskmesh.audit import AuditRecorder
 from taskmesh.auth.credentials import CredentialDirectory
 from taskmesh.auth.tokens import TokenCodec
 from taskmesh.rpc.guard import GuardInterceptor
@@ -42,12 +43,15 @@ def build_server(
     services: Sequence[tuple[str, AddServicer]],
     credentials: CredentialDirectory,
     tls: ServerTls | None = None,
+    audit: AuditRecorder | None = None,
 ) -> BuiltServer:
     """services: (full service name, function adding its servicer to a server); credentials: what
-    tokens are checked against (the caller keeps it refreshed); tls: serve TLS only (taskmesh/tls.py)."""
+    tokens and API keys are checked against (the caller keeps it refreshed); tls: serve TLS only
+    (taskmesh/tls.py); audit: where the guard records refused audited calls (None: a server with
+    no audited method)."""
     server = aio.server(
         # Telemetry outermost: it sees the status codes the guard maps errors to.
-        interceptors=[TelemetryInterceptor(), GuardInterceptor(tokens, credentials)],
+        interceptors=[TelemetryInterceptor(), GuardInterceptor(tokens, credentials, audit)],
         options=[
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_timeout_ms", 10_000),

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from taskmesh.audit import AuditContext
 from taskmesh.db.admission import AdmissionRepository
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.outbox import OutboxRepository
@@ -19,10 +20,14 @@ from tests.support import Isolation
 
 pytestmark = pytest.mark.integration
 
+SYSTEM = AuditContext.system("tests")
+
 
 async def _job(engine: Database, concurrency: Any = None, rate_limit: Any = None, priority: int = 5) -> str:
     flow = FlowSettings(priority=priority, concurrency=concurrency, rate_limit=rate_limit)
-    job = await JobRepository(engine).create(new_id(), f"flow-{new_id()[-12:]}", "", {"noop": {}}, {}, flow=flow)
+    job = await JobRepository(engine).create(
+        new_id(), f"flow-{new_id()[-12:]}", "", {"noop": {}}, {}, flow=flow, audit=SYSTEM
+    )
     return job.id
 
 
@@ -108,7 +113,7 @@ async def test_cancelling_a_queued_admitted_run_frees_its_slot(engine: Database,
     runs = await _create(engine, job_id, 2)
     admission = AdmissionRepository(engine)
     assert len((await admission.admit()).admitted) == 1
-    await RunRepository(engine).cancel([runs[0].id])
+    await RunRepository(engine).cancel([runs[0].id], SYSTEM)
     assert [r.id for r in (await admission.admit()).admitted] == [runs[1].id]
 
 
@@ -228,7 +233,7 @@ async def test_deleting_a_job_frees_the_slots_its_runs_held(engine: Database, cl
     admission = AdmissionRepository(engine)
     assert len((await admission.admit()).admitted) == 1
     assert (await admission.admit()).admitted == []
-    await JobRepository(engine).delete(first)
+    await JobRepository(engine).delete(first, SYSTEM)
     assert [r.id for r in (await admission.admit()).admitted] == [waiting.id]
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from scheduler.maintenance import RetentionSettings, RetentionSweeper, SweepCounts
 from taskmesh import retention_policy
+from taskmesh.audit import AuditContext
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.pg import Database, Query
 from taskmesh.db.run_purge import RunPurgeRepository
@@ -28,6 +29,8 @@ from taskmesh.states import RunState, Trigger
 from tests.support import Isolation
 
 pytestmark = pytest.mark.integration
+
+SYSTEM = AuditContext.system("tests")
 
 DEFAULTS = Retention(
     succeeded=timedelta(days=7), failed=timedelta(days=30), cancelled=timedelta(days=30), logs=timedelta(days=7)
@@ -99,7 +102,9 @@ async def _seed(engine: Database, now: datetime) -> tuple[list[str], list[Seeded
     jobs = JobRepository(engine)
     job_ids = []
     for index, override in enumerate(OVERRIDES):
-        job = await jobs.create(new_id(), f"retention-{index}-{new_id()[-12:]}", "", {"noop": {}}, {})
+        job = await jobs.create(
+            new_id(), f"retention-{index}-{new_id()[-12:]}", "", {"noop": {}}, {}, audit=SYSTEM
+        )
         async with engine.statement() as conn:
             await conn.execute(
                 Query("UPDATE jobs SET retention = CAST(:r AS jsonb) WHERE id = :id"),
@@ -300,7 +305,9 @@ async def test_log_lines_and_skipped_slots_follow_their_own_retention(
 
 async def test_a_live_idempotency_key_still_finds_its_run_after_purging(engine: Database) -> None:
     now = datetime.now(UTC)
-    job = await JobRepository(engine).create(new_id(), f"retention-key-{new_id()[-12:]}", "", {"noop": {}}, {})
+    job = await JobRepository(engine).create(
+        new_id(), f"retention-key-{new_id()[-12:]}", "", {"noop": {}}, {}, audit=SYSTEM
+    )
     async with engine.statement() as conn:
         await conn.execute(
             Query("UPDATE jobs SET retention = CAST(:r AS jsonb) WHERE id = :id"),
@@ -335,3 +342,43 @@ async def test_a_live_idempotency_key_still_finds_its_run_after_purging(engine: 
     assert remaining == {keyed.id, latest.id}
     (again,) = await runs.create([RunRequest(new_id(), job.id, "order-42")], Trigger.MANUAL)
     assert again is not None and again.id == keyed.id
+
+
+async def test_the_sweeper_purges_audit_events_past_their_retention_in_batches(engine: Database) -> None:
+    from taskmesh.db.audit import AuditRepository, purge_audit_events
+
+    marker = f"audit-retention-{new_id()}"
+    await AuditRepository(engine).record(
+        [(AuditContext(actor=marker, role="ADMIN", method="/m", request_id="old"), "", "OK", None)] * 5
+        + [(AuditContext(actor=marker, role="ADMIN", method="/m", request_id="new"), "", "OK", None)]
+    )
+    async with engine.statement() as conn:
+        await conn.execute(
+            Query(
+                "UPDATE audit_events SET time = time - interval '400 days' WHERE actor = :a AND request_id = 'old'"
+            ),
+            {"a": marker},
+        )
+    limits: list[int] = []
+
+    async def purge(before: datetime, limit: int) -> int:
+        limits.append(limit)
+        return await purge_audit_events(engine, before, limit)
+
+    async def kept() -> list[str]:
+        async with engine.statement() as conn:
+            query = Query("SELECT request_id FROM audit_events WHERE actor = :a ORDER BY id")
+            return [row.request_id for row in (await conn.execute(query, {"a": marker})).all_rows()]
+
+    forever = Retention(None, None, None, None)
+    # 0 days (None): audit events are kept, and the purge is never called.
+    keep = RetentionSettings(forever, None, batch_size=2, pause_seconds=0.0, interval_seconds=1.0)
+    assert (await RetentionSweeper(RunPurgeRepository(engine), keep, audit=purge).sweep()).audit_events == 0
+    assert limits == [] and await kept() == ["old"] * 5 + ["new"]
+
+    settings = replace(keep, audit_events=timedelta(days=365))
+    counts = await RetentionSweeper(RunPurgeRepository(engine), settings, audit=purge).sweep()
+    assert counts.audit_events >= 5 and len(limits) >= 3 and set(limits) == {2}
+    assert await kept() == ["new"]
+    # Without a purge function (a sweeper built before the audit log), nothing is touched.
+    assert (await RetentionSweeper(RunPurgeRepository(engine), settings).sweep()).audit_events == 0

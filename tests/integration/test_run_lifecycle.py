@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from scheduler.outcomes import AttemptEnding, resolve, resolve_expired
+from taskmesh.audit import AuditContext
 from taskmesh.db.logs import LogRepository
 from taskmesh.db.pg import Database, Query
 from taskmesh.db.runs import RunRepository
@@ -92,7 +93,7 @@ async def test_heartbeats_extend_only_the_leases_a_worker_holds(engine: Database
         "w1", _session("w1"), [AttemptRef(mine.id, 1), AttemptRef(theirs.id, 1), stale], 30
     )
     assert held == {AttemptRef(mine.id, 1): RunState.RUNNING}
-    await runs.cancel([mine.id])
+    await runs.cancel([mine.id], AuditContext.system("tests"))
     assert await runs.extend_leases("w1", _session("w1"), [AttemptRef(mine.id, 1)], 30) == {
         AttemptRef(mine.id, 1): RunState.CANCELLING
     }
@@ -110,7 +111,7 @@ async def test_expired_leases_are_reaped_as_lost_and_retried(engine: Database, j
     runs = RunRepository(engine)
     lost = await _running(runs, job_id, "dead-worker", lease=0.05)
     cancelling = await _running(runs, job_id, "dead-worker", lease=0.05)
-    await runs.cancel([cancelling.id])
+    await runs.cancel([cancelling.id], AuditContext.system("tests"))
     alive = await _running(runs, job_id, "live-worker", lease=30)
     await asyncio.sleep(0.1)
     reaped = {r.id: r for r in await runs.expire_attempts(resolve_expired, grace_seconds=60)}
@@ -162,11 +163,11 @@ async def test_retry_run_starts_a_fresh_run_from_a_finished_one(engine: Database
     runs = RunRepository(engine)
     failed = await _fail(runs, await _running(runs, job_id))
     assert failed is not None
-    replay = await runs.retry_run(failed.id, new_id())
+    replay = await runs.retry_run(failed.id, new_id(), AuditContext.system("tests"))
     assert replay.state == RunState.QUEUED and replay.attempt == 1
     assert replay.trigger == Trigger.RETRY and replay.retried_from == failed.id
     with pytest.raises(FailedPrecondition):
-        await runs.retry_run(replay.id, new_id())  # still active
+        await runs.retry_run(replay.id, new_id(), AuditContext.system("tests"))  # still active
 
 
 async def test_logs_are_capped_per_attempt_and_only_from_the_holder(engine: Database, job_id: str) -> None:

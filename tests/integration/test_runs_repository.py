@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from taskmesh.audit import AuditContext
 from taskmesh.db.pg import Database, Query
 from taskmesh.db.runs import RunRepository
 from taskmesh.ids import new_id
@@ -109,7 +110,9 @@ async def test_cancel_ends_queued_runs_and_asks_running_ones_to_stop(engine: Dat
     )
     await runs.record_outcomes([ok])
 
-    cancelled = {r.id: r for r in await runs.cancel([queued.id, running.id, finished.id])}
+    cancelled = {
+        r.id: r for r in await runs.cancel([queued.id, running.id, finished.id], AuditContext.system("tests"))
+    }
     assert cancelled[queued.id].state == RunState.CANCELLED
     assert cancelled[queued.id].finish_time is not None
     assert cancelled[running.id].state == RunState.CANCELLING

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.firing_metrics import FiringMetrics
 from taskmesh import schedule_policy
+from taskmesh.audit import AuditContext
 from taskmesh.cache.status import CacheWriter, StatusCache, connect_redis
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.pg import Database, Query
@@ -63,6 +64,7 @@ async def scheduled_job(engine: Database, schedule: dict[str, Any], next_fire_at
         "",
         {"noop": {}},
         {},
+        audit=AuditContext.system("tests"),
         now=next_fire_at - timedelta(hours=1),
         schedule=ScheduleSetting(schedule, next_fire_at, due),
         **fields,

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from scheduler.outcomes import resolve_expired
+from taskmesh.audit import AuditContext
 from taskmesh.db.pg import Database, Query
 from taskmesh.db.runs import RunRepository
 from taskmesh.db.schedules import ScheduleRepository
@@ -66,7 +67,7 @@ async def _claim(runs: RunRepository, run: RunRecord) -> object:
 
 
 async def _cancel(runs: RunRepository, run: RunRecord) -> object:
-    return await runs.cancel([run.id])
+    return await runs.cancel([run.id], AuditContext.system("tests"))
 
 
 async def _promote_due_retry(runs: RunRepository, run: RunRecord) -> object:
@@ -165,7 +166,7 @@ async def test_every_run_entering_queued_gets_exactly_one_work_unit(engine: Data
     (manual,) = await runs.create([RunRequest(new_id(), job_id)], Trigger.MANUAL)
     assert manual is not None
     finished = await _put_in(engine, runs, job_id, RunState.FAILED)
-    replay = await runs.retry_run(finished.id, new_id())
+    replay = await runs.retry_run(finished.id, new_id(), AuditContext.system("tests"))
     waiting = await _put_in(engine, runs, job_id, RunState.RETRY_WAIT)
     await runs.promote_retries()
     promoted = await runs.get(waiting.id)

@@ -150,3 +150,27 @@ async def test_logins_beyond_the_hashing_queue_are_refused_at_once() -> None:
             assert await hashing.verify(None, "anything") is False
     finally:
         hashing.close()
+
+
+def test_every_method_says_whether_it_is_audited() -> None:
+    """A new RPC must be AUDITED (it changes something) or READ_ONLY; tests/security/
+    test_audit_log.py then checks each audited one leaves its rows."""
+    table = set(permissions.PERMISSIONS)
+    assert table == permissions.AUDITED | permissions.READ_ONLY
+    assert not permissions.AUDITED & permissions.READ_ONLY
+
+
+def test_the_access_methods_are_for_admins_only() -> None:
+    for name in (
+        "CreateServiceAccount",
+        "ListServiceAccounts",
+        "DeleteServiceAccount",
+        "CreateApiKey",
+        "ListApiKeys",
+        "RevokeApiKey",
+        "ListAuditEvents",
+    ):
+        method = f"/taskmesh.v1.AuthService/{name}"
+        assert permissions.allowed(method, Role.ADMIN), method
+        for role in (Role.OPERATOR, Role.VIEWER, Role.WORKER):
+            assert not permissions.allowed(method, role), (method, role)

@@ -5,6 +5,7 @@ from typing import Any
 
 from api_server.jobs import Jobs
 from api_server.run_telemetry import CacheStats
+from taskmesh.audit import AuditContext
 from taskmesh.records import JobRecord
 from taskmesh.v1 import run_pb2
 
@@ -19,7 +20,7 @@ class CountingJobs:
         self.reads += 1
         return JobRecord(job_id, f"job-{self.reads}", "", {"noop": {}}, {}, NOW, NOW)
 
-    async def pause(self, job_id: str) -> JobRecord:
+    async def pause(self, job_id: str, audit: AuditContext) -> JobRecord:
         return await self.get(job_id)
 
 
@@ -46,6 +47,6 @@ async def test_this_process_sees_its_own_changes_at_once() -> None:
     rows = CountingJobs()
     jobs = _jobs(rows)
     await jobs.status("j1")
-    await jobs.pause("j1")
+    await jobs.pause("j1", AuditContext.system("tests"))
     after = await jobs.status("j1")
     assert rows.reads == 3 and after.job_name == "job-3"

@@ -123,3 +123,17 @@ def test_a_broken_config_file_is_a_usage_error(config_file: Path) -> None:
     result = run(["jobs", "list"], {"TASKMESH_CONFIG": str(config_file)})
     assert result.code == 2
     assert "not valid JSON" in result.error_line
+
+
+def test_an_api_key_from_the_environment_is_the_whole_credential() -> None:
+    key = "tmk_0123456789abcdef_" + "A" * 43
+    env = {
+        "TASKMESH_API_KEY": key,
+        "TASKMESH_TOKEN": "env-token",
+        "TASKMESH_USERNAME": "u",
+        "TASKMESH_PASSWORD": "p",
+    }
+    connection = resolve(None, None, env, FILE)
+    assert (connection.token, connection.token_source) == (key, "TASKMESH_API_KEY")
+    assert connection.username is None and connection.password is None  # no login with a key
+    assert resolve(None, "flag-token", env, FILE).token == "flag-token"
