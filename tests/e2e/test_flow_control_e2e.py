@@ -17,7 +17,9 @@ def test_a_full_key_makes_runs_wait_with_a_reason_until_a_slot_frees(api: httpx.
 
     def waiting() -> dict | None:
         run = api.get(f"/api/runs/{second['id']}").json()
-        return run if run.get("waitingReason", "").startswith("CONCURRENCY_LIMIT: key") else None
+        # the admission pass renders the key (concurrencyKey) within a pass of the trigger
+        rendered = run.get("concurrencyKey") == key
+        return run if rendered and run.get("waitingReason", "").startswith("CONCURRENCY_LIMIT: key") else None
 
     run = wait_for(waiting, timeout=30, message="the second run waiting for the slot")
     assert run["waitingReason"] == f"CONCURRENCY_LIMIT: key {key} has 1 of 1 active"
