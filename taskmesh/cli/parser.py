@@ -45,37 +45,32 @@ def build() -> Parser:
     logout = commands.add_parser("logout", parents=[common], help="forget the stored token")
     logout.set_defaults(handler=account.logout)
 
-    _jobs(
-        commands.add_parser("jobs", help="create, list, change and trigger jobs").add_subparsers(
-            dest="action", metavar="ACTION", required=True, parser_class=Parser
-        ),
-        common,
-        listing,
-    )
-    _runs(
-        commands.add_parser("runs", help="list, inspect, cancel and follow runs").add_subparsers(
-            dest="action", metavar="ACTION", required=True, parser_class=Parser
-        ),
-        common,
-        listing,
-    )
-    _notifications(
-        commands.add_parser("notifications", help="webhook channels, rules and deliveries").add_subparsers(
-            dest="area", metavar="AREA", required=True, parser_class=Parser
-        ),
-        common,
-        listing,
-    )
-    listed_workers = commands.add_parser("workers", help="the connected workers").add_subparsers(
-        dest="action", metavar="ACTION", required=True, parser_class=Parser
-    )
-    workers_list = listed_workers.add_parser("list", parents=[common, listing], help="list connected workers")
-    workers_list.add_argument("--pool", help="only the workers of this pool")
-    workers_list.set_defaults(handler=workers.list_workers)
-    task_actions = commands.add_parser("tasks", help="Python task registries").add_subparsers(
-        dest="action", metavar="ACTION", required=True, parser_class=Parser
-    )
-    schema = task_actions.add_parser(
+    for name, text, add, dest in (
+        ("jobs", "create, list, change and trigger jobs", _jobs, "action"),
+        ("runs", "list, inspect, cancel and follow runs", _runs, "action"),
+        ("notifications", "webhook channels, rules and deliveries", _notifications, "area"),
+        ("workers", "the connected workers", _workers, "action"),
+        ("tasks", "Python task registries", _tasks, "action"),
+        ("users", "manage users (admin)", _users, "action"),
+        ("secrets", "manage secrets (values are write-only)", _secrets, "action"),
+        ("service-accounts", "manage service accounts and their API keys (admin)", _service_accounts, "action"),
+        ("audit", "read the audit log (admin)", _audit, "action"),
+    ):
+        actions = commands.add_parser(name, help=text).add_subparsers(
+            dest=dest, metavar=dest.upper(), required=True, parser_class=Parser
+        )
+        add(actions, common, listing)
+    return parser
+
+
+def _workers(actions: Any, common: argparse.ArgumentParser, listing: argparse.ArgumentParser) -> None:
+    listed = actions.add_parser("list", parents=[common, listing], help="list connected workers")
+    listed.add_argument("--pool", help="only the workers of this pool")
+    listed.set_defaults(handler=workers.list_workers)
+
+
+def _tasks(actions: Any, common: argparse.ArgumentParser, listing: argparse.ArgumentParser) -> None:
+    schema = actions.add_parser(
         "schema",
         help="print the parameter JSON Schema of a registry's tasks",
         description="Loads module:attribute (a taskmesh.tasks.TaskRegistry) and prints "
@@ -84,35 +79,6 @@ def build() -> Parser:
     schema.add_argument("registry", metavar="MODULE:ATTRIBUTE")
     schema.add_argument("--task", help="only this task's schema")
     schema.set_defaults(handler=workers.task_schema)
-    _users(
-        commands.add_parser("users", help="manage users (admin)").add_subparsers(
-            dest="action", metavar="ACTION", required=True, parser_class=Parser
-        ),
-        common,
-        listing,
-    )
-    _secrets(
-        commands.add_parser("secrets", help="manage secrets (values are write-only)").add_subparsers(
-            dest="action", metavar="ACTION", required=True, parser_class=Parser
-        ),
-        common,
-        listing,
-    )
-    _service_accounts(
-        commands.add_parser(
-            "service-accounts", help="manage service accounts and their API keys (admin)"
-        ).add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser),
-        common,
-        listing,
-    )
-    _audit(
-        commands.add_parser("audit", help="read the audit log (admin)").add_subparsers(
-            dest="action", metavar="ACTION", required=True, parser_class=Parser
-        ),
-        common,
-        listing,
-    )
-    return parser
 
 
 def _connection_flags(parser: argparse.ArgumentParser, default: Any) -> None:

@@ -40,13 +40,6 @@ SLOTS_SQL = """
 
 
 @pytest.fixture(scope="module")
-def isolation() -> Iterator[Isolation]:
-    isolation = Isolation.create("fc")
-    yield isolation
-    isolation.drop()
-
-
-@pytest.fixture(scope="module")
 def mesh(
     isolation: Isolation, private_redis: PrivateRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Mesh]:
