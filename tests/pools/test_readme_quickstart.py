@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 
 from taskmesh.launcher import Mesh
 from tests.pools.conftest import workers_connected
@@ -29,10 +28,10 @@ def _snippets() -> tuple[str, str]:
     return login, python
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the quickstart uses curl")
 def test_the_quickstart_runs_a_python_task_and_shows_its_output(
     mesh: Mesh, gateway: str, api: httpx.Client
 ) -> None:
+    assert shutil.which("curl"), "the README quickstart uses curl: install it (apt-get install curl)"
     mesh.start_worker()  # the launcher's default registry: taskmesh.examples.tasks
     wait_for(lambda: workers_connected(api, 1), timeout=30, interval=0.1, message="the worker to connect")
     login, python = _snippets()
