@@ -75,7 +75,12 @@ SECRET_SERVICE = secret_service_pb2.DESCRIPTOR.services_by_name["SecretService"]
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     settings.check_secure()
     await asyncio.to_thread(ensure_schema, settings.database_url)
-    engine = Database(settings.database_url, settings.database_pool_size)
+    engine = Database(
+        settings.database_url,
+        settings.database_pool_size,
+        application_name="taskmesh-api",
+        min_size=settings.database_pool_min_size,
+    )
     redis = connect_redis(settings.redis_url)
     tokens = TokenCodec(settings.jwt_secret, settings.jwt_ttl_seconds)
     names = Names(settings.namespace)

@@ -30,10 +30,12 @@ class WorkerCapacity:
         self._max_age = max_age
         self._workers: tuple[WorkerProfile, ...] = ()
         self._seen_at = float("-inf")
+        self._reasons: dict[Route, str] = {}  # for the roster seen last (every run of a route alike)
 
     def observe(self, workers: Sequence[WorkerProfile]) -> None:
         self._workers = tuple(workers)
         self._seen_at = time.monotonic()
+        self._reasons = {}
 
     def reason(self, run: RunRecord) -> str:
         if run.state != RunState.QUEUED or run.executor_kind is None:
@@ -43,7 +45,10 @@ class WorkerCapacity:
     def reason_for(self, route: Route) -> str:
         if time.monotonic() - self._seen_at > self._max_age:
             return ""
-        return waiting_reason(route, self._workers)
+        reason = self._reasons.get(route)
+        if reason is None:
+            reason = self._reasons[route] = waiting_reason(route, self._workers)
+        return reason
 
 
 def waiting_reason(route: Route, workers: Sequence[WorkerProfile]) -> str:

@@ -18,7 +18,7 @@ from scheduler.attempts import AttemptLedger
 from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.firing_metrics import FiringMetrics
 from scheduler.health_and_metrics import SchedulerMonitoring
-from scheduler.maintenance import Maintenance, RetentionSettings, RetentionSweeper
+from scheduler.maintenance import Maintenance, RetentionSettings, RetentionSweeper, RetryWake
 from scheduler.notify_delivery import DeliveryConfig, NotificationDelivery, WebhookPoster
 from scheduler.notify_scan import NotificationScan, ScanConfig
 from scheduler.relay import DispatchBound, OutboxRelay
@@ -67,26 +67,32 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     settings.check_secure()
     await asyncio.to_thread(ensure_schema, settings.database_url)
     names = Names(settings.namespace)
-    engine = Database(settings.database_url, settings.database_pool_size, check=False)
+    engine = Database(
+        settings.database_url,
+        settings.database_pool_size,
+        check=False,
+        application_name="taskmesh-scheduler",
+        min_size=settings.database_pool_min_size,
+    )
     redis = connect_redis(settings.redis_url)
     cache_writer = CacheWriter(StatusCache(redis, names, settings.status_cache_ttl))
     runs = RunRepository(engine)
     roster = WorkerRoster()
     observer = RunObserver(roster)
-    ledger = AttemptLedger(
-        runs,
-        LogRepository(engine),
-        cache_writer,
-        settings.lease_seconds,
-        WorkerSessionRepository(engine),
-        observers=[observer],
-    )
     maintenance = Maintenance(
         runs,
         cache_writer,
         settings.timeout_grace_seconds,
         observers=[observer],
         lease_seconds=settings.lease_seconds,
+    )
+    ledger = AttemptLedger(
+        runs,
+        LogRepository(engine),
+        cache_writer,
+        settings.lease_seconds,
+        WorkerSessionRepository(engine),
+        observers=[observer, RetryWake(maintenance)],
     )
     outbox_wake = asyncio.Event()
     relay = OutboxRelay(
@@ -158,6 +164,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                     schedule_store.NOTIFY_CHANNEL: lambda _: firing_wake.set(),
                     ADMISSION_CHANNEL: lambda _: admission_wake.set(),
                 },
+                application_name="taskmesh-scheduler-listen",
             )
         ),
         asyncio.create_task(relay.run_forever()),

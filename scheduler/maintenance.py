@@ -12,19 +12,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from scheduler.outcomes import resolve_expired
+from scheduler.outcomes import AttemptEnding, resolve_expired
 from taskmesh import retention_policy
+from taskmesh.aio import wait_event
 from taskmesh.cache.status import CacheWriter
 from taskmesh.db.run_purge import FIRST_LOG_CURSOR, RunCursor, RunPurgeRepository
 from taskmesh.db.runs import RunRepository
 from taskmesh.reconnect import Reconnect
-from taskmesh.records import RunRecord
+from taskmesh.records import AttemptRef, ClaimedAttempt, ClaimRequest, RunRecord
 from taskmesh.service_errors import Unavailable
 from taskmesh.settings import Settings
+from taskmesh.states import RunState
 
 log = logging.getLogger(__name__)
 
-RETRY_TICK_SECONDS = 0.2
+# Retries are promoted when due (the loop sleeps until the earliest, or until this scheduler
+# records a new one), and looked for at least every REAP_EVERY_SECONDS (other schedulers' ones).
+MIN_RETRY_WAIT_SECONDS = 0.01
 REAP_EVERY_SECONDS = 1.0
 # A statement that took this long means the database was out of reach (the pool waited).
 STALL_SECONDS = 1.0
@@ -34,6 +38,24 @@ class ReapObserver(Protocol):
     """Sees the attempts the reaper closed (scheduler.run_telemetry.RunObserver)."""
 
     def reaped(self, runs: Sequence[RunRecord]) -> None: ...
+
+
+class RetryWake:
+    """Sees the ledger's committed outcomes (a scheduler.attempts.LedgerObserver): one that put
+    a run in RETRY_WAIT wakes the maintenance loop, whose retry may now be due first."""
+
+    def __init__(self, maintenance: Maintenance) -> None:
+        self._maintenance = maintenance
+
+    def claimed(self, requests: Sequence[ClaimRequest], claimed: Sequence[ClaimedAttempt | None]) -> None:
+        return None
+
+    def ended(self, endings: Sequence[AttemptEnding], recorded: Sequence[RunRecord | None]) -> None:
+        if any(run is not None and run.state == RunState.RETRY_WAIT for run in recorded):
+            self._maintenance.retry_recorded()
+
+    def heartbeat(self, worker_id: str, refs: Sequence[AttemptRef]) -> None:
+        return None
 
 
 class Maintenance:
@@ -53,6 +75,11 @@ class Maintenance:
         self._lease_seconds = lease_seconds
         self._observers = tuple(observers)
         self._reconnect = Reconnect("maintenance", logger=log)
+        self._retry_recorded = asyncio.Event()
+
+    def retry_recorded(self) -> None:
+        """A run went to RETRY_WAIT (its retry may be due before the next look)."""
+        self._retry_recorded.set()
 
     async def run_forever(self) -> None:
         next_reap = 0.0
@@ -66,11 +93,21 @@ class Maintenance:
                     next_reap = time.monotonic() + REAP_EVERY_SECONDS
                     await self.reap()
                     await self.fail_late_starts()
+                pause = min(await self._until_next_retry(), max(0.0, next_reap - time.monotonic()))
                 self._reconnect.connected()
             except Unavailable as error:
                 next_reap = time.monotonic() + self._lease_seconds
                 await self._reconnect.failed(error)
-            await asyncio.sleep(RETRY_TICK_SECONDS)
+                continue
+            self._retry_recorded.clear()
+            await wait_event(self._retry_recorded, max(MIN_RETRY_WAIT_SECONDS, pause))
+
+    async def _until_next_retry(self) -> float:
+        due = await self._runs.next_retry_due()
+        if due is None:
+            return REAP_EVERY_SECONDS
+        wait: float = (due - datetime.now(UTC)).total_seconds()
+        return max(0.0, wait)
 
     async def promote_due_retries(self) -> None:
         while promoted := await self._runs.promote_retries():

@@ -4,6 +4,7 @@ into a graceful stop."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -23,7 +24,23 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], fast_l
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
+    quiet_garbage_collector()
     if fast_loop:
         uvloop.run(runner())
     else:
         asyncio.run(runner())
+
+
+# Objects allocated before the young generation is collected (CPython's default: 700). A run
+# allocates a few hundred objects per process; at the default, collections (and the full ones
+# that walk every module's objects) were a tenth of the api_server's CPU per call.
+YOUNG_GENERATION_THRESHOLD = 50_000
+
+
+def quiet_garbage_collector() -> None:
+    """Collect less often, and never again walk what the imports made (it lives as long as the
+    process): gc.freeze() moves it out of the collected generations."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)

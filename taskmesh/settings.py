@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     namespace: str = Field(default="taskmesh", pattern=r"^[a-z][a-z0-9_]{0,39}$")
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/taskmesh"
-    database_pool_size: int = 10
+    # Connections per api_server / scheduler pool: at most database_pool_size, of which
+    # database_pool_min_size stay open while idle (README "Database connections").
+    database_pool_size: int = Field(default=10, ge=1)
+    database_pool_min_size: int = Field(default=2, ge=0)
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     # AMQP heartbeat: a hung worker's connection (and the work units it holds) is given back to
     # the queue after about two of these.

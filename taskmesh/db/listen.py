@@ -17,14 +17,18 @@ from taskmesh.reconnect import Reconnect
 log = logging.getLogger(__name__)
 
 
-async def listen_forever(database_url: str, handlers: Mapping[str, Callable[[str], None]]) -> None:
+async def listen_forever(
+    database_url: str, handlers: Mapping[str, Callable[[str], None]], application_name: str = "taskmesh-listen"
+) -> None:
     """On one connection, call handlers[channel](payload) for every notification on each
     channel, and every handler with "" whenever (re)connected, since notifications sent
     meanwhile are lost. Reconnects with backoff."""
     reconnect = Reconnect(f"LISTEN {', '.join(handlers)}", logger=log)
     while True:
         try:
-            conn = await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(
+                libpq_url(database_url), autocommit=True, application_name=application_name
+            )
             async with conn:
                 for channel in handlers:
                     await conn.execute(f'LISTEN "{channel}"')

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 # about once a second for as long as the database is down, and found within a second of its
 # return. Ten connections knocking once a second do not hurt a recovering server.
 RECONNECT_TIMEOUT_SECONDS = 1.5
+
+# A pool grown by a burst gives back the connections it no longer needs after this long.
+IDLE_CONNECTION_SECONDS = 60.0
 
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -97,19 +101,48 @@ def libpq_url(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class Database:
-    """A pool of autocommit connections. check: test each connection before lending it, so that
-    one left dead by a database restart is replaced instead of failing a call (a round trip
-    per use: right for the API, whose clients should not see the restart; the scheduler does
-    without, its callers retry)."""
+async def check_if_suspect(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check before lending a connection, without a round trip for a healthy one.
 
-    def __init__(self, database_url: str, pool_size: int = 10, check: bool = True) -> None:
+    An idle connection has nothing to read: a server that ended it (a terminated backend, a
+    restart) sent its FATAL message and closed the socket, which is then readable. Only then is
+    the connection tested with a round trip (psycopg_pool's check, which raises for a dead one,
+    so the pool replaces it). A poll of the socket costs a microsecond; the round trip it saves
+    cost ~100 us of CPU and a network wait on every statement of the API."""
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        readable = [True]
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+class Database:
+    """A pool of autocommit connections, named `application_name` in pg_stat_activity.
+    check: test each connection before lending it (check_if_suspect), so that one left dead by
+    a database restart is replaced instead of failing a call (right for the API, whose clients
+    should not see the restart; the scheduler does without, its callers retry)."""
+
+    def __init__(
+        self,
+        database_url: str,
+        pool_size: int = 10,
+        check: bool = True,
+        application_name: str = "taskmesh",
+        min_size: int | None = None,
+    ) -> None:
+        """pool_size connections at most; min_size (default: pool_size) kept open when idle, the
+        others closed after IDLE_CONNECTION_SECONDS unused."""
+        self.application_name = application_name
         self._pool = AsyncConnectionPool(
             libpq_url(database_url),
-            min_size=pool_size,
+            min_size=pool_size if min_size is None else min(min_size, pool_size),
             max_size=pool_size,
-            kwargs={"autocommit": True},
-            check=AsyncConnectionPool.check_connection if check else None,
+            max_idle=IDLE_CONNECTION_SECONDS,
+            kwargs={"autocommit": True, "application_name": application_name},
+            check=check_if_suspect if check else None,
             timeout=10,
             reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
             reconnect_failed=_reconnect_again,

@@ -45,7 +45,10 @@ class DatabaseProbe:
         try:
             if self._connection is None or self._connection.closed:
                 self._connection = await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+                    self._url,
+                    autocommit=True,
+                    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                    application_name=f"{self._engine.application_name}-probe",
                 )
             await self._connection.execute("SELECT 1")
         except (psycopg.Error, OSError) as error:

@@ -27,7 +27,7 @@ from taskmesh.auth.tokens import Principal, TokenCodec, bearer_token
 from taskmesh.rpc import requests
 from taskmesh.rpc.errors import status_for
 from taskmesh.rpc.telemetry import request_id_of
-from taskmesh.rpc.wrapping import Around, Context, Handler, wrap_handler
+from taskmesh.rpc.wrapping import Around, Context, Handler, WrappedHandlers, wrap_handler
 from taskmesh.service_errors import PermissionDenied, ResourceExhausted, TaskmeshError
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class GuardInterceptor(aio.ServerInterceptor):
         self._tokens = tokens
         self._credentials = credentials
         self._audit = audit
+        self._handlers = WrappedHandlers()
 
     async def intercept_service(
         self,
@@ -71,6 +72,9 @@ class GuardInterceptor(aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        return self._handlers.get(method, handler, lambda: self._wrap(method, handler))
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         recorder = self._audit if method in permissions.AUDITED else None
         guarded = _guarded(lambda context: self._authenticate(method, context), method, recorder)
         return wrap_handler(handler, guarded, check=_checked(method) if recorder else requests.check)

@@ -27,7 +27,7 @@ from grpc import aio
 from prometheus_client import Counter, Histogram
 
 from taskmesh import process_logging
-from taskmesh.rpc.wrapping import Around, Context, Handler, wrap_handler
+from taskmesh.rpc.wrapping import Around, Context, Handler, WrappedHandlers, wrap_handler
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,9 @@ def _code(context: Context, error: BaseException | None) -> grpc.StatusCode:
 
 
 class TelemetryInterceptor(aio.ServerInterceptor):
+    def __init__(self) -> None:
+        self._handlers = WrappedHandlers()
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
@@ -128,7 +131,8 @@ class TelemetryInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return wrap_handler(handler, _observed(handler_call_details.method))
+        method = handler_call_details.method
+        return self._handlers.get(method, handler, lambda: wrap_handler(handler, _observed(method)))
 
 
 def _observed(method: str) -> Around:
