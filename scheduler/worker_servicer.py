@@ -13,10 +13,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import replace
 from datetime import UTC
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
@@ -40,6 +40,7 @@ from taskmesh.v1 import worker_service_pb2 as pb
 log = logging.getLogger(__name__)
 
 Context = Any  # grpc.aio.ServicerContext
+T = TypeVar("T")
 
 ATTEMPT_STATUS = {
     pb.Outcome.SUCCEEDED: RunState.SUCCEEDED,
@@ -47,6 +48,7 @@ ATTEMPT_STATUS = {
     pb.Outcome.CANCELLED: RunState.CANCELLED,
 }
 _END = pb.ConnectResponse()  # put on a session's outbound queue: the stream ends there
+_READER_DONE = pb.ConnectResponse()  # put there when the request reader ended
 
 
 class StreamObserver(Protocol):
@@ -187,6 +189,18 @@ def worker_profile(hello: pb.Hello) -> WorkerProfile:
     return WorkerProfile(pools=pools, executors=executors, tasks=tasks, slots=max(hello.slots, 0))
 
 
+async def _each(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
+    """gather(return_exceptions=True); a lone item (the usual message at a low rate) is awaited
+    as it is, without a task of its own."""
+    pending = list(coros)
+    if len(pending) != 1:
+        return await asyncio.gather(*pending, return_exceptions=True)
+    try:
+        return [await pending[0]]
+    except Exception as error:
+        return [error]
+
+
 def _well_formed(ref: pb.AttemptRef) -> bool:
     return ref.attempt >= 1 and is_uuid(ref.run_id)
 
@@ -243,21 +257,17 @@ class _Session:
                     task.add_done_callback(self._log_writes.discard)
 
     async def responses(self, reader: asyncio.Task[None]) -> AsyncIterator[pb.ConnectResponse]:
+        """What to send, in order, until the session ends or the reader does (whose error, if
+        any, is raised here). One queue read per response: the reader's end is queued too."""
+        reader.add_done_callback(lambda _: self._outbound.put_nowait(_READER_DONE))
         while True:
-            getter = asyncio.ensure_future(self._outbound.get())
-            try:
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                # Also when the stream ends while we wait (the worker went away, or the
-                # generator is closed): a getter left pending is destroyed with the queue.
-                getter.cancel()
-            if getter in done:
-                if (response := getter.result()) is _END:
-                    return
-                yield response
-                continue
-            reader.result()  # re-raise what ended the reader, if anything
-            return
+            response = await self._outbound.get()
+            if response is _END:
+                return
+            if response is _READER_DONE:
+                reader.result()  # re-raise what ended the reader, if anything
+                return
+            yield response
 
     async def finish(self, timeout: float) -> None:
         """Stop taking requests, let those in hand finish (up to `timeout`), then end the stream."""
@@ -280,7 +290,7 @@ class _Session:
         return task
 
     async def _claim(self, message: pb.ClaimRuns) -> None:
-        results = await asyncio.gather(*(self._claim_one(a) for a in message.attempts), return_exceptions=True)
+        results = await _each(self._claim_one(a) for a in message.attempts)
         claims = [_claim_answer(ref, result) for ref, result in zip(message.attempts, results, strict=True)]
         await self._add_secrets(claims, results)
         await self._outbound.put(pb.ConnectResponse(claimed=pb.ClaimRunsResult(claims=claims)))
@@ -311,7 +321,7 @@ class _Session:
         # run's logs are complete.
         if self._log_writes:
             await asyncio.wait(set(self._log_writes))
-        results = await asyncio.gather(*(self._report_one(o) for o in message.outcomes), return_exceptions=True)
+        results = await _each(self._report_one(o) for o in message.outcomes)
         acks = [_outcome_ack(o.attempt, result) for o, result in zip(message.outcomes, results, strict=True)]
         await self._outbound.put(pb.ConnectResponse(recorded=pb.ReportOutcomesResult(acks=acks)))
 
