@@ -20,6 +20,7 @@ from typing import Any
 
 from taskmesh.audit import AuditContext
 from taskmesh.db.audit import AUDIT_COLUMNS, audit_cte, audited
+from taskmesh.db.outbox import route_of
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.records import (
     AttemptRef,
@@ -81,8 +82,8 @@ def _queueing(*ctes: str) -> Query:
     return Query(
         f"""
     WITH {", ".join(ctes)}, dispatched AS (
-        INSERT INTO outbox (run_id, attempt, priority) SELECT id, attempt, priority FROM queued
-        WHERE NOT awaiting_admission
+        INSERT INTO outbox (run_id, attempt, priority, route)
+        SELECT q.id, q.attempt, q.priority, {route_of("q")} FROM queued q WHERE NOT q.awaiting_admission
     )
     SELECT {RUN_COLUMNS} FROM queued r JOIN jobs j ON j.id = r.job_id
     """
@@ -467,7 +468,8 @@ ADMIT_RUNS = Query(
         SELECT rate_limit_key, admit_time, id FROM admitted WHERE rate_limit_key IS NOT NULL
     ),
     dispatched AS (
-        INSERT INTO outbox (run_id, attempt, priority) SELECT id, attempt, priority FROM admitted
+        INSERT INTO outbox (run_id, attempt, priority, route)
+        SELECT a.id, a.attempt, a.priority, {route_of("a")} FROM admitted a
     )
     SELECT {RUN_COLUMNS}, EXTRACT(EPOCH FROM r.admit_time - r.queue_time) AS wait_seconds
     FROM admitted r JOIN jobs j ON j.id = r.job_id
