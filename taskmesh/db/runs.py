@@ -421,17 +421,34 @@ END_UNADMITTED = Query(
 # (period plus margin, taskmesh.flow_policy.window_seconds), counting the runs ranked before it
 # in its key (priority, then FIFO). Keys take turns: the first-ranked run of every key comes
 # before any key's second (round-robin). Admitted runs get their work unit (and their grant).
+# The runs whose keys this pass rendered (:run_ids ..., on_limit QUEUE: nothing reads their keys
+# before this statement) take part with those keys, and the same UPDATE writes their keys and
+# admits those that fit: one write per run, not one to store its keys and one to admit it.
 ADMIT_RUNS = Query(
     f"""
     WITH now_ts AS (SELECT clock_timestamp() AS t),
-    cand AS (
-        SELECT r.id, r.priority, r.queue_time, r.concurrency_key, r.concurrency_limit, r.rate_limit_key,
-               r.rate_limit, r.rate_period_seconds,
-               row_number() OVER (PARTITION BY r.concurrency_key ORDER BY r.priority DESC, r.queue_time, r.id)
-                   AS c_rank,
-               row_number() OVER (PARTITION BY r.rate_limit_key ORDER BY r.priority DESC, r.queue_time, r.id)
-                   AS r_rank
+    fresh AS (
+        SELECT r.id, r.priority, r.queue_time, k.ckey AS concurrency_key, k.climit AS concurrency_limit,
+               k.on_limit, k.rkey AS rate_limit_key, k.rlimit AS rate_limit, k.rperiod AS rate_period_seconds
+        FROM unnest(CAST(:run_ids AS uuid[]), CAST(:ckeys AS text[]), CAST(:climits AS int[]),
+                    CAST(:on_limits AS text[]), CAST(:rkeys AS text[]), CAST(:rlimits AS int[]),
+                    CAST(:rperiods AS float8[])) AS k(run_id, ckey, climit, on_limit, rkey, rlimit, rperiod)
+        JOIN runs r ON r.id = k.run_id AND r.awaiting_admission AND r.state = 'QUEUED' AND NOT r.keys_rendered
+    ),
+    waiting AS (
+        SELECT r.id, r.priority, r.queue_time, r.concurrency_key, r.concurrency_limit, r.on_limit, r.rate_limit_key,
+               r.rate_limit, r.rate_period_seconds, false AS fresh
         FROM runs r WHERE r.awaiting_admission AND r.state = 'QUEUED' AND r.keys_rendered
+        UNION ALL
+        SELECT *, true FROM fresh
+    ),
+    cand AS (
+        SELECT w.*,
+               row_number() OVER (PARTITION BY w.concurrency_key ORDER BY w.priority DESC, w.queue_time, w.id)
+                   AS c_rank,
+               row_number() OVER (PARTITION BY w.rate_limit_key ORDER BY w.priority DESC, w.queue_time, w.id)
+                   AS r_rank
+        FROM waiting w
     ),
     ckeys AS (
         SELECT k.key, (SELECT count(*) FROM runs a WHERE a.concurrency_key = k.key
@@ -458,11 +475,21 @@ ADMIT_RUNS = Query(
                  c.queue_time, c.id
         LIMIT :limit
     ),
-    admitted AS (
-        UPDATE runs AS r SET awaiting_admission = false, admit_time = now_ts.t, version = r.version + 1
-        FROM chosen, now_ts WHERE r.id = chosen.id AND r.state = 'QUEUED' AND r.awaiting_admission
-        RETURNING r.*
+    changes AS (
+        SELECT w.*, ch.id IS NOT NULL AS admit FROM waiting w LEFT JOIN chosen ch ON ch.id = w.id
+        WHERE w.fresh OR ch.id IS NOT NULL
     ),
+    written AS (
+        UPDATE runs AS r SET keys_rendered = true, concurrency_key = c.concurrency_key,
+            concurrency_limit = c.concurrency_limit, on_limit = c.on_limit, rate_limit_key = c.rate_limit_key,
+            rate_limit = c.rate_limit, rate_period_seconds = c.rate_period_seconds,
+            awaiting_admission = NOT c.admit,
+            admit_time = CASE WHEN c.admit THEN now_ts.t ELSE r.admit_time END,
+            version = r.version + CASE WHEN c.admit THEN 1 ELSE 0 END
+        FROM changes c, now_ts WHERE r.id = c.id AND r.state = 'QUEUED' AND r.awaiting_admission
+        RETURNING r.*, c.admit
+    ),
+    admitted AS (SELECT * FROM written WHERE admit),
     granted AS (
         INSERT INTO rate_limit_grants (key, grant_time, run_id)
         SELECT rate_limit_key, admit_time, id FROM admitted WHERE rate_limit_key IS NOT NULL
