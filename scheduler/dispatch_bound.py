@@ -4,8 +4,10 @@ RabbitMQ's queues are FIFO: a high-priority work unit published behind 10,000 ot
 all of them. So the relay keeps at most about `max_in_flight` work units waiting (ready) in each
 work queue, and the backlog waits in the outbox, read highest priority first. The count is
 RabbitMQ's own (a passive queue.declare answers a queue's ready messages, whichever relay
-published them), read after each publish and, while a queue is full, every `recheck_interval`;
-nothing is counted in PostgreSQL. A queue is full once it has room for fewer than a quarter of
+published them), asked when a queue is first published to, again once what this relay published
+since could have filled it (consumers only take away, so the last answer plus what was published
+since bounds it), and, while a queue is full, every `recheck_interval`; nothing is counted in
+PostgreSQL, and a relay that keeps up with its workers asks once per few hundred units. A queue is full once it has room for fewer than a quarter of
 the bound, so that takes stay large. A full queue holds back only the routes that lead to it
 (a queue nobody consumes holds back its own runs, nobody else's). Several relays, and the batch
 a relay publishes into a queue with room, may overshoot the bound: it bounds latency, it is not
@@ -43,6 +45,7 @@ class FullQueues:
     def __init__(self, bound: DispatchBound) -> None:
         self._bound = bound
         self._ready: dict[str, int] = {}  # full queue -> ready units when last seen
+        self._at_most: dict[str, int] = {}  # other queue -> ready units when last seen + published since
         self._queue_of: dict[str, str] = {}  # route text -> its queue
 
     @property
@@ -57,12 +60,16 @@ class FullQueues:
         """After a publish of units on these (route text, queue) pairs: which of their queues are full now."""
         if self._bound.max_in_flight <= 0:
             return
-        queues = set()
+        published: dict[str, int] = {}
         for route, queue in routes:
             self._queue_of[route] = queue
-            queues.add(queue)
-        for queue in sorted(queues):
-            await self._look(channel, queue)
+            published[queue] = published.get(queue, 0) + 1
+        for queue, count in sorted(published.items()):
+            at_most = self._at_most.get(queue)
+            if at_most is None or self._is_full(at_most + count):
+                await self._look(channel, queue)
+            else:
+                self._at_most[queue] = at_most + count
 
     async def recheck(self, channel: QueueDepths) -> bool:
         """Look at the full queues again; whether any of them drained since it was last seen."""
@@ -73,8 +80,13 @@ class FullQueues:
 
     async def _look(self, channel: QueueDepths, queue: str) -> int:
         ready, _consumers = await channel.queue_depth(queue)
-        if self._bound.max_in_flight - ready < self._bound.min_room:
+        if self._is_full(ready):
             self._ready[queue] = ready
+            self._at_most.pop(queue, None)
         else:
             self._ready.pop(queue, None)
+            self._at_most[queue] = ready
         return ready
+
+    def _is_full(self, ready: int) -> bool:
+        return self._bound.max_in_flight - ready < self._bound.min_room

@@ -75,10 +75,12 @@ class OutboxRelay:
         while True:
             while await self._publish_batch(channel, declared, full) >= self._take_limit:
                 pass
-            await wait_event(self._wake, await self._next_look(full))
+            notified = await wait_event(self._wake, await self._next_look(full))
             self._wake.clear()
             if full.holding:
-                self._recheck = self._next_recheck(await full.recheck(channel))
+                drained = await full.recheck(channel)
+                if not notified:  # a whole interval passed: time enough to tell a stuck queue
+                    self._recheck = self._next_recheck(drained)
 
     async def _next_look(self, full: FullQueues) -> float:
         """Flow control: while the in-flight bound holds rows back, look again soon (workers
@@ -89,7 +91,8 @@ class OutboxRelay:
 
     def _next_recheck(self, drained: bool) -> float:
         """Back to recheck_interval while a full queue drains; twice as long (up to the poll
-        interval) each time none did, so that a queue nobody consumes costs next to nothing."""
+        interval) each time none did for a whole interval, so that a queue nobody consumes
+        costs next to nothing."""
         if drained:
             return self._bound.recheck_interval
         return min(self._poll_interval, 2 * self._recheck)

@@ -52,3 +52,17 @@ async def test_no_bound_asks_nothing() -> None:
 def test_a_quarter_of_the_bound_is_room_enough() -> None:
     assert DispatchBound(max_in_flight=512).min_room == 128
     assert DispatchBound(max_in_flight=2).min_room == 1
+
+
+async def test_rabbitmq_is_asked_again_only_once_the_queue_could_be_full() -> None:
+    full = FullQueues(BOUND)
+    depths = Depths(main=0)
+    await full.published(depths, [("default noop ", "main")])
+    assert depths.asked == ["main"]  # a queue seen for the first time
+    for _ in range(6):  # 0 seen + 6 published since: at most 6 ready, room for 2
+        await full.published(depths, [("default noop ", "main")])
+    assert depths.asked == ["main"]
+    depths.ready["main"] = 7  # nobody consumed
+    await full.published(depths, [("default noop ", "main")])  # at most 7: could be full
+    assert depths.asked == ["main", "main"]
+    assert full.excluded_routes() == ["default noop "]
