@@ -450,11 +450,6 @@ ADMIT_RUNS = Query(
                    AS r_rank
         FROM waiting w
     ),
-    ckeys AS (
-        SELECT k.key, (SELECT count(*) FROM runs a WHERE a.concurrency_key = k.key
-                       AND NOT a.awaiting_admission AND a.state IN {ACTIVE}) AS active
-        FROM (SELECT DISTINCT concurrency_key AS key FROM cand WHERE concurrency_key IS NOT NULL) k
-    ),
     rwin AS (
         SELECT rate_limit_key AS key, max(rate_period_seconds) AS period
         FROM cand WHERE rate_limit_key IS NOT NULL GROUP BY rate_limit_key
@@ -467,17 +462,18 @@ ADMIT_RUNS = Query(
     ),
     chosen AS (
         SELECT c.id FROM cand c
-        LEFT JOIN ckeys ck ON ck.key = c.concurrency_key
         LEFT JOIN rkeys rk ON rk.key = c.rate_limit_key
-        WHERE (c.concurrency_key IS NULL OR c.c_rank <= c.concurrency_limit - ck.active)
+        WHERE (c.concurrency_key IS NULL OR (c.c_rank <= c.concurrency_limit
+               AND c.c_rank <= c.concurrency_limit - (SELECT count(*) FROM runs a WHERE a.concurrency_key = c.concurrency_key
+                                                      AND NOT a.awaiting_admission AND a.state IN {ACTIVE})))
           AND (c.rate_limit_key IS NULL OR c.r_rank <= c.rate_limit - rk.used)
         ORDER BY CASE WHEN c.concurrency_key IS NULL THEN c.r_rank ELSE c.c_rank END, c.priority DESC,
                  c.queue_time, c.id
         LIMIT :limit
     ),
     changes AS (
-        SELECT w.*, ch.id IS NOT NULL AS admit FROM waiting w LEFT JOIN chosen ch ON ch.id = w.id
-        WHERE w.fresh OR ch.id IS NOT NULL
+        SELECT w.*, w.id IN (SELECT id FROM chosen) AS admit FROM waiting w
+        WHERE w.fresh OR w.id IN (SELECT id FROM chosen)
     ),
     written AS (
         UPDATE runs AS r SET keys_rendered = true, concurrency_key = c.concurrency_key,
