@@ -6,7 +6,9 @@ the lock, others wait for it and find less to do.
 A pass renders the keys of newly arrived runs (a key that cannot render ends its run
 CANCELLED, kind NOT_ADMITTED), applies on_limit SKIP (a full key ends the run) and
 CANCEL_OLDEST (cancels the key's oldest active runs), then admits what fits (ADMIT_RUNS in
-taskmesh.db.runs, where every statement that writes runs lives).
+taskmesh.db.runs, where every statement that writes runs lives). The keys of on_limit QUEUE runs
+are written by ADMIT_RUNS itself, with their admission (one write per run); SKIP and
+CANCEL_OLDEST runs have theirs written first (SET_KEYS), as their policies read them.
 """
 
 from __future__ import annotations
