@@ -85,18 +85,49 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def database_backends(name: str = BENCH_DB) -> list[int]:
+    """PostgreSQL's backend processes serving the database `name` (their title names it)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                title = cmdline.read().decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("postgres: ") and f" {name} " in title:
+            pids.append(int(entry))
+    return pids
+
+
+def _backends_cpu(pids: Sequence[int]) -> dict[int, float]:
+    used = {}
+    for pid in pids:
+        try:
+            used[pid] = cpu_seconds(pid)
+        except OSError:  # gone meanwhile
+            continue
+    return used
+
+
 class CpuMeter:
-    """CPU used by each mesh process (and this one) between start() and per_run()."""
+    """CPU used by each mesh process (and this one) between start() and per_run(), and by the
+    PostgreSQL backends serving the mesh's database (the statements' own cost)."""
 
     def __init__(self, mesh: Mesh) -> None:
         self._pids = {name: p.pid for name, p in mesh.processes.items()} | {"bench client": os.getpid()}
         self._start: dict[str, float] = {}
+        self._backends: dict[int, float] = {}
 
     def start(self) -> None:
         self._start = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        self._backends = _backends_cpu(database_backends())
 
     def per_run(self, runs: int) -> str:
         used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self._pids.items()}
+        now = _backends_cpu(database_backends())
+        used["postgres"] = sum(seconds - self._backends.get(pid, 0.0) for pid, seconds in now.items())
         parts = ", ".join(f"{name} {seconds * 1e6 / runs:.0f}" for name, seconds in used.items())
         return f"CPU us per run: {parts} (total {sum(used.values()) * 1e6 / runs:.0f})"
 

@@ -23,7 +23,8 @@ import time
 import psycopg
 from grpc import aio
 
-from bench.common import BENCH_ENV, bench_mesh, db_url, login, percentile
+from bench.common import BENCH_ENV, CpuMeter, bench_mesh, db_url, login, percentile
+from taskmesh.launcher import Mesh
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 
 
@@ -81,17 +82,20 @@ def mixed(job_id: str, runs: int) -> list[job_service_pb2.TriggerJobRequest]:
     return [job_service_pb2.TriggerJobRequest(id=job_id, priority=rng.randint(0, 9)) for _ in range(runs)]
 
 
-async def limited(client: Client, runs: int, rounds: int) -> None:
+async def limited(client: Client, mesh: Mesh, runs: int, rounds: int) -> None:
     unique = job_pb2.ConcurrencyLimit(key="u-{{ run.id }}", limit=1)
     figures: dict[str, list[float]] = {"without flow control": [], "unique keys of limit 1": []}
     for round_ in range(rounds):
         for label in figures:
             fields = {"concurrency": unique} if label.startswith("unique") else {}
             job_id = await client.job(f"bench-{label.split()[0]}-{round_}", **fields)
+            meter = CpuMeter(mesh)
+            meter.start()
             await client.trigger(mixed(job_id, runs))
             wait_done([job_id], runs, timeout=max(120.0, runs / 50))
             figures[label].append(throughput([job_id]))
             print(f"round {round_ + 1}, {label}: {runs} runs, {figures[label][-1]:,.0f} runs/s end to end")
+            print(f"  {meter.per_run(runs)}")
     base = sum(figures["without flow control"]) / rounds
     limited_rate = sum(figures["unique keys of limit 1"]) / rounds
     print(
@@ -146,11 +150,11 @@ async def priority(client: Client, backlog: int) -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
-    with bench_mesh(workers=args.workers):
+    with bench_mesh(workers=args.workers) as mesh:
         async with aio.insecure_channel(BENCH_ENV["TASKMESH_API_ADDRESS"]) as channel:
             client = Client(job_service_pb2_grpc.JobServiceStub(channel), await login(channel))
             if args.only in ("", "limited"):
-                await limited(client, args.runs, args.rounds)
+                await limited(client, mesh, args.runs, args.rounds)
             if args.only in ("", "fairness"):
                 await fairness(client, args.keys, args.per_key)
             if args.only in ("", "priority"):

@@ -15,13 +15,14 @@ from prometheus_client import REGISTRY
 
 from scheduler.admission import AdmissionLoop, AdmissionMetrics
 from scheduler.attempts import AttemptLedger
+from scheduler.dispatch_bound import DispatchBound
 from scheduler.firing import FiringConfig, ScheduleFiring
 from scheduler.firing_metrics import FiringMetrics
 from scheduler.health_and_metrics import SchedulerMonitoring
 from scheduler.maintenance import Maintenance, RetentionSettings, RetentionSweeper, RetryWake
 from scheduler.notify_delivery import DeliveryConfig, NotificationDelivery, WebhookPoster
 from scheduler.notify_scan import NotificationScan, ScanConfig
-from scheduler.relay import DispatchBound, OutboxRelay
+from scheduler.relay import OutboxRelay
 from scheduler.run_telemetry import RunObserver, WorkerRoster
 from scheduler.secret_resolver import SecretResolver
 from scheduler.worker_servicer import WorkerServicer

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
+from scheduler.dispatch_bound import DispatchBound, FullQueues
 from scheduler.run_telemetry import ConnectionWatch
 from taskmesh.aio import wait_event
 from taskmesh.broker.amqp import AmqpChannel, AmqpConnection
@@ -25,14 +25,6 @@ from taskmesh.v1 import worker_service_pb2
 log = logging.getLogger(__name__)
 
 WORK_UNIT_TYPE = worker_service_pb2.WorkUnit.DESCRIPTOR.full_name
-
-
-@dataclass(frozen=True)
-class DispatchBound:
-    """Flow control: at most max_in_flight work units out unclaimed (0: no bound)."""
-
-    max_in_flight: int = 0
-    recheck_interval: float = 0.05
 
 
 class OutboxRelay:
@@ -58,6 +50,8 @@ class OutboxRelay:
         self.link = link or ConnectionWatch()
         self._reconnect = Reconnect("outbox relay", logger=log)
         self._bound = bound or DispatchBound()
+        self._take_limit = take_limit(batch_size, self._bound.max_in_flight)
+        self._recheck = self._bound.recheck_interval
 
     async def run_forever(self) -> None:
         while True:
@@ -77,25 +71,36 @@ class OutboxRelay:
                 await self._reconnect.failed(error)
 
     async def _relay(self, channel: AmqpChannel, declared: set[str]) -> None:
+        full = FullQueues(self._bound)  # per channel: what it learned is looked at again on it
         while True:
-            while await self._publish_batch(channel, declared) == take_limit(
-                self._batch_size, self._bound.max_in_flight
-            ):
+            while await self._publish_batch(channel, declared, full) >= self._take_limit:
                 pass
-            await wait_event(self._wake, await self._next_look())
+            notified = await wait_event(self._wake, await self._next_look(full))
             self._wake.clear()
+            if full.holding:
+                drained = await full.recheck(channel)
+                if not notified:  # a whole interval passed: time enough to tell a stuck queue
+                    self._recheck = self._next_recheck(drained)
 
-    async def _next_look(self) -> float:
-        """Flow control: while the in-flight bound holds rows back, look again soon (claims
-        free room without a NOTIFY); otherwise wait for the outbox's NOTIFY or the poll."""
-        if self._bound.max_in_flight > 0 and await self._outbox.pending():
-            return self._bound.recheck_interval
+    async def _next_look(self, full: FullQueues) -> float:
+        """Flow control: while the in-flight bound holds rows back, look again soon (workers
+        drain the queues without a NOTIFY); otherwise wait for the outbox's NOTIFY or the poll."""
+        if full.holding and await self._outbox.pending():
+            return self._recheck
         return self._poll_interval
 
-    async def _publish_batch(self, channel: AmqpChannel, declared: set[str]) -> int:
+    def _next_recheck(self, drained: bool) -> float:
+        """Back to recheck_interval while a full queue drains; twice as long (up to the poll
+        interval) each time none did for a whole interval, so that a queue nobody consumes
+        costs next to nothing."""
+        if drained:
+            return self._bound.recheck_interval
+        return min(self._poll_interval, 2 * self._recheck)
+
+    async def _publish_batch(self, channel: AmqpChannel, declared: set[str], full: FullQueues) -> int:
         if not channel.is_open:  # lost while idle: reconnect before leasing rows to it
             raise BrokerUnavailable("the relay's RabbitMQ channel closed")
-        batch = await self._outbox.take(self._batch_size, max_in_flight=self._bound.max_in_flight)
+        batch = await self._outbox.take(self._take_limit, excluded=full.excluded_routes())
         if batch.units:
             queues = [self._names.route_queue(route) for route in batch.routes]
             messages = [  # routed by pool and capability: only workers that can run it take it
@@ -109,6 +114,7 @@ class OutboxRelay:
                 await self._release(batch)
                 raise
             await self._outbox.published(batch)
+            await full.published(channel, zip(batch.route_texts, queues, strict=True))
         self.published += len(batch.units)
         return len(batch.units)
 

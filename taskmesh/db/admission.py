@@ -6,7 +6,9 @@ the lock, others wait for it and find less to do.
 A pass renders the keys of newly arrived runs (a key that cannot render ends its run
 CANCELLED, kind NOT_ADMITTED), applies on_limit SKIP (a full key ends the run) and
 CANCEL_OLDEST (cancels the key's oldest active runs), then admits what fits (ADMIT_RUNS in
-taskmesh.db.runs, where every statement that writes runs lives).
+taskmesh.db.runs, where every statement that writes runs lives). The keys of on_limit QUEUE runs
+are written by ADMIT_RUNS itself, with their admission (one write per run); SKIP and
+CANCEL_OLDEST runs have theirs written first (SET_KEYS), as their policies read them.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ RENDER_BATCH = 2000
 ADMISSION_CHANNEL = "taskmesh_admission"
 
 
+# A run's id and its rendered keys.
+RenderedKeys = tuple[str, flow_policy.FlowKeys]
+# on_limit policies the pass applies before admitting (they read the keys from the runs).
+_POLICIES = frozenset({flow_policy.OnLimit.SKIP, flow_policy.OnLimit.CANCEL_OLDEST})
+
+
 @dataclass(frozen=True)
 class KeyUsage:
     key: str
@@ -72,27 +80,26 @@ class AdmissionRepository:
         result = PassResult()
         async with transaction(self._engine) as conn:
             await conn.execute(ADMISSION_LOCK, {"lock_id": ADMISSION_LOCK_ID})
-            await self._render_keys(conn, render_limit, result)
+            fresh = await self._render_keys(conn, render_limit, result)
             await self._apply_policies(conn, result)
-            rows = (
-                await conn.execute(
-                    ADMIT_RUNS,
-                    {
-                        "limit": limit,
-                        "max_margin": flow_policy.MAX_WINDOW_MARGIN_SECONDS,
-                        "margin_fraction": flow_policy.WINDOW_MARGIN_FRACTION,
-                    },
-                )
-            ).all_rows()
+            params = {
+                "limit": limit,
+                "max_margin": flow_policy.MAX_WINDOW_MARGIN_SECONDS,
+                "margin_fraction": flow_policy.WINDOW_MARGIN_FRACTION,
+                **_key_params(fresh),
+            }
+            rows = (await conn.execute(ADMIT_RUNS, params)).all_rows()
         result.admitted = [run_from_row(row) for row in rows]
         result.wait_seconds = [float(row.wait_seconds) for row in rows]
         return result
 
-    async def _render_keys(self, conn: Connection, limit: int, result: PassResult) -> None:
+    async def _render_keys(self, conn: Connection, limit: int, result: PassResult) -> list[RenderedKeys]:
+        """Render new runs' keys: those of on_limit SKIP or CANCEL_OLDEST runs are written now
+        (the policies read them); the others' are returned, for ADMIT_RUNS to write."""
         rows = (await conn.execute(SELECT_UNRENDERED, {"limit": limit})).all_rows()
         if not rows:
-            return
-        rendered: list[tuple[str, flow_policy.FlowKeys]] = []
+            return []
+        rendered: list[RenderedKeys] = []
         failed: list[tuple[str, str]] = []
         for row in rows:
             context = flow_policy.RunContext(
@@ -107,21 +114,12 @@ class AdmissionRepository:
                 rendered.append((row.id, flow_policy.keys_for(row.flow, context)))
             except (KeyTemplateError, KeyError, ValueError) as error:
                 failed.append((row.id, f"the run's key cannot be rendered: {error}"))
-        if rendered:
-            await conn.execute(
-                SET_KEYS,
-                {
-                    "run_ids": [run_id for run_id, _ in rendered],
-                    "ckeys": [k.concurrency_key for _, k in rendered],
-                    "climits": [k.concurrency_limit for _, k in rendered],
-                    "on_limits": [k.on_limit.value if k.on_limit else None for _, k in rendered],
-                    "rkeys": [k.rate_limit_key for _, k in rendered],
-                    "rlimits": [k.rate_limit for _, k in rendered],
-                    "rperiods": [k.rate_period_seconds for _, k in rendered],
-                },
-            )
+        policed = [(run_id, k) for run_id, k in rendered if k.on_limit in _POLICIES]
+        if policed:
+            await conn.execute(SET_KEYS, _key_params(policed))
         result.rendered = len(rendered)
         result.ended += await _end_unadmitted(conn, failed)
+        return [(run_id, k) for run_id, k in rendered if k.on_limit not in _POLICIES]
 
     async def _apply_policies(self, conn: Connection, result: PassResult) -> None:
         rows = (await conn.execute(SELECT_KEY_POLICIES)).all_rows()
@@ -178,6 +176,19 @@ class AdmissionRepository:
         async with statement(self._engine) as conn:
             rows = (await conn.execute(SELECT_WAITING_COUNTS, {"run_ids": list(run_ids)})).all_rows()
         return {row.id: _reason(row) for row in rows}
+
+
+def _key_params(rendered: Sequence[RenderedKeys]) -> dict[str, list[Any]]:
+    """Rendered keys as SET_KEYS and ADMIT_RUNS take them: one array per field."""
+    return {
+        "run_ids": [run_id for run_id, _ in rendered],
+        "ckeys": [k.concurrency_key for _, k in rendered],
+        "climits": [k.concurrency_limit for _, k in rendered],
+        "on_limits": [k.on_limit.value if k.on_limit else None for _, k in rendered],
+        "rkeys": [k.rate_limit_key for _, k in rendered],
+        "rlimits": [k.rate_limit for _, k in rendered],
+        "rperiods": [k.rate_period_seconds for _, k in rendered],
+    }
 
 
 def _reason(row: Any) -> str:

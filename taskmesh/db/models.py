@@ -170,7 +170,6 @@ class Run(Base):
                 f"concurrency_key IS NOT NULL AND NOT awaiting_admission AND {_states_in(ACTIVE_STATES)}"
             ),
         ),
-        Index("runs_dispatched", "priority", postgresql_where=text("state = 'QUEUED' AND NOT awaiting_admission")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -288,6 +287,9 @@ class Outbox(Base):
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The run's priority: relays publish the highest first (migration 0010).
     priority: Mapped[int] = mapped_column(SmallInteger, server_default="5")
+    # The run's route (pool, executor kind, Python task; taskmesh.db.outbox.route_of), written
+    # with the row: a take reads each route's rows in priority order (migration 0015).
+    route: Mapped[str] = mapped_column(Text, server_default="")
 
 
 class WorkerSession(Base):

@@ -2,61 +2,78 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from taskmesh.db.pg import Database, Query, statement
 from taskmesh.names import Route
 from taskmesh.records import AttemptRef
 
+
 # A relay leases rows while it publishes them; they are deleted once RabbitMQ confirmed them.
 # A relay that dies meanwhile leaves its rows to be taken again when the lease ends: their
 # work units may then be published twice, which fencing on the attempt makes harmless.
-# Each row comes with its run's route (pool, executor kind, Python task; NULL once the run is
-# gone): the relay publishes it to that route's queue. Highest priority first (flow control).
-KIND = "(SELECT min(k) FROM jsonb_object_keys(r.executor) AS k)"
-TASK = "r.executor #>> '{python,task}'"
-# One text per route (pool, kind, task): what the in-flight bound counts by.
-ROUTE_KEY = f"(r.pool || ' ' || {KIND} || ' ' || coalesce({TASK}, ''))"
+# Each row carries its run's route (pool, executor kind, Python task: route_of), written with
+# it; the relay publishes it to that route's queue (pool, kind and task come from the run, NULL
+# once it is gone).
+def kind_of(alias: str) -> str:
+    return f"(SELECT min(k) FROM jsonb_object_keys({alias}.executor) AS k)"
+
+
+def task_of(alias: str) -> str:
+    return f"{alias}.executor #>> '{{python,task}}'"
+
+
+def route_of(alias: str) -> str:
+    """The route text of the run `alias` (one per pool, kind and task; '' if it cannot be made):
+    what a take groups outbox rows by, and what the relay leaves out while its queue is full."""
+    return f"COALESCE({alias}.pool || ' ' || {kind_of(alias)} || ' ' || coalesce({task_of(alias)}, ''), '')"
+
+
+KIND, TASK = kind_of("r"), task_of("r")
+
+
 _ROUTED = f"""
-    SELECT t.id, t.run_id::text AS run_id, t.attempt, r.pool, {TASK} AS task, {KIND} AS executor_kind
+    SELECT t.id, t.run_id::text AS run_id, t.attempt, t.route, r.pool, {TASK} AS task, {KIND} AS executor_kind
     FROM taken t LEFT JOIN runs r ON r.id = t.run_id
+    ORDER BY t.priority DESC, t.id
 """
+_LEASE = "lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)"
+_FREE = "(c.lease_until IS NULL OR c.lease_until < clock_timestamp())"
+# Up to :limit rows, highest priority first (outbox_by_priority): when no route is held back.
 TAKE_BATCH = Query(
-    """
+    f"""
     WITH taken AS (
-        UPDATE outbox AS o SET lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)
+        UPDATE outbox AS o SET {_LEASE}
         WHERE o.id IN (
-            SELECT id FROM outbox WHERE lease_until IS NULL OR lease_until < clock_timestamp()
-            ORDER BY priority DESC, id LIMIT :limit FOR UPDATE SKIP LOCKED
-        ) RETURNING o.id, o.run_id, o.attempt
+            SELECT c.id FROM outbox c WHERE {_FREE}
+            ORDER BY c.priority DESC, c.id LIMIT :limit FOR UPDATE SKIP LOCKED
+        ) RETURNING o.id, o.run_id, o.attempt, o.route, o.priority
     )"""
     + _ROUTED
 )
-# Flow control: highest priority first, and only for routes (a queue each: pool, executor kind,
-# Python task) with fewer than :max_in_flight work units out unclaimed (admitted QUEUED runs
-# minus those still in the outbox), so that RabbitMQ's FIFO never holds much more than that ahead
-# of a new high-priority run, and runs no worker takes (a route nobody serves) hold back only their
-# own route. A route with room for fewer than :min_take units waits (the relay looks again
-# shortly), so batches stay large. A take may overshoot the bound by one batch (and relays taking
-# at once by one each): it bounds latency, it is no guarantee.
-TAKE_BOUNDED_BATCH = Query(
+# Up to :limit rows of each route but those in :excluded (whose queue is full, flow control),
+# highest priority first within a route: the routes are found with a loose scan of
+# outbox_by_route (one probe per route), and only the other routes' rows are read, so a take
+# costs the same whatever backlog waits in the routes it leaves out. Order matters within a
+# route (one queue, FIFO), not across routes (other queues, other consumers).
+TAKE_OPEN_ROUTES = Query(
     f"""
-    WITH queued AS (
-        SELECT {ROUTE_KEY} AS route, count(*) AS n FROM runs r
-        WHERE r.state = 'QUEUED' AND NOT r.awaiting_admission GROUP BY 1
-    ), pending AS (
-        SELECT {ROUTE_KEY} AS route, count(*) AS n FROM outbox o JOIN runs r ON r.id = o.run_id GROUP BY 1
-    ), full_routes AS (
-        SELECT q.route FROM queued q LEFT JOIN pending p ON p.route = q.route
-        WHERE q.route IS NOT NULL AND :max_in_flight - (q.n - COALESCE(p.n, 0)) < :min_take
+    WITH RECURSIVE routes AS (
+        (SELECT route FROM outbox ORDER BY route LIMIT 1)
+        UNION ALL
+        SELECT (SELECT o.route FROM outbox o WHERE o.route > routes.route ORDER BY o.route LIMIT 1)
+        FROM routes WHERE routes.route IS NOT NULL
     ), taken AS (
-        UPDATE outbox AS o SET lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)
+        UPDATE outbox AS o SET {_LEASE}
         WHERE o.id IN (
-            SELECT c.id FROM outbox c LEFT JOIN runs r ON r.id = c.run_id
-            WHERE (c.lease_until IS NULL OR c.lease_until < clock_timestamp())
-              AND (r.id IS NULL OR {ROUTE_KEY} NOT IN (SELECT route FROM full_routes))
-            ORDER BY c.priority DESC, c.id LIMIT :limit FOR UPDATE OF c SKIP LOCKED
-        ) RETURNING o.id, o.run_id, o.attempt
+            SELECT c.id FROM routes CROSS JOIN LATERAL (
+                SELECT c.id FROM outbox c WHERE c.route = routes.route AND {_FREE}
+                ORDER BY c.route, c.priority DESC, c.id LIMIT :limit FOR UPDATE SKIP LOCKED
+            ) c
+            WHERE routes.route IS NOT NULL AND routes.route <> ALL(CAST(:excluded AS text[]))
+        ) RETURNING o.id, o.run_id, o.attempt, o.route, o.priority
     )"""
     + _ROUTED
 )
@@ -74,7 +91,8 @@ LEASE_SECONDS = 30.0
 
 
 def take_limit(batch_size: int, max_in_flight: int) -> int:
-    """The most rows one take leases: the batch size, or half the in-flight bound if smaller."""
+    """The most rows one take leases per route: the batch size, or half the in-flight bound if
+    smaller."""
     if max_in_flight <= 0:
         return batch_size
     return max(1, min(batch_size, max_in_flight // 2))
@@ -85,26 +103,29 @@ class OutboxBatch:
     ids: list[int]
     units: list[AttemptRef]
     routes: list[Route]  # each unit's route (kind None: its run is gone)
+    route_texts: list[str]  # each unit's route as the outbox stores it (route_of)
 
 
 class OutboxRepository:
     def __init__(self, engine: Database) -> None:
         self._engine = engine
 
-    async def take(self, limit: int, lease_seconds: float = LEASE_SECONDS, max_in_flight: int = 0) -> OutboxBatch:
+    async def take(
+        self, limit: int, lease_seconds: float = LEASE_SECONDS, excluded: Sequence[str] = ()
+    ) -> OutboxBatch:
         """Lease up to `limit` pending work units to this relay, highest priority first; with
-        max_in_flight > 0, only as many as keep the unclaimed work out in RabbitMQ under it."""
-        query, params = TAKE_BATCH, {"limit": limit, "lease_seconds": lease_seconds}
-        if max_in_flight > 0:
-            min_take = max(1, min(limit, max_in_flight // 4))
-            params.update(limit=take_limit(limit, max_in_flight), max_in_flight=max_in_flight)
-            query, params = TAKE_BOUNDED_BATCH, {**params, "min_take": min_take}
+        routes `excluded` (route_of texts), up to `limit` of each other route."""
+        query = TAKE_BATCH
+        params: dict[str, Any] = {"limit": limit, "lease_seconds": lease_seconds}
+        if excluded:
+            query, params = TAKE_OPEN_ROUTES, {**params, "excluded": list(excluded)}
         async with statement(self._engine) as conn:
             rows = (await conn.execute(query, params)).all_rows()
         return OutboxBatch(
             ids=[row.id for row in rows],
             units=[AttemptRef(row.run_id, row.attempt) for row in rows],
             routes=[Route(row.pool or "default", row.executor_kind, row.task) for row in rows],
+            route_texts=[row.route for row in rows],
         )
 
     async def published(self, batch: OutboxBatch) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from taskmesh.audit import AuditContext
 from taskmesh.db.audit import AUDIT_COLUMNS, audit_cte, audited
+from taskmesh.db.outbox import route_of
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.records import (
     AttemptRef,
@@ -81,8 +82,8 @@ def _queueing(*ctes: str) -> Query:
     return Query(
         f"""
     WITH {", ".join(ctes)}, dispatched AS (
-        INSERT INTO outbox (run_id, attempt, priority) SELECT id, attempt, priority FROM queued
-        WHERE NOT awaiting_admission
+        INSERT INTO outbox (run_id, attempt, priority, route)
+        SELECT q.id, q.attempt, q.priority, {route_of("q")} FROM queued q WHERE NOT q.awaiting_admission
     )
     SELECT {RUN_COLUMNS} FROM queued r JOIN jobs j ON j.id = r.job_id
     """
@@ -420,22 +421,34 @@ END_UNADMITTED = Query(
 # (period plus margin, taskmesh.flow_policy.window_seconds), counting the runs ranked before it
 # in its key (priority, then FIFO). Keys take turns: the first-ranked run of every key comes
 # before any key's second (round-robin). Admitted runs get their work unit (and their grant).
+# The runs whose keys this pass rendered (:run_ids ..., on_limit QUEUE: nothing reads their keys
+# before this statement) take part with those keys, and the same UPDATE writes their keys and
+# admits those that fit: one write per run, not one to store its keys and one to admit it.
 ADMIT_RUNS = Query(
     f"""
     WITH now_ts AS (SELECT clock_timestamp() AS t),
-    cand AS (
-        SELECT r.id, r.priority, r.queue_time, r.concurrency_key, r.concurrency_limit, r.rate_limit_key,
-               r.rate_limit, r.rate_period_seconds,
-               row_number() OVER (PARTITION BY r.concurrency_key ORDER BY r.priority DESC, r.queue_time, r.id)
-                   AS c_rank,
-               row_number() OVER (PARTITION BY r.rate_limit_key ORDER BY r.priority DESC, r.queue_time, r.id)
-                   AS r_rank
-        FROM runs r WHERE r.awaiting_admission AND r.state = 'QUEUED' AND r.keys_rendered
+    fresh AS (
+        SELECT r.id, r.priority, r.queue_time, k.ckey AS concurrency_key, k.climit AS concurrency_limit,
+               k.on_limit, k.rkey AS rate_limit_key, k.rlimit AS rate_limit, k.rperiod AS rate_period_seconds
+        FROM unnest(CAST(:run_ids AS uuid[]), CAST(:ckeys AS text[]), CAST(:climits AS int[]),
+                    CAST(:on_limits AS text[]), CAST(:rkeys AS text[]), CAST(:rlimits AS int[]),
+                    CAST(:rperiods AS float8[])) AS k(run_id, ckey, climit, on_limit, rkey, rlimit, rperiod)
+        JOIN runs r ON r.id = k.run_id AND r.awaiting_admission AND r.state = 'QUEUED' AND NOT r.keys_rendered
     ),
-    ckeys AS (
-        SELECT k.key, (SELECT count(*) FROM runs a WHERE a.concurrency_key = k.key
-                       AND NOT a.awaiting_admission AND a.state IN {ACTIVE}) AS active
-        FROM (SELECT DISTINCT concurrency_key AS key FROM cand WHERE concurrency_key IS NOT NULL) k
+    waiting AS (
+        SELECT r.id, r.priority, r.queue_time, r.concurrency_key, r.concurrency_limit, r.on_limit, r.rate_limit_key,
+               r.rate_limit, r.rate_period_seconds, false AS fresh
+        FROM runs r WHERE r.awaiting_admission AND r.state = 'QUEUED' AND r.keys_rendered
+        UNION ALL
+        SELECT *, true FROM fresh
+    ),
+    cand AS (
+        SELECT w.*,
+               row_number() OVER (PARTITION BY w.concurrency_key ORDER BY w.priority DESC, w.queue_time, w.id)
+                   AS c_rank,
+               row_number() OVER (PARTITION BY w.rate_limit_key ORDER BY w.priority DESC, w.queue_time, w.id)
+                   AS r_rank
+        FROM waiting w
     ),
     rwin AS (
         SELECT rate_limit_key AS key, max(rate_period_seconds) AS period
@@ -449,25 +462,37 @@ ADMIT_RUNS = Query(
     ),
     chosen AS (
         SELECT c.id FROM cand c
-        LEFT JOIN ckeys ck ON ck.key = c.concurrency_key
         LEFT JOIN rkeys rk ON rk.key = c.rate_limit_key
-        WHERE (c.concurrency_key IS NULL OR c.c_rank <= c.concurrency_limit - ck.active)
+        WHERE (c.concurrency_key IS NULL OR (c.c_rank <= c.concurrency_limit
+               AND c.c_rank <= c.concurrency_limit - (SELECT count(*) FROM runs a WHERE a.concurrency_key = c.concurrency_key
+                                                      AND NOT a.awaiting_admission AND a.state IN {ACTIVE})))
           AND (c.rate_limit_key IS NULL OR c.r_rank <= c.rate_limit - rk.used)
         ORDER BY CASE WHEN c.concurrency_key IS NULL THEN c.r_rank ELSE c.c_rank END, c.priority DESC,
                  c.queue_time, c.id
         LIMIT :limit
     ),
-    admitted AS (
-        UPDATE runs AS r SET awaiting_admission = false, admit_time = now_ts.t, version = r.version + 1
-        FROM chosen, now_ts WHERE r.id = chosen.id AND r.state = 'QUEUED' AND r.awaiting_admission
-        RETURNING r.*
+    changes AS (
+        SELECT w.*, w.id IN (SELECT id FROM chosen) AS admit FROM waiting w
+        WHERE w.fresh OR w.id IN (SELECT id FROM chosen)
     ),
+    written AS (
+        UPDATE runs AS r SET keys_rendered = true, concurrency_key = c.concurrency_key,
+            concurrency_limit = c.concurrency_limit, on_limit = c.on_limit, rate_limit_key = c.rate_limit_key,
+            rate_limit = c.rate_limit, rate_period_seconds = c.rate_period_seconds,
+            awaiting_admission = NOT c.admit,
+            admit_time = CASE WHEN c.admit THEN now_ts.t ELSE r.admit_time END,
+            version = r.version + CASE WHEN c.admit THEN 1 ELSE 0 END
+        FROM changes c, now_ts WHERE r.id = c.id AND r.state = 'QUEUED' AND r.awaiting_admission
+        RETURNING r.*, c.admit
+    ),
+    admitted AS (SELECT * FROM written WHERE admit),
     granted AS (
         INSERT INTO rate_limit_grants (key, grant_time, run_id)
         SELECT rate_limit_key, admit_time, id FROM admitted WHERE rate_limit_key IS NOT NULL
     ),
     dispatched AS (
-        INSERT INTO outbox (run_id, attempt, priority) SELECT id, attempt, priority FROM admitted
+        INSERT INTO outbox (run_id, attempt, priority, route)
+        SELECT a.id, a.attempt, a.priority, {route_of("a")} FROM admitted a
     )
     SELECT {RUN_COLUMNS}, EXTRACT(EPOCH FROM r.admit_time - r.queue_time) AS wait_seconds
     FROM admitted r JOIN jobs j ON j.id = r.job_id

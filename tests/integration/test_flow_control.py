@@ -31,6 +31,19 @@ async def _job(engine: Database, concurrency: Any = None, rate_limit: Any = None
     return job.id
 
 
+async def _job_with(engine: Database, executor: dict[str, Any], concurrency: Any = None) -> str:
+    job = await JobRepository(engine).create(
+        new_id(),
+        f"flow-{new_id()[-12:]}",
+        "",
+        executor,
+        {},
+        flow=FlowSettings(concurrency=concurrency),
+        audit=SYSTEM,
+    )
+    return job.id
+
+
 async def _create(engine: Database, job_id: str, count: int, priority: int | None = None) -> list[RunRecord]:
     """One statement per run, so that their order is their creation order (FIFO)."""
     runs = []
@@ -141,21 +154,30 @@ async def test_priority_orders_a_key_and_the_outbox(engine: Database, clean: Non
     assert low  # still waiting for the slot
 
 
-async def test_the_relay_bounds_the_work_out_unclaimed(engine: Database, clean: None) -> None:
-    job_id = await _job(engine)
-    await _create(engine, job_id, 10)
+async def test_a_take_leaves_out_the_routes_of_full_queues(engine: Database, clean: None) -> None:
+    noop = await _job(engine)
+    shell = await _job_with(engine, {"shell": {"command": "true"}})
+    await _create(engine, noop, 3, priority=9)  # ahead of everything, but their queue is full
+    low = await _create(engine, shell, 3, priority=0)
     outbox = OutboxRepository(engine)
-    first = await outbox.take(100, max_in_flight=4)
-    assert len(first.units) == 2  # a take leases at most half the bound
-    await outbox.published(first)
-    second = await outbox.take(100, max_in_flight=4)
-    assert len(second.units) == 2
-    await outbox.published(second)
-    assert (await outbox.take(100, max_in_flight=4)).units == []
-    assert await outbox.pending()
-    claimed = await RunRepository(engine).claim([ClaimRequest(first.units[0], "w", "s")], 30)
-    assert claimed[0] is not None
-    assert len((await outbox.take(100, max_in_flight=4)).units) == 2  # room again: one take (may overshoot by it)
+    first = await outbox.take(2, excluded=["default noop "])
+    assert [u.run_id for u in first.units] == [r.id for r in low[:2]]  # FIFO within the route
+    assert first.route_texts == ["default shell ", "default shell "]
+    assert [r.kind for r in first.routes] == ["shell", "shell"]
+    everything = await outbox.take(10)
+    assert {r.kind for r in everything.routes} == {"noop", "shell"}  # nothing left out: all the rest
+    assert len(everything.units) == 4
+    assert (await outbox.take(10, excluded=["default shell "])).units == []  # leased meanwhile
+
+
+async def test_outbox_rows_carry_their_route(engine: Database, clean: None) -> None:
+    task = await _job_with(engine, {"python": {"task": "reports.build"}})
+    admitted = await _job_with(engine, {"noop": {}}, concurrency={"key": "r", "limit": 5})
+    await _create(engine, task, 1)
+    await _create(engine, admitted, 1)
+    await AdmissionRepository(engine).admit()
+    routes = sorted((await OutboxRepository(engine).take(10)).route_texts)
+    assert routes == ["default noop ", "default python reports.build"]
 
 
 async def test_skip_ends_the_run_when_the_key_is_full(engine: Database, clean: None) -> None:

@@ -265,7 +265,6 @@ async def test_the_migrated_schema_lists_the_states_the_code_derives(engine: Dat
         # flow control (migration 0010)
         "runs_awaiting_admission": {RunState.QUEUED},
         "runs_concurrency_active": ACTIVE_STATES,
-        "runs_dispatched": {RunState.QUEUED},
     }
 
 
