@@ -46,19 +46,21 @@ APPLY_DECISIONS = runs.scheduled_runs_statement(
                              CAST(:skip_reasons AS text[]), CAST(:skip_active_ids AS uuid[]))
         ON CONFLICT (job_id, slot_time) DO NOTHING
     )""",
+    """latest AS (
+        SELECT DISTINCT ON (job_id) job_id, extract(epoch FROM queue_time - slot_time) AS lag_seconds
+        FROM queued ORDER BY job_id, slot_time DESC
+    )""",
     """advanced AS (
         UPDATE jobs SET next_fire_at = u.next_fire_at, due_at = u.due_at,
             last_fire_at = COALESCE(u.last_fire_at, jobs.last_fire_at),
-            last_fire_lag_seconds = COALESCE(
-                (SELECT extract(epoch FROM q.queue_time - q.slot_time) FROM queued q
-                 WHERE q.job_id = jobs.id ORDER BY q.slot_time DESC LIMIT 1),
-                jobs.last_fire_lag_seconds),
+            last_fire_lag_seconds = COALESCE(latest.lag_seconds, jobs.last_fire_lag_seconds),
             misfired_slots = jobs.misfired_slots + u.misfired,
             skipped_slots = jobs.skipped_slots + u.skipped
         FROM unnest(CAST(:job_ids AS uuid[]), CAST(:next_fire_ats AS timestamptz[]),
                     CAST(:due_ats AS timestamptz[]), CAST(:last_fire_ats AS timestamptz[]),
                     CAST(:misfired AS bigint[]), CAST(:skipped AS bigint[]))
              AS u(job_id, next_fire_at, due_at, last_fire_at, misfired, skipped)
+             LEFT JOIN latest ON latest.job_id = u.job_id
         WHERE jobs.id = u.job_id
     )""",
 )
