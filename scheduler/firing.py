@@ -1,8 +1,9 @@
 """The firing loop: fires due schedule slots. Every scheduler runs one; they coordinate only
 through PostgreSQL (taskmesh.db.schedules), so any of them may die at any time.
 
-A scheduler sleeps until the earliest due slot, a NOTIFY (a schedule changed, a job resumed)
-or the poll interval, whichever comes first; then it claims due jobs in batches, applies the
+A scheduler sleeps until the earliest due slot, a NOTIFY (a schedule changed, a job resumed,
+LISTEN reconnected) or the poll interval (a safety net: 30 s by default, so an idle scheduler
+does not query every second), whichever comes first; then it claims due jobs in batches, applies the
 pure decisions of taskmesh.schedule_policy to them and commits, until no due job is left to it.
 """
 
@@ -96,12 +97,19 @@ class ScheduleFiring:
             return FireDecision(job.id, (), (), (), job.next_fire_at, job.now + QUARANTINE, 0)
 
     async def _sleep_until_due(self) -> None:
-        seconds = await self._store.seconds_until_due()
-        timeout = self._config.poll_interval
-        if seconds is not None:
-            timeout = min(timeout, max(seconds, MIN_NAP))
-        await wait_event(self._wake, timeout)
+        until_due = await self._store.seconds_until_due()
+        await wait_event(self._wake, sleep_seconds(until_due, self._config.poll_interval))
         self._wake.clear()
+
+
+def sleep_seconds(until_due: float | None, poll_interval: float) -> float:
+    """How long to sleep: until the earliest due slot, exactly (a nap of MIN_NAP rounded up to
+    would make the slot late by as much), or MIN_NAP when jobs are overdue (another scheduler
+    holds them), or the poll interval when nothing is scheduled (NOTIFY wakes the loop when a
+    job becomes due earlier, and when LISTEN reconnects)."""
+    if until_due is None:
+        return poll_interval
+    return min(poll_interval, until_due if until_due > 0 else MIN_NAP)
 
 
 def _canonical(data: Json) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from scheduler.firing import QUARANTINE, FiringConfig, ScheduleFiring
+from scheduler.firing import MIN_NAP, QUARANTINE, FiringConfig, ScheduleFiring, sleep_seconds
 from scheduler.firing_metrics import FiringMetrics
 from taskmesh.cache.status import CacheWriter, StatusCache
 from taskmesh.db.schedules import Decide
@@ -112,3 +112,11 @@ async def test_skipped_slots_are_counted_by_reason() -> None:
         "taskmesh_schedule_skipped_slots_total", {"scheduler": "unit", "reason": "MISFIRED"}
     )
     assert skipped == _skips(store.decisions) == 10
+
+
+def test_the_loop_sleeps_until_the_due_slot_exactly_naps_while_others_hold_it_and_idles_long() -> None:
+    assert sleep_seconds(0.002, 30.0) == 0.002, "no nap rounded up past a slot 2 ms away"
+    assert sleep_seconds(4.5, 30.0) == 4.5
+    assert sleep_seconds(-0.3, 30.0) == MIN_NAP and sleep_seconds(0.0, 30.0) == MIN_NAP
+    assert sleep_seconds(None, 30.0) == 30.0, "nothing scheduled: only NOTIFY or the safety poll wakes it"
+    assert sleep_seconds(120.0, 30.0) == 30.0
