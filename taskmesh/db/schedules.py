@@ -11,6 +11,7 @@ never fired twice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,9 @@ from taskmesh.db import runs
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.records import DueJob, FiredBatch, FireDecision, Page, RunRecord, SkippedSlotRecord
 from taskmesh.states import SkipReason
+
+# Array elements written without quotes (see _array).
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
 
 NOTIFY_CHANNEL = "taskmesh_schedules"  # set by the jobs_schedule_* triggers (migration 0003)
 
@@ -128,28 +132,54 @@ async def _apply(conn: Connection, decisions: Sequence[FireDecision]) -> FiredBa
     if cancel_ids:
         # REPLACE: the guarded cancel transition, in the same transaction as the new run.
         cancelled = await runs.cancel_runs(conn, cancel_ids)
-    conflicts = len(params["run_ids"]) - len(created)
+    conflicts = sum(len(d.fired) for d in decisions) - len(created)
     return FiredBatch(created=created, cancelled=cancelled, conflicts=conflicts)
 
 
-def _apply_params(decisions: Sequence[FireDecision]) -> dict[str, list[Any]]:
+def _apply_params(decisions: Sequence[FireDecision]) -> dict[str, str]:
     fired = [(d.job_id, f) for d in decisions for f in d.fired]
     skipped = [(d.job_id, s) for d in decisions for s in d.skipped]
     return {
-        "run_ids": [f.run_id for _, f in fired],
-        "fire_job_ids": [job_id for job_id, _ in fired],
-        "slot_times": [f.slot_time for _, f in fired],
-        "skip_job_ids": [job_id for job_id, _ in skipped],
-        "skip_slots": [s.slot_time for _, s in skipped],
-        "skip_reasons": [s.reason.value for _, s in skipped],
-        "skip_active_ids": [s.active_run_id for _, s in skipped],
-        "job_ids": [d.job_id for d in decisions],
-        "next_fire_ats": [d.next_slot for d in decisions],
-        "due_ats": [d.next_due for d in decisions],
-        "last_fire_ats": [_last_fired(d) for d in decisions],
-        "misfired": [d.misfired for d in decisions],
-        "skipped": [len(d.skipped) for d in decisions],
+        "run_ids": _array([f.run_id for _, f in fired]),
+        "fire_job_ids": _array([job_id for job_id, _ in fired]),
+        "slot_times": _array([f.slot_time for _, f in fired]),
+        "skip_job_ids": _array([job_id for job_id, _ in skipped]),
+        "skip_slots": _array([s.slot_time for _, s in skipped]),
+        "skip_reasons": _array([s.reason.value for _, s in skipped]),
+        "skip_active_ids": _array([s.active_run_id for _, s in skipped]),
+        "job_ids": _array([d.job_id for d in decisions]),
+        "next_fire_ats": _array([d.next_slot for d in decisions]),
+        "due_ats": _array([d.next_due for d in decisions]),
+        "last_fire_ats": _array([_last_fired(d) for d in decisions]),
+        "misfired": _array([d.misfired for d in decisions]),
+        "skipped": _array([len(d.skipped) for d in decisions]),
     }
+
+
+def _array(values: Sequence[str | datetime | int | None]) -> str:
+    """A PostgreSQL array literal (cast by the statement) of uuids, timestamps, integers or
+    enum names, none of which needs quoting. psycopg dumps a list element by element (a
+    regular expression per text, a conversion per timestamp), which cost more than deciding the
+    batch; a batch's slot times are mostly the same few, converted once."""
+    text: dict[str | datetime | int | None, str] = {}
+    parts = []
+    for value in values:
+        part = text.get(value)
+        if part is None:
+            part = text[value] = _element(value)
+        parts.append(part)
+    return "{" + ",".join(parts) + "}"
+
+
+def _element(value: str | datetime | int | None) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    if _PLAIN.fullmatch(text) is None:
+        raise ValueError(f"{text!r} needs quoting in an array literal")
+    return text
 
 
 def _last_fired(decision: FireDecision) -> datetime | None:
