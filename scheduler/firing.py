@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # When due jobs are left but none could be claimed (another scheduler holds them), look again
 # this soon.
 MIN_NAP = 0.01
+# A backlog is fired in batches growing up to this many times the configured batch size.
+BACKLOG_GROWTH = 8
 # A job whose stored schedule cannot be read is looked at again this much later.
 QUARANTINE = timedelta(minutes=1)
 
@@ -64,8 +66,7 @@ class ScheduleFiring:
     async def run_forever(self) -> None:
         while True:
             try:
-                while await self.fire_batch() >= self._config.batch_size:
-                    pass
+                await self._fire_backlog()
                 await self._sleep_until_due()
                 self._reconnect.connected()
             except DatabaseUnavailable as error:
@@ -73,15 +74,25 @@ class ScheduleFiring:
             except Exception as error:  # the loop must outlive any one failure
                 await self._reconnect.failed(error, unexpected=True)
 
-    async def fire_batch(self) -> int:
-        """Fire one batch of due jobs; returns how many jobs were claimed."""
+    async def _fire_backlog(self) -> None:
+        """Fire batches until no due job is left to this scheduler. A full batch means a
+        backlog (thousands of jobs on the same slot): the next batch is twice as large, up to
+        BACKLOG_GROWTH times the configured size, so that a burst costs fewer statements and
+        commits while a few due jobs are still split between the schedulers."""
+        limit = self._config.batch_size
+        while await self.fire_batch(limit) >= limit:
+            limit = min(2 * limit, BACKLOG_GROWTH * self._config.batch_size)
+
+    async def fire_batch(self, limit: int | None = None) -> int:
+        """Fire one batch of due jobs (at most `limit`, the configured batch size by default);
+        returns how many jobs were claimed."""
         decisions: list[FireDecision] = []
 
         def decide(jobs: Sequence[DueJob]) -> list[FireDecision]:
             decisions.extend(self._decide(job) for job in jobs)
             return decisions
 
-        claimed, fired = await self._store.fire_due(self._config.batch_size, decide)
+        claimed, fired = await self._store.fire_due(limit or self._config.batch_size, decide)
         if claimed:
             self._cache_writer.enqueue([*fired.created, *fired.cancelled])
             self._metrics.record(decisions, fired)
