@@ -1,6 +1,6 @@
 """Firing schedules: claim due jobs, apply the decisions, list skipped slots.
 
-Any number of schedulers fire at once. Each claims due jobs with FOR UPDATE SKIP LOCKED and,
+Any number of schedulers fire at once. Each claims due jobs with FOR NO KEY UPDATE SKIP LOCKED and,
 in that same transaction, creates their runs, records skipped slots, cancels runs (REPLACE) and
 moves the jobs to their next slot. The run writes are taskmesh.db.runs' (the lifecycle module):
 this module adds the schedule's bookkeeping to its statement. A job row is thus fired by one
@@ -27,6 +27,9 @@ _PLAIN = re.compile(r"[A-Za-z0-9_-]+")
 NOTIFY_CHANNEL = "taskmesh_schedules"  # set by the jobs_schedule_* triggers (migration 0003)
 
 # Active runs are read only where the overlap policy needs them (runs_active_per_job index).
+# NO KEY UPDATE is the lock the firing UPDATE takes anyway (it changes no key): unlike FOR
+# UPDATE it does not block a TriggerJob inserting a run of the same job (its foreign key check
+# takes FOR KEY SHARE) while the batch fires; schedulers still exclude each other.
 CLAIM_DUE = Query(
     f"""
     SELECT j.id::text AS id, j.schedule, j.create_time, j.next_fire_at, j.resumed_at, now() AS now,
@@ -38,7 +41,7 @@ CLAIM_DUE = Query(
     WHERE j.due_at <= now() AND j.due_at IS NOT NULL AND NOT j.paused
     ORDER BY j.due_at
     LIMIT :limit
-    FOR UPDATE OF j SKIP LOCKED
+    FOR NO KEY UPDATE OF j SKIP LOCKED
     """
 )
 
