@@ -1,8 +1,8 @@
 """Firing schedules: claim due jobs, apply the decisions, list skipped slots.
 
-Any number of schedulers fire at once. Each claims due jobs with FOR NO KEY UPDATE SKIP LOCKED and,
-in that same transaction, creates their runs, records skipped slots, cancels runs (REPLACE) and
-moves the jobs to their next slot. The run writes are taskmesh.db.runs' (the lifecycle module):
+Any number of schedulers fire at once. Each claims due jobs with FOR NO KEY UPDATE SKIP LOCKED
+and, in that same transaction, creates their runs, records skipped slots, cancels runs (REPLACE)
+and moves the jobs to their next slot. The run writes are taskmesh.db.runs' (the lifecycle module):
 this module adds the schedule's bookkeeping to its statement. A job row is thus fired by one
 scheduler at a time, and a crash rolls the whole decision back. UNIQUE (job_id, slot_time) on
 runs is the last line of defence: a slot that already has a run is counted as a conflict,
