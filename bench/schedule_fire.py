@@ -17,7 +17,8 @@ CreateJob and PauseJob calls took longer than the measurement on the shared mach
 Prints fire-lag percentiles (run creation time minus nominal slot time, both stamped by
 PostgreSQL), how many slots each scheduler fired (from its Prometheus metrics), and the counts
 of doubled slots (two runs for one slot) and missed slots (a slot of a job's grid, from its
-first slot to its last fire, without a run); both must be 0.
+first slot to its last fire, without a run); both must be 0; and the CPU each mesh process
+used per fired slot, from the first slot on.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import httpx
 import psycopg
 from grpc import aio
 
-from bench.common import PG, login, percentile, reset_database
+from bench.common import PG, CpuMeter, login, percentile, reset_database
 from taskmesh.broker.cleanup import delete_namespace
 from taskmesh.launcher import Mesh, wait_serving
 from taskmesh.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
@@ -165,7 +166,9 @@ def metric(port: int, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
-def report(first_slots: dict[str, datetime], metrics_ports: dict[str, int], label: str, step: timedelta) -> None:
+def report(
+    first_slots: dict[str, datetime], metrics_ports: dict[str, int], label: str, step: timedelta, cpu: CpuMeter
+) -> None:
     with psycopg.connect(f"{PG}/{DATABASE}") as conn:
         runs = conn.execute(
             """SELECT job_id::text, slot_time, extract(epoch FROM queue_time - slot_time) * 1000
@@ -195,6 +198,7 @@ def report(first_slots: dict[str, datetime], metrics_ports: dict[str, int], labe
     conflicts = sum(metric(p, "taskmesh_schedule_slot_conflicts_total") for p in metrics_ports.values())
     print("slots fired per scheduler: " + ", ".join(f"{n} {int(c):,}" for n, c in per_scheduler.items()))
     print(f"doubled slots: {doubled}   missed slots: {missed}")
+    print(f"{cpu.per_run(max(fired_slots, 1)).replace('per run', 'per fired slot')} (PostgreSQL not counted)")
     print(f"(skipped slots recorded: {skipped[0]}; slots the unique constraint had to refuse: {int(conflicts)})")
 
 
@@ -209,6 +213,8 @@ async def run(args: argparse.Namespace) -> None:
                 first_slots = insert_jobs_in_sql(args.jobs, args.cron)
             else:
                 first_slots = await create_jobs(stub, metadata, args.jobs, args.cron, args.create_concurrency)
+            cpu = CpuMeter(mesh)
+            cpu.start()
             await asyncio.sleep(max(first_slots.values()).timestamp() - time.time() + args.seconds)
             if args.jobs > 1000:
                 pause_all_in_sql()
@@ -220,6 +226,7 @@ async def run(args: argparse.Namespace) -> None:
             f"{args.jobs} jobs on cron {args.cron!r} for {args.seconds:g}s, {len(SCHEDULERS)} schedulers, "
             f"{args.workers} workers",
             step,
+            cpu,
         )
 
 

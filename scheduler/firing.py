@@ -1,9 +1,11 @@
 """The firing loop: fires due schedule slots. Every scheduler runs one; they coordinate only
 through PostgreSQL (taskmesh.db.schedules), so any of them may die at any time.
 
-A scheduler sleeps until the earliest due slot, a NOTIFY (a schedule changed, a job resumed)
-or the poll interval, whichever comes first; then it claims due jobs in batches, applies the
-pure decisions of taskmesh.schedule_policy to them and commits, until no due job is left to it.
+A scheduler sleeps until the earliest due slot, a NOTIFY (a schedule changed, a job resumed,
+LISTEN reconnected) or the poll interval (a safety net: 30 s by default, so that an idle
+scheduler does not query every second), whichever comes first; then it claims due jobs in
+batches, applies the pure decisions of taskmesh.schedule_policy to them and commits, until no
+due job is left to it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 # When due jobs are left but none could be claimed (another scheduler holds them), look again
 # this soon.
 MIN_NAP = 0.01
+# A backlog is fired in batches growing up to this many times the configured batch size.
+BACKLOG_GROWTH = 8
 # A job whose stored schedule cannot be read is looked at again this much later.
 QUARANTINE = timedelta(minutes=1)
 
@@ -63,8 +67,7 @@ class ScheduleFiring:
     async def run_forever(self) -> None:
         while True:
             try:
-                while await self.fire_batch() >= self._config.batch_size:
-                    pass
+                await self._fire_backlog()
                 await self._sleep_until_due()
                 self._reconnect.connected()
             except DatabaseUnavailable as error:
@@ -72,15 +75,25 @@ class ScheduleFiring:
             except Exception as error:  # the loop must outlive any one failure
                 await self._reconnect.failed(error, unexpected=True)
 
-    async def fire_batch(self) -> int:
-        """Fire one batch of due jobs; returns how many jobs were claimed."""
+    async def _fire_backlog(self) -> None:
+        """Fire batches until no due job is left to this scheduler. A full batch means a
+        backlog (thousands of jobs on the same slot): the next batch is twice as large, up to
+        BACKLOG_GROWTH times the configured size, so that a burst costs fewer statements and
+        commits while a few due jobs are still split between the schedulers."""
+        limit = self._config.batch_size
+        while await self.fire_batch(limit) >= limit:
+            limit = min(2 * limit, BACKLOG_GROWTH * self._config.batch_size)
+
+    async def fire_batch(self, limit: int | None = None) -> int:
+        """Fire one batch of due jobs (at most `limit`, the configured batch size by default);
+        returns how many jobs were claimed."""
         decisions: list[FireDecision] = []
 
         def decide(jobs: Sequence[DueJob]) -> list[FireDecision]:
             decisions.extend(self._decide(job) for job in jobs)
             return decisions
 
-        claimed, fired = await self._store.fire_due(self._config.batch_size, decide)
+        claimed, fired = await self._store.fire_due(limit or self._config.batch_size, decide)
         if claimed:
             self._cache_writer.enqueue([*fired.created, *fired.cancelled])
             self._metrics.record(decisions, fired)
@@ -96,12 +109,19 @@ class ScheduleFiring:
             return FireDecision(job.id, (), (), (), job.next_fire_at, job.now + QUARANTINE, 0)
 
     async def _sleep_until_due(self) -> None:
-        seconds = await self._store.seconds_until_due()
-        timeout = self._config.poll_interval
-        if seconds is not None:
-            timeout = min(timeout, max(seconds, MIN_NAP))
-        await wait_event(self._wake, timeout)
+        until_due = await self._store.seconds_until_due()
+        await wait_event(self._wake, sleep_seconds(until_due, self._config.poll_interval))
         self._wake.clear()
+
+
+def sleep_seconds(until_due: float | None, poll_interval: float) -> float:
+    """How long to sleep: until the earliest due slot, exactly (rounding a slot 2 ms away up to
+    MIN_NAP would fire it 8 ms late), or MIN_NAP when jobs are overdue (another scheduler holds
+    them), or the poll interval when nothing is scheduled (NOTIFY wakes the loop when a job
+    becomes due earlier, and when LISTEN reconnects)."""
+    if until_due is None:
+        return poll_interval
+    return min(poll_interval, until_due if until_due > 0 else MIN_NAP)
 
 
 def _canonical(data: Json) -> str:

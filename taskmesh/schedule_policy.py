@@ -391,10 +391,9 @@ def decide(schedule: Schedule, job: DueJob, rules: FiringRules, new_run_id: Call
     """What to do about a due job: which slots fire, which are skipped (and why), which active
     runs REPLACE cancels, and the next slot. `schedule` must have its default anchor applied."""
     now = job.now
-    slots = chain([job.next_fire_at], iter_fire_times(schedule, job.next_fire_at))
     due: list[datetime] = []
     pending: datetime | None = None
-    for slot in slots:
+    for slot in slots_to_look_at(schedule, job.next_fire_at, now, rules.max_slots):
         if len(due) >= rules.max_slots or due_time(schedule, job.id, slot) > now:
             pending = slot
             break
@@ -412,6 +411,20 @@ def decide(schedule: Schedule, job: DueJob, rules: FiringRules, new_run_id: Call
         next_due=None if pending is None else due_time(schedule, job.id, pending),
         misfired=len(fired) if missed else 0,
     )
+
+
+@lru_cache(maxsize=256)
+def slots_to_look_at(schedule: Schedule, first: datetime, now: datetime, max_slots: int) -> tuple[datetime, ...]:
+    """`first` and the slots after it, through the first one after `now` (a slot is never due
+    before its nominal time, whatever its jitter) or through max_slots + 1 slots. Jobs with the
+    same schedule and next slot, claimed at once (the same `now`), share the walk: computed once
+    per batch, not once per job (50,000 identical crons cost one croniter walk)."""
+    slots: list[datetime] = []
+    for slot in chain([first], iter_fire_times(schedule, first)):
+        slots.append(slot)
+        if slot > now or len(slots) > max_slots:
+            break
+    return tuple(slots)
 
 
 def _is_missed(schedule: Schedule, job: DueJob, slot: datetime, rules: FiringRules) -> bool:

@@ -104,9 +104,11 @@ class Settings(BaseSettings):
     scheduler_id: str = ""
     # Due jobs one firing transaction claims.
     schedule_batch_size: int = Field(default=100, ge=1, le=10_000)
-    # Seconds between checks for due jobs when no NOTIFY arrives (schedulers also wake at the
-    # earliest due slot); NOTIFY only speeds things up.
-    schedule_poll_interval: float = Field(default=1.0, gt=0)
+    # The longest a firing loop sleeps: it wakes at the earliest due slot, and on NOTIFY (a job
+    # becomes due earlier, is resumed, or LISTEN reconnects). Only a safety net, so that an idle
+    # scheduler does not query every second: a notification lost on a silently broken LISTEN
+    # connection delays a newly due job by at most this much.
+    schedule_poll_interval: float = Field(default=30.0, gt=0)
     # A slot fired more than this many seconds late counts as missed (no scheduler ran at its
     # time): the job's misfire policy then decides about it and the slots due with it.
     schedule_misfire_threshold: float = Field(default=5.0, gt=0)

@@ -109,7 +109,7 @@ class Job(Base):
     retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     attempt_timeout_seconds: Mapped[float | None] = mapped_column(Float)
     paused: Mapped[bool] = mapped_column(Boolean, server_default=false())
-    # The next nominal slot to fire; schedulers claim due jobs with FOR UPDATE SKIP LOCKED.
+    # The next nominal slot to fire; schedulers claim due jobs with FOR NO KEY UPDATE SKIP LOCKED.
     next_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_fire_lag_seconds: Mapped[float | None] = mapped_column(Float)

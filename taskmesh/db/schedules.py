@@ -1,8 +1,8 @@
 """Firing schedules: claim due jobs, apply the decisions, list skipped slots.
 
-Any number of schedulers fire at once. Each claims due jobs with FOR UPDATE SKIP LOCKED and,
-in that same transaction, creates their runs, records skipped slots, cancels runs (REPLACE) and
-moves the jobs to their next slot. The run writes are taskmesh.db.runs' (the lifecycle module):
+Any number of schedulers fire at once. Each claims due jobs with FOR NO KEY UPDATE SKIP LOCKED
+and, in that same transaction, creates their runs, records skipped slots, cancels runs (REPLACE)
+and moves the jobs to their next slot. The run writes are taskmesh.db.runs' (the lifecycle module):
 this module adds the schedule's bookkeeping to its statement. A job row is thus fired by one
 scheduler at a time, and a crash rolls the whole decision back. UNIQUE (job_id, slot_time) on
 runs is the last line of defence: a slot that already has a run is counted as a conflict,
@@ -11,6 +11,7 @@ never fired twice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -20,9 +21,15 @@ from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.records import DueJob, FiredBatch, FireDecision, Page, RunRecord, SkippedSlotRecord
 from taskmesh.states import SkipReason
 
+# Array elements written without quotes (see _array).
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
+
 NOTIFY_CHANNEL = "taskmesh_schedules"  # set by the jobs_schedule_* triggers (migration 0003)
 
 # Active runs are read only where the overlap policy needs them (runs_active_per_job index).
+# NO KEY UPDATE is the lock the firing UPDATE takes anyway (it changes no key): unlike FOR
+# UPDATE it does not block a TriggerJob inserting a run of the same job (its foreign key check
+# takes FOR KEY SHARE) while the batch fires; schedulers still exclude each other.
 CLAIM_DUE = Query(
     f"""
     SELECT j.id::text AS id, j.schedule, j.create_time, j.next_fire_at, j.resumed_at, now() AS now,
@@ -34,7 +41,7 @@ CLAIM_DUE = Query(
     WHERE j.due_at <= now() AND j.due_at IS NOT NULL AND NOT j.paused
     ORDER BY j.due_at
     LIMIT :limit
-    FOR UPDATE OF j SKIP LOCKED
+    FOR NO KEY UPDATE OF j SKIP LOCKED
     """
 )
 
@@ -46,19 +53,21 @@ APPLY_DECISIONS = runs.scheduled_runs_statement(
                              CAST(:skip_reasons AS text[]), CAST(:skip_active_ids AS uuid[]))
         ON CONFLICT (job_id, slot_time) DO NOTHING
     )""",
+    """latest AS (
+        SELECT DISTINCT ON (job_id) job_id, extract(epoch FROM queue_time - slot_time) AS lag_seconds
+        FROM queued ORDER BY job_id, slot_time DESC
+    )""",
     """advanced AS (
         UPDATE jobs SET next_fire_at = u.next_fire_at, due_at = u.due_at,
             last_fire_at = COALESCE(u.last_fire_at, jobs.last_fire_at),
-            last_fire_lag_seconds = COALESCE(
-                (SELECT extract(epoch FROM q.queue_time - q.slot_time) FROM queued q
-                 WHERE q.job_id = jobs.id ORDER BY q.slot_time DESC LIMIT 1),
-                jobs.last_fire_lag_seconds),
+            last_fire_lag_seconds = COALESCE(latest.lag_seconds, jobs.last_fire_lag_seconds),
             misfired_slots = jobs.misfired_slots + u.misfired,
             skipped_slots = jobs.skipped_slots + u.skipped
         FROM unnest(CAST(:job_ids AS uuid[]), CAST(:next_fire_ats AS timestamptz[]),
                     CAST(:due_ats AS timestamptz[]), CAST(:last_fire_ats AS timestamptz[]),
                     CAST(:misfired AS bigint[]), CAST(:skipped AS bigint[]))
              AS u(job_id, next_fire_at, due_at, last_fire_at, misfired, skipped)
+             LEFT JOIN latest ON latest.job_id = u.job_id
         WHERE jobs.id = u.job_id
     )""",
 )
@@ -126,28 +135,54 @@ async def _apply(conn: Connection, decisions: Sequence[FireDecision]) -> FiredBa
     if cancel_ids:
         # REPLACE: the guarded cancel transition, in the same transaction as the new run.
         cancelled = await runs.cancel_runs(conn, cancel_ids)
-    conflicts = len(params["run_ids"]) - len(created)
+    conflicts = sum(len(d.fired) for d in decisions) - len(created)
     return FiredBatch(created=created, cancelled=cancelled, conflicts=conflicts)
 
 
-def _apply_params(decisions: Sequence[FireDecision]) -> dict[str, list[Any]]:
+def _apply_params(decisions: Sequence[FireDecision]) -> dict[str, str]:
     fired = [(d.job_id, f) for d in decisions for f in d.fired]
     skipped = [(d.job_id, s) for d in decisions for s in d.skipped]
     return {
-        "run_ids": [f.run_id for _, f in fired],
-        "fire_job_ids": [job_id for job_id, _ in fired],
-        "slot_times": [f.slot_time for _, f in fired],
-        "skip_job_ids": [job_id for job_id, _ in skipped],
-        "skip_slots": [s.slot_time for _, s in skipped],
-        "skip_reasons": [s.reason.value for _, s in skipped],
-        "skip_active_ids": [s.active_run_id for _, s in skipped],
-        "job_ids": [d.job_id for d in decisions],
-        "next_fire_ats": [d.next_slot for d in decisions],
-        "due_ats": [d.next_due for d in decisions],
-        "last_fire_ats": [_last_fired(d) for d in decisions],
-        "misfired": [d.misfired for d in decisions],
-        "skipped": [len(d.skipped) for d in decisions],
+        "run_ids": _array([f.run_id for _, f in fired]),
+        "fire_job_ids": _array([job_id for job_id, _ in fired]),
+        "slot_times": _array([f.slot_time for _, f in fired]),
+        "skip_job_ids": _array([job_id for job_id, _ in skipped]),
+        "skip_slots": _array([s.slot_time for _, s in skipped]),
+        "skip_reasons": _array([s.reason.value for _, s in skipped]),
+        "skip_active_ids": _array([s.active_run_id for _, s in skipped]),
+        "job_ids": _array([d.job_id for d in decisions]),
+        "next_fire_ats": _array([d.next_slot for d in decisions]),
+        "due_ats": _array([d.next_due for d in decisions]),
+        "last_fire_ats": _array([_last_fired(d) for d in decisions]),
+        "misfired": _array([d.misfired for d in decisions]),
+        "skipped": _array([len(d.skipped) for d in decisions]),
     }
+
+
+def _array(values: Sequence[str | datetime | int | None]) -> str:
+    """A PostgreSQL array literal (cast by the statement) of uuids, timestamps, integers or
+    enum names, none of which needs quoting. psycopg dumps a list element by element (a
+    regular expression per text, a conversion per timestamp), which cost more than deciding the
+    batch; a batch's slot times are mostly the same few, converted once."""
+    text: dict[str | datetime | int | None, str] = {}
+    parts = []
+    for value in values:
+        part = text.get(value)
+        if part is None:
+            part = text[value] = _element(value)
+        parts.append(part)
+    return "{" + ",".join(parts) + "}"
+
+
+def _element(value: str | datetime | int | None) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    if _PLAIN.fullmatch(text) is None:
+        raise ValueError(f"{text!r} needs quoting in an array literal")
+    return text
 
 
 def _last_fired(decision: FireDecision) -> datetime | None:

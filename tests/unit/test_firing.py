@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from scheduler.firing import QUARANTINE, FiringConfig, ScheduleFiring
+from scheduler.firing import BACKLOG_GROWTH, MIN_NAP, QUARANTINE, FiringConfig, ScheduleFiring, sleep_seconds
 from scheduler.firing_metrics import FiringMetrics
 from taskmesh.cache.status import CacheWriter, StatusCache
 from taskmesh.db.schedules import Decide
@@ -112,3 +112,28 @@ async def test_skipped_slots_are_counted_by_reason() -> None:
         "taskmesh_schedule_skipped_slots_total", {"scheduler": "unit", "reason": "MISFIRED"}
     )
     assert skipped == _skips(store.decisions) == 10
+
+
+def test_the_loop_sleeps_until_the_due_slot_exactly_naps_while_others_hold_it_and_idles_long() -> None:
+    assert sleep_seconds(0.002, 30.0) == 0.002, "no nap rounded up past a slot 2 ms away"
+    assert sleep_seconds(4.5, 30.0) == 4.5
+    assert sleep_seconds(-0.3, 30.0) == MIN_NAP and sleep_seconds(0.0, 30.0) == MIN_NAP
+    assert sleep_seconds(None, 30.0) == 30.0, "nothing scheduled: only NOTIFY or the safety poll wakes it"
+    assert sleep_seconds(120.0, 30.0) == 30.0
+
+
+async def test_a_backlog_is_fired_in_growing_batches_up_to_a_bound() -> None:
+    store = FakeStore([due(f"job-{i}", {"cron": {"expression": "* * * * * *"}}) for i in range(1000)])
+    limits: list[int] = []
+    fire_due = store.fire_due
+
+    async def recording(limit: int, decide: Decide) -> tuple[int, FiredBatch]:
+        limits.append(limit)
+        return await fire_due(limit, decide)
+
+    store.fire_due = recording  # type: ignore[method-assign]
+    loop, _ = firing(store, CollectorRegistry())
+    await loop._fire_backlog()
+    # doubling from the batch size (10) to 8 x 10: 10 + 20 + 40 + 11 x 80 = 950, then the last 50
+    assert limits == [10, 20, 40] + [80] * 12
+    assert BACKLOG_GROWTH == 8 and store.jobs == []

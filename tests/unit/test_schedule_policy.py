@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -494,6 +495,29 @@ def test_a_long_outage_is_worked_off_in_chunks() -> None:
     )
     assert [f.slot_time for f in third.fired] == [START + 250 * S]
     assert len(third.skipped) == 50
+
+
+def test_the_slot_walk_stops_at_the_first_slot_after_now_or_after_max_slots_plus_one() -> None:
+    walk = schedule_policy.slots_to_look_at(per_second(), START, START + 2.5 * S, 1000)
+    assert walk == (START, START + S, START + 2 * S, START + 3 * S)
+    assert schedule_policy.slots_to_look_at(per_second(), START, START + 250 * S, 100) == tuple(
+        START + k * S for k in range(101)
+    )
+    once = schedule_policy.parse(job_pb2.Schedule(once=job_pb2.OnceSchedule(at=ts(START))))
+    assert schedule_policy.slots_to_look_at(once, START, START + S, 1000) == (START,), "no slot after it"
+
+
+def test_jobs_sharing_a_schedule_and_slot_decide_on_their_own_jitter() -> None:
+    """One walk serves every job of the batch; each job's jitter still decides whether it is due."""
+    schedule = every(60, START - timedelta(hours=1), jitter=Duration(seconds=30))
+    job_ids = [f"0190a4c2-0000-7000-8000-{k:012d}" for k in range(40)]
+    now = START + 15 * S
+    decisions = [schedule_policy.decide(schedule, replace(due(START, now), id=j), RULES, ids()) for j in job_ids]
+    for job_id, decision in zip(job_ids, decisions, strict=True):
+        fires = schedule_policy.due_time(schedule, job_id, START) <= now
+        assert [f.slot_time for f in decision.fired] == ([START] if fires else [])
+        assert decision.next_slot == (START + timedelta(minutes=1) if fires else START)
+    assert 0 < sum(bool(d.fired) for d in decisions) < len(job_ids), "some jobs due, some not yet"
 
 
 def test_jitter_delays_the_fire_but_not_the_slot() -> None:
