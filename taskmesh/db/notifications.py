@@ -31,6 +31,7 @@ import psycopg
 
 from taskmesh.audit import AuditContext
 from taskmesh.db.audit import audited
+from taskmesh.db.paging import Keyset, page_query
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.notify.events import RUN_EVENTS, SLOT_EVENTS
 from taskmesh.notify.records import (
@@ -486,17 +487,10 @@ class NotificationRepository:
         limit: int,
         ascending: bool = False,
     ) -> list[Any]:
-        clauses = list(where)
-        values: dict[str, Any] = {**params, "limit": limit}
-        if page is not None:
-            clauses.append(f"(create_time, id) {'>' if ascending else '<'} (:after_time, CAST(:after_id AS uuid))")
-            values.update(after_time=page.after_time, after_id=page.after_id)
-        order = "ASC" if ascending else "DESC"
-        sql = f"SELECT {columns} FROM {table}"
-        sql += f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql += f" ORDER BY create_time {order}, id {order} LIMIT :limit"
+        order = Keyset("create_time", "id", descending=not ascending)
+        query, values = page_query(f"SELECT {columns} FROM {table}", where, params, order, page, limit)
         async with statement(self._engine) as conn:
-            return (await conn.execute(Query(sql), values)).all_rows()
+            return (await conn.execute(query, values)).all_rows()
 
     async def _delete(self, table: str, resource: str, item_id: str, what: str, audit: AuditContext) -> None:
         row = await self._audited(
