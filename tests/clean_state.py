@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 from collections.abc import Iterable
 
 import psycopg
 import redis
 
+from taskmesh.broker.cleanup import listed_names
 from tests.support import PG_ADMIN_URL, delete_rabbitmq_namespace
 
 DATABASE = re.compile(r"^(?:tm_[a-z]+_(?P<pid>\d+)_[0-9a-f]{6}|taskmesh_bench_(?P<bench>\d+))$")
@@ -53,23 +53,9 @@ def orphans(names: Iterable[str], pattern: re.Pattern[str]) -> list[str]:
     return found
 
 
-def _rabbitmq_names(kind: str) -> list[str]:
-    try:
-        listed = subprocess.run(
-            ["rabbitmqctl", "-q", f"list_{kind}", "name", "--no-table-headers"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in listed.splitlines() if line.strip()]
-
-
 def broker_namespaces() -> set[str]:
     """Namespaces that have a queue or an exchange (`<namespace>.<rest>`)."""
-    names = _rabbitmq_names("queues") + _rabbitmq_names("exchanges")
+    names = listed_names("queues") + listed_names("exchanges")
     return {name.split(".", 1)[0] for name in names if "." in name}
 
 
