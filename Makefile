@@ -11,7 +11,7 @@ PROTOS := $(shell find protos -name '*.proto')
 CONSOLE := gateway/console
 CONSOLE_VENDOR := $(CONSOLE)/vendor/VERSIONS.json
 
-.PHONY: up test deploy-test generate lint typecheck bench clean console-vendor
+.PHONY: up test deploy-test generate lint typecheck bench clean clean-test-state console-vendor
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ typecheck: $(GENERATED)
 
 bench: $(GENERATED)
 	$(BIN)/python -m bench.trigger_throughput
+
+# Databases, RabbitMQ queues/exchanges and Redis keys that killed test sessions or benchmarks left
+# behind; only those whose creating process (the pid in the name) is gone. DRY_RUN=1 lists them.
+clean-test-state: $(STAMP)
+	$(BIN)/python -m tests.clean_state $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf $(VENV) gateway/generated taskmesh/v1/*_pb2*.py*

@@ -12,6 +12,7 @@ from taskmesh import listing
 from taskmesh.notify.convert import channel_to_proto, delivery_to_proto, rule_to_proto
 from taskmesh.notify.records import EventType
 from taskmesh.notify.retries import DeliveryState
+from taskmesh.rpc.guard import current_audit
 from taskmesh.service_errors import InvalidArgument
 from taskmesh.v1 import notification_service_pb2 as pb
 from taskmesh.v1 import notification_service_pb2_grpc as pb_grpc
@@ -51,7 +52,7 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
     ) -> pb.NotificationChannel:
         if not request.HasField("channel"):
             raise InvalidArgument("channel", "is required")
-        return channel_to_proto(await self._notifications.create_channel(request.channel))
+        return channel_to_proto(await self._notifications.create_channel(request.channel, current_audit()))
 
     async def GetNotificationChannel(
         self, request: pb.GetNotificationChannelRequest, context: Context
@@ -75,25 +76,26 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             raise InvalidArgument("channel", "is required")
         validation.require_id(request.channel.id, "channel.id")
         paths = update_paths(request.channel, list(request.update_mask.paths), CHANNEL_PATHS, "channel")
-        return channel_to_proto(await self._notifications.update_channel(request.channel, paths))
+        return channel_to_proto(await self._notifications.update_channel(request.channel, paths, current_audit()))
 
     async def DeleteNotificationChannel(
         self, request: pb.DeleteNotificationChannelRequest, context: Context
     ) -> Empty:
-        await self._repository.delete_channel(validation.require_id(request.id))
+        await self._notifications.delete_channel(validation.require_id(request.id), current_audit())
         return Empty()
 
     async def TestNotificationChannel(
         self, request: pb.TestNotificationChannelRequest, context: Context
     ) -> pb.NotificationDelivery:
-        return delivery_to_proto(await self._notifications.test_channel(validation.require_id(request.id)))
+        channel_id = validation.require_id(request.id)
+        return delivery_to_proto(await self._notifications.test_channel(channel_id, current_audit()))
 
     async def CreateNotificationRule(
         self, request: pb.CreateNotificationRuleRequest, context: Context
     ) -> pb.NotificationRule:
         if not request.HasField("rule"):
             raise InvalidArgument("rule", "is required")
-        return rule_to_proto(await self._notifications.create_rule(request.rule))
+        return rule_to_proto(await self._notifications.create_rule(request.rule, current_audit()))
 
     async def GetNotificationRule(
         self, request: pb.GetNotificationRuleRequest, context: Context
@@ -121,10 +123,10 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             raise InvalidArgument("rule", "is required")
         validation.require_id(request.rule.id, "rule.id")
         paths = update_paths(request.rule, list(request.update_mask.paths), RULE_PATHS, "rule")
-        return rule_to_proto(await self._notifications.update_rule(request.rule, paths))
+        return rule_to_proto(await self._notifications.update_rule(request.rule, paths, current_audit()))
 
     async def DeleteNotificationRule(self, request: pb.DeleteNotificationRuleRequest, context: Context) -> Empty:
-        await self._repository.delete_rule(validation.require_id(request.id))
+        await self._notifications.delete_rule(validation.require_id(request.id), current_audit())
         return Empty()
 
     async def ListNotificationDeliveries(

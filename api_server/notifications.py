@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api_server import validation
+from taskmesh.audit import AuditContext
 from taskmesh.db.notifications import NotificationRepository
 from taskmesh.egress import EgressPolicy
 from taskmesh.guarded_http import Resolver, resolve
@@ -50,7 +51,7 @@ class Notifications:
         self._resolve = resolver
 
     # --- channels ---
-    async def create_channel(self, channel: pb.NotificationChannel) -> ChannelRecord:
+    async def create_channel(self, channel: pb.NotificationChannel, audit: AuditContext) -> ChannelRecord:
         values = {
             "name": _name(channel.name, "channel.name"),
             "url": await self._url(channel.url),
@@ -59,12 +60,14 @@ class Notifications:
             "disabled": channel.disabled,
             "description": _description(channel.description),
         }
-        return await self._repository.create_channel(values, _now())
+        return await self._repository.create_channel(values, _now(), audit)
 
     async def get_channel(self, channel_id: str) -> ChannelRecord:
         return await self._repository.get_channel(channel_id)
 
-    async def update_channel(self, channel: pb.NotificationChannel, paths: Sequence[str]) -> ChannelRecord:
+    async def update_channel(
+        self, channel: pb.NotificationChannel, paths: Sequence[str], audit: AuditContext
+    ) -> ChannelRecord:
         stored = await self._repository.get_channel(channel.id)
         changes: dict[str, Any] = {}
         if "name" in paths:
@@ -82,12 +85,15 @@ class Notifications:
             changes["secret"] = _secret(new_secret)
         elif origin(changes.get("url", stored.url)) != origin(stored.url):
             raise InvalidArgument("channel.secret", "must be sent again when the URL's origin changes")
-        return await self._repository.update_channel(stored.id, changes, _now())
+        return await self._repository.update_channel(stored.id, changes, _now(), audit)
 
-    async def test_channel(self, channel_id: str) -> DeliveryRecord:
+    async def delete_channel(self, channel_id: str, audit: AuditContext) -> None:
+        await self._repository.delete_channel(channel_id, audit)
+
+    async def test_channel(self, channel_id: str, audit: AuditContext) -> DeliveryRecord:
         channel = await self._repository.get_channel(channel_id)
         event = events.test_event(JobRef("", ""), _now(), str(uuid.uuid4()))
-        [delivery_id] = await self._repository.enqueue([NewDelivery(event, channel.id, None)])
+        delivery_id = await self._repository.enqueue_test(NewDelivery(event, channel.id, None), audit)
         return await self._repository.get_delivery(delivery_id)
 
     async def _url(self, url: str) -> str:
@@ -96,7 +102,7 @@ class Notifications:
         return checked
 
     # --- rules ---
-    async def create_rule(self, rule: pb.NotificationRule) -> RuleRecord:
+    async def create_rule(self, rule: pb.NotificationRule, audit: AuditContext) -> RuleRecord:
         values = {
             "name": _name(rule.name, "rule.name"),
             "channel_id": validation.require_id(rule.channel_id, "rule.channel_id"),
@@ -105,9 +111,11 @@ class Notifications:
             "stuck_after_seconds": _stuck_after(rule),
             "disabled": rule.disabled,
         }
-        return await self._repository.create_rule(values, _now())
+        return await self._repository.create_rule(values, _now(), audit)
 
-    async def update_rule(self, rule: pb.NotificationRule, paths: Sequence[str]) -> RuleRecord:
+    async def update_rule(
+        self, rule: pb.NotificationRule, paths: Sequence[str], audit: AuditContext
+    ) -> RuleRecord:
         stored = await self._repository.get_rule(rule.id)
         changes: dict[str, Any] = {}
         if "name" in paths:
@@ -126,7 +134,10 @@ class Notifications:
             changes["stuck_after_seconds"] = _stuck_after(rule)
         if "disabled" in paths:
             changes["disabled"] = rule.disabled
-        return await self._repository.update_rule(stored.id, changes, _now())
+        return await self._repository.update_rule(stored.id, changes, _now(), audit)
+
+    async def delete_rule(self, rule_id: str, audit: AuditContext) -> None:
+        await self._repository.delete_rule(rule_id, audit)
 
     @staticmethod
     def _target(rule: pb.NotificationRule) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from api_server import secrets as policy
 from api_server.secrets import Secrets
 from taskmesh.convert import timestamp
 from taskmesh.db.secrets import SecretRecord
+from taskmesh.rpc.guard import current_audit
 from taskmesh.v1 import secret_service_pb2 as pb
 from taskmesh.v1 import secret_service_pb2_grpc
 
@@ -25,6 +26,7 @@ class SecretServicer(secret_service_pb2_grpc.SecretServiceServicer):
             policy.secret_name(request.name),
             policy.secret_value(request.value),
             policy.description(request.description),
+            current_audit(),
         )
         return secret_to_proto(record)
 
@@ -34,16 +36,16 @@ class SecretServicer(secret_service_pb2_grpc.SecretServiceServicer):
     async def UpdateSecret(self, request: pb.UpdateSecretRequest, context: Context) -> pb.Secret:
         text = policy.description(request.description) if request.HasField("description") else None
         record = await self._secrets.update(
-            policy.secret_name(request.name), policy.secret_value(request.value), text
+            policy.secret_name(request.name), policy.secret_value(request.value), text, current_audit()
         )
         return secret_to_proto(record)
 
     async def DeleteSecret(self, request: pb.DeleteSecretRequest, context: Context) -> Empty:
-        await self._secrets.delete(policy.secret_name(request.name))
+        await self._secrets.delete(policy.secret_name(request.name), current_audit())
         return Empty()
 
     async def RotateSecrets(self, request: pb.RotateSecretsRequest, context: Context) -> pb.RotateSecretsResponse:
-        rotated, key_id = await self._secrets.rotate()
+        rotated, key_id = await self._secrets.rotate(current_audit())
         return pb.RotateSecretsResponse(rotated=rotated, key_id=key_id)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from taskmesh.audit import AuditContext
 from taskmesh.db.secrets import SecretRecord, SecretRepository
 from taskmesh.secrets.box import SecretBox, UndecryptableSecret
 from taskmesh.secrets.references import NAME
@@ -47,19 +48,19 @@ class Secrets:
         self._repository = repository
         self._box = box
 
-    async def create(self, name: str, value: str, text: str) -> SecretRecord:
-        return await self._repository.create(name, text, self._sealer().seal(name, value))
+    async def create(self, name: str, value: str, text: str, audit: AuditContext) -> SecretRecord:
+        return await self._repository.create(name, text, self._sealer().seal(name, value), audit)
 
-    async def update(self, name: str, value: str, text: str | None) -> SecretRecord:
-        return await self._repository.update(name, text, self._sealer().seal(name, value))
+    async def update(self, name: str, value: str, text: str | None, audit: AuditContext) -> SecretRecord:
+        return await self._repository.update(name, text, self._sealer().seal(name, value), audit)
 
-    async def delete(self, name: str) -> None:
-        await self._repository.delete(name)
+    async def delete(self, name: str, audit: AuditContext) -> None:
+        await self._repository.delete(name, audit)
 
     async def list(self) -> list[SecretRecord]:
         return await self._repository.all()
 
-    async def rotate(self) -> tuple[int, str]:
+    async def rotate(self, audit: AuditContext) -> tuple[int, str]:
         """Re-seal every secret not under the current key; (how many, the current key id)."""
         box = self._sealer()
         rotated = 0
@@ -71,7 +72,7 @@ class Secrets:
                     raise FailedPrecondition(
                         f"{error}: add that key back to TASKMESH_SECRET_KEYS to rotate"
                     ) from None
-                rotated += await self._repository.reseal(secret, box.seal(secret.name, value))
+                rotated += await self._repository.reseal(secret, box.seal(secret.name, value), audit)
         log.info("re-sealed %d secrets under key %s", rotated, box.current)
         return rotated, box.current
 

@@ -199,15 +199,18 @@ class Mesh:
         return self.spawn("gateway", [_bin("taskmesh-gateway")], withheld=GATEWAY_WITHHELD)
 
     def start_all(self, workers: int = 2) -> None:
+        """Every process at once (their start-up is mostly imports: on a busy machine a wave of
+        them takes seconds), then wait for the servers. Workers need not wait for the
+        scheduler: they connect once it serves, as they reconnect after losing it."""
         self.migrate()
         api = self.start_api_server()
         scheduler = self.start_scheduler()
-        internal = client_tls(self.settings)
-        wait_serving(self.settings.api_address, process=api, tls=internal)
-        wait_serving(self.settings.scheduler_address, process=scheduler, tls=internal)
         for _ in range(workers):
             self.start_worker()
         gateway = self.start_gateway()
+        internal = client_tls(self.settings)
+        wait_serving(self.settings.api_address, process=api, tls=internal)
+        wait_serving(self.settings.scheduler_address, process=scheduler, tls=internal)
         wait_serving(f"127.0.0.1:{self.settings.gateway_port}", process=gateway, tls=self.gateway_tls())
 
     def gateway_tls(self) -> ClientTls | None:

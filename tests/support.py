@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from typing import TypeVar
 
 import psycopg
@@ -243,3 +244,38 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+class JsonEchoServer:
+    """A local HTTP target for http jobs that answers each GET with JSON made by
+    `answer(path, headers)` (Content-Type application/json, so that it becomes the run's
+    output) and records (path, headers) in `seen`; headers are looked up case-insensitively."""
+
+    def __init__(self, answer: Callable[[str, Message], object]) -> None:
+        import http.server
+        import json
+        import threading
+
+        self.seen: list[tuple[str, Message]] = []
+        seen = self.seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append((self.path, self.headers))
+                body = json.dumps(answer(self.path, self.headers)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

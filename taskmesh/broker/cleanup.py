@@ -16,10 +16,12 @@ import pika.exceptions
 from taskmesh.names import Names
 
 
-def namespace_queues(namespace: str) -> list[str]:
+def listed_names(kind: str = "queues") -> list[str]:
+    """The names of every queue (or exchange: kind "exchanges") of the local broker; none if
+    it cannot be asked."""
     try:
         listed = subprocess.run(
-            ["rabbitmqctl", "-q", "list_queues", "name", "--no-table-headers"],
+            ["rabbitmqctl", "-q", f"list_{kind}", "name", "--no-table-headers"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -27,7 +29,11 @@ def namespace_queues(namespace: str) -> list[str]:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [name for name in (line.strip() for line in listed.splitlines()) if name.startswith(f"{namespace}.")]
+    return [name for name in (line.strip() for line in listed.splitlines()) if name]
+
+
+def namespace_queues(namespace: str) -> list[str]:
+    return [name for name in listed_names() if name.startswith(f"{namespace}.")]
 
 
 def delete_namespace(namespace: str, host: str = "127.0.0.1") -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 from taskmesh.audit import AuditContext
 from taskmesh.db.audit import audited
+from taskmesh.db.paging import Keyset, page_query
 from taskmesh.db.pg import Database, Query, statement
 from taskmesh.records import (
     Condition,
@@ -159,16 +160,10 @@ class JobRepository:
 
     async def list_page(self, conditions: Sequence[Condition], page: Page | None, limit: int) -> list[JobRecord]:
         where, params = _job_filter_sql(conditions)
-        if page is not None:
-            where.append("(j.create_time, j.id) > (:after_time, CAST(:after_id AS uuid))")
-            params.update(after_time=page.after_time, after_id=page.after_id)
-        sql = f"SELECT {JOB_COLUMNS} FROM jobs j"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY j.create_time, j.id LIMIT :limit"
-        params["limit"] = limit
+        order = Keyset("j.create_time", "j.id")
+        query, values = page_query(f"SELECT {JOB_COLUMNS} FROM jobs j", where, params, order, page, limit)
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(Query(sql), params)).all_rows()
+            rows = (await conn.execute(query, values)).all_rows()
         return [_job(row) for row in rows]
 
     async def update(self, job_id: str, changes: JobChanges, audit: AuditContext) -> JobRecord:

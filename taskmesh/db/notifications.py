@@ -9,6 +9,10 @@ they stamp, so a row stamped before that bound is visible when the bound is read
 keyset cursor (time, id) misses nothing. UNIQUE (event_id, channel_id) is the last line of
 defence: an event found twice (two scans, a re-read boundary) becomes one delivery.
 
+Every change a NotificationService call makes writes its audit row in its own statement
+(taskmesh.db.audit.audited): the row exists if and only if the change committed. A test of a
+channel is audited by the insert of its delivery.
+
 Deliveries are claimed with SKIP LOCKED and a lease; claiming counts the attempt, and the
 record of its result is guarded by that count (a fencing token): a loop whose lease ran out and
 whose delivery another loop took again cannot overwrite the newer attempt's result.
@@ -25,6 +29,9 @@ from typing import Any
 
 import psycopg
 
+from taskmesh.audit import AuditContext
+from taskmesh.db.audit import audited
+from taskmesh.db.paging import Keyset, page_query
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.notify.events import RUN_EVENTS, SLOT_EVENTS
 from taskmesh.notify.records import (
@@ -57,6 +64,8 @@ DELIVERY_COLUMNS = (
 )
 CHANNEL_FIELDS = ("name", "url", "secret", "format", "disabled", "description")
 RULE_FIELDS = ("name", "channel_id", "job_id", "label_selector", "events", "stuck_after_seconds", "disabled")
+CHANNEL_RESOURCE = "'notificationChannels/' || changed.id"
+RULE_RESOURCE = "'notificationRules/' || changed.id"
 DELIVERY_FILTERS = {
     "state": "state",
     "event_type": "event_type",
@@ -200,19 +209,22 @@ class NotificationRepository:
         self._engine = engine
 
     # --- channels ---
-    async def create_channel(self, values: Mapping[str, Any], now: datetime) -> ChannelRecord:
-        row = await self._one(
+    async def create_channel(self, values: Mapping[str, Any], now: datetime, audit: AuditContext) -> ChannelRecord:
+        row = await self._audited(
             f"""INSERT INTO notification_channels (id, name, url, secret, format, disabled, description,
                     create_time, update_time)
                 VALUES (:id, :name, :url, :secret, :format, :disabled, :description, :now, :now)
                 RETURNING {CHANNEL_COLUMNS}""",
+            CHANNEL_RESOURCE,
             {**values, "id": str(uuid.uuid4()), "now": now},
+            audit,
         )
+        assert row is not None
         return _channel(row)
 
     async def get_channel(self, channel_id: str) -> ChannelRecord:
         row = await self._first(
-            f"SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE id = :id", {"id": channel_id}
+            Query(f"SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE id = :id"), {"id": channel_id}
         )
         if row is None:
             raise NotFound(f"notification channel {channel_id} not found")
@@ -222,35 +234,44 @@ class NotificationRepository:
         rows = await self._page("notification_channels", CHANNEL_COLUMNS, [], {}, page, limit, ascending=True)
         return [_channel(row) for row in rows]
 
-    async def update_channel(self, channel_id: str, changes: Mapping[str, Any], now: datetime) -> ChannelRecord:
+    async def update_channel(
+        self, channel_id: str, changes: Mapping[str, Any], now: datetime, audit: AuditContext
+    ) -> ChannelRecord:
         sets = ", ".join(f"{name} = :{name}" for name in changes if name in CHANNEL_FIELDS)
-        row = await self._first(
+        row = await self._audited(
             f"""UPDATE notification_channels SET {sets + ", " if sets else ""}update_time = :now
                 WHERE id = :id RETURNING {CHANNEL_COLUMNS}""",
+            CHANNEL_RESOURCE,
             {**changes, "id": channel_id, "now": now},
+            audit,
         )
         if row is None:
             raise NotFound(f"notification channel {channel_id} not found")
         return _channel(row)
 
-    async def delete_channel(self, channel_id: str) -> None:
-        await self._delete("notification_channels", channel_id, "notification channel")
+    async def delete_channel(self, channel_id: str, audit: AuditContext) -> None:
+        await self._delete("notification_channels", CHANNEL_RESOURCE, channel_id, "notification channel", audit)
 
     # --- rules ---
-    async def create_rule(self, values: Mapping[str, Any], now: datetime) -> RuleRecord:
-        row = await self._one(
+    async def create_rule(self, values: Mapping[str, Any], now: datetime, audit: AuditContext) -> RuleRecord:
+        row = await self._audited(
             f"""INSERT INTO notification_rules (id, name, channel_id, job_id, label_selector, events,
                     stuck_after_seconds, disabled, create_time, update_time)
                 VALUES (:id, :name, :channel_id, :job_id, CAST(:label_selector AS jsonb), :events,
                         :stuck_after_seconds, :disabled, :now, :now)
                 RETURNING {RULE_COLUMNS}""",
+            RULE_RESOURCE,
             _rule_params({**values, "id": str(uuid.uuid4()), "now": now}),
+            audit,
             field="rule",
         )
+        assert row is not None
         return _rule(row)
 
     async def get_rule(self, rule_id: str) -> RuleRecord:
-        row = await self._first(f"SELECT {RULE_COLUMNS} FROM notification_rules WHERE id = :id", {"id": rule_id})
+        row = await self._first(
+            Query(f"SELECT {RULE_COLUMNS} FROM notification_rules WHERE id = :id"), {"id": rule_id}
+        )
         if row is None:
             raise NotFound(f"notification rule {rule_id} not found")
         return _rule(row)
@@ -261,27 +282,33 @@ class NotificationRepository:
         rows = await self._page("notification_rules", RULE_COLUMNS, where, params, page, limit, ascending=True)
         return [_rule(row) for row in rows]
 
-    async def update_rule(self, rule_id: str, changes: Mapping[str, Any], now: datetime) -> RuleRecord:
+    async def update_rule(
+        self, rule_id: str, changes: Mapping[str, Any], now: datetime, audit: AuditContext
+    ) -> RuleRecord:
         sets = ", ".join(
             f"{name} = CAST(:{name} AS jsonb)" if name == "label_selector" else f"{name} = :{name}"
             for name in changes
             if name in RULE_FIELDS
         )
-        row = await self._first(
+        row = await self._audited(
             f"""UPDATE notification_rules SET {sets + ", " if sets else ""}update_time = :now
                 WHERE id = :id RETURNING {RULE_COLUMNS}""",
+            RULE_RESOURCE,
             _rule_params({**changes, "id": rule_id, "now": now}),
+            audit,
             field="rule",
         )
         if row is None:
             raise NotFound(f"notification rule {rule_id} not found")
         return _rule(row)
 
-    async def delete_rule(self, rule_id: str) -> None:
-        await self._delete("notification_rules", rule_id, "notification rule")
+    async def delete_rule(self, rule_id: str, audit: AuditContext) -> None:
+        await self._delete("notification_rules", RULE_RESOURCE, rule_id, "notification rule", audit)
 
     async def job_ref(self, job_id: str) -> JobRef | None:
-        row = await self._first("SELECT id::text AS id, name, labels FROM jobs WHERE id = :id", {"id": job_id})
+        row = await self._first(
+            Query("SELECT id::text AS id, name, labels FROM jobs WHERE id = :id"), {"id": job_id}
+        )
         return None if row is None else JobRef(row.id, row.name, dict(row.labels))
 
     # --- deliveries ---
@@ -290,9 +317,22 @@ class NotificationRepository:
         async with statement(self._engine) as conn:
             return await insert_deliveries(conn, deliveries)
 
+    async def enqueue_test(self, delivery: NewDelivery, audit: AuditContext) -> str:
+        """Insert a channel's test delivery (a test event is new: it always inserts); its id."""
+        sql = audited(
+            INSERT_DELIVERIES.sql + " RETURNING id::text AS id, channel_id::text AS channel_id",
+            "'notificationChannels/' || changed.channel_id",
+        )
+        async with statement(self._engine) as conn:
+            delivery_id = str(
+                (await conn.execute(sql, {**_delivery_params([delivery]), **audit.params()})).one_value()
+            )
+        audit.mark_recorded()
+        return delivery_id
+
     async def get_delivery(self, delivery_id: str) -> DeliveryRecord:
         row = await self._first(
-            f"SELECT {DELIVERY_COLUMNS} FROM notification_deliveries WHERE id = :id", {"id": delivery_id}
+            Query(f"SELECT {DELIVERY_COLUMNS} FROM notification_deliveries WHERE id = :id"), {"id": delivery_id}
         )
         if row is None:
             raise NotFound(f"notification delivery {delivery_id} not found")
@@ -419,15 +459,19 @@ class NotificationRepository:
         return ScanResult(len(items), len(created), full)
 
     # --- helpers ---
-    async def _one(self, sql: str, params: Mapping[str, Any], field: str = "") -> Any:
-        row = await self._first(sql, params, field)
-        assert row is not None
+    async def _audited(
+        self, sql: str, resource: str, params: Mapping[str, Any], audit: AuditContext, field: str = ""
+    ) -> Any:
+        """The first row of a change with its audit row (none when nothing changed)."""
+        row = await self._first(audited(sql, resource), {**params, **audit.params()}, field)
+        if row is not None:
+            audit.mark_recorded()
         return row
 
-    async def _first(self, sql: str, params: Mapping[str, Any], field: str = "") -> Any:
+    async def _first(self, query: Query, params: Mapping[str, Any], field: str = "") -> Any:
         try:
             async with statement(self._engine) as conn:
-                return (await conn.execute(Query(sql), params)).first_row()
+                return (await conn.execute(query, params)).first_row()
         except psycopg.errors.ForeignKeyViolation as error:
             constraint = getattr(error.diag, "constraint_name", "") or ""
             name = "job_id" if "job_id" in constraint else "channel_id"
@@ -443,22 +487,16 @@ class NotificationRepository:
         limit: int,
         ascending: bool = False,
     ) -> list[Any]:
-        clauses = list(where)
-        values: dict[str, Any] = {**params, "limit": limit}
-        if page is not None:
-            clauses.append(f"(create_time, id) {'>' if ascending else '<'} (:after_time, CAST(:after_id AS uuid))")
-            values.update(after_time=page.after_time, after_id=page.after_id)
-        order = "ASC" if ascending else "DESC"
-        sql = f"SELECT {columns} FROM {table}"
-        sql += f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql += f" ORDER BY create_time {order}, id {order} LIMIT :limit"
+        order = Keyset("create_time", "id", descending=not ascending)
+        query, values = page_query(f"SELECT {columns} FROM {table}", where, params, order, page, limit)
         async with statement(self._engine) as conn:
-            return (await conn.execute(Query(sql), values)).all_rows()
+            return (await conn.execute(query, values)).all_rows()
 
-    async def _delete(self, table: str, item_id: str, what: str) -> None:
-        async with statement(self._engine) as conn:
-            rows = await conn.execute(Query(f"DELETE FROM {table} WHERE id = :id"), {"id": item_id})
-        if rows.rowcount == 0:
+    async def _delete(self, table: str, resource: str, item_id: str, what: str, audit: AuditContext) -> None:
+        row = await self._audited(
+            f"DELETE FROM {table} WHERE id = :id RETURNING id::text AS id", resource, {"id": item_id}, audit
+        )
+        if row is None:
             raise NotFound(f"{what} {item_id} not found")
 
 
@@ -469,9 +507,13 @@ async def active_rules(conn: Connection) -> list[RuleRecord]:
 async def insert_deliveries(conn: Connection, deliveries: Sequence[NewDelivery]) -> list[str]:
     if not deliveries:
         return []
-    ids = [str(uuid.uuid4()) for _ in deliveries]
-    params = {
-        "ids": ids,
+    sql = Query(INSERT_DELIVERIES.sql + " RETURNING id::text")
+    return (await conn.execute(sql, _delivery_params(deliveries))).first_column()
+
+
+def _delivery_params(deliveries: Sequence[NewDelivery]) -> dict[str, Any]:
+    return {
+        "ids": [str(uuid.uuid4()) for _ in deliveries],
         "event_ids": [d.event.id for d in deliveries],
         "event_types": [d.event.type.value for d in deliveries],
         "channel_ids": [d.channel_id for d in deliveries],
@@ -480,8 +522,6 @@ async def insert_deliveries(conn: Connection, deliveries: Sequence[NewDelivery])
         "run_ids": [d.event.run_id for d in deliveries],
         "events": [json.dumps(d.event.data) for d in deliveries],
     }
-    sql = Query(INSERT_DELIVERIES.sql + " RETURNING id::text")
-    return (await conn.execute(sql, params)).first_column()
 
 
 def _rule_params(values: Mapping[str, Any]) -> dict[str, Any]:

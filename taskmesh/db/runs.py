@@ -20,6 +20,7 @@ from typing import Any
 
 from taskmesh.audit import AuditContext
 from taskmesh.db.audit import AUDIT_COLUMNS, audit_cte, audited
+from taskmesh.db.paging import Keyset, page_query
 from taskmesh.db.outbox import route_of
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.records import (
@@ -765,7 +766,7 @@ class RunRepository:
     ) -> list[RunRecord]:
         """Runs newest first."""
         where: list[str] = []
-        params: dict[str, Any] = {"limit": limit}
+        params: dict[str, Any] = {}
         if job_id is not None:
             where.append("r.job_id = :job_id")
             params["job_id"] = job_id
@@ -774,15 +775,11 @@ class RunRepository:
             operator = "=" if cond.op == "=" else "<>"
             where.append(f"{column} {operator} :f{index}")
             params[f"f{index}"] = cond.value
-        if page is not None:
-            where.append("(r.queue_time, r.id) < (:after_time, CAST(:after_id AS uuid))")
-            params.update(after_time=page.after_time, after_id=page.after_id)
-        sql = f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY r.queue_time DESC, r.id DESC LIMIT :limit"
+        select = f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id"
+        order = Keyset("r.queue_time", "r.id", descending=True)
+        query, values = page_query(select, where, params, order, page, limit)
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(Query(sql), params)).all_rows()
+            rows = (await conn.execute(query, values)).all_rows()
         return [run_from_row(row) for row in rows]
 
 

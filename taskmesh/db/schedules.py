@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from taskmesh.db import runs
+from taskmesh.db.paging import Keyset, page_query
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.records import DueJob, FiredBatch, FireDecision, Page, RunRecord, SkippedSlotRecord
 from taskmesh.states import SkipReason
@@ -107,14 +108,11 @@ class ScheduleRepository:
 
     async def list_skipped(self, job_id: str, page: Page | None, limit: int) -> list[SkippedSlotRecord]:
         """A job's skipped slots, newest first; a page continues before page.after_time."""
-        sql = f"SELECT {SKIPPED_COLUMNS} FROM skipped_slots WHERE job_id = :job_id"
-        params: dict[str, Any] = {"job_id": job_id, "limit": limit}
-        if page is not None:
-            sql += " AND slot_time < :after_time"
-            params["after_time"] = page.after_time
-        sql += " ORDER BY slot_time DESC LIMIT :limit"
+        select = f"SELECT {SKIPPED_COLUMNS} FROM skipped_slots"
+        order = Keyset("slot_time", descending=True)  # a job's slot times are unique
+        query, values = page_query(select, ["job_id = :job_id"], {"job_id": job_id}, order, page, limit)
         async with statement(self._engine) as conn:
-            rows = (await conn.execute(Query(sql), params)).all_rows()
+            rows = (await conn.execute(query, values)).all_rows()
         return [
             SkippedSlotRecord(
                 job_id=row.job_id,

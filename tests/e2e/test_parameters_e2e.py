@@ -4,10 +4,8 @@ output in GetRun, WatchRun's last event and `taskmesh runs get`."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +16,7 @@ from taskmesh.client import TaskmeshClient
 from taskmesh.v1 import run_pb2
 from tests.e2e.cli import Taskmesh
 from tests.e2e.helpers import create_job, unique, wait_run_terminal
+from tests.support import JsonEchoServer
 
 pytestmark = pytest.mark.e2e
 
@@ -28,28 +27,16 @@ SCHEMA = {
 }
 
 
-class _Customers(http.server.BaseHTTPRequestHandler):
-    seen: list[tuple[str, dict[str, str]]] = []
-
-    def do_GET(self) -> None:
-        self.seen.append((self.path, dict(self.headers)))
-        body = json.dumps({"path": self.path, "customer": self.path.rsplit("/", 1)[-1]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+@pytest.fixture(scope="module")
+def customer_server() -> Iterator[JsonEchoServer]:
+    server = JsonEchoServer(lambda path, headers: {"path": path, "customer": path.rsplit("/", 1)[-1]})
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="module")
-def customers() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Customers)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def customers(customer_server: JsonEchoServer) -> str:
+    return customer_server.base
 
 
 def _trigger(
@@ -62,7 +49,7 @@ def _trigger(
 
 
 def test_a_templated_http_job_calls_the_url_its_parameters_name_and_keeps_the_json_answer(
-    api: httpx.Client, customers: str
+    api: httpx.Client, customers: str, customer_server: JsonEchoServer
 ) -> None:
     job = create_job(
         api,
@@ -88,7 +75,7 @@ def test_a_templated_http_job_calls_the_url_its_parameters_name_and_keeps_the_js
     assert attempt["output"] == run["output"]
     assert attempt["renderedRequest"]["http"]["url"] == customers + "/customers/42"
     assert attempt["renderedRequest"]["http"]["headers"] == {"X-Region": "<redacted>"}
-    headers = next(h for p, h in _Customers.seen if p == "/customers/42")
+    headers = next(h for p, h in customer_server.seen if p == "/customers/42")
     assert headers["X-Region"] == "eu"
     assert headers["Idempotency-Key"] == run["id"]
     listed = api.get("/api/runs", params={"jobId": job["id"]}).json()["runs"]

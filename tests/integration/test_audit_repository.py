@@ -14,11 +14,12 @@ from taskmesh.db.audit import AuditRepository, purge_audit_events
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.pg import Database, Query, statement
 from taskmesh.db.runs import RunRepository
+from taskmesh.db.secrets import SecretRepository
 from taskmesh.db.service_accounts import ServiceAccountRepository
 from taskmesh.db.users import UserRepository
 from taskmesh.ids import new_id
 from taskmesh.records import RunRequest
-from taskmesh.service_errors import AlreadyExists, NotFound
+from taskmesh.service_errors import AlreadyExists, InvalidArgument, NotFound
 from taskmesh.states import Role, Trigger
 
 
@@ -198,3 +199,117 @@ async def test_a_stale_request_answered_by_its_keys_earlier_run_writes_one_row(
     assert first is not None and again is not None and again.id == first.id
     [row] = await _audit_rows(engine, audit.request_id)
     assert row.outcome == "OK" and row.resource == f"jobs/{job_id}"
+
+
+async def _xid(engine: Database, table: str, column: str, value: str) -> str:
+    row = await _one(engine, f"SELECT xmin::text AS xid FROM {table} WHERE {column} = :v", {"v": value})
+    return str(row.xid)
+
+
+async def test_secrets_share_their_transaction_with_their_rows_and_failures_write_none(engine: Database) -> None:
+    from api_server.secrets import Secrets
+    from tests.integration.test_secret_store import keyring, unique
+
+    secrets = Secrets(SecretRepository(engine), keyring("old"))
+    name = unique("AUDITED")
+    created = _audit("/taskmesh.v1.SecretService/CreateSecret")
+    await secrets.create(name, "value-one", "", created)
+    [row] = await _audit_rows(engine, created.request_id)
+    assert created.recorded and row.outcome == "OK" and row.resource == f"secrets/{name}"
+    assert row.detail == {"key_id": "old", "version": 1}  # never the value
+    assert row.xid == await _xid(engine, "secrets", "name", name)
+
+    updated = _audit("/taskmesh.v1.SecretService/UpdateSecret")
+    await secrets.update(name, "value-two", None, updated)
+    [row] = await _audit_rows(engine, updated.request_id)
+    assert row.xid == await _xid(engine, "secrets", "name", name) and row.detail["version"] == 2
+
+    rotation = _audit("/taskmesh.v1.SecretService/RotateSecrets")
+    rotated, _ = await Secrets(SecretRepository(engine), keyring("new", "old")).rotate(rotation)
+    assert rotated >= 1 and rotation.recorded
+    [row] = await _audit_rows(engine, rotation.request_id)  # one row, however many were re-sealed
+    assert row.detail == {"key_id": "new"}
+    nothing = _audit("/taskmesh.v1.SecretService/RotateSecrets")
+    assert (await Secrets(SecretRepository(engine), keyring("new", "old")).rotate(nothing))[0] == 0
+    assert not nothing.recorded  # nothing changed: the guard writes that call's row
+
+    deleted = _audit("/taskmesh.v1.SecretService/DeleteSecret")
+    await secrets.delete(name, deleted)
+    [row] = await _audit_rows(engine, deleted.request_id)
+    assert row.resource == f"secrets/{name}"
+
+    failures = [
+        _audit(f"/taskmesh.v1.SecretService/{m}") for m in ("CreateSecret", "UpdateSecret", "DeleteSecret")
+    ]
+    other = unique("TAKEN")
+    await secrets.create(other, "value-one", "", _audit("/taskmesh.v1.SecretService/CreateSecret"))
+    with pytest.raises(AlreadyExists):
+        await secrets.create(other, "value-one", "", failures[0])
+    with pytest.raises(NotFound):
+        await secrets.update(name, "value-three", None, failures[1])
+    with pytest.raises(NotFound):
+        await secrets.delete(name, failures[2])
+    for failure in failures:
+        assert not failure.recorded and await _audit_rows(engine, failure.request_id) == []
+
+
+async def test_notification_changes_share_their_transaction_with_their_rows_and_failures_write_none(
+    engine: Database, job_id: str
+) -> None:
+    from api_server.notifications import Notifications
+    from taskmesh.db.notifications import NotificationRepository
+    from taskmesh.egress import EgressPolicy
+    from taskmesh.v1 import notification_service_pb2 as pb
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    notifications = Notifications(NotificationRepository(engine), EgressPolicy(allow_loopback=True), resolver)
+    channel = pb.NotificationChannel(name=f"ch-{new_id()[-8:]}", url="http://127.0.0.1:9/hook", secret="s" * 20)
+    created = _audit("/taskmesh.v1.NotificationService/CreateNotificationChannel")
+    stored = await notifications.create_channel(channel, created)
+    [row] = await _audit_rows(engine, created.request_id)
+    assert created.recorded and row.resource == f"notificationChannels/{stored.id}"
+    assert row.xid == await _xid(engine, "notification_channels", "id", stored.id)
+
+    tested = _audit("/taskmesh.v1.NotificationService/TestNotificationChannel")
+    delivery = await notifications.test_channel(stored.id, tested)
+    [row] = await _audit_rows(engine, tested.request_id)
+    assert row.resource == f"notificationChannels/{stored.id}"
+    assert row.xid == await _xid(engine, "notification_deliveries", "id", delivery.id)
+
+    rule = pb.NotificationRule(name="r", channel_id=stored.id, job_id=job_id, events=[pb.RUN_FAILED])
+    made = _audit("/taskmesh.v1.NotificationService/CreateNotificationRule")
+    stored_rule = await notifications.create_rule(rule, made)
+    [row] = await _audit_rows(engine, made.request_id)
+    assert row.resource == f"notificationRules/{stored_rule.id}"
+    assert row.xid == await _xid(engine, "notification_rules", "id", stored_rule.id)
+
+    changed = _audit("/taskmesh.v1.NotificationService/UpdateNotificationRule")
+    await notifications.update_rule(pb.NotificationRule(id=stored_rule.id, disabled=True), ["disabled"], changed)
+    [row] = await _audit_rows(engine, changed.request_id)
+    assert row.xid == await _xid(engine, "notification_rules", "id", stored_rule.id)
+
+    for method, delete in (
+        ("DeleteNotificationRule", lambda a: notifications.delete_rule(stored_rule.id, a)),
+        ("DeleteNotificationChannel", lambda a: notifications.delete_channel(stored.id, a)),
+    ):
+        done = _audit(f"/taskmesh.v1.NotificationService/{method}")
+        await delete(done)
+        [row] = await _audit_rows(engine, done.request_id)
+        assert row.outcome == "OK" and done.recorded
+        again = _audit(f"/taskmesh.v1.NotificationService/{method}")
+        with pytest.raises(NotFound):
+            await delete(again)  # gone: nothing changed, no row
+        assert not again.recorded and await _audit_rows(engine, again.request_id) == []
+
+    failed = _audit("/taskmesh.v1.NotificationService/CreateNotificationRule")
+    with pytest.raises(InvalidArgument):  # the channel is gone: a foreign key refuses the insert
+        await notifications.create_rule(rule, failed)
+    missing = _audit("/taskmesh.v1.NotificationService/UpdateNotificationChannel")
+    with pytest.raises(NotFound):
+        await notifications.update_channel(
+            pb.NotificationChannel(id=stored.id, disabled=True), ["disabled"], missing
+        )
+    for failure in (failed, missing):
+        assert not failure.recorded and await _audit_rows(engine, failure.request_id) == []

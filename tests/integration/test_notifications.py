@@ -15,6 +15,7 @@ import pytest
 
 from scheduler.notify_delivery import DeliveryConfig, NotificationDelivery, WebhookPoster
 from scheduler.notify_scan import NotificationScan, ScanConfig, detect_run_events, detect_slot_events, detect_stuck
+from taskmesh.audit import AuditContext
 from taskmesh.db.notifications import NotificationRepository, RecordedResult
 from taskmesh.db.pg import Database, Query, statement
 from taskmesh.egress import EgressPolicy, MeshEndpoint
@@ -90,7 +91,7 @@ async def _channel(repository: NotificationRepository, url: str) -> str:
         "disabled": False,
         "description": "",
     }
-    return (await repository.create_channel(values, datetime.now(UTC))).id
+    return (await repository.create_channel(values, datetime.now(UTC), AuditContext.system("tests"))).id
 
 
 async def _rule(repository: NotificationRepository, channel_id: str, job_id: str, kinds: list[str]) -> str:
@@ -103,7 +104,7 @@ async def _rule(repository: NotificationRepository, channel_id: str, job_id: str
         "stuck_after_seconds": 300.0,
         "disabled": False,
     }
-    return (await repository.create_rule(values, datetime.now(UTC))).id
+    return (await repository.create_rule(values, datetime.now(UTC), AuditContext.system("tests"))).id
 
 
 async def _finished_runs(engine: Database, job_id: str, states: list[str]) -> list[str]:
@@ -295,7 +296,7 @@ async def test_a_success_right_after_a_failure_is_a_recovery_and_a_long_wait_is_
         "stuck_after_seconds": 60.0,
         "disabled": False,
     }
-    await repository.create_rule(stuck_rule, datetime.now(UTC))
+    await repository.create_rule(stuck_rule, datetime.now(UTC), AuditContext.system("tests"))
     [failed] = await _finished_runs(engine, job_id, ["FAILED"])
     [recovered] = await _finished_runs(engine, job_id, ["SUCCEEDED"])  # queued after the failure
     [again] = await _finished_runs(engine, job_id, ["SUCCEEDED"])  # after a success: no recovery

@@ -231,8 +231,8 @@ def _revoke_key(api: httpx.Client, state: dict[str, Any]) -> str:
     return f"apiKeys/{state['key_id']}"
 
 
-# NotificationService: its repository writes no audit row, so the guard records each successful
-# call after it, in a statement of its own, naming the resource from the request.
+# NotificationService and SecretService: like the others, their repositories write the row in
+# the change's statement, naming the resource from the database (a created channel by its id).
 def _create_channel(api: httpx.Client, state: dict[str, Any]) -> str:
     name = f"hook-{uuid.uuid4().hex[:8]}"
     channel = _ok(
@@ -242,7 +242,7 @@ def _create_channel(api: httpx.Client, state: dict[str, Any]) -> str:
         )
     )
     state["channel"] = channel.json()["id"]
-    return f"notificationChannels/name={name}"
+    return f"notificationChannels/{state['channel']}"
 
 
 def _update_channel(api: httpx.Client, state: dict[str, Any]) -> str:
@@ -284,7 +284,7 @@ def _create_rule(api: httpx.Client, state: dict[str, Any]) -> str:
         )
     )
     state["rule"] = rule.json()["id"]
-    return f"notificationRules/name={name}"
+    return f"notificationRules/{state['rule']}"
 
 
 def _update_rule(api: httpx.Client, state: dict[str, Any]) -> str:
@@ -371,8 +371,9 @@ def test_every_audited_method_records_its_success(
 ) -> None:
     before = _rows(db, "true")[-1]["id"] if _rows(db, "true") else 0
     resource = SUCCESSES[method](api, {})
-    rows = _rows(db, "id > %s AND method = %s AND outcome = 'OK'", before, method)
-    assert [r["resource"] for r in rows] == [resource], rows
+    # exactly one row, the success: no refusal row beside it, no second row from the guard
+    rows = _rows(db, "id > %s AND method = %s", before, method)
+    assert [(r["resource"], r["outcome"]) for r in rows] == [(resource, "OK")], rows
     [row] = rows
     assert (row["actor"], row["role"]) == ("admin", "ADMIN")
     assert row["request_id"], "the gateway's x-request-id"

@@ -4,11 +4,9 @@ searched for in the whole database (every table, as text) and in every process's
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
 import httpx
@@ -16,6 +14,7 @@ import pytest
 
 from taskmesh.launcher import Mesh
 from tests.e2e.helpers import create_job, trigger, wait_run_terminal
+from tests.support import JsonEchoServer
 
 VALUE = "tm-SECRET-value-5f1c9a77"
 
@@ -25,29 +24,16 @@ def mesh_settings() -> dict[str, str]:
     return {"TASKMESH_EGRESS_ALLOW_LOOPBACK": "true"}  # the test's receiver listens on 127.0.0.1
 
 
-class _Echo(http.server.BaseHTTPRequestHandler):
-    seen: list[tuple[str, str]] = []
-
-    def do_GET(self) -> None:
-        authorization = self.headers.get("Authorization", "")
-        self.seen.append((self.path, authorization))
-        body = json.dumps({"you_sent": authorization, "path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+@pytest.fixture(scope="module")
+def echo_server() -> Iterator[JsonEchoServer]:
+    server = JsonEchoServer(lambda path, headers: {"you_sent": headers.get("Authorization", ""), "path": path})
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="module")
-def echo() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def echo(echo_server: JsonEchoServer) -> str:
+    return echo_server.base
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +43,9 @@ def secret(api: httpx.Client) -> str:
     return "API_TOKEN"
 
 
-def test_an_http_job_sends_the_secret_and_its_answer_is_masked(api: httpx.Client, echo: str, secret: str) -> None:
+def test_an_http_job_sends_the_secret_and_its_answer_is_masked(
+    api: httpx.Client, echo: str, echo_server: JsonEchoServer, secret: str
+) -> None:
     job = create_job(
         api,
         "uses-a-secret",
@@ -70,7 +58,8 @@ def test_an_http_job_sends_the_secret_and_its_answer_is_masked(api: httpx.Client
     )
     run = wait_run_terminal(api, trigger(api, job["id"])["id"])
     assert run["state"] == "SUCCEEDED", run
-    assert (f"/pay?key={VALUE}", f"Bearer {VALUE}") in _Echo.seen  # the receiver got the real value
+    sent = [(path, headers.get("Authorization")) for path, headers in echo_server.seen]
+    assert (f"/pay?key={VALUE}", f"Bearer {VALUE}") in sent  # the receiver got the real value
     assert run["output"]["you_sent"] == "Bearer ***"
     assert VALUE not in json.dumps(run)
 
