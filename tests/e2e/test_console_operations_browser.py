@@ -1,0 +1,342 @@
+"""The console's notifications, concurrency keys and pools/workers pages in real Chromium against
+the e2e mesh: a channel (its secret generated, shown once, never again) and rules made in the
+console, a failing job's deliveries appearing with their state, attempts and last error, the
+server's INVALID_ARGUMENT on the field it names, a viewer's pages without write buttons, a key
+with active and waiting runs, ListWorkers' pools and workers, a phone-sized viewport. Screenshots
+go to .taskmesh/artifacts/console/ like the other console tests'."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.console_page import (
+    DESKTOP,
+    PHONE,
+    WIDEST_ELEMENT,
+    browser,
+    open_console,
+    page_errors,
+    shoot,
+    viewer,
+)
+from tests.e2e.helpers import create_job, trigger, unique, wait_run_terminal
+from tests.support import wait_for
+
+__all__ = ["browser"]  # the fixture
+
+TYPED_SECRET = "typed-secret-never-shown-0123456789"
+WRITE_CONTROLS = (
+    "[data-write], button:has-text('New rule'), button:has-text('New channel'), button:has-text('Delete'),"
+    " button:has-text('Disable'), button:has-text('Enable'), button:has-text('Test')"
+)
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on a free local port, answering 200 "ok" to every POST."""
+
+    requests: list[Received] = field(default_factory=list)
+    server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def start(self) -> None:
+        requests = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started = Receiver()
+    started.start()
+    yield started
+    started.stop()
+
+
+def signed_with(secret: str, request: Received) -> bool:
+    """Whether Taskmesh-Signature (t=...,v1=...) is the HMAC of "<t>.<body>" keyed with secret."""
+    parts = dict(part.split("=", 1) for part in request.headers["taskmesh-signature"].split(","))
+    expected = hmac.new(secret.encode(), parts["t"].encode() + b"." + request.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, parts["v1"])
+
+
+def storage_text(page: Page) -> str:
+    return str(page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}, location.href])"))
+
+
+def create_channel_in_the_console(page: Page, name: str, url: str) -> str:
+    """Creates a channel with a generated secret; returns that secret, read from its one showing."""
+    page.get_by_role("button", name="New channel").click()
+    page.fill("#f-name", name)
+    page.fill("#f-url", url)
+    page.fill("#f-secret", "short")  # the server wants 16-512 characters: shown on the secret's field
+    page.get_by_role("button", name="Create channel").click()
+    secret_field = page.locator(".field", has=page.locator("#f-secret"))
+    expect(secret_field.locator(".field-error[data-field='channel.secret']")).to_be_visible(timeout=15_000)
+    expect(page.locator("#f-secret")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".field-error")).to_have_count(1)
+    page.get_by_role("button", name="Generate").click()
+    assert page.locator("#f-secret").get_attribute("type") == "password"  # typed or generated: masked
+    page.get_by_role("button", name="Create channel").click()
+    shown = page.get_by_label("generated secret")
+    expect(shown).to_be_visible(timeout=15_000)
+    secret = shown.input_value()
+    assert len(secret) >= 32
+    expect(page.locator(f"tr[data-channel='{name}']")).to_contain_text("write-only")
+    expect(page.locator(f"tr[data-channel='{name}']")).not_to_contain_text(secret)
+    return secret
+
+
+def test_a_channel_and_rules_made_in_the_console_deliver_a_failing_jobs_events(
+    browser: Browser, gateway: str, api: httpx.Client, receiver: Receiver
+) -> None:
+    tag = unique("notify")
+    job = create_job(api, "console-fails", {"shell": {"argv": ["sh", "-c", "exit 3"]}}, labels={"alerts": tag})
+    page = open_console(browser, gateway, "admin", "admin", DESKTOP)
+    page.get_by_role("navigation", name="main").get_by_role("link", name="Notifications").click()
+    expect(page.get_by_role("heading", name="Notifications")).to_be_visible()
+    page.get_by_role("navigation", name="notifications").get_by_role("link", name="Channels").click()
+
+    good, dead = unique("ops"), unique("dead")
+    secret = create_channel_in_the_console(page, good, receiver.url)
+    page.get_by_role("button", name="Done").click()
+    expect(page.get_by_label("generated secret")).to_have_count(0)
+    # A second channel, to a port nobody listens on, with a secret typed in: never shown.
+    page.get_by_role("button", name="New channel").click()
+    page.fill("#f-name", dead)
+    page.fill("#f-url", "http://127.0.0.1:9/nobody")
+    page.fill("#f-secret", TYPED_SECRET)
+    page.get_by_role("button", name="Create channel").click()
+    expect(page.locator(f"tr[data-channel='{dead}']")).to_be_visible(timeout=15_000)
+    expect(page.get_by_label("generated secret")).to_have_count(0)  # only a generated one is shown, once
+    for text in (page.content(), storage_text(page)):
+        assert secret not in text and TYPED_SECRET not in text and "redacted" not in text
+    shoot(page, "notifications-channels")
+
+    page.get_by_role("link", name="Rules").click()
+    page.get_by_role("button", name="New rule").click()
+    page.fill("#f-name", unique("job failures"))
+    page.select_option("#f-channelId", label=good)
+    page.select_option("#f-jobId", job["id"])
+    page.get_by_role("button", name="Create rule").click()
+    expect(page.locator("table.rules tbody tr").filter(has_text=job["name"])).to_be_visible(timeout=15_000)
+
+    page.get_by_role("button", name="New rule").click()
+    labelled = unique("labelled failures")
+    page.fill("#f-name", labelled)
+    page.select_option("#f-channelId", label=dead)
+    page.select_option("#f-target", "labels")
+    page.fill("#f-labels", f"alerts={tag}")
+    page.get_by_label("RUN_FAILED", exact=True).uncheck()  # no event at all: the server names rule.events
+    page.get_by_role("button", name="Create rule").click()
+    expect(page.locator(".rule-form .field-error[data-field='rule.events']")).to_be_visible(timeout=15_000)
+    page.get_by_label("RUN_FAILED", exact=True).check()
+    page.get_by_label("RUN_FINISHED", exact=True).check()
+    page.get_by_role("button", name="Create rule").click()
+    row = page.locator(f"tr[data-rule='{labelled}']")
+    expect(row).to_contain_text(f"alerts={tag}", timeout=15_000)
+    expect(row).to_contain_text(dead)
+    shoot(page, "notifications-rules")
+
+    run = wait_run_terminal(api, trigger(api, job["id"])["id"])
+    assert run["state"] == "FAILED"
+    page.get_by_role("link", name="Deliveries").click()
+    short_run = run["id"][-8:]
+    delivered = page.locator("tr[data-delivery][data-state='DELIVERED']").filter(has_text=short_run)
+    expect(delivered).to_have_count(1, timeout=60_000)  # live: no reload
+    expect(delivered).to_contain_text(good)
+    expect(delivered).to_contain_text("HTTP 200")
+    expect(delivered.locator("td.attempts")).to_have_text("1")
+    # The dead channel's two events (RUN_FAILED, RUN_FINISHED) wait for a retry, their error shown.
+    refused = page.locator("tr[data-delivery][data-state='PENDING']").filter(has_text=short_run)
+    expect(refused).to_have_count(2, timeout=60_000)
+    for n in range(2):  # each tried at least once (a retry may have followed: 5 s backoff)
+        expect(refused.nth(n).locator(".error-line")).to_be_visible(timeout=30_000)
+        expect(refused.nth(n).locator("td.attempts")).to_have_text(re.compile(r"^[1-9][0-9]*$"))
+    page.select_option("select[name=delivery-state]", "DELIVERED")
+    expect(page.locator("tr[data-delivery]").filter(has_text=short_run)).to_have_count(1, timeout=15_000)
+    page.select_option("select[name=delivery-state]", "")
+    shoot(page, "notifications-deliveries")
+
+    [request] = receiver.requests  # the good channel's one event
+    assert request.headers["taskmesh-event-type"] == "RUN_FAILED"
+    assert signed_with(secret, request)  # the secret shown once is the one the server signs with
+    assert page_errors(page) == []
+    for text in (page.content(), storage_text(page)):
+        assert secret not in text and TYPED_SECRET not in text
+    for channel in api.get("/api/notification-channels", params={"pageSize": 1000}).json()["channels"]:
+        if channel["name"] in (good, dead):
+            assert api.delete(f"/api/notification-channels/{channel['id']}").status_code == 200
+
+
+def test_a_viewer_sees_rules_and_deliveries_but_no_channel_and_no_write_button(
+    browser: Browser, gateway: str, api: httpx.Client
+) -> None:
+    channel = api.post(
+        "/api/notification-channels",
+        json={"name": unique("viewer-sees"), "url": "http://127.0.0.1:9/x", "secret": TYPED_SECRET},
+    ).json()
+    rule = api.post(
+        "/api/notification-rules",
+        json={
+            "name": unique("for viewers"),
+            "channelId": channel["id"],
+            "labelSelector": {"team": "ops"},
+            "events": ["RUN_STUCK"],
+            "stuckAfter": "60s",
+        },
+    )
+    assert rule.status_code == 200, rule.text
+    test = api.post(f"/api/notification-channels/{channel['id']}:test", json={})
+    assert test.status_code == 200, test.text
+    username, password = viewer(api)
+    page = open_console(browser, gateway, username, password, DESKTOP)
+    try:
+        page.goto(f"{gateway}/console/#/notifications/rules")
+        expect(page.locator(f"tr[data-rule='{rule.json()['name']}']")).to_contain_text("team=ops", timeout=15_000)
+        expect(page.locator(f"tr[data-rule='{rule.json()['name']}']")).to_contain_text("after 60 s")
+        assert page.locator(WRITE_CONTROLS).count() == 0
+        shoot(page, "viewer-notification-rules")
+        page.get_by_role("link", name="Deliveries").click()
+        test_row = page.locator(f"tr[data-delivery='{test.json()['id']}']")
+        expect(test_row).to_be_visible(timeout=15_000)
+        expect(test_row).to_have_attribute("data-event", "TEST")
+        assert page.locator(WRITE_CONTROLS).count() == 0
+        page.get_by_role("link", name="Channels").click()
+        expect(page.locator(".forbidden")).to_contain_text("operators and admins")
+        assert page.locator(WRITE_CONTROLS).count() == 0
+        page.goto(f"{gateway}/console/#/concurrency")
+        expect(page.get_by_role("heading", name="Concurrency keys")).to_be_visible(timeout=15_000)
+        page.goto(f"{gateway}/console/#/workers")
+        expect(page.locator("table.listed-workers tbody tr")).to_have_count(2, timeout=15_000)
+        assert page.locator(WRITE_CONTROLS).count() == 0
+        assert TYPED_SECRET not in page.content()
+        assert page_errors(page) == []
+    finally:
+        api.delete(f"/api/notification-channels/{channel['id']}")
+
+
+def keys_of(api: httpx.Client, key: str) -> list[dict[str, Any]]:
+    return list(api.get("/api/concurrency-keys", params={"prefix": key}).json().get("keys", []))
+
+
+def test_the_concurrency_page_shows_a_keys_active_and_waiting_runs(
+    browser: Browser, gateway: str, api: httpx.Client
+) -> None:
+    key = unique("console-key")
+    job = create_job(api, "console-limited", {"sleep": {"seconds": 120}}, concurrency={"key": key, "limit": 1})
+    runs = [trigger(api, job["id"]) for _ in range(3)]
+    try:
+        wait_for(
+            lambda: keys_of(api, key) == [{"key": key, "active": 1, "waiting": 2, "limit": 1}],
+            timeout=30,
+            message="one run of the key active and two waiting",
+        )
+        page = open_console(browser, gateway, "admin", "admin", DESKTOP)
+        page.get_by_role("navigation", name="main").get_by_role("link", name="Concurrency").click()
+        page.fill("input[name=prefix]", key)
+        row = page.locator(f"tr[data-key='{key}']")
+        expect(row.locator("td.active")).to_have_text("1", timeout=15_000)
+        expect(row.locator("td.waiting-count")).to_have_text("2")
+        expect(row.locator("td.limit")).to_have_text("1")
+        expect(row).to_have_class("full")
+        expect(page.locator("tr[data-key]")).to_have_count(1)
+        expect(page).to_have_url(re.compile(r"#/concurrency\?prefix="))  # the filter is in the address
+        shoot(page, "concurrency-keys")
+        api.post(f"/api/runs/{runs[2]['id']}:cancel")  # one waiting run fewer, seen without a reload
+        expect(row.locator("td.waiting-count")).to_have_text("1", timeout=15_000)
+        assert page_errors(page) == []
+    finally:
+        for run in runs:
+            api.post(f"/api/runs/{run['id']}:cancel")
+        for run in runs:
+            wait_run_terminal(api, run["id"], timeout=60)
+
+
+def test_the_workers_page_lists_pools_and_workers_from_list_workers(browser: Browser, gateway: str) -> None:
+    page = open_console(browser, gateway, "admin", "admin", DESKTOP)
+    page.goto(f"{gateway}/console/#/workers")
+    workers = page.locator("table.listed-workers tbody tr")
+    expect(workers).to_have_count(2, timeout=15_000)
+    expect(workers.first).to_contain_text("shell")  # executors, as the worker registered them
+    default = page.locator("tr[data-pool='default']")
+    expect(default).to_be_visible()
+    expect(default.locator("td").nth(1)).to_have_text("2")  # both workers serve the default pool
+    default.get_by_role("button", name="default").press("Enter")  # keyboard: the pool filters the list
+    expect(page.locator("select[name=pool]")).to_have_value("default")
+    expect(workers).to_have_count(2)
+    shoot(page, "workers-pools")
+    assert page_errors(page) == []
+
+
+def test_the_new_pages_fit_a_phone_and_the_keyboard_reaches_them(browser: Browser, gateway: str) -> None:
+    page = open_console(browser, gateway, "admin", "admin", PHONE)
+    for route, name, ready in [
+        ("#/notifications/deliveries", "phone-notification-deliveries", "table.deliveries"),
+        ("#/notifications/rules", "phone-notification-rules", "table.rules"),
+        ("#/notifications/channels", "phone-notification-channels", "table.channels"),
+        ("#/concurrency", "phone-concurrency", "table.keys"),
+        ("#/workers", "phone-workers-pools", "table.listed-workers tbody tr"),
+    ]:
+        page.goto(f"{gateway}/console/{route}")
+        expect(page.locator(ready).first).to_be_attached(timeout=15_000)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        widest = page.evaluate(WIDEST_ELEMENT)
+        assert width <= PHONE["width"], f"{route} is {width} px wide: {widest}"
+        shoot(page, name)
+    page.set_viewport_size(DESKTOP)
+    page.get_by_role("navigation", name="main").get_by_role("link", name="Workers").focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Concurrency"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Notifications"
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Notifications")).to_be_focused(timeout=15_000)
+    page.get_by_role("navigation", name="notifications").get_by_role("link", name="Channels").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Notifications")).to_be_focused(timeout=15_000)
+    for expected in ("Deliveries", "Rules", "Channels", "New channel"):  # the tabs, then the page
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == expected
+    page.keyboard.press("Enter")
+    expect(page.locator("#f-name")).to_be_visible()
+    assert page_errors(page) == []
