@@ -17,6 +17,7 @@ import { ErrorBox, FieldError, html, Pager, State, useEffect, usePoll, useState 
 export const EVENTS = ["RUN_FAILED", "JOB_RECOVERED", "SLOT_MISFIRED", "SLOT_SKIPPED", "RUN_STUCK", "RUN_FINISHED"];
 const DELIVERY_STATES = ["PENDING", "DELIVERED", "FAILED"];
 const FORMATS = ["GENERIC", "SLACK"];
+const TARGETS = [["job", "one job"], ["labels", "jobs with labels"], ["all", "every job"]];
 const TABS = [["deliveries", "Deliveries"], ["rules", "Rules"], ["channels", "Channels"]];
 const PAGE_SIZE = 50;
 const CHANNELS = "/api/notification-channels";
@@ -274,7 +275,12 @@ function RuleForm({ channels, jobs, onDone, onCancel }) {
           ${!channels.list.length ? html`<small class="muted">create a channel first</small>` : null}
           <${FieldError} error=${error} field="rule.channel_id" />
         </div>
-        <${Choice} ...${p} name="target" label="Jobs" options=${["job", "labels", "all"]} />
+        <div class="field">
+          <label for="f-target">Jobs</label>
+          <select id="f-target" value=${f.target} onChange=${(e) => set("target", e.currentTarget.value)}>
+            ${TARGETS.map(([value, text]) => html`<option value=${value}>${text}</option>`)}
+          </select>
+        </div>
       </div>
       ${f.target === "job"
         ? html`<div class="field">
@@ -282,6 +288,7 @@ function RuleForm({ channels, jobs, onDone, onCancel }) {
             <select id="f-jobId" value=${jobId} onChange=${(e) => set("jobId", e.currentTarget.value)}>
               ${jobs.list.map((j) => html`<option value=${j.id}>${j.name}</option>`)}
             </select>
+            ${!jobs.list.length ? html`<small class="muted">no job yet</small>` : null}
             <${FieldError} error=${error} field="rule.job_id" />
           </div>`
         : null}

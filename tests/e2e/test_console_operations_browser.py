@@ -11,7 +11,9 @@ import hashlib
 import hmac
 import http.server
 import re
+import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +22,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from taskmesh.launcher import Mesh
 from tests.e2e.console_page import (
     DESKTOP,
     PHONE,
@@ -36,6 +39,7 @@ from tests.support import wait_for
 __all__ = ["browser"]  # the fixture
 
 TYPED_SECRET = "typed-secret-never-shown-0123456789"
+EVENTS = ["RUN_FAILED", "JOB_RECOVERED", "SLOT_MISFIRED", "SLOT_SKIPPED", "RUN_STUCK", "RUN_FINISHED"]
 WRITE_CONTROLS = (
     "[data-write], button:has-text('New rule'), button:has-text('New channel'), button:has-text('Delete'),"
     " button:has-text('Disable'), button:has-text('Enable'), button:has-text('Test')"
@@ -308,21 +312,59 @@ def test_the_workers_page_lists_pools_and_workers_from_list_workers(browser: Bro
     assert page_errors(page) == []
 
 
-def test_the_new_pages_fit_a_phone_and_the_keyboard_reaches_them(browser: Browser, gateway: str) -> None:
+def test_the_new_pages_fit_a_phone_and_the_keyboard_reaches_them(
+    browser: Browser, gateway: str, api: httpx.Client
+) -> None:
+    channel = api.post(
+        "/api/notification-channels",
+        json={
+            "name": unique("phone-channel-with-a-long-name"),
+            "url": "http://127.0.0.1:9/a/rather/long/path/for/a/phone",
+            "secret": TYPED_SECRET,
+        },
+    ).json()
+    rule = {
+        "name": unique("phone rule"),
+        "channelId": channel["id"],
+        "labelSelector": {"team": "phone"},
+        "events": EVENTS,
+    }
+    assert api.post("/api/notification-rules", json=rule).status_code == 200
+    assert api.post(f"/api/notification-channels/{channel['id']}:test", json={}).status_code == 200
+    try:
+        phone_pages(browser, gateway)
+    finally:
+        api.delete(f"/api/notification-channels/{channel['id']}")
+
+
+def fits(page: Page, route: str) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    widest = page.evaluate(WIDEST_ELEMENT)  # names what sticks out, if anything does
+    assert width <= PHONE["width"], f"{route} is {width} px wide: {widest}"
+
+
+def phone_pages(browser: Browser, gateway: str) -> None:
     page = open_console(browser, gateway, "admin", "admin", PHONE)
     for route, name, ready in [
-        ("#/notifications/deliveries", "phone-notification-deliveries", "table.deliveries"),
-        ("#/notifications/rules", "phone-notification-rules", "table.rules"),
-        ("#/notifications/channels", "phone-notification-channels", "table.channels"),
-        ("#/concurrency", "phone-concurrency", "table.keys"),
+        ("#/notifications/deliveries", "phone-notification-deliveries", "tr[data-event='TEST']"),
+        ("#/notifications/rules", "phone-notification-rules", "tr[data-rule]"),
+        ("#/notifications/channels", "phone-notification-channels", "tr[data-channel]"),
+        ("#/concurrency", "phone-concurrency", "main h1"),  # no key in use here: an empty table
         ("#/workers", "phone-workers-pools", "table.listed-workers tbody tr"),
     ]:
         page.goto(f"{gateway}/console/{route}")
-        expect(page.locator(ready).first).to_be_attached(timeout=15_000)
-        width = page.evaluate("document.documentElement.scrollWidth")
-        widest = page.evaluate(WIDEST_ELEMENT)
-        assert width <= PHONE["width"], f"{route} is {width} px wide: {widest}"
+        expect(page.locator(ready).first).to_be_visible(timeout=15_000)
+        fits(page, route)
         shoot(page, name)
+    page.goto(f"{gateway}/console/#/notifications/channels")
+    page.get_by_role("button", name="New channel").click()
+    page.get_by_role("button", name="Generate").click()
+    fits(page, "the new channel form")
+    page.goto(f"{gateway}/console/#/notifications/rules")
+    page.get_by_role("button", name="New rule").click()
+    page.get_by_label("RUN_STUCK", exact=True).check()
+    fits(page, "the new rule form")
+    shoot(page, "phone-notification-rule-form")
     page.set_viewport_size(DESKTOP)
     page.get_by_role("navigation", name="main").get_by_role("link", name="Workers").focus()
     page.keyboard.press("Tab")
@@ -340,3 +382,89 @@ def test_the_new_pages_fit_a_phone_and_the_keyboard_reaches_them(browser: Browse
     page.keyboard.press("Enter")
     expect(page.locator("#f-name")).to_be_visible()
     assert page_errors(page) == []
+
+
+def test_editing_a_channel_shows_the_servers_refusals_on_their_fields(
+    browser: Browser, gateway: str, mesh: Mesh, api: httpx.Client, receiver: Receiver
+) -> None:
+    name = unique("edited")
+    created = api.post(
+        "/api/notification-channels", json={"name": name, "url": receiver.url, "secret": TYPED_SECRET}
+    )
+    assert created.status_code == 200, created.text
+    page = open_console(browser, gateway, "admin", "admin", DESKTOP)
+    try:
+        page.goto(f"{gateway}/console/#/notifications/channels")
+        row = page.locator(f"tr[data-channel='{name}']")
+        row.get_by_role("button", name="Edit").click()
+        assert page.locator("#f-secret").input_value() == ""  # never filled in from the server
+        url_field = page.locator(".field", has=page.locator("#f-url"))
+        page.fill("#f-url", f"http://127.0.0.1:{mesh.settings.gateway_admin_port}/quitquitquit")
+        page.get_by_role("button", name="Save channel").click()
+        expect(url_field.locator(".field-error[data-field='channel.url']")).to_contain_text(
+            "gateway admin port", timeout=15_000
+        )
+        expect(page.locator("#f-url")).to_have_attribute("aria-invalid", "true")
+        page.fill("#f-url", "http://127.0.0.1:9/elsewhere")  # another origin: the secret must come again
+        page.get_by_role("button", name="Save channel").click()
+        secret_field = page.locator(".field", has=page.locator("#f-secret"))
+        expect(secret_field.locator(".field-error[data-field='channel.secret']")).to_be_visible(timeout=15_000)
+        expect(page.locator(".field-error")).to_have_count(1)
+        shoot(page, "notifications-channel-edit-error")
+        page.fill("#f-url", receiver.url.replace("/hook", "/moved"))  # the same origin: the secret is kept
+        page.fill("#f-description", "moved within its origin")
+        page.get_by_role("button", name="Save channel").click()
+        expect(row).to_contain_text("moved within its origin", timeout=15_000)
+        expect(row).to_contain_text("/moved")
+        row.get_by_role("button", name="Test").click()
+        expect(page.get_by_role("status")).to_contain_text("TEST event was queued", timeout=15_000)
+        wait_for(lambda: receiver.requests, timeout=60, interval=0.2, message="the TEST notification")
+        [request] = receiver.requests
+        assert request.headers["taskmesh-event-type"] == "TEST"
+        assert signed_with(TYPED_SECRET, request)  # the kept secret
+        page.get_by_role("status").get_by_role("link", name="Deliveries").click()  # the notice's link
+        page.select_option("select[name=delivery-event]", "TEST")
+        page.select_option("select[name=delivery-channel]", label=name)
+        test_row = page.locator("tr[data-delivery][data-event='TEST']")
+        expect(test_row).to_have_count(1, timeout=15_000)
+        expect(test_row).to_have_attribute("data-state", "DELIVERED", timeout=30_000)
+        assert TYPED_SECRET not in page.content()
+        assert page_errors(page) == []
+    finally:
+        api.delete(f"/api/notification-channels/{created.json()['id']}")
+
+
+def test_secret_values_a_run_used_appear_nowhere_in_the_console(
+    browser: Browser, gateway: str, api: httpx.Client
+) -> None:
+    name, value = f"CONSOLE_{uuid.uuid4().hex[:8].upper()}", f"tm-console-secret-{uuid.uuid4().hex}"
+    created = api.post("/api/secrets", json={"name": name, "value": value})
+    assert created.status_code == 200, created.text
+    script = (
+        "import json, os, sys\n"
+        "print('token is', os.environ['TOKEN'], 'and', sys.argv[1])\n"
+        "json.dump({'token': os.environ['TOKEN']}, open(os.environ['TASKMESH_OUTPUT'], 'w'))\n"
+        "sys.exit('failing with ' + os.environ['TOKEN'])\n"
+    )
+    reference = "{{ secrets." + name + " }}"
+    argv = [sys.executable, "-c", script, reference]
+    job = create_job(api, "console-secret", {"shell": {"argv": argv, "env": {"TOKEN": reference}}})
+    run = wait_run_terminal(api, trigger(api, job["id"])["id"])
+    assert run["state"] == "FAILED", run
+    page = open_console(browser, gateway, "admin", "admin", DESKTOP)
+    try:
+        page.goto(f"{gateway}/console/#/runs/{run['id']}")
+        expect(page.locator("pre.log")).to_contain_text("token is *** and ***", timeout=30_000)
+        expect(page.locator("body")).to_contain_text("failing with ***")
+        shoot(page, "run-with-a-secret")
+        pages = [f"#/runs/{run['id']}", f"#/jobs/{job['id']}", f"#/jobs/{job['id']}/edit", "#/workers"]
+        for route in pages:
+            page.goto(f"{gateway}/console/{route}")
+            expect(page.locator("main h1")).to_be_visible(timeout=15_000)
+            page.wait_for_load_state("networkidle")
+            assert value not in page.content(), route
+            assert value not in page.evaluate("() => document.body.innerText"), route
+        assert value not in storage_text(page)
+        assert page_errors(page) == []
+    finally:
+        api.delete(f"/api/secrets/{name}")
