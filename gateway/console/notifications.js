@@ -76,11 +76,10 @@ function ChannelName({ id, channels }) {
 export function NotificationsPage({ tab }) {
   const current = TABS.some(([name]) => name === tab) ? tab : "deliveries";
   const channels = useChannels();
-  const jobs = useJobs();
   let body;
-  if (current === "rules") body = html`<${RulesTab} channels=${channels} jobs=${jobs} />`;
+  if (current === "rules") body = html`<${RulesTab} channels=${channels} />`;
   else if (current === "channels") body = html`<${ChannelsTab} channels=${channels} />`;
-  else body = html`<${DeliveriesTab} channels=${channels} jobs=${jobs} />`;
+  else body = html`<${DeliveriesTab} channels=${channels} />`;
   return html`<section class="page notifications">
     <header class="page-head"><h1>Notifications</h1></header>
     <nav class="tabs" aria-label="notifications">
@@ -92,7 +91,7 @@ export function NotificationsPage({ tab }) {
 
 // --- deliveries ---
 
-function DeliveriesTab({ channels, jobs }) {
+function DeliveriesTab({ channels }) {
   const [form, setForm] = useState({ state: "", eventType: "", channelId: "" });
   const filter = deliveriesFilter(form);
   const pages = usePages([filter]);
@@ -102,6 +101,7 @@ function DeliveriesTab({ channels, jobs }) {
     3000,
   );
   const list = (deliveries.data && deliveries.data.deliveries) || [];
+  const jobs = useJobNames(list.map((d) => d.jobId));
   const set = (key) => (event) => setForm({ ...form, [key]: event.currentTarget.value });
   return html`<div class="card">
     <header class="card-head">
@@ -133,14 +133,14 @@ function DeliveriesTab({ channels, jobs }) {
 }
 
 function DeliveryRow({ delivery: d, channels, jobs }) {
-  const job = jobs.byId[d.jobId];
+  const name = jobs[d.jobId];
   const when = d.state === "DELIVERED" ? d.deliverTime : d.state === "PENDING" ? d.nextAttemptTime : d.lastAttemptTime;
   return html`<tr data-delivery=${d.id} data-state=${d.state} data-event=${d.eventType}>
     <td><span class="kind">${d.eventType}</span> <code class="muted" title=${`event ${d.eventId}`}>${shortId(d.eventId)}</code></td>
     <td data-label="State"><${State} state=${d.state} /></td>
     <td data-label="Channel"><${ChannelName} id=${d.channelId} channels=${channels} /></td>
     <td data-label="Job / run">
-      ${d.jobId ? html`<a href=${`#/jobs/${encodeURIComponent(d.jobId)}`} class="job-name">${job ? job.name : shortId(d.jobId)}</a>` : "–"}
+      ${d.jobId ? html`<a href=${`#/jobs/${encodeURIComponent(d.jobId)}`} class="job-name">${name || shortId(d.jobId)}</a>` : "–"}
       ${d.runId ? html`<div><a href=${`#/runs/${encodeURIComponent(d.runId)}`}>run <code>${shortId(d.runId)}</code></a></div>` : null}
     </td>
     <td data-label="Attempts" class="attempts">${d.attempts || 0}</td>
@@ -155,31 +155,71 @@ function DeliveryRow({ delivery: d, channels, jobs }) {
   </tr>`;
 }
 
+// --- job names (deliveries and rules show them) ---
+
+// Job names by id, kept for the page's life: names are shown for the jobs a page lists, each
+// read once (GetJob), not with a listing of every job.
+const jobNames = new Map(); // id -> Promise of its name (null: deleted or not readable)
+
+function nameOf(id) {
+  if (!jobNames.has(id)) {
+    const read = api.get(`/api/jobs/${encodeURIComponent(id)}`).then(
+      (job) => job.name,
+      (error) => {
+        if (error.status !== 404) jobNames.delete(id); // asked again next time
+        return null;
+      },
+    );
+    jobNames.set(id, read);
+  }
+  return jobNames.get(id);
+}
+
+/** Names of these jobs ({id: name}), filled in as they arrive. */
+function useJobNames(ids) {
+  const wanted = [...new Set(ids.filter(Boolean))];
+  const key = wanted.join(",");
+  const [names, setNames] = useState({});
+  useEffect(() => {
+    let live = true;
+    Promise.all(wanted.map(async (id) => [id, await nameOf(id)])).then((pairs) => {
+      if (live) setNames(Object.fromEntries(pairs));
+    });
+    return () => {
+      live = false;
+    };
+  }, [key]);
+  return names;
+}
+
 // --- rules ---
 
-function useJobs() {
-  const answer = usePoll(() => api.get("/api/jobs", { pageSize: 1000 }), [], 15000);
-  const list = (answer.data && answer.data.jobs) || [];
-  return { list, byId: Object.fromEntries(list.map((j) => [j.id, j])) };
+/** Jobs to pick a rule's job from: one page of 1000, read when the rule form opens. */
+function useJobChoices() {
+  const [list, setList] = useState([]);
+  useEffect(() => {
+    api.get("/api/jobs", { pageSize: 1000 }).then((answer) => setList(answer.jobs || []), () => setList([]));
+  }, []);
+  return list;
 }
 
 function targetOf(rule, jobs) {
   if (rule.jobId) {
-    const job = jobs.byId[rule.jobId];
-    return html`job <a href=${`#/jobs/${encodeURIComponent(rule.jobId)}`}>${job ? job.name : shortId(rule.jobId)}</a>`;
+    return html`job <a href=${`#/jobs/${encodeURIComponent(rule.jobId)}`}>${jobs[rule.jobId] || shortId(rule.jobId)}</a>`;
   }
   const selector = Object.entries(rule.labelSelector || {});
   if (!selector.length) return html`<span class="muted">every job</span>`;
   return html`labels ${selector.map(([k, v]) => html`<span class="chip">${k}=${v}</span>`)}`;
 }
 
-function RulesTab({ channels, jobs }) {
+function RulesTab({ channels }) {
   const writable = api.canWrite();
   const pages = usePages([]);
   const rules = usePoll(() => api.get(RULES, { pageSize: PAGE_SIZE, pageToken: pages.token }), [pages.token], 5000);
   const [adding, setAdding] = useState(false);
   const [actionError, setActionError] = useState(null);
   const list = (rules.data && rules.data.rules) || [];
+  const jobs = useJobNames(list.map((r) => r.jobId));
   const act = async (action) => {
     setActionError(null);
     try {
@@ -198,7 +238,7 @@ function RulesTab({ channels, jobs }) {
       <h2>Rules</h2>
       ${writable && !adding ? html`<button type="button" class="primary" data-write onClick=${() => setAdding(true)}>New rule</button>` : null}
     </header>
-    ${adding ? html`<${RuleForm} channels=${channels} jobs=${jobs} onDone=${() => { setAdding(false); rules.reload(); }} onCancel=${() => setAdding(false)} />` : null}
+    ${adding ? html`<${RuleForm} channels=${channels} onDone=${() => { setAdding(false); rules.reload(); }} onCancel=${() => setAdding(false)} />` : null}
     <${ErrorBox} error=${rules.error || actionError} />
     <div class="table-wrap">
       <table class="rules stack">
@@ -235,14 +275,15 @@ export function ruleOf(f) {
   return rule;
 }
 
-function RuleForm({ channels, jobs, onDone, onCancel }) {
+function RuleForm({ channels, onDone, onCancel }) {
+  const choices = useJobChoices();
   const [f, setF] = useState({
     name: "", channelId: "", target: "job", jobId: "", labels: "", events: ["RUN_FAILED"], stuckAfter: "", disabled: false,
   });
   const [error, setError] = useState(null);
   const [saving, setSaving] = useState(false);
   const channelId = f.channelId || (channels.list[0] && channels.list[0].id) || "";
-  const jobId = f.jobId || (jobs.list[0] && jobs.list[0].id) || "";
+  const jobId = f.jobId || (choices[0] && choices[0].id) || "";
   const set = (name, value) => {
     setF((old) => ({ ...old, [name]: value }));
     setError(null);
@@ -286,9 +327,9 @@ function RuleForm({ channels, jobs, onDone, onCancel }) {
         ? html`<div class="field">
             <label for="f-jobId">Job</label>
             <select id="f-jobId" value=${jobId} onChange=${(e) => set("jobId", e.currentTarget.value)}>
-              ${jobs.list.map((j) => html`<option value=${j.id}>${j.name}</option>`)}
+              ${choices.map((j) => html`<option value=${j.id}>${j.name}</option>`)}
             </select>
-            ${!jobs.list.length ? html`<small class="muted">no job yet</small>` : null}
+            ${!choices.length ? html`<small class="muted">no job yet</small>` : null}
             <${FieldError} error=${error} field="rule.job_id" />
           </div>`
         : null}
