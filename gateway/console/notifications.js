@@ -10,7 +10,7 @@
 // right after the channel is created, so that it can be copied to the receiver, and forgotten
 // when that notice is closed or the page is left.
 import * as api from "./api.js";
-import { ago, clock, pairs, seconds, shortId } from "./format.js";
+import { ago, clock, pairs, pairsText, seconds, shortId } from "./format.js";
 import { Area, Choice, Text } from "./fields.js";
 import { ErrorBox, FieldError, html, Pager, State, useEffect, usePoll, useState } from "./ui.js";
 
@@ -216,7 +216,7 @@ function RulesTab({ channels }) {
   const writable = api.canWrite();
   const pages = usePages([]);
   const rules = usePoll(() => api.get(RULES, { pageSize: PAGE_SIZE, pageToken: pages.token }), [pages.token], 5000);
-  const [adding, setAdding] = useState(false);
+  const [editing, setEditing] = useState(null); // null, "new", or a rule
   const [actionError, setActionError] = useState(null);
   const list = (rules.data && rules.data.rules) || [];
   const jobs = useJobNames(list.map((r) => r.jobId));
@@ -236,9 +236,13 @@ function RulesTab({ channels }) {
   return html`<div class="card">
     <header class="card-head">
       <h2>Rules</h2>
-      ${writable && !adding ? html`<button type="button" class="primary" data-write onClick=${() => setAdding(true)}>New rule</button>` : null}
+      ${writable && !editing ? html`<button type="button" class="primary" data-write onClick=${() => setEditing("new")}>New rule</button>` : null}
     </header>
-    ${adding ? html`<${RuleForm} channels=${channels} onDone=${() => { setAdding(false); rules.reload(); }} onCancel=${() => setAdding(false)} />` : null}
+    ${editing
+      ? html`<${RuleForm} key=${editing === "new" ? "new" : editing.id} rule=${editing === "new" ? null : editing} channels=${channels}
+          jobName=${editing !== "new" && jobs[editing.jobId]}
+          onDone=${() => { setEditing(null); rules.reload(); }} onCancel=${() => setEditing(null)} />`
+      : null}
     <${ErrorBox} error=${rules.error || actionError} />
     <div class="table-wrap">
       <table class="rules stack">
@@ -253,6 +257,7 @@ function RulesTab({ channels }) {
             <td data-label="Status">${rule.disabled ? html`<span class="badge">disabled</span>` : "enabled"}</td>
             ${writable
               ? html`<td class="actions">
+                  <button type="button" data-write onClick=${() => setEditing(rule)}>Edit</button>
                   <button type="button" data-write onClick=${() => toggle(rule)}>${rule.disabled ? "Enable" : "Disable"}</button>
                   <button type="button" class="danger" data-write onClick=${() => remove(rule)}>Delete</button>
                 </td>`
@@ -275,11 +280,33 @@ export function ruleOf(f) {
   return rule;
 }
 
-function RuleForm({ channels, onDone, onCancel }) {
-  const choices = useJobChoices();
-  const [f, setF] = useState({
-    name: "", channelId: "", target: "job", jobId: "", labels: "", events: ["RUN_FAILED"], stuckAfter: "", disabled: false,
-  });
+/** The rule form's values for a rule (a new one's when null). */
+function ruleForm(rule) {
+  if (!rule) {
+    return { name: "", channelId: "", target: "job", jobId: "", labels: "", events: ["RUN_FAILED"], stuckAfter: "", disabled: false };
+  }
+  const selector = rule.labelSelector || {};
+  return {
+    name: rule.name,
+    channelId: rule.channelId,
+    target: rule.jobId ? "job" : Object.keys(selector).length ? "labels" : "all",
+    jobId: rule.jobId || "",
+    labels: pairsText(selector),
+    events: rule.events || [],
+    stuckAfter: rule.stuckAfter ? String(seconds(rule.stuckAfter)) : "",
+    disabled: Boolean(rule.disabled),
+  };
+}
+
+// Every updatable field: an edit sends the whole rule as the form has it.
+const RULE_MASK = "name,channel_id,job_id,label_selector,events,stuck_after,disabled";
+
+function RuleForm({ rule, jobName, channels, onDone, onCancel }) {
+  const listed = useJobChoices();
+  const choices = rule && rule.jobId && !listed.some((j) => j.id === rule.jobId)
+    ? [{ id: rule.jobId, name: jobName || rule.jobId }, ...listed]
+    : listed;
+  const [f, setF] = useState(() => ruleForm(rule));
   const [error, setError] = useState(null);
   const [saving, setSaving] = useState(false);
   const channelId = f.channelId || (channels.list[0] && channels.list[0].id) || "";
@@ -294,7 +321,9 @@ function RuleForm({ channels, onDone, onCancel }) {
     event.preventDefault();
     setSaving(true);
     try {
-      await api.post(RULES, ruleOf({ ...f, channelId, jobId }));
+      const body = ruleOf({ ...f, channelId, jobId });
+      if (rule) await api.patch(`${RULES}/${encodeURIComponent(rule.id)}`, body, { updateMask: RULE_MASK });
+      else await api.post(RULES, body);
       onDone();
     } catch (problem) {
       setError(problem);
@@ -302,10 +331,10 @@ function RuleForm({ channels, onDone, onCancel }) {
       setSaving(false);
     }
   };
-  return html`<form class="job-form inline-form rule-form" onSubmit=${save} novalidate aria-label="new rule">
+  return html`<form class="job-form inline-form rule-form" onSubmit=${save} novalidate aria-label=${rule ? `edit rule ${rule.name}` : "new rule"}>
     ${error && !error.field ? html`<${ErrorBox} error=${error} />` : null}
     <fieldset>
-      <legend>New rule</legend>
+      <legend>${rule ? `Edit ${rule.name}` : "New rule"}</legend>
       <div class="grid">
         <${Text} ...${p} name="name" label="Name" field="rule.name" required />
         <div class="field">
@@ -349,7 +378,7 @@ function RuleForm({ channels, onDone, onCancel }) {
       <label class="check"><input type="checkbox" checked=${f.disabled} onChange=${(e) => set("disabled", e.currentTarget.checked)} /> disabled</label>
     </fieldset>
     <div class="form-actions">
-      <button type="submit" class="primary" disabled=${saving} data-write>Create rule</button>
+      <button type="submit" class="primary" disabled=${saving} data-write>${rule ? "Save rule" : "Create rule"}</button>
       <button type="button" onClick=${onCancel}>Cancel</button>
     </div>
   </form>`;

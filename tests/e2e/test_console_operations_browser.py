@@ -42,7 +42,7 @@ TYPED_SECRET = "typed-secret-never-shown-0123456789"
 EVENTS = ["RUN_FAILED", "JOB_RECOVERED", "SLOT_MISFIRED", "SLOT_SKIPPED", "RUN_STUCK", "RUN_FINISHED"]
 WRITE_CONTROLS = (
     "[data-write], button:has-text('New rule'), button:has-text('New channel'), button:has-text('Delete'),"
-    " button:has-text('Disable'), button:has-text('Enable'), button:has-text('Test')"
+    " button:has-text('Disable'), button:has-text('Enable'), button:has-text('Test'), button:has-text('Edit')"
 )
 
 
@@ -200,6 +200,20 @@ def test_a_channel_and_rules_made_in_the_console_deliver_a_failing_jobs_events(
     expect(page.locator("tr[data-delivery]").filter(has_text=short_run)).to_have_count(1, timeout=15_000)
     page.select_option("select[name=delivery-state]", "")
     shoot(page, "notifications-deliveries")
+
+    page.get_by_role("link", name="Rules").click()
+    row.get_by_role("button", name="Edit").click()  # the labelled rule: fields filled in from it
+    expect(page.locator("#f-labels")).to_have_value(f"alerts={tag}")
+    expect(page.get_by_label("RUN_FINISHED", exact=True)).to_be_checked()
+    page.get_by_label("RUN_FINISHED", exact=True).uncheck()
+    page.get_by_label("RUN_STUCK", exact=True).check()
+    page.fill("#f-stuckAfter", "30")
+    page.get_by_role("button", name="Save rule").click()
+    expect(row).to_contain_text("after 30 s", timeout=15_000)
+    expect(row).not_to_contain_text("RUN_FINISHED")
+    [edited] = [r for r in api.get("/api/notification-rules").json()["rules"] if r["name"] == labelled]
+    assert sorted(edited["events"]) == ["RUN_FAILED", "RUN_STUCK"] and edited["stuckAfter"] == "30s"
+    assert edited["labelSelector"] == {"alerts": tag} and not edited.get("jobId")
 
     [request] = receiver.requests  # the good channel's one event
     assert request.headers["taskmesh-event-type"] == "RUN_FAILED"
