@@ -12,7 +12,7 @@
 import * as api from "./api.js";
 import { ago, clock, pairs, pairsText, seconds, shortId } from "./format.js";
 import { Area, Choice, Text } from "./fields.js";
-import { ErrorBox, FieldError, html, Pager, State, useEffect, usePoll, useState } from "./ui.js";
+import { ErrorBox, FieldError, html, Pager, State, useEffect, usePoll, useRef, useState } from "./ui.js";
 
 export const EVENTS = ["RUN_FAILED", "JOB_RECOVERED", "SLOT_MISFIRED", "SLOT_SKIPPED", "RUN_STUCK", "RUN_FINISHED"];
 const DELIVERY_STATES = ["PENDING", "DELIVERED", "FAILED"];
@@ -55,11 +55,15 @@ function usePages(deps) {
 
 /** Channels by id, for names; null when this role may not read them (a viewer: 403). */
 function useChannels() {
+  const refused = useRef(false); // a role refused once is not asked again every 5 s
   const answer = usePoll(
-    () => api.get(CHANNELS, { pageSize: 1000 }).catch((error) => {
-      if (error.status === 403) return { forbidden: true };
-      throw error;
-    }),
+    () => refused.current
+      ? Promise.resolve({ forbidden: true })
+      : api.get(CHANNELS, { pageSize: 1000 }).catch((error) => {
+        if (error.status !== 403) throw error;
+        refused.current = true;
+        return { forbidden: true };
+      }),
     [],
     5000,
   );

@@ -107,6 +107,13 @@ def storage_text(page: Page) -> str:
     return str(page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}, location.href])"))
 
 
+def everything_shown(page: Page) -> str:
+    """The page's markup, its text, every input's current value (a property, not in the markup),
+    the browser's storage and the address: wherever a secret could show up."""
+    values = page.evaluate("() => [...document.querySelectorAll('input, textarea, select')].map((e) => e.value)")
+    return "\n".join([page.content(), page.evaluate("() => document.body.innerText"), *values, storage_text(page)])
+
+
 def create_channel_in_the_console(page: Page, name: str, url: str) -> str:
     """Creates a channel with a generated secret; returns that secret, read from its one showing."""
     page.get_by_role("button", name="New channel").click()
@@ -152,8 +159,8 @@ def test_a_channel_and_rules_made_in_the_console_deliver_a_failing_jobs_events(
     page.get_by_role("button", name="Create channel").click()
     expect(page.locator(f"tr[data-channel='{dead}']")).to_be_visible(timeout=15_000)
     expect(page.get_by_label("generated secret")).to_have_count(0)  # only a generated one is shown, once
-    for text in (page.content(), storage_text(page)):
-        assert secret not in text and TYPED_SECRET not in text and "redacted" not in text
+    shown = everything_shown(page)
+    assert secret not in shown and TYPED_SECRET not in shown and "redacted" not in shown
     shoot(page, "notifications-channels")
 
     page.get_by_role("link", name="Rules").click()
@@ -219,8 +226,8 @@ def test_a_channel_and_rules_made_in_the_console_deliver_a_failing_jobs_events(
     assert request.headers["taskmesh-event-type"] == "RUN_FAILED"
     assert signed_with(secret, request)  # the secret shown once is the one the server signs with
     assert page_errors(page) == []
-    for text in (page.content(), storage_text(page)):
-        assert secret not in text and TYPED_SECRET not in text
+    shown = everything_shown(page)
+    assert secret not in shown and TYPED_SECRET not in shown
     for channel in api.get("/api/notification-channels", params={"pageSize": 1000}).json()["channels"]:
         if channel["name"] in (good, dead):
             assert api.delete(f"/api/notification-channels/{channel['id']}").status_code == 200
@@ -267,7 +274,7 @@ def test_a_viewer_sees_rules_and_deliveries_but_no_channel_and_no_write_button(
         page.goto(f"{gateway}/console/#/workers")
         expect(page.locator("table.listed-workers tbody tr")).to_have_count(2, timeout=15_000)
         assert page.locator(WRITE_CONTROLS).count() == 0
-        assert TYPED_SECRET not in page.content()
+        assert TYPED_SECRET not in everything_shown(page)
         assert page_errors(page) == []
     finally:
         api.delete(f"/api/notification-channels/{channel['id']}")
@@ -395,6 +402,11 @@ def phone_pages(browser: Browser, gateway: str) -> None:
         assert page.evaluate("document.activeElement.textContent") == expected
     page.keyboard.press("Enter")
     expect(page.locator("#f-name")).to_be_visible()
+    page.get_by_role("button", name="theme: auto").click()  # auto -> light -> dark
+    page.get_by_role("button", name="theme: light").click()
+    page.get_by_role("link", name="Deliveries").click()
+    expect(page.locator("tr[data-event='TEST']").first).to_be_visible(timeout=15_000)
+    shoot(page, "notifications-deliveries-dark")
     assert page_errors(page) == []
 
 
@@ -442,7 +454,7 @@ def test_editing_a_channel_shows_the_servers_refusals_on_their_fields(
         test_row = page.locator("tr[data-delivery][data-event='TEST']")
         expect(test_row).to_have_count(1, timeout=15_000)
         expect(test_row).to_have_attribute("data-state", "DELIVERED", timeout=30_000)
-        assert TYPED_SECRET not in page.content()
+        assert TYPED_SECRET not in everything_shown(page)
         assert page_errors(page) == []
     finally:
         api.delete(f"/api/notification-channels/{created.json()['id']}")
@@ -476,9 +488,7 @@ def test_secret_values_a_run_used_appear_nowhere_in_the_console(
             page.goto(f"{gateway}/console/{route}")
             expect(page.locator("main h1")).to_be_visible(timeout=15_000)
             page.wait_for_load_state("networkidle")
-            assert value not in page.content(), route
-            assert value not in page.evaluate("() => document.body.innerText"), route
-        assert value not in storage_text(page)
+            assert value not in everything_shown(page), route
         assert page_errors(page) == []
     finally:
         api.delete(f"/api/secrets/{name}")
