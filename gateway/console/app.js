@@ -1,9 +1,11 @@
-// The console's shell: hash routes (#/jobs, #/jobs/ID, #/runs/ID, #/workers...), the login
-// page, the header with the user, the role, logout and the theme switch.
+// The console's shell: hash routes (#/jobs, #/jobs/ID, #/runs/ID, #/workers, #/concurrency,
+// #/notifications/TAB...), the login page, the header with the user, the role, logout and the theme switch.
 import * as api from "./api.js";
+import { ConcurrencyPage } from "./concurrency.js";
 import { JobPage } from "./job.js";
 import { JobFormPage } from "./jobform.js";
 import { JobsPage } from "./jobs.js";
+import { NotificationsPage } from "./notifications.js";
 import { RunPage } from "./run.js";
 import { ErrorBox, html, render, useEffect, useState } from "./ui.js";
 import { WorkersPage } from "./workers.js";
@@ -18,6 +20,8 @@ function route(hash) {
   if (parts[0] === "jobs" && parts[1]) return { page: "job", id: parts[1] };
   if (parts[0] === "runs" && parts[1]) return { page: "run", id: parts[1] };
   if (parts[0] === "workers") return { page: "workers" };
+  if (parts[0] === "concurrency") return { page: "concurrency" };
+  if (parts[0] === "notifications") return { page: "notifications", id: parts[1] || "deliveries" };
   return { page: "jobs" };
 }
 
@@ -81,6 +85,8 @@ function Shell({ claims }) {
   if (where.page === "job") page = html`<${JobPage} id=${where.id} key=${where.id} />`;
   else if (where.page === "run") page = html`<${RunPage} id=${where.id} key=${where.id} />`;
   else if (where.page === "workers") page = html`<${WorkersPage} />`;
+  else if (where.page === "concurrency") page = html`<${ConcurrencyPage} />`;
+  else if (where.page === "notifications") page = html`<${NotificationsPage} tab=${where.id} key=${where.id} />`;
   else if (where.page === "new") page = writable ? html`<${JobFormPage} />` : html`<${ErrorBox} error=${{ message: "Your role may not create jobs." }} />`;
   else if (where.page === "edit") page = writable ? html`<${JobFormPage} id=${where.id} key=${where.id} />` : html`<${ErrorBox} error=${{ message: "Your role may not edit jobs." }} />`;
   else page = html`<${JobsPage} />`;
@@ -93,6 +99,8 @@ function Shell({ claims }) {
       <nav aria-label="main">
         ${nav("Jobs", "#/jobs", ["jobs", "job", "new", "edit", "run"].includes(where.page))}
         ${nav("Workers", "#/workers", where.page === "workers")}
+        ${nav("Concurrency", "#/concurrency", where.page === "concurrency")}
+        ${nav("Notifications", "#/notifications", where.page === "notifications")}
         <a href="/swagger-ui/index.html">API</a>
       </nav>
       <div class="user">

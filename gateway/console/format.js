@@ -16,6 +16,7 @@ export function ago(value, now = Date.now()) {
   if (!at) return "–";
   const seconds = Math.round((at.getTime() - now) / 1000);
   const abs = Math.abs(seconds);
+  if (abs === 0) return "now"; // within half a second, either way (clocks differ a little)
   const text =
     abs < 60 ? `${abs}s` : abs < 3600 ? `${Math.round(abs / 60)}m` : abs < 86400 ? `${Math.round(abs / 3600)}h` : `${Math.round(abs / 86400)}d`;
   return seconds >= 0 ? `in ${text}` : `${text} ago`;
@@ -100,3 +101,16 @@ export function quote(text) {
 export function shortId(id) {
   return String(id || "").slice(-8);
 }
+
+/** Non-empty trimmed lines of a text box. */
+export const lines = (text) => text.split("\n").map((l) => l.trim()).filter(Boolean);
+/** "key=value" lines to a map (a line without "=" maps its key to ""). */
+export const pairs = (text) =>
+  Object.fromEntries(
+    lines(text).map((line) => {
+      const at = line.indexOf("=");
+      return at < 0 ? [line, ""] : [line.slice(0, at).trim(), line.slice(at + 1).trim()];
+    }),
+  );
+/** A map as "key=value" lines. */
+export const pairsText = (map) => Object.entries(map || {}).map(([k, v]) => `${k}=${v}`).join("\n");

@@ -3,8 +3,9 @@
 // Fields this form does not know (added by later versions of the API: parameters, pool,
 // priority...) are kept in the "More fields (JSON)" box, so editing never drops them.
 import * as api from "./api.js";
-import { clock, seconds } from "./format.js";
-import { ErrorBox, FieldError, html, matches, useEffect, useState } from "./ui.js";
+import { clock, lines, pairs, pairsText, seconds } from "./format.js";
+import { Area, Choice, Text } from "./fields.js";
+import { ErrorBox, html, useEffect, useState } from "./ui.js";
 
 const KNOWN = [
   "name", "description", "executor", "labels", "schedule", "retryPolicy", "attemptTimeout", "parameters", "parameterSchema",
@@ -14,15 +15,6 @@ const EXECUTORS = ["noop", "sleep", "http", "shell"];
 const MISFIRE = ["MISFIRE_POLICY_UNSPECIFIED", "FIRE_ONCE", "SKIP", "FIRE_ALL"];
 const OVERLAP = ["OVERLAP_POLICY_UNSPECIFIED", "ALLOW", "FORBID", "REPLACE"];
 
-const lines = (text) => text.split("\n").map((l) => l.trim()).filter(Boolean);
-const pairs = (text) =>
-  Object.fromEntries(
-    lines(text).map((line) => {
-      const at = line.indexOf("=");
-      return at < 0 ? [line, ""] : [line.slice(0, at).trim(), line.slice(at + 1).trim()];
-    }),
-  );
-const pairsText = (map) => Object.entries(map || {}).map(([k, v]) => `${k}=${v}`).join("\n");
 const dur = (text) => (String(text).trim() === "" ? undefined : `${Number(text)}s`);
 const num = (text) => (String(text).trim() === "" ? undefined : Number(text));
 const ints = (text) => lines(text.replaceAll(",", "\n")).map(Number);
@@ -164,39 +156,6 @@ function usePreview(schedule) {
     };
   }, [key]);
   return preview;
-}
-
-function Text({ f, set, name, label, error, field, type = "text", hint, ...rest }) {
-  const id = `f-${name}`;
-  const invalid = Boolean(error && error.field && matches(error.field, field));
-  return html`<div class="field">
-    <label for=${id}>${label}</label>
-    <input id=${id} name=${name} type=${type} value=${f[name]} aria-invalid=${invalid ? "true" : "false"}
-      onInput=${(e) => set(name, e.currentTarget.value)} ...${rest} />
-    ${hint ? html`<small class="muted">${hint}</small>` : null}
-    <${FieldError} error=${error} field=${field} />
-  </div>`;
-}
-
-function Area({ f, set, name, label, error, field, hint, rows = 3 }) {
-  const id = `f-${name}`;
-  return html`<div class="field">
-    <label for=${id}>${label}</label>
-    <textarea id=${id} name=${name} rows=${rows} onInput=${(e) => set(name, e.currentTarget.value)}>${f[name]}</textarea>
-    ${hint ? html`<small class="muted">${hint}</small>` : null}
-    <${FieldError} error=${error} field=${field} />
-  </div>`;
-}
-
-function Choice({ f, set, name, label, options, error, field }) {
-  const id = `f-${name}`;
-  return html`<div class="field">
-    <label for=${id}>${label}</label>
-    <select id=${id} name=${name} value=${f[name]} onChange=${(e) => set(name, e.currentTarget.value)}>
-      ${options.map((o) => html`<option value=${o}>${o.endsWith("_UNSPECIFIED") ? "default" : o}</option>`)}
-    </select>
-    ${field ? html`<${FieldError} error=${error} field=${field} exact=${true} />` : null}
-  </div>`;
 }
 
 export function JobFormPage({ id }) {

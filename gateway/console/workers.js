@@ -1,9 +1,11 @@
-// Workers and queues: overall health from /actuator/health, and from the aggregated metrics
-// (/actuator/prometheus: the schedulers' view) the connected workers with their slots and busy
-// slots, queue depths (work and dead-letter queues), the outbox backlog and active leases.
-// When ListWorkers exists (GET /api/workers), its answer is listed too.
+// Workers and queues: overall health from /actuator/health; pools and workers from ListWorkers
+// (GET /api/workers, any role): each pool's workers, slots and busy slots, and each worker's
+// pools, executors, Python tasks, slots, busy slots and connect time, filtered by pool; from the
+// aggregated metrics (/actuator/prometheus: the schedulers' view) the connected workers' slots,
+// queue depths (work and dead-letter queues), the outbox backlog and active leases.
 import * as api from "./api.js";
-import { ErrorBox, html, Json, usePoll } from "./ui.js";
+import { ago, clock } from "./format.js";
+import { ErrorBox, html, usePoll, useState } from "./ui.js";
 
 /** Samples of a Prometheus text exposition: [{name, labels, value}]. */
 export function parseMetrics(text) {
@@ -56,10 +58,88 @@ function Components({ data }) {
   </div>`;
 }
 
+/** Per pool: workers, slots and busy slots, ordered by pool name. */
+export function poolsOf(workers) {
+  const pools = {};
+  for (const worker of workers) {
+    for (const pool of worker.pools || []) {
+      const entry = (pools[pool] = pools[pool] || { pool, workers: 0, slots: 0, busy: 0 });
+      entry.workers += 1;
+      entry.slots += worker.slots || 0;
+      entry.busy += worker.busySlots || 0;
+    }
+  }
+  return Object.values(pools).sort((a, b) => a.pool.localeCompare(b.pool));
+}
+
+function Chips({ items, max = 8 }) {
+  const list = items || [];
+  if (!list.length) return html`<span class="muted">–</span>`;
+  const shown = list.slice(0, max).map((item) => html`<span class="chip">${item}</span>`);
+  if (list.length <= max) return shown;
+  return html`${shown}<details class="more"><summary>${list.length - max} more</summary>
+    ${list.slice(max).map((item) => html`<span class="chip">${item}</span>`)}</details>`;
+}
+
+function Pools({ workers, pool, setPool }) {
+  const pools = poolsOf(workers);
+  return html`<div class="card">
+    <header class="card-head"><h2>Pools</h2></header>
+    <div class="table-wrap">
+      <table class="compact-table pools stack">
+        <thead><tr><th>Pool</th><th>Workers</th><th>Slots</th><th>Busy</th><th>Use</th></tr></thead>
+        <tbody>
+          ${pools.map((p) => html`<tr data-pool=${p.pool} class=${p.pool === pool ? "selected" : ""}>
+            <td><button type="button" class="link" aria-pressed=${p.pool === pool ? "true" : "false"}
+              onClick=${() => setPool(p.pool === pool ? "" : p.pool)}>${p.pool}</button></td>
+            <td data-label="Workers">${p.workers}</td><td data-label="Slots">${p.slots}</td><td data-label="Busy">${p.busy}</td>
+            <td data-label="Use"><meter min="0" max=${p.slots || 1} value=${p.busy} aria-label=${`${p.busy} of ${p.slots} slots busy`}></meter></td>
+          </tr>`)}
+        </tbody>
+      </table>
+      ${!pools.length ? html`<p class="muted empty">No worker connected.</p>` : null}
+    </div>
+  </div>`;
+}
+
+function WorkerList({ workers, pool, setPool }) {
+  const pools = poolsOf(workers).map((p) => p.pool);
+  const shown = pool ? workers.filter((w) => (w.pools || []).includes(pool)) : workers;
+  return html`<div class="card">
+    <header class="card-head"><h2>Workers</h2>
+      <form class="filters inline" onSubmit=${(e) => e.preventDefault()}>
+        <label>Pool <select name="pool" value=${pool} onChange=${(e) => setPool(e.currentTarget.value)}>
+          <option value="">every pool</option>${pools.map((p) => html`<option value=${p}>${p}</option>`)}
+        </select></label>
+      </form>
+    </header>
+    <div class="table-wrap">
+      <table class="listed-workers stack">
+        <thead><tr><th>Worker</th><th>Pools</th><th>Executors</th><th>Python tasks</th><th>Slots</th><th>Busy</th><th>Connected</th></tr></thead>
+        <tbody>
+          ${shown.map((w) => html`<tr key=${w.workerId} data-worker=${w.workerId}>
+            <td><code>${w.workerId}</code></td>
+            <td data-label="Pools"><${Chips} items=${w.pools} /></td>
+            <td data-label="Executors"><${Chips} items=${w.executors} /></td>
+            <td data-label="Python tasks"><${Chips} items=${w.tasks} max=${4} /></td>
+            <td data-label="Slots" class="slots">${w.slots || 0}</td>
+            <td data-label="Busy" class="busy">${w.busySlots || 0}
+              <meter min="0" max=${w.slots || 1} value=${w.busySlots || 0} aria-label=${`${w.busySlots || 0} of ${w.slots || 0} slots busy`}></meter></td>
+            <td data-label="Connected" title=${clock(w.connectTime)}>${ago(w.connectTime)}</td>
+          </tr>`)}
+        </tbody>
+      </table>
+      ${!shown.length ? html`<p class="muted empty">No worker${pool ? " serves this pool" : " connected"}.</p>` : null}
+    </div>
+  </div>`;
+}
+
 export function WorkersPage() {
   const status = usePoll(health, [], 3000);
   const samples = usePoll(metrics, [], 3000);
-  const workers = usePoll(listWorkers, [], 5000);
+  const workers = usePoll(listWorkers, [], 3000);
+  const [pool, setPool] = useState("");
+  const listed = (workers.data && workers.data.workers) || [];
   const all = samples.data || [];
   const pick = (name) => all.filter((s) => s.name === name);
   const busy = Object.fromEntries(pick("taskmesh_connected_worker_busy_slots").map((s) => [s.labels.worker, s.value]));
@@ -76,9 +156,13 @@ export function WorkersPage() {
       <span class=${`overall ${overall === "UP" ? "up" : "down"}`} data-overall=${overall || ""}>Mesh ${overall || "…"}</span>
     </header>
     <div class="card"><h2>Health</h2><${ErrorBox} error=${status.error} /><${Components} data=${status.data} /></div>
+    <${ErrorBox} error=${workers.error} />
+    ${workers.data
+      ? html`<${Pools} workers=${listed} pool=${pool} setPool=${setPool} /><${WorkerList} workers=${listed} pool=${pool} setPool=${setPool} />`
+      : null}
     <div class="columns">
       <div class="card">
-        <h2>Connected workers</h2>
+        <h2>Connected workers (metrics)</h2>
         ${samples.error ? html`<p class="muted">Metrics are not readable with this token (${samples.error.message}).</p>` : null}
         <table class="compact-table workers">
           <thead><tr><th>Worker</th><th>Slots</th><th>Busy</th><th>Use</th></tr></thead>
@@ -109,6 +193,5 @@ export function WorkersPage() {
         </dl>
       </div>
     </div>
-    ${workers.data ? html`<div class="card"><h2>Workers (ListWorkers)</h2><${Json} value=${workers.data} /></div>` : null}
   </section>`;
 }

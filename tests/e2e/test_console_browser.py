@@ -7,68 +7,17 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
-from tests.e2e.chromium import LAUNCH_ARGS, chromium
+from tests.e2e.console_page import DESKTOP, PHONE, WIDEST_ELEMENT, browser, open_console, shoot, viewer
 from tests.e2e.helpers import create_job, trigger, unique, wait_run_terminal
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / ".taskmesh" / "artifacts" / "console"
-DESKTOP = {"width": 1280, "height": 900}
-WIDEST_ELEMENT = """() => {
-  let widest = null;
-  for (const e of document.querySelectorAll("body *")) {
-    const right = e.getBoundingClientRect().right;
-    if (!widest || right > widest.right) widest = { right, tag: e.tagName, cls: e.className, text: (e.textContent || "").slice(0, 60) };
-  }
-  return widest;
-}"""
-PHONE = {"width": 390, "height": 844}
+__all__ = ["browser"]  # the fixture, shared with the other console tests
+
 # Prints a numbered line every 0.2 s for a minute: a run that is still writing when cancelled.
 SLOW_PRINTER = "import time; [(print('console line', i, flush=True), time.sleep(0.2)) for i in range(300)]"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium(), args=LAUNCH_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def shoot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
-
-
-def open_console(browser: Browser, gateway: str, username: str, password: str, viewport: dict[str, int]) -> Page:
-    """A fresh browser context logged in through the console's login page."""
-    page = browser.new_context(viewport=viewport).new_page()  # type: ignore[arg-type]
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{gateway}/")  # redirects to /console/
-    expect(page).to_have_url(f"{gateway}/console/")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Jobs")).to_be_visible(timeout=30_000)
-    assert errors == [], errors
-    return page
-
-
-def viewer(api: httpx.Client) -> tuple[str, str]:
-    name, password = unique("console-viewer"), "viewer-pass-1"
-    created = api.post("/api/users", json={"username": name, "password": password, "role": "VIEWER"})
-    assert created.status_code == 200, created.text
-    return name, password
 
 
 def test_the_console_is_served_with_a_strict_policy_and_no_build_files(gateway: str) -> None:
