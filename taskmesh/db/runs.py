@@ -20,8 +20,8 @@ from typing import Any
 
 from taskmesh.audit import AuditContext
 from taskmesh.db.audit import AUDIT_COLUMNS, audit_cte, audited
-from taskmesh.db.paging import Keyset, page_query
 from taskmesh.db.outbox import route_of
+from taskmesh.db.paging import Keyset, page_query
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
 from taskmesh.records import (
     AttemptRef,
