@@ -163,6 +163,11 @@ class Runs:
         """Flow control: why these runs wait for admission (runs that do not are left out)."""
         return {} if self._admission is None else await self._admission.waiting_reasons(run_ids)
 
+    async def dispatch_reasons(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """Flow control: why these admitted QUEUED runs are not out to RabbitMQ yet (the in-flight
+        bound holds their queue); runs whose work unit is out are left out."""
+        return {} if self._admission is None else await self._admission.dispatch_reasons(run_ids)
+
     async def concurrency_keys(self, prefix: str, after: str, limit: int) -> list[KeyUsage]:
         return [] if self._admission is None else await self._admission.list_keys(prefix, after, limit)
 

@@ -191,16 +191,22 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             status.state = view.last_run.state
             status.last_run.CopyFrom(view.last_run)
             if view.last_run.state == run_pb2.Run.QUEUED:
-                reasons = await self._runs.waiting_reasons([view.last_run.id])
-                if view.last_run.id in reasons:
-                    status.last_run.waiting_reason = reasons[view.last_run.id]
+                status.last_run.waiting_reason = await self._flow_reason(view.last_run.id)
         health = schedule_health(view.job) if view.job is not None else None
         if health is not None:
             status.schedule_health.CopyFrom(health)
         if view.last_run is not None and view.last_run.state == run_pb2.Run.QUEUED and view.job is not None:
-            status.waiting_reason = self._workers.capacity.reason_for(job_route(view.job, view.last_run.pool))
+            capacity = self._workers.capacity.reason_for(job_route(view.job, view.last_run.pool))
+            status.waiting_reason = capacity or status.last_run.waiting_reason
             status.last_run.waiting_reason = status.waiting_reason
         return status
+
+    async def _flow_reason(self, run_id: str) -> str:
+        """Why a QUEUED run waits for flow control: admission, else the in-flight bound ("" if neither)."""
+        reasons = await self._runs.waiting_reasons([run_id])
+        if run_id not in reasons:
+            reasons = await self._runs.dispatch_reasons([run_id])
+        return reasons.get(run_id, "")
 
     async def ListWorkers(
         self, request: job_service_pb2.ListWorkersRequest, context: Context
@@ -225,7 +231,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return job_service_pb2.ListRunsResponse(runs=messages[:count], next_page_token=token)
 
     async def GetRun(self, request: job_service_pb2.GetRunRequest, context: Context) -> run_pb2.Run:
-        return (await self._runs_out([await self._runs.get(validation.require_id(request.id))]))[0]
+        run = await self._runs.get(validation.require_id(request.id))
+        (message,) = await self._runs_out([run])
+        if run.state == RunState.QUEUED and not run.awaiting_admission and not message.waiting_reason:
+            message.waiting_reason = (await self._runs.dispatch_reasons([run.id])).get(run.id, "")
+        return message
 
     async def _runs_out(self, runs: Sequence[RunRecord]) -> list[run_pb2.Run]:
         """The runs as the API shows them; those awaiting admission say why (flow control)."""

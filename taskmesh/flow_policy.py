@@ -123,6 +123,12 @@ def rate_reason(key: str, used: int, limit: int, period_seconds: float) -> str:
     return f"RATE_LIMITED: key {key} admitted {used} of {limit} runs in the last {period_seconds:g}s"
 
 
+def dispatch_reason(ahead: int) -> str:
+    """An admitted run whose work unit waits in the outbox: its queue holds the in-flight bound
+    (README "Flow control", priorities) and the relay publishes as workers take work."""
+    return f"DISPATCH_BOUND: waiting in the outbox for room in its queue, behind {ahead} runs of its route"
+
+
 def pending_reason(has_concurrency: bool) -> str:
     """A run whose keys admission has not rendered yet (it does within a pass)."""
     code = "CONCURRENCY_LIMIT" if has_concurrency else "RATE_LIMITED"

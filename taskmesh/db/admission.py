@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskmesh import flow_policy
+from taskmesh.db.outbox import OutboxRepository
 from taskmesh.db.pg import Connection, Database, statement, transaction
 from taskmesh.db.runs import (
     ADMISSION_LOCK,
@@ -168,6 +169,13 @@ class AdmissionRepository:
                 await conn.execute(LIST_CONCURRENCY_KEYS, {"prefix": prefix, "after": after, "limit": limit})
             ).all_rows()
         return [KeyUsage(row.key, int(row.active), int(row.waiting), int(row.limit or 0)) for row in rows]
+
+    async def dispatch_reasons(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """Why each of these admitted runs (if its work unit is not out yet) waits: the bound."""
+        if not run_ids:
+            return {}
+        held = await OutboxRepository(self._engine).held(run_ids)
+        return {run_id: flow_policy.dispatch_reason(ahead) for run_id, ahead in held.items()}
 
     async def waiting_reasons(self, run_ids: Sequence[str]) -> dict[str, str]:
         """Why each of these runs (if it awaits admission) waits; runs that do not are left out."""

@@ -80,6 +80,18 @@ TAKE_OPEN_ROUTES = Query(
 PENDING = Query(
     "SELECT EXISTS (SELECT 1 FROM outbox WHERE lease_until IS NULL OR lease_until < clock_timestamp())"
 )
+# Admitted QUEUED runs whose work unit still waits in the outbox (no relay holds it): how many
+# rows of the same route come before each (priority, then FIFO), for its waiting reason. Reads
+# only for GetRun and GetJobStatus; each row's count is one range of outbox_by_route.
+SELECT_HELD = Query(
+    """
+    SELECT o.run_id::text AS run_id,
+        (SELECT count(*) FROM outbox a WHERE a.route = o.route
+           AND (a.priority > o.priority OR (a.priority = o.priority AND a.id < o.id))) AS ahead
+    FROM outbox o
+    WHERE o.run_id = ANY(CAST(:run_ids AS uuid[])) AND (o.lease_until IS NULL OR o.lease_until < clock_timestamp())
+    """
+)
 DELETE_PUBLISHED = Query("DELETE FROM outbox WHERE id = ANY(CAST(:ids AS bigint[]))")
 # A relay whose publish failed hands its rows back at once, for the next relay (or itself,
 # reconnected) to take, instead of leaving them until the lease ends.
@@ -127,6 +139,12 @@ class OutboxRepository:
             routes=[Route(row.pool or "default", row.executor_kind, row.task) for row in rows],
             route_texts=[row.route for row in rows],
         )
+
+    async def held(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """Of these runs, those whose work unit waits in the outbox, with the rows of their route ahead."""
+        async with statement(self._engine) as conn:
+            rows = (await conn.execute(SELECT_HELD, {"run_ids": list(run_ids)})).all_rows()
+        return {row.run_id: int(row.ahead) for row in rows}
 
     async def published(self, batch: OutboxBatch) -> None:
         async with statement(self._engine) as conn:

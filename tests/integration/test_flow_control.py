@@ -312,3 +312,25 @@ async def test_a_key_renders_over_the_runs_parameters(engine: Database, clean: N
         assert created[0] is not None
     admitted = (await AdmissionRepository(engine).admit()).admitted
     assert sorted(r.concurrency_key or "" for r in admitted) == ["customer-7", "customer-8"]
+
+
+async def test_an_admitted_run_held_in_the_outbox_says_how_many_runs_are_ahead(
+    engine: Database, clean: None
+) -> None:
+    job_id = await _job(engine)
+    early, late = await _create(engine, job_id, 2, priority=1)
+    (urgent,) = await _create(engine, job_id, 1, priority=9)
+    admission = AdmissionRepository(engine)
+    reasons = await admission.dispatch_reasons([early.id, late.id, urgent.id])
+    assert (
+        reasons[urgent.id]
+        == "DISPATCH_BOUND: waiting in the outbox for room in its queue, behind 0 runs of its route"
+    )
+    assert reasons[late.id].endswith("behind 2 runs of its route")  # the urgent one and the earlier one
+    outbox = OutboxRepository(engine)
+    taken = await outbox.take(1)
+    assert [u.run_id for u in taken.units] == [urgent.id]
+    assert urgent.id not in await admission.dispatch_reasons([urgent.id])  # a relay is publishing it
+    await outbox.published(taken)
+    assert await admission.dispatch_reasons([urgent.id]) == {}  # out in RabbitMQ
+    assert (await admission.dispatch_reasons([late.id]))[late.id].endswith("behind 1 runs of its route")
