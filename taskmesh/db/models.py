@@ -91,7 +91,6 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("jobs_create_time_id", "create_time", "id"),
-        Index("jobs_due", "next_fire_at", postgresql_where=text("next_fire_at IS NOT NULL AND NOT paused")),
         Index("jobs_fire_due", "due_at", postgresql_where=text("due_at IS NOT NULL AND NOT paused")),
         Index("jobs_labels", "labels", postgresql_using="gin", postgresql_ops={"labels": "jsonb_path_ops"}),
     )
