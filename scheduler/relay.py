@@ -25,6 +25,9 @@ from taskmesh.v1 import worker_service_pb2
 log = logging.getLogger(__name__)
 
 WORK_UNIT_TYPE = worker_service_pb2.WorkUnit.DESCRIPTOR.full_name
+# A confirmed batch's rows wait this long for the next take to delete them with its own
+# statement (at a steady rate one comes within milliseconds), then are deleted on their own.
+CONFIRMED_DELETE_SECONDS = 0.05
 
 
 class OutboxRelay:
@@ -52,6 +55,7 @@ class OutboxRelay:
         self._bound = bound or DispatchBound()
         self._take_limit = take_limit(batch_size, self._bound.max_in_flight)
         self._recheck = self._bound.recheck_interval
+        self._confirmed: list[int] = []  # outbox ids of the last batch RabbitMQ confirmed, not deleted yet
 
     async def run_forever(self) -> None:
         while True:
@@ -66,6 +70,7 @@ class OutboxRelay:
                     self._reconnect.connected()
                     await self._relay(channel, declared)
                 finally:
+                    await self._delete_confirmed()
                     await connection.close()
             except (BrokerUnavailable, DatabaseUnavailable) as error:
                 await self._reconnect.failed(error)
@@ -75,12 +80,31 @@ class OutboxRelay:
         while True:
             while await self._publish_batch(channel, declared, full) >= self._take_limit:
                 pass
-            notified = await wait_event(self._wake, await self._next_look(full))
+            notified = await self._wait_for_work(full)
             self._wake.clear()
             if full.holding:
                 drained = await full.recheck(channel)
                 if not notified:  # a whole interval passed: time enough to tell a stuck queue
                     self._recheck = self._next_recheck(drained)
+
+    async def _wait_for_work(self, full: FullQueues) -> bool:
+        """Until a NOTIFY (True) or the next look. The last confirmed batch is deleted by the
+        next take, or on its own if no NOTIFY comes within CONFIRMED_DELETE_SECONDS."""
+        if self._confirmed:
+            if await wait_event(self._wake, CONFIRMED_DELETE_SECONDS):
+                return True
+            await self._delete_confirmed()
+        return await wait_event(self._wake, await self._next_look(full))
+
+    async def _delete_confirmed(self) -> None:
+        """Delete the rows of the last confirmed batch, if that has not happened yet (a
+        database out of reach leaves them to their lease: published again, harmlessly)."""
+        confirmed, self._confirmed = self._confirmed, []
+        if confirmed:
+            try:
+                await asyncio.shield(self._outbox.delete(confirmed))
+            except (DatabaseUnavailable, asyncio.CancelledError) as error:
+                log.warning("could not delete %d published outbox rows (%r)", len(confirmed), error)
 
     async def _next_look(self, full: FullQueues) -> float:
         """Flow control: while the in-flight bound holds rows back, look again soon (workers
@@ -100,7 +124,8 @@ class OutboxRelay:
     async def _publish_batch(self, channel: AmqpChannel, declared: set[str], full: FullQueues) -> int:
         if not channel.is_open:  # lost while idle: reconnect before leasing rows to it
             raise BrokerUnavailable("the relay's RabbitMQ channel closed")
-        batch = await self._outbox.take(self._take_limit, excluded=full.excluded_routes())
+        batch = await self._outbox.take(self._take_limit, excluded=full.excluded_routes(), done=self._confirmed)
+        self._confirmed = []  # deleted by the take
         if batch.units:
             queues = [self._names.route_queue(route) for route in batch.routes]
             messages = [  # routed by pool and capability: only workers that can run it take it
@@ -113,7 +138,7 @@ class OutboxRelay:
             except BaseException:  # the connection broke (or we are stopping): rows go back now
                 await self._release(batch)
                 raise
-            await self._outbox.published(batch)
+            self._confirmed = batch.ids  # deleted by the next take, or soon (_wait_for_work)
             await full.published(channel, zip(batch.route_texts, queues, strict=True))
         self.published += len(batch.units)
         return len(batch.units)

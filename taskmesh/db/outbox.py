@@ -42,9 +42,13 @@ _ROUTED = f"""
 _LEASE = "lease_until = clock_timestamp() + make_interval(secs => :lease_seconds)"
 _FREE = "(c.lease_until IS NULL OR c.lease_until < clock_timestamp())"
 # Up to :limit rows, highest priority first (outbox_by_priority): when no route is held back.
+# Both takes first delete the rows of the relay's last confirmed batch (:done), so that a relay
+# publishing batch after batch runs one statement per batch; a relay that dies first leaves
+# them to be published again after their lease, as if it had died before the confirms.
+_DONE = "done AS (DELETE FROM outbox WHERE id = ANY(CAST(:done AS bigint[])))"
 TAKE_BATCH = Query(
     f"""
-    WITH taken AS (
+    WITH {_DONE}, taken AS (
         UPDATE outbox AS o SET {_LEASE}
         WHERE o.id IN (
             SELECT c.id FROM outbox c WHERE {_FREE}
@@ -60,7 +64,7 @@ TAKE_BATCH = Query(
 # route (one queue, FIFO), not across routes (other queues, other consumers).
 TAKE_OPEN_ROUTES = Query(
     f"""
-    WITH RECURSIVE routes AS (
+    WITH RECURSIVE {_DONE}, routes AS (
         (SELECT route FROM outbox ORDER BY route LIMIT 1)
         UNION ALL
         SELECT (SELECT o.route FROM outbox o WHERE o.route > routes.route ORDER BY o.route LIMIT 1)
@@ -123,12 +127,17 @@ class OutboxRepository:
         self._engine = engine
 
     async def take(
-        self, limit: int, lease_seconds: float = LEASE_SECONDS, excluded: Sequence[str] = ()
+        self,
+        limit: int,
+        lease_seconds: float = LEASE_SECONDS,
+        excluded: Sequence[str] = (),
+        done: Sequence[int] = (),
     ) -> OutboxBatch:
         """Lease up to `limit` pending work units to this relay, highest priority first; with
-        routes `excluded` (route_of texts), up to `limit` of each other route."""
+        routes `excluded` (route_of texts), up to `limit` of each other route. Rows `done` (ids
+        of a batch RabbitMQ confirmed) are deleted in the same statement."""
         query = TAKE_BATCH
-        params: dict[str, Any] = {"limit": limit, "lease_seconds": lease_seconds}
+        params: dict[str, Any] = {"limit": limit, "lease_seconds": lease_seconds, "done": list(done)}
         if excluded:
             query, params = TAKE_OPEN_ROUTES, {**params, "excluded": list(excluded)}
         async with statement(self._engine) as conn:
@@ -147,8 +156,12 @@ class OutboxRepository:
         return {row.run_id: int(row.ahead) for row in rows}
 
     async def published(self, batch: OutboxBatch) -> None:
+        await self.delete(batch.ids)
+
+    async def delete(self, ids: Sequence[int]) -> None:
+        """Delete published rows (their messages are confirmed)."""
         async with statement(self._engine) as conn:
-            await conn.execute(DELETE_PUBLISHED, {"ids": batch.ids})
+            await conn.execute(DELETE_PUBLISHED, {"ids": list(ids)})
 
     async def release(self, batch: OutboxBatch) -> None:
         """Hand back rows whose publish failed: any relay may take them again now."""
