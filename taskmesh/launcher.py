@@ -115,6 +115,9 @@ class WorkerListens:
 
 # The task registry workers load unless TASKMESH_WORKER_TASKS names another ("" for none).
 EXAMPLE_TASKS = "taskmesh.examples.tasks:tasks"
+# How long start_all waits for each server: every process of a mesh starts at once, and on a
+# busy 2-core machine their imports and first hashes share it (seen: over 30 s at load 20).
+START_TIMEOUT_SECONDS = 90.0
 
 
 class Mesh:
@@ -209,9 +212,10 @@ class Mesh:
             self.start_worker()
         gateway = self.start_gateway()
         internal = client_tls(self.settings)
-        wait_serving(self.settings.api_address, process=api, tls=internal)
-        wait_serving(self.settings.scheduler_address, process=scheduler, tls=internal)
-        wait_serving(f"127.0.0.1:{self.settings.gateway_port}", process=gateway, tls=self.gateway_tls())
+        wait = START_TIMEOUT_SECONDS
+        wait_serving(self.settings.api_address, wait, process=api, tls=internal)
+        wait_serving(self.settings.scheduler_address, wait, process=scheduler, tls=internal)
+        wait_serving(f"127.0.0.1:{self.settings.gateway_port}", wait, process=gateway, tls=self.gateway_tls())
 
     def gateway_tls(self) -> ClientTls | None:
         """How taskmesh-up checks an HTTPS gateway: against TASKMESH_TLS_CA_FILE (the system's roots
