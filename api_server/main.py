@@ -101,7 +101,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             maximum=timedelta(days=settings.api_key_max_ttl_days),
         ),
     )
-    passwords = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
+    passwords = PasswordHashing(
+        settings.password_hash_threads,
+        settings.password_hash_queue,
+        settings.password_hash_time_cost,
+        settings.password_hash_memory_kib,
+    )
     throttle = LoginThrottle(ThrottleRepository(engine), LoginLimits.from_settings(settings))
     accounts = Accounts(users, tokens, passwords, throttle)
     await accounts.ensure_account(settings.admin_username, settings.admin_password, Role.ADMIN)

@@ -115,6 +115,9 @@ class WorkerListens:
 
 # The task registry workers load unless TASKMESH_WORKER_TASKS names another ("" for none).
 EXAMPLE_TASKS = "taskmesh.examples.tasks:tasks"
+# How long start_all waits for each server: on a busy 2-core machine a server's imports and
+# first hashes took over 30 s (seen at load 20).
+START_TIMEOUT_SECONDS = 90.0
 
 
 class Mesh:
@@ -199,19 +202,20 @@ class Mesh:
         return self.spawn("gateway", [_bin("taskmesh-gateway")], withheld=GATEWAY_WITHHELD)
 
     def start_all(self, workers: int = 2) -> None:
-        """Every process at once (their start-up is mostly imports: on a busy machine a wave of
-        them takes seconds), then wait for the servers. Workers need not wait for the
-        scheduler: they connect once it serves, as they reconnect after losing it."""
+        """The servers first, then the workers and the gateway. (Starting all at once left the
+        api_server's health monitor reporting the scheduler DOWN just after start-up:
+        tests/e2e/test_tls_e2e.py failed that way once.)"""
         self.migrate()
+        wait = START_TIMEOUT_SECONDS
         api = self.start_api_server()
         scheduler = self.start_scheduler()
+        internal = client_tls(self.settings)
+        wait_serving(self.settings.api_address, wait, process=api, tls=internal)
+        wait_serving(self.settings.scheduler_address, wait, process=scheduler, tls=internal)
         for _ in range(workers):
             self.start_worker()
         gateway = self.start_gateway()
-        internal = client_tls(self.settings)
-        wait_serving(self.settings.api_address, process=api, tls=internal)
-        wait_serving(self.settings.scheduler_address, process=scheduler, tls=internal)
-        wait_serving(f"127.0.0.1:{self.settings.gateway_port}", process=gateway, tls=self.gateway_tls())
+        wait_serving(f"127.0.0.1:{self.settings.gateway_port}", wait, process=gateway, tls=self.gateway_tls())
 
     def gateway_tls(self) -> ClientTls | None:
         """How taskmesh-up checks an HTTPS gateway: against TASKMESH_TLS_CA_FILE (the system's roots

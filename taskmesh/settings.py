@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     # for them; a login beyond both is answered RESOURCE_EXHAUSTED (429) at once.
     password_hash_threads: int = Field(default=2, ge=1)
     password_hash_queue: int = Field(default=32, ge=0)
+    # argon2id cost of new password hashes: argon2-cffi's defaults; lower only in development
+    # (the test suite lowers them: tests/support.Isolation), production refuses less.
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_memory_kib: int = Field(default=65536, ge=64)
 
     # --- notifications (issue 13): the schedulers' event scan and webhook deliveries ---
     # Seconds between scans for new events (finished runs, skipped slots) on each scheduler.
@@ -299,6 +303,10 @@ class Settings(BaseSettings):
             problems.append("TASKMESH_WORKER_PASSWORD must be set to a non-default password")
         if self.secret_keys.strip() == DEV_SECRET_KEYS:
             problems.append("TASKMESH_SECRET_KEYS must not be the development key")
+        if self.password_hash_time_cost < 3 or self.password_hash_memory_kib < 65536:
+            problems.append(
+                "TASKMESH_PASSWORD_HASH_TIME_COST / _MEMORY_KIB must not be below argon2's defaults (3, 65536)"
+            )
         if self.metrics_token and len(self.metrics_token) < 32:
             problems.append("TASKMESH_METRICS_TOKEN, when set, must be at least 32 characters")
         if problems:

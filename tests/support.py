@@ -96,6 +96,11 @@ class Isolation:
             "TASKMESH_WORKER_HEALTH_LISTEN": f"127.0.0.1:{self.worker_health_port}",
             # Dependency checks often, so that tests see health changes quickly.
             "TASKMESH_HEALTH_CHECK_INTERVAL": "0.5",
+            # argon2 at a test cost (about 1 ms instead of ~180 ms of CPU a hash): every mesh
+            # hashes at start-up and every login verifies. Tests of hashing under load set
+            # the defaults back (tests/security/test_health_under_load.py).
+            "TASKMESH_PASSWORD_HASH_TIME_COST": "1",
+            "TASKMESH_PASSWORD_HASH_MEMORY_KIB": "1024",
         }
 
     def drop(self) -> None:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from gateway.config import default_admin_socket
+from taskmesh.auth import passwords
 from taskmesh.launcher import Mesh
 
 FLOOD_CONCURRENCY = 300
@@ -29,7 +30,13 @@ FLOOD_SECONDS = 30.0
 
 @pytest.fixture(scope="module")
 def mesh_settings() -> dict[str, str]:
-    return {"TASKMESH_LOGIN_USER_FAILURES": "1000000", "TASKMESH_LOGIN_ADDRESS_FAILURES": "1000000"}
+    # argon2 at its real cost (tests/support.Isolation lowers it): the flood is of real hashing
+    return {
+        "TASKMESH_LOGIN_USER_FAILURES": "1000000",
+        "TASKMESH_LOGIN_ADDRESS_FAILURES": "1000000",
+        "TASKMESH_PASSWORD_HASH_TIME_COST": str(passwords.DEFAULT_TIME_COST),
+        "TASKMESH_PASSWORD_HASH_MEMORY_KIB": str(passwords.DEFAULT_MEMORY_KIB),
+    }
 
 
 async def _flood(gateway: str) -> dict[int | str, int]:

@@ -135,8 +135,24 @@ def test_tokens_carry_the_credential_version() -> None:
     assert codec.claims(codec.issue(Principal("ann", Role.OPERATOR), version=42).token).version == 42
 
 
-def test_an_unknown_user_is_checked_against_a_hash_with_the_same_parameters() -> None:
-    assert extract_parameters(passwords._DUMMY_HASH) == extract_parameters(hash_password("x" * 12))
+async def test_an_unknown_user_is_checked_against_a_hash_with_the_same_parameters() -> None:
+    for cost in ({}, {"time_cost": 1, "memory_kib": 1024}):
+        hashing = PasswordHashing(threads=1, queue=1, **cost)
+        try:
+            real = await hashing.hash("x" * 12)
+            assert extract_parameters(hashing.parameters_hash()) == extract_parameters(real)
+            assert await hashing.verify(real, "x" * 12) and not await hashing.verify(None, "x" * 12)
+        finally:
+            hashing.close()
+    low = passwords.hasher(time_cost=1, memory_kib=1024)
+    assert verify_password(hash_password("pw", low), "pw")  # a stored hash verifies at any cost
+
+
+def test_production_refuses_a_lowered_password_hash_cost() -> None:
+    from taskmesh.settings import InsecureSettingsError, Settings
+
+    with pytest.raises(InsecureSettingsError, match="PASSWORD_HASH"):
+        Settings(environment="production", password_hash_time_cost=1).check_secure()
 
 
 async def test_logins_beyond_the_hashing_queue_are_refused_at_once() -> None:
