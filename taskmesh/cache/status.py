@@ -28,9 +28,6 @@ from taskmesh.v1 import run_pb2
 log = logging.getLogger(__name__)
 
 WATCHED_REFRESH_SECONDS = 0.25
-# How long the writer lets changes gather before it writes them (watchers see events this much
-# later; nothing waits for the write).
-FLUSH_DELAY_SECONDS = 0.003
 
 PUT_IF_NEWER = """
 local cur = redis.call('HMGET', KEYS[1], 'q', 'r', 'v')
@@ -154,15 +151,15 @@ class CacheWriter:
         self._wake.set()
 
     async def run_forever(self) -> None:
-        """Flush what changes, a few milliseconds after the first change (so that a run's
-        claim and outcome, and the runs of a burst, share one pipeline); idle, do nothing
-        but retry stale entries. The set of watched runs is read again before a flush when
-        older than WATCHED_REFRESH_SECONDS: a watch registered that long ago gets every event."""
+        """Flush whatever changed since the last flush (a burst's runs share one pipeline);
+        idle, do nothing but retry stale entries. The set of watched runs is read again before
+        a flush when older than WATCHED_REFRESH_SECONDS: a watch registered that long ago gets
+        every event. (Waiting a few ms before a flush, for more changes to share it, was
+        measured at 200 runs/s: no CPU saved.)"""
         next_refresh = 0.0
         while True:
             retry_stale = WATCHED_REFRESH_SECONDS if self._cache.has_stale_entries else None
             await wait_event(self._wake, retry_stale)
-            await asyncio.sleep(FLUSH_DELAY_SECONDS)
             self._wake.clear()
             if time.monotonic() >= next_refresh:
                 await self._cache.events.refresh()
