@@ -106,8 +106,13 @@ def _health(address: str, credentials: grpc.ChannelCredentials | None) -> grpc.S
 
 def test_rest_over_https_through_the_gateway(api: httpx.Client) -> None:
     assert str(api.base_url).startswith("https://")
-    health = api.get("/actuator/health")
-    assert health.status_code == 200, health.text
+    # UP once the worker, which start_all does not wait for, has connected and consumes.
+    health = wait_for(
+        lambda: (r := api.get("/actuator/health")).status_code == 200 and r,
+        timeout=60,
+        message="the mesh's health UP over HTTPS",
+    )
+    assert health.json()["status"] == "UP"
     listed = api.get("/api/jobs")
     assert listed.status_code == 200, listed.text
 
