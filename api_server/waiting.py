@@ -2,7 +2,8 @@
 no connected worker can take waits, visibly, until one that can connects.
 
 The reason starts with a code, then ": " and a detail:
-- NO_WORKER_FOR_POOL: no connected worker serves the run's pool;
+- NO_WORKER_FOR_POOL: no connected worker serves the run's pool (or those that do cannot reach
+  RabbitMQ: their consumers are down);
 - NO_WORKER_FOR_EXECUTOR: workers serve the pool, none runs the executor kind (shell);
 - NO_WORKER_FOR_TASK: workers serve the pool, none has the Python task in its registry.
 
@@ -53,9 +54,12 @@ class WorkerCapacity:
 
 def waiting_reason(route: Route, workers: Sequence[WorkerProfile]) -> str:
     """Why a QUEUED run of this route waits, given the connected workers ("" if one can take it)."""
-    pool_workers = [w for w in workers if route.pool in w.pools]
+    serving = [w for w in workers if route.pool in w.pools]
+    pool_workers = [w for w in serving if w.consuming]
     where = "" if route.pool == DEFAULT_POOL else f" of pool {route.pool}"
     if not pool_workers:
+        if serving:  # connected, but not taking work: their broker connection is down
+            return f"{NO_WORKER_FOR_POOL}: the workers of pool {route.pool} cannot reach RabbitMQ"
         return f"{NO_WORKER_FOR_POOL}: no connected worker serves pool {route.pool}"
     if route.kind is None:
         return ""

@@ -186,7 +186,9 @@ def worker_profile(hello: pb.Hello) -> WorkerProfile:
     if len(tasks) > MAX_HELLO_TASKS or not all(valid_task_name(t) for t in tasks):
         raise InvalidArgument("hello.tasks", f"at most {MAX_HELLO_TASKS} valid task names")
     executors = tuple(sorted(set(hello.executors) & set(EXECUTOR_KINDS)))
-    return WorkerProfile(pools=pools, executors=executors, tasks=tasks, slots=max(hello.slots, 0))
+    return WorkerProfile(
+        pools=pools, executors=executors, tasks=tasks, slots=max(hello.slots, 0), consuming=not hello.consumer_down
+    )
 
 
 async def _each(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
@@ -343,6 +345,8 @@ class _Session:
 
     async def _heartbeat(self, message: pb.Heartbeat) -> None:
         refs = [_ref(a) for a in message.attempts if _well_formed(a)]
+        if self.profile.consuming == message.consumer_down:  # its consumer went down or came back
+            self.profile = replace(self.profile, consuming=not message.consumer_down)
         try:
             held = await self._ledger.heartbeat(self.worker_id, self.key, refs, self.profile)
         except Unavailable:

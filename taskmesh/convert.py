@@ -240,6 +240,7 @@ def worker_to_proto(worker: WorkerRecord) -> job_service_pb2.Worker:
         slots=worker.profile.slots,
         busy_slots=worker.busy_slots,
         connect_time=timestamp(worker.connect_time),
+        consuming=worker.profile.consuming,
     )
 
 

@@ -352,6 +352,7 @@ class WorkerProfile:
     executors: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
     slots: int = 0
+    consuming: bool = True  # its RabbitMQ consumer takes work (from its Hello and heartbeats)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ class WorkConsumer:
         heartbeat: int = 10,
         queues: Sequence[str] = (),
         on_cancelled: Callable[[], object] = lambda: None,
+        on_consuming: Callable[[bool], object] = lambda consuming: None,
     ) -> None:
         self._amqp_url = amqp_url
         self._queues = list(queues) or [names.work_queue]
@@ -49,6 +50,8 @@ class WorkConsumer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self.consuming = asyncio.Event()
+        # Told whenever consuming starts or stops (the session tells the scheduler).
+        self._on_consuming = on_consuming
         # Called once RabbitMQ confirmed the consumer's cancellation at shutdown: nothing more
         # arrives, so what waits may be handed back without coming back here.
         self.on_cancelled = on_cancelled
@@ -62,7 +65,7 @@ class WorkConsumer:
             try:
                 await self._consume_once()
             except BrokerUnavailable as error:
-                self.consuming.clear()
+                self._set_consuming(False)
                 await self._reconnect.failed(error)
         # Stopped between connections: what is left still runs to its end (its acks are lost
         # with the channel; RabbitMQ redelivers and fencing drops the duplicates).
@@ -80,7 +83,7 @@ class WorkConsumer:
                 await declare_work_queue(channel, self._names, queue)
             await channel.set_prefetch(self._prefetch)
             consumer_tags = [channel.consume(queue, self._on_delivery) for queue in self._queues]
-            self.consuming.set()
+            self._set_consuming(True)
             self._reconnect.connected()
             log.info("consuming %s (prefetch %d)", ", ".join(self._queues), self._prefetch)
             stop = asyncio.ensure_future(self._stopping.wait())
@@ -95,8 +98,15 @@ class WorkConsumer:
             elif not self._stopping.is_set():
                 raise BrokerUnavailable("connection to RabbitMQ lost")
         finally:
-            self.consuming.clear()
+            self._set_consuming(False)
             await connection.close()
+
+    def _set_consuming(self, consuming: bool) -> None:
+        if consuming:
+            self.consuming.set()
+        else:
+            self.consuming.clear()
+        self._on_consuming(consuming)  # also a first connection that failed (the listener dedupes)
 
     def _on_delivery(self, delivery: Delivery) -> None:
         task = asyncio.get_running_loop().create_task(self._pipeline.handle(delivery))

@@ -108,6 +108,7 @@ async def serve(settings: Settings, stop: asyncio.Event, options: WorkerOptions 
         # routed by pool and capability: only work it can run reaches it
         queues=names.work_queues(executors.kinds, options.pools, executors.tasks),
         on_cancelled=admission.close,
+        on_consuming=session.consumer_changed,
     )
     monitoring = WorkerMonitoring(
         settings, WorkerCollector(settings.worker_slots, pipeline, admission, consumer, session), consumer

@@ -78,6 +78,8 @@ class SchedulerSession:
         self._connected = asyncio.Event()
         self._wake_sender = asyncio.Event()
         self._heartbeat_due = False
+        # Until the consumer says otherwise it counts as consuming (as an older worker does).
+        self._consumer_down = False
         self._claims: dict[Key, asyncio.Future[pb.Claim]] = {}
         self._reports: dict[Key, asyncio.Future[pb.OutcomeAck]] = {}
         self._unsent_claims: list[pb.AttemptRef] = []
@@ -164,7 +166,7 @@ class SchedulerSession:
         async with aio_channel(self._address, self._tls) as channel:
             stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
             call = stub.Connect(metadata=(("authorization", f"Bearer {token}"),))
-            hello = pb.Hello(session_token=self._session_token)
+            hello = pb.Hello(session_token=self._session_token, consumer_down=self._consumer_down)
             hello.MergeFrom(self._hello)
             await call.write(pb.ConnectRequest(hello=hello))
             welcome = await call.read()
@@ -220,7 +222,15 @@ class SchedulerSession:
             if sent_at < now - self.leases.lease_seconds:
                 del self._beats[sequence]
         attempts = [pb.AttemptRef(run_id=r.run_id, attempt=r.attempt) for r in refs]
-        return pb.Heartbeat(attempts=attempts, sequence=self._beat_sequence)
+        return pb.Heartbeat(attempts=attempts, sequence=self._beat_sequence, consumer_down=self._consumer_down)
+
+    def consumer_changed(self, consuming: bool) -> None:
+        """The RabbitMQ consumer started or stopped taking work: tell the scheduler now (a
+        heartbeat out of turn), so that waiting reasons and ListWorkers see it."""
+        if self._consumer_down != (not consuming):
+            self._consumer_down = not consuming
+            self._heartbeat_due = True
+            self._wake_sender.set()
 
     def _heartbeat_answered(self, answer: pb.HeartbeatResult) -> None:
         lost = [_attempt(ref) for ref in answer.lost]

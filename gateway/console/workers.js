@@ -118,7 +118,8 @@ function WorkerList({ workers, pool, setPool }) {
         <thead><tr><th>Worker</th><th>Pools</th><th>Executors</th><th>Python tasks</th><th>Slots</th><th>Busy</th><th>Connected</th></tr></thead>
         <tbody>
           ${shown.map((w) => html`<tr key=${w.workerId} data-worker=${w.workerId}>
-            <td><code>${w.workerId}</code></td>
+            <td><code>${w.workerId}</code>${w.consuming === false
+              ? html` <span class="badge" title="its RabbitMQ consumer is down: it takes no work">not consuming</span>` : null}</td>
             <td data-label="Pools"><${Chips} items=${w.pools} /></td>
             <td data-label="Executors"><${Chips} items=${w.executors} /></td>
             <td data-label="Python tasks"><${Chips} items=${w.tasks} max=${4} /></td>

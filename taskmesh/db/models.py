@@ -23,6 +23,7 @@ from sqlalchemy import (
     false,
     func,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -308,6 +309,8 @@ class WorkerSession(Base):
     slots: Mapped[int] = mapped_column(Integer, server_default="0")
     busy_slots: Mapped[int] = mapped_column(Integer, server_default="0")
     connect_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Whether its RabbitMQ consumer takes work (its Hello and heartbeats say; 0017).
+    consuming: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
 
 # --- notifications (issue 13, migration 0011) ---

@@ -17,13 +17,13 @@ from taskmesh.records import WorkerProfile, WorkerRecord
 ACQUIRE = Query(
     """
     INSERT INTO worker_sessions AS w (worker_id, session_key, expires_at, pools, executors, tasks, slots,
-                                      busy_slots, connect_time)
+                                      busy_slots, connect_time, consuming)
     VALUES (:worker_id, :session_key, clock_timestamp() + make_interval(secs => :ttl),
             CAST(:pools AS text[]), CAST(:executors AS text[]), CAST(:tasks AS text[]), :slots, :busy,
-            clock_timestamp())
+            clock_timestamp(), :consuming)
     ON CONFLICT (worker_id) DO UPDATE SET session_key = EXCLUDED.session_key, expires_at = EXCLUDED.expires_at,
         pools = EXCLUDED.pools, executors = EXCLUDED.executors, tasks = EXCLUDED.tasks, slots = EXCLUDED.slots,
-        busy_slots = EXCLUDED.busy_slots,
+        busy_slots = EXCLUDED.busy_slots, consuming = EXCLUDED.consuming,
         connect_time = CASE WHEN w.session_key = EXCLUDED.session_key AND w.expires_at >= clock_timestamp()
                             THEN w.connect_time ELSE EXCLUDED.connect_time END
     WHERE w.session_key = EXCLUDED.session_key OR w.expires_at < clock_timestamp()
@@ -33,7 +33,7 @@ ACQUIRE = Query(
 RELEASE = Query("DELETE FROM worker_sessions WHERE worker_id = :worker_id AND session_key = :session_key")
 LIVE = Query(
     """
-    SELECT worker_id, pools, executors, tasks, slots, busy_slots, connect_time FROM worker_sessions
+    SELECT worker_id, pools, executors, tasks, slots, busy_slots, connect_time, consuming FROM worker_sessions
     WHERE expires_at >= clock_timestamp() ORDER BY worker_id
     """
 )
@@ -57,6 +57,7 @@ class WorkerSessionRepository:
             "tasks": list(profile.tasks),
             "slots": profile.slots,
             "busy": busy,
+            "consuming": profile.consuming,
         }
         async with statement(self._engine) as conn:
             return (await conn.execute(ACQUIRE, params)).first_row() is not None
@@ -73,5 +74,5 @@ class WorkerSessionRepository:
 
 
 def _worker(row: Any) -> WorkerRecord:
-    profile = WorkerProfile(tuple(row.pools), tuple(row.executors), tuple(row.tasks), row.slots)
+    profile = WorkerProfile(tuple(row.pools), tuple(row.executors), tuple(row.tasks), row.slots, row.consuming)
     return WorkerRecord(row.worker_id, profile, row.busy_slots, row.connect_time)

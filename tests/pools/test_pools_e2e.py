@@ -11,7 +11,7 @@ import httpx
 from taskmesh.launcher import Mesh
 from tests.e2e.helpers import create_job, trigger, wait_run_terminal
 from tests.pools.conftest import OLDER, worker_env, workers_connected
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 
 
 def _waiting(api: httpx.Client, run_id: str, code: str) -> dict[str, Any] | None:
@@ -62,3 +62,30 @@ def test_a_run_not_started_in_time_fails_not_started(api: httpx.Client) -> None:
     run = wait_run_terminal(api, trigger(api, job["id"])["id"], timeout=30)
     assert run["state"] == "FAILED" and run["error"]["kind"] == "NOT_STARTED"
     assert "start deadline" in run["error"]["message"] and not run.get("startTime")
+
+
+def test_a_worker_that_cannot_reach_rabbitmq_does_not_count_as_serving_its_pool(
+    mesh: Mesh, api: httpx.Client
+) -> None:
+    """Its stream to the scheduler is up, its consumer is not: ListWorkers says so, and a run of
+    its pool waits with NO_WORKER_FOR_POOL (naming the broker) until a worker that consumes joins."""
+    unreachable = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"  # nothing listens there
+    mesh.start_worker(extra_env={**worker_env(OLDER), "TASKMESH_AMQP_URL": unreachable}, pools=["nobroker"])
+
+    def cut_off() -> dict[str, Any] | None:
+        workers = api.get("/api/workers", params={"pool": "nobroker"}).json().get("workers", [])
+        return workers[0] if len(workers) == 1 and not workers[0].get("consuming", False) else None
+
+    worker = wait_for(cut_off, timeout=30, interval=0.1, message="the cut-off worker, not consuming")
+    job = create_job(api, "nobroker-job", {"noop": {}}, pool="nobroker")
+    run_id = trigger(api, job["id"])["id"]
+    waiting = wait_for(
+        lambda: _waiting(api, run_id, "NO_WORKER_FOR_POOL"), timeout=30, interval=0.1, message="a waiting reason"
+    )
+    assert "cannot reach RabbitMQ" in waiting["waitingReason"]
+
+    mesh.start_worker(extra_env=worker_env(OLDER), pools=["nobroker"])
+    run = wait_run_terminal(api, run_id, timeout=60)
+    assert run["state"] == "SUCCEEDED" and run["workerId"] != worker["workerId"]
+    consuming = {w["workerId"]: w.get("consuming", False) for w in api.get("/api/workers").json()["workers"]}
+    assert consuming[worker["workerId"]] is False and consuming[run["workerId"]] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from api_server.waiting import WorkerCapacity, waiting_reason
@@ -74,6 +75,12 @@ def test_a_run_waits_with_a_reason_only_when_no_connected_worker_can_take_it() -
         "NO_WORKER_FOR_TASK: no connected worker of pool gpu has task eval"
     )
     assert waiting_reason(Route("gpu", "python", "train"), [PYTHON_GPU]) == ""
+    # Workers of the pool whose consumers are down (no broker) do not serve it.
+    cut_off = WorkerProfile(pools=("batch",), executors=("http",), slots=2, consuming=False)
+    assert waiting_reason(Route("batch", "http"), [cut_off]) == (
+        "NO_WORKER_FOR_POOL: the workers of pool batch cannot reach RabbitMQ"
+    )
+    assert waiting_reason(Route("batch", "http"), [cut_off, replace(cut_off, consuming=True)]) == ""
     # A task known only to a worker of another pool does not help.
     assert waiting_reason(Route("default", "python", "train"), [SHELL_LESS, PYTHON_GPU]).startswith(
         "NO_WORKER_FOR_TASK"

@@ -156,3 +156,16 @@ async def test_nothing_is_claimed_while_the_scheduler_is_out_of_reach() -> None:
     session = SchedulerSession("127.0.0.1:1", StaticTokens(), pb.Hello(worker_id="w"), Held())
     with pytest.raises(SessionLost):
         await session.wait_connected(timeout=0.05)
+
+
+async def test_a_consumer_that_stops_or_starts_is_told_to_the_scheduler_at_once(fake: FakeScheduler) -> None:
+    """A heartbeat out of turn (the fake's lease is long: none would be due for seconds)."""
+    async with connected(fake, Held()) as session:
+        session.consumer_changed(False)
+        await eventually(lambda: any(m.heartbeat.consumer_down for m in fake.of_kind("heartbeat")), "down")
+        session.consumer_changed(True)
+        await eventually(lambda: not fake.of_kind("heartbeat")[-1].heartbeat.consumer_down, "up again")
+        beats = len(fake.of_kind("heartbeat"))
+        session.consumer_changed(True)  # no change: nothing sent
+    assert len(fake.of_kind("heartbeat")) == beats
+    assert not fake.hellos[0].consumer_down  # counted as consuming until told otherwise
