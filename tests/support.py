@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -23,6 +24,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    """`count` different free ports: all held at once while they are picked (one at a time, the
+    kernel may hand out a port it just gave back; gRPC servers bind with SO_REUSEPORT, so two of
+    a mesh's servers given the same port both start and share its connections)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, message: str = "") -> T:
@@ -56,18 +70,21 @@ class Isolation:
     @classmethod
     def create(cls, label: str = "t") -> Isolation:
         suffix = f"{os.getpid()}_{secrets.token_hex(3)}"
+        api, scheduler, gateway, admin, api_metrics, scheduler_metrics, worker_metrics, worker_health = (
+            distinct_free_ports(8)
+        )
         return cls(
             suffix=suffix,
             database=f"tm_{label}_{suffix}",
             namespace=f"tm{label}{suffix}",
-            api_port=free_port(),
-            scheduler_port=free_port(),
-            gateway_port=free_port(),
-            admin_port=free_port(),
-            api_metrics_port=free_port(),
-            scheduler_metrics_port=free_port(),
-            worker_metrics_port=free_port(),
-            worker_health_port=free_port(),
+            api_port=api,
+            scheduler_port=scheduler,
+            gateway_port=gateway,
+            admin_port=admin,
+            api_metrics_port=api_metrics,
+            scheduler_metrics_port=scheduler_metrics,
+            worker_metrics_port=worker_metrics,
+            worker_health_port=worker_health,
         )
 
     @property
