@@ -244,13 +244,17 @@ def test_nul_in_a_new_user_is_400(api: httpx.Client) -> None:
     assert response.json()["message"].startswith("username:")
 
 
+# A fixed UUID: parametrized ids must be the same in every pytest-xdist worker's collection.
+_SOME_UUID = uuid.UUID("0b6f5e2a-6c3d-4f1e-9a7b-2d8c4e6f1a3b")
+
+
 @pytest.mark.parametrize(
     "job_id",
     [
-        f"urn:uuid:{uuid.uuid4()}",
-        f"{{{uuid.uuid4()}}}",
-        uuid.uuid4().hex,
-        f"{uuid.uuid4()}%0A",  # a trailing newline
+        f"urn:uuid:{_SOME_UUID}",
+        f"{{{_SOME_UUID}}}",
+        _SOME_UUID.hex,
+        f"{_SOME_UUID}%0A",  # a trailing newline
     ],
 )
 def test_ids_that_are_not_canonical_uuids_are_400(api: httpx.Client, job_id: str) -> None:
