@@ -8,6 +8,8 @@ server's CPU microseconds per call:
   python -m bench.grpc_floor                     # 20,000 calls, 64 in flight
   python -m bench.grpc_floor --interceptors      # with the api_server's two interceptors
                                                  # wrapped around a method that needs no token
+  python -m bench.grpc_floor --rate 200 --calls 4000   # open loop: one call every 5 ms, as
+                                                 # bench.trigger_throughput --rate 200 sends them
 
 The api_server's figure (bench.trigger_throughput) minus this one is what Taskmesh's own code
 costs per call.
@@ -89,10 +91,28 @@ async def _call_all(port: int, calls: int, concurrency: int) -> float:
         return time.perf_counter() - started
 
 
+async def _call_at_rate(port: int, calls: int, rate: float) -> float:
+    """One call every 1/rate seconds, each on its own (what a trickle of triggers costs: nothing
+    is shared between calls, every one wakes the server up)."""
+    async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = job_service_pb2_grpc.JobServiceStub(channel)
+        request = job_service_pb2.TriggerJobRequest(id="1" * 32)
+        await stub.TriggerJob(request)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        pending = []
+        for index in range(calls):
+            await asyncio.sleep(max(0.0, started + index / rate - loop.time()))
+            pending.append(asyncio.ensure_future(stub.TriggerJob(request)))
+        await asyncio.gather(*pending)
+        return loop.time() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=0.0, help="open loop: calls per second (0: closed loop)")
     parser.add_argument(
         "--interceptors",
         choices=("none", "interceptor", "wrapped"),
@@ -109,13 +129,19 @@ def main() -> None:
         ready.wait(30)
         assert server.pid is not None
         before = cpu_seconds(server.pid)
-        elapsed = asyncio.run(_call_all(port, args.calls, args.concurrency))
+        calling = (
+            _call_at_rate(port, args.calls, args.rate)
+            if args.rate > 0
+            else _call_all(port, args.calls, args.concurrency)
+        )
+        elapsed = asyncio.run(calling)
         used = cpu_seconds(server.pid) - before
     finally:
         server.terminate()
         server.join()
+    shape = f"at {args.rate:g}/s" if args.rate > 0 else f"{args.concurrency} in flight"
     print(
-        f"{args.calls} unary calls, {args.concurrency} in flight{f' (telemetry: {args.interceptors})'}: "
+        f"{args.calls} unary calls, {shape} (telemetry: {args.interceptors}): "
         f"{args.calls / elapsed:,.0f} calls/s, server CPU {used * 1e6 / args.calls:.0f} us per call"
     )
 
