@@ -86,6 +86,7 @@ class AdmissionLoop:
         self._poll_interval = poll_interval
         self._rate_poll_interval = rate_poll_interval
         self._reconnect = Reconnect("admission", logger=log)
+        self._idle = False
 
     async def run_forever(self) -> None:
         next_gauge = next_prune = 0.0
@@ -94,7 +95,7 @@ class AdmissionLoop:
             try:
                 self._wake.clear()
                 await self.admit_all()
-                if await self._repository.rate_limited_waiting():
+                if not self._idle and await self._repository.rate_limited_waiting():
                     timeout = self._rate_poll_interval
                 now = time.monotonic()
                 if now >= next_gauge:
@@ -115,10 +116,12 @@ class AdmissionLoop:
         while True:
             started = time.monotonic()
             result = await self._repository.admit(self._batch_size)
-            self._metrics.record(result, time.monotonic() - started)
+            if not result.idle:
+                self._metrics.record(result, time.monotonic() - started)
             changed = result.admitted + result.ended
             if changed:
                 self._cache_writer.enqueue(changed)
             admitted += len(result.admitted)
             if len(result.admitted) < self._batch_size and result.rendered < RENDER_BATCH:
+                self._idle = result.idle  # nothing awaits admission, so no rate-limited run either
                 return admitted

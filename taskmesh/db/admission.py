@@ -25,6 +25,7 @@ from taskmesh.db.pg import Connection, Database, statement, transaction
 from taskmesh.db.runs import (
     ADMISSION_LOCK,
     ADMIT_RUNS,
+    ANY_AWAITING,
     END_UNADMITTED,
     LIST_CONCURRENCY_KEYS,
     PRUNE_GRANTS,
@@ -70,6 +71,7 @@ class PassResult:
     wait_seconds: list[float] = field(default_factory=list)
     ended: list[RunRecord] = field(default_factory=list)  # SKIP, unrenderable keys, CANCEL_OLDEST victims
     rendered: int = 0
+    idle: bool = False  # nothing awaited admission: the pass skipped its transaction
 
 
 class AdmissionRepository:
@@ -79,6 +81,11 @@ class AdmissionRepository:
     async def admit(self, limit: int = 1000, render_limit: int = RENDER_BATCH) -> PassResult:
         """One pass: render up to `render_limit` new runs' keys, admit up to `limit` runs."""
         result = PassResult()
+        if not await self._any_awaiting():
+            # Most wake-ups (a keyed run ended) find nobody waiting: one index probe instead of
+            # a transaction of five statements. A run that arrives after the probe notifies.
+            result.idle = True
+            return result
         async with transaction(self._engine) as conn:
             await conn.execute(ADMISSION_LOCK, {"lock_id": ADMISSION_LOCK_ID})
             fresh = await self._render_keys(conn, render_limit, result)
@@ -149,6 +156,10 @@ class AdmissionRepository:
                 continue
             victims = (await conn.execute(SELECT_OLDEST_ACTIVE, {"key": key, "limit": count})).first_column()
             result.ended += await cancel_runs(conn, victims)
+
+    async def _any_awaiting(self) -> bool:
+        async with statement(self._engine) as conn:
+            return bool((await conn.execute(ANY_AWAITING)).one_value())
 
     async def rate_limited_waiting(self) -> bool:
         async with statement(self._engine) as conn:

@@ -360,6 +360,9 @@ CANCEL_RUNS = Query(
 # that end a run free its slot, and nothing else has to.
 ADMISSION_LOCK = Query("SELECT pg_advisory_xact_lock(:lock_id)")
 
+# Whether any run awaits admission (runs_awaiting_admission): a pass with nothing to do skips.
+ANY_AWAITING = Query("SELECT EXISTS (SELECT 1 FROM runs r WHERE r.awaiting_admission AND r.state = 'QUEUED')")
+
 # Runs awaiting admission whose keys are not rendered yet.
 SELECT_UNRENDERED = Query(
     """

@@ -121,6 +121,19 @@ async def test_a_key_admits_up_to_its_limit_and_a_freed_slot_admits_the_next(
     assert [(k.key, k.active, k.waiting, k.limit) for k in keys] == [("export", 2, 2, 2)]
 
 
+async def test_a_pass_with_nothing_awaiting_admission_is_idle(engine: Database, clean: None) -> None:
+    admission = AdmissionRepository(engine)
+    assert (await admission.admit()).idle
+    job_id = await _job(engine, concurrency={"key": "idle", "limit": 1})
+    runs = await _create(engine, job_id, 2)
+    first = await admission.admit()
+    assert not first.idle and [r.id for r in first.admitted] == [runs[0].id]
+    assert not (await admission.admit()).idle  # runs[1] still waits for the slot
+    await _finish(engine, first.admitted[0], RunState.SUCCEEDED)
+    assert [r.id for r in (await admission.admit()).admitted] == [runs[1].id]
+    assert (await admission.admit()).idle
+
+
 async def test_cancelling_a_queued_admitted_run_frees_its_slot(engine: Database, clean: None) -> None:
     job_id = await _job(engine, concurrency={"key": "k", "limit": 1})
     runs = await _create(engine, job_id, 2)

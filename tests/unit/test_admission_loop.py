@@ -55,3 +55,36 @@ def test_passes_repeat_while_batches_are_full() -> None:
     assert len(cache.runs) == 7
     count: Any = registry.get_sample_value("taskmesh_admission_wait_seconds_count")
     assert count == 7
+
+
+class IdleAdmission(FakeAdmission):
+    """Nothing awaits admission: every pass is idle (it skipped its transaction)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.rate_checks = 0
+
+    async def admit(self, limit: int) -> PassResult:
+        self.calls += 1
+        return PassResult(idle=True)
+
+    async def rate_limited_waiting(self) -> bool:
+        self.rate_checks += 1
+        return False
+
+
+def test_an_idle_pass_records_no_pass_and_skips_the_rate_limit_check() -> None:
+    admission, registry, wake = IdleAdmission(), CollectorRegistry(), asyncio.Event()
+    loop = AdmissionLoop(
+        cast(AdmissionRepository, admission),
+        cast(CacheWriter, FakeCache()),
+        wake,
+        AdmissionMetrics(registry),
+        batch_size=3,
+        poll_interval=1.0,
+        rate_poll_interval=0.05,
+    )
+    assert asyncio.run(loop.admit_all()) == 0
+    assert admission.calls == 1
+    assert registry.get_sample_value("taskmesh_admission_pass_seconds_count") == 0
+    assert loop._idle
