@@ -9,7 +9,6 @@ outcome, a relay batch) that was more than the statement itself.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import select
@@ -18,10 +17,8 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg.rows import namedtuple_row
-from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import make_url
 
@@ -38,20 +35,6 @@ RECONNECT_TIMEOUT_SECONDS = 1.5
 
 # A pool grown by a burst gives back the connections it no longer needs after this long.
 IDLE_CONNECTION_SECONDS = 60.0
-
-
-def _json_loads(data: bytes | str) -> Any:
-    """jsonb columns as Python values, by orjson (json.loads took a tenth of the trigger path's
-    CPU: a run row has two JSON columns). What orjson refuses and the stdlib reads (1e400, lone
-    surrogates) is read by the stdlib, as before. orjson reads integers beyond 64 bits as
-    floats: none are stored, as every stored JSON value came through a protobuf Value (a double)."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
-
-
-set_json_loads(_json_loads)  # every connection of this process (psycopg's global adapters)
 
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 

@@ -18,8 +18,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
 from taskmesh.audit import AuditContext
 from taskmesh.db.audit import AUDIT_COLUMNS, audit_cte, audited
 from taskmesh.db.outbox import route_of
@@ -607,8 +605,7 @@ class RunRepository:
             "run_ids": [r.run_id for r in requests],
             "job_ids": [r.job_id for r in requests],
             "keys": [r.idempotency_key for r in requests],
-            # Checked JSON already (taskmesh.parameters.bounded): orjson is a third of the stdlib's cost.
-            "parameters": orjson.dumps([r.parameters for r in requests]).decode(),
+            "parameters": json.dumps([r.parameters for r in requests], separators=(",", ":")),
             "job_versions": [r.job_version for r in requests],
             "priorities": [r.priority for r in requests],
             "trigger": trigger.value,
