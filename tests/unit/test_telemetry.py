@@ -128,6 +128,17 @@ def json_lines() -> Iterator[io.StringIO]:
         logger.removeHandler(handler)
 
 
+async def _log_entries(json_lines: io.StringIO, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The JSON log entries once there are `count` (the failure line is written after the status
+    went out, so the client can see the error first), or what there is at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+        if len(entries) >= count or time.monotonic() > deadline:
+            return entries
+        await asyncio.sleep(0.01)
+
+
 async def test_log_lines_carry_the_request_id_and_each_failure_is_logged_once(
     stub: job_service_pb2_grpc.JobServiceStub, json_lines: io.StringIO
 ) -> None:
@@ -135,7 +146,7 @@ async def test_log_lines_carry_the_request_id_and_each_failure_is_logged_once(
     with pytest.raises(aio.AioRpcError) as caught:
         await stub.GetJob(job_service_pb2.GetJobRequest(id="missing"), metadata=_metadata("req-bad"))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-    entries = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    entries = await _log_entries(json_lines, 3)
     assert [(e["message"], e.get("request_id")) for e in entries] == [
         ("looking up j1", "req-ok"),
         ("looking up missing", "req-bad"),
