@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from scheduler.firing_metrics import FiringMetrics
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 MIN_NAP = 0.01
 # A backlog is fired in batches growing up to this many times the configured batch size.
 BACKLOG_GROWTH = 8
+# The next slot's batch is claimed and decided this long before its due time (its rows stay
+# locked that long), so that only one statement is left to run at the slot.
+PREPARE_AHEAD = 0.25
 # A job whose stored schedule cannot be read is looked at again this much later.
 QUARANTINE = timedelta(minutes=1)
 
@@ -108,9 +111,37 @@ class ScheduleFiring:
             log.exception("cannot fire job %s; looking again in %s", job.id, QUARANTINE, extra={"job_id": job.id})
             return FireDecision(job.id, (), (), (), job.next_fire_at, job.now + QUARANTINE, 0)
 
+    async def fire_ahead(self, until: datetime) -> int:
+        """Fire one batch of jobs due by `until` (ahead), prepared now and applied at `until`;
+        returns how many jobs were claimed."""
+        decisions: list[FireDecision] = []
+
+        def decide(jobs: Sequence[DueJob]) -> list[FireDecision]:
+            decisions.extend(self._decide(job) for job in jobs)
+            return decisions
+
+        claimed, fired = await self._store.fire_ahead(self._config.batch_size, until, decide)
+        if claimed:
+            self._cache_writer.enqueue([*fired.created, *fired.cancelled])
+            self._metrics.record(decisions, fired)
+            _log_unusual(decisions, fired.conflicts)
+        return claimed
+
     async def _sleep_until_due(self) -> None:
-        until_due = await self._store.seconds_until_due()
-        await wait_event(self._wake, sleep_seconds(until_due, self._config.poll_interval))
+        """Sleep until the earliest due slot; a slot coming within the poll interval is
+        prepared PREPARE_AHEAD before it and fired right at it."""
+        next_due = await self._store.next_due()
+        if next_due is not None and 0 < next_due[1] <= self._config.poll_interval:
+            due_at, until_due = next_due
+            if await wait_event(self._wake, max(0.0, until_due - PREPARE_AHEAD)):
+                self._wake.clear()
+                return
+            if await self.fire_ahead(due_at):
+                return
+            # Another scheduler prepared them: fire whatever it leaves at the slot.
+            next_due = await self._store.next_due()
+        until = None if next_due is None else next_due[1]
+        await wait_event(self._wake, sleep_seconds(until, self._config.poll_interval))
         self._wake.clear()
 
 

@@ -11,6 +11,7 @@ never fired twice.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -73,6 +74,31 @@ APPLY_DECISIONS = runs.scheduled_runs_statement(
     )""",
 )
 
+# Claimed ahead of the earliest due time (:until), so that decide() and the claim round trip are
+# done before the slot and only the APPLY statement is left for it. Only jobs whose overlap
+# policy reads no active runs: FORBID and REPLACE must see the runs active at the slot itself,
+# and are fired by CLAIM_DUE then. The rows stay locked until the prepared batch commits.
+CLAIM_AHEAD = Query(
+    """
+    SELECT j.id::text AS id, j.schedule, j.create_time, j.next_fire_at, j.resumed_at,
+           CAST(:until AS timestamptz) AS now, ARRAY[]::text[] AS active_run_ids,
+           extract(epoch FROM CAST(:until AS timestamptz) - clock_timestamp()) AS wait_seconds
+    FROM jobs j
+    WHERE j.due_at <= CAST(:until AS timestamptz) AND j.due_at IS NOT NULL AND NOT j.paused
+      AND COALESCE(j.schedule ->> 'overlapPolicy', '') NOT IN ('FORBID', 'REPLACE')
+    ORDER BY j.due_at
+    LIMIT :limit
+    FOR NO KEY UPDATE OF j SKIP LOCKED
+    """
+)
+
+NEXT_DUE = Query(
+    """
+    SELECT min(due_at) AS due_at, extract(epoch FROM min(due_at) - clock_timestamp()) AS seconds FROM jobs
+    WHERE due_at IS NOT NULL AND NOT paused
+    """
+)
+
 SECONDS_UNTIL_DUE = Query(
     """
     SELECT extract(epoch FROM min(due_at) - clock_timestamp()) FROM jobs
@@ -99,6 +125,29 @@ class ScheduleRepository:
             decisions = decide([_due_job(row) for row in rows])
             fired = await _apply(conn, decisions)
         return len(rows), fired
+
+    async def fire_ahead(self, limit: int, until: datetime, decide: Decide) -> tuple[int, FiredBatch]:
+        """Claim up to `limit` jobs due by `until` (still ahead), decide them as of `until`,
+        wait until `until` by the database's clock and only then apply and commit: the runs'
+        queue_time is never before their slot."""
+        async with transaction(self._engine) as conn:
+            rows = (await conn.execute(CLAIM_AHEAD, {"limit": limit, "until": until})).all_rows()
+            claimed_at = asyncio.get_running_loop().time()
+            if not rows:
+                return 0, FiredBatch([], [], 0)
+            decisions = decide([_due_job(row) for row in rows])
+            remaining = claimed_at + float(rows[0].wait_seconds) - asyncio.get_running_loop().time()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+            fired = await _apply(conn, decisions)
+        return len(rows), fired
+
+    async def next_due(self) -> tuple[datetime, float] | None:
+        """The earliest due time and the seconds until it (negative when overdue); None when
+        no job is due."""
+        async with statement(self._engine) as conn:
+            row = (await conn.execute(NEXT_DUE)).one_row()
+        return None if row.due_at is None else (row.due_at, float(row.seconds))
 
     async def seconds_until_due(self) -> float | None:
         """Seconds until the earliest due job (negative when overdue); None when none is."""

@@ -188,6 +188,22 @@ async def test_a_slot_that_already_has_a_run_is_not_fired_again(db: Database) ->
     assert await rows(db, "SELECT count(*) FROM runs WHERE job_id = :id", id=job_id) == [(1,)]
 
 
+async def test_a_slot_prepared_ahead_fires_no_earlier_than_its_slot(db: Database) -> None:
+    slot = datetime.now(UTC).replace(microsecond=0) + 2 * SECOND
+    allow = await scheduled_job(db, {"interval": {"every": "60s"}}, slot)
+    forbid = await scheduled_job(db, {"interval": {"every": "60s"}, "overlapPolicy": "FORBID"}, slot)
+    later = await scheduled_job(db, {"interval": {"every": "60s"}}, slot + SECOND)
+    next_due = await ScheduleRepository(db).next_due()
+    assert next_due is not None and next_due[0] == slot and 0 < next_due[1] <= 2
+    claimed, fired = await ScheduleRepository(db).fire_ahead(10, slot, deciding())
+    assert claimed == 1, "FORBID needs the runs active at the slot; a later slot is not due"
+    (run,) = fired.created
+    assert run.job_id == allow and run.slot_time == slot and run.queue_time >= slot
+    assert (await JobRepository(db).get(allow)).next_fire_at == slot + timedelta(seconds=60)
+    for job_id in (forbid, later):
+        assert await rows(db, "SELECT count(*) FROM runs WHERE job_id = :id", id=job_id) == [(0,)]
+
+
 async def test_concurrent_claims_split_the_due_jobs(db: Database, firing_isolation: Isolation) -> None:
     slot = datetime.now(UTC).replace(microsecond=0) - SECOND
     job_ids = [await scheduled_job(db, {"interval": {"every": "60s"}}, slot) for _ in range(40)]

@@ -45,6 +45,9 @@ class FakeStore:
     async def seconds_until_due(self) -> float | None:
         return None
 
+    async def next_due(self) -> tuple[datetime, float] | None:
+        return None
+
 
 def due(job_id: str, schedule: dict[str, Any]) -> DueJob:
     return DueJob(job_id, schedule, SLOT - timedelta(hours=1), SLOT, None, (), NOW)
