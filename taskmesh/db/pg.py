@@ -210,5 +210,11 @@ def translated_errors() -> Iterator[None]:
     except psycopg.errors.UniqueViolation as error:
         constraint = getattr(error.diag, "constraint_name", None) or "a unique constraint"
         raise AlreadyExists(f"already exists ({constraint})") from error
-    except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError) as error:
+    except (
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        psycopg.errors.IdleInTransactionSessionTimeout,  # the server ended the session: it is gone
+        PoolTimeout,
+        OSError,
+    ) as error:
         raise DatabaseUnavailable() from error

@@ -92,6 +92,8 @@ CLAIM_AHEAD = Query(
     """
 )
 
+PREPARED_IDLE_TIMEOUT = Query("SET LOCAL idle_in_transaction_session_timeout = '2s'")
+
 NEXT_DUE = Query(
     """
     SELECT min(due_at) AS due_at, extract(epoch FROM min(due_at) - clock_timestamp()) AS seconds FROM jobs
@@ -131,6 +133,9 @@ class ScheduleRepository:
         wait until `until` by the database's clock and only then apply and commit: the runs'
         queue_time is never before their slot."""
         async with transaction(self._engine) as conn:
+            # A scheduler frozen while it holds the rows must not keep the others from firing
+            # them: PostgreSQL ends the transaction once it has sat idle this long.
+            await conn.execute(PREPARED_IDLE_TIMEOUT)
             rows = (await conn.execute(CLAIM_AHEAD, {"limit": limit, "until": until})).all_rows()
             claimed_at = asyncio.get_running_loop().time()
             if not rows:

@@ -25,6 +25,7 @@ from taskmesh.db.schema import ensure_database, ensure_schema
 from taskmesh.ids import new_id
 from taskmesh.names import Names
 from taskmesh.records import DueJob, FireDecision, Page, RunRequest, ScheduleSetting
+from taskmesh.service_errors import DatabaseUnavailable
 from taskmesh.states import RunState, SkipReason, Trigger
 from tests.support import Isolation
 
@@ -202,6 +203,18 @@ async def test_a_slot_prepared_ahead_fires_no_earlier_than_its_slot(db: Database
     assert (await JobRepository(db).get(allow)).next_fire_at == slot + timedelta(seconds=60)
     for job_id in (forbid, later):
         assert await rows(db, "SELECT count(*) FROM runs WHERE job_id = :id", id=job_id) == [(0,)]
+
+
+async def test_a_prepared_batch_left_idle_too_long_is_ended_by_postgresql(db: Database) -> None:
+    """A scheduler frozen while it holds a prepared batch (here: one prepared 4 s ahead, twice
+    the idle timeout) loses its transaction, so the rows are free for the other schedulers."""
+    slot = datetime.now(UTC) + 4 * SECOND
+    job_id = await scheduled_job(db, {"interval": {"every": "60s"}}, slot)
+    with pytest.raises(DatabaseUnavailable):
+        await ScheduleRepository(db).fire_ahead(10, slot, deciding())
+    assert await rows(db, "SELECT count(*) FROM runs WHERE job_id = :id", id=job_id) == [(0,)]
+    unlocked = await rows(db, "SELECT id::text FROM jobs WHERE id = :id FOR NO KEY UPDATE NOWAIT", id=job_id)
+    assert unlocked == [(job_id,)]
 
 
 async def test_concurrent_claims_split_the_due_jobs(db: Database, firing_isolation: Isolation) -> None:
