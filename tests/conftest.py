@@ -10,6 +10,20 @@ import pytest
 from taskmesh.db.schema import ensure_database, ensure_schema
 from tests.support import Isolation, PrivateRedis
 
+# The folders whose files start whole meshes go first, the many short unit files last: under
+# pytest-xdist (make test) they then fill the gaps at the end instead of one slow security file
+# running alone on one worker while the other idles.
+_FOLDER_ORDER = ("e2e", "security", "faults", "pools", "integration", "deploy", "unit")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        parts = item.nodeid.split("/")
+        folder = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+        return _FOLDER_ORDER.index(folder) if folder in _FOLDER_ORDER else len(_FOLDER_ORDER)
+
+    items.sort(key=rank)  # stable: the order within a folder and a file stays as collected
+
 
 @pytest.fixture(scope="session")
 def integration_isolation() -> Iterator[Isolation]:
