@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -22,10 +22,10 @@ from scheduler.firing_metrics import FiringMetrics
 from taskmesh import schedule_policy
 from taskmesh.aio import wait_event
 from taskmesh.cache.status import CacheWriter
-from taskmesh.db.schedules import ScheduleRepository
+from taskmesh.db.schedules import Decide, ScheduleRepository
 from taskmesh.ids import new_id
 from taskmesh.reconnect import Reconnect
-from taskmesh.records import DueJob, FireDecision, Json
+from taskmesh.records import DueJob, FiredBatch, FireDecision, Json
 from taskmesh.schedule_policy import FiringRules
 from taskmesh.service_errors import DatabaseUnavailable
 from taskmesh.states import SkipReason
@@ -90,18 +90,8 @@ class ScheduleFiring:
     async def fire_batch(self, limit: int | None = None) -> int:
         """Fire one batch of due jobs (at most `limit`, the configured batch size by default);
         returns how many jobs were claimed."""
-        decisions: list[FireDecision] = []
-
-        def decide(jobs: Sequence[DueJob]) -> list[FireDecision]:
-            decisions.extend(self._decide(job) for job in jobs)
-            return decisions
-
-        claimed, fired = await self._store.fire_due(limit or self._config.batch_size, decide)
-        if claimed:
-            self._cache_writer.enqueue([*fired.created, *fired.cancelled])
-            self._metrics.record(decisions, fired)
-            _log_unusual(decisions, fired.conflicts)
-        return claimed
+        size = limit or self._config.batch_size
+        return await self._fire(lambda decide: self._store.fire_due(size, decide))
 
     def _decide(self, job: DueJob) -> FireDecision:
         try:
@@ -114,13 +104,17 @@ class ScheduleFiring:
     async def fire_ahead(self, until: datetime) -> int:
         """Fire one batch of jobs due by `until` (ahead), prepared now and applied at `until`;
         returns how many jobs were claimed."""
+        return await self._fire(lambda decide: self._store.fire_ahead(self._config.batch_size, until, decide))
+
+    async def _fire(self, claim: Callable[[Decide], Awaitable[tuple[int, FiredBatch]]]) -> int:
+        """Claim a batch with `claim`, deciding its jobs; then the cache, metrics and log."""
         decisions: list[FireDecision] = []
 
         def decide(jobs: Sequence[DueJob]) -> list[FireDecision]:
             decisions.extend(self._decide(job) for job in jobs)
             return decisions
 
-        claimed, fired = await self._store.fire_ahead(self._config.batch_size, until, decide)
+        claimed, fired = await claim(decide)
         if claimed:
             self._cache_writer.enqueue([*fired.created, *fired.cancelled])
             self._metrics.record(decisions, fired)

@@ -101,13 +101,6 @@ NEXT_DUE = Query(
     """
 )
 
-SECONDS_UNTIL_DUE = Query(
-    """
-    SELECT extract(epoch FROM min(due_at) - clock_timestamp()) FROM jobs
-    WHERE due_at IS NOT NULL AND NOT paused
-    """
-)
-
 SKIPPED_COLUMNS = "job_id::text AS job_id, slot_time, reason, record_time, active_run_id::text AS active_run_id"
 
 Decide = Callable[[Sequence[DueJob]], Sequence[FireDecision]]
@@ -153,12 +146,6 @@ class ScheduleRepository:
         async with statement(self._engine) as conn:
             row = (await conn.execute(NEXT_DUE)).one_row()
         return None if row.due_at is None else (row.due_at, float(row.seconds))
-
-    async def seconds_until_due(self) -> float | None:
-        """Seconds until the earliest due job (negative when overdue); None when none is."""
-        async with statement(self._engine) as conn:
-            value = (await conn.execute(SECONDS_UNTIL_DUE)).one_value()
-        return None if value is None else float(value)
 
     async def list_skipped(self, job_id: str, page: Page | None, limit: int) -> list[SkippedSlotRecord]:
         """A job's skipped slots, newest first; a page continues before page.after_time."""

@@ -117,8 +117,8 @@ async def test_a_due_slot_becomes_a_scheduled_run_with_its_outbox_row(db: Databa
     assert (job.misfired_slots, job.skipped_slots) == (0, 0)
     # not due any more: nothing to claim
     assert (await ScheduleRepository(db).fire_due(10, deciding()))[0] == 0
-    until = await ScheduleRepository(db).seconds_until_due()
-    assert until is not None and 55 < until <= 60
+    next_due = await ScheduleRepository(db).next_due()
+    assert next_due is not None and 55 < next_due[1] <= 60
 
 
 async def test_missed_slots_are_recorded_and_counted(db: Database) -> None:

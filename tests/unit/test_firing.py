@@ -42,9 +42,6 @@ class FakeStore:
         ]
         return len(claimed), FiredBatch(created, [], 0)
 
-    async def seconds_until_due(self) -> float | None:
-        return None
-
     async def next_due(self) -> tuple[datetime, float] | None:
         return None
 
