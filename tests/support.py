@@ -1,7 +1,8 @@
-"""Helpers shared by the integration and end-to-end tests."""
+"""Helpers shared by the tests."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -49,6 +50,17 @@ def wait_for(condition: Callable[[], T], timeout: float = 20.0, interval: float 
         time.sleep(interval)
         last = condition()
     return last
+
+
+async def eventually(condition: Callable[[], object], message: str, timeout: float = 10.0) -> None:
+    """wait_for, for a condition checked on the running event loop (polling it without
+    blocking the loop)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():  # noqa: ASYNC110 (the condition has no event to wait on)
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}") from None
 
 
 @dataclass

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from taskmesh.ids import new_id
 from taskmesh.records import AttemptRef
 from taskmesh.v1 import worker_service_pb2 as pb
+from tests.support import eventually
 from worker.session import SchedulerSession, SessionLost
 from worker.testing import FakeScheduler, StaticTokens, serving
 
@@ -32,16 +33,6 @@ class Held:
 
     def stop(self, ref: AttemptRef, reason: str) -> None:
         self.stops.append((ref, reason))
-
-
-async def eventually(condition: Callable[[], object], message: str) -> None:
-    """Poll a condition of the session or the fake (tests.support.wait_for, without blocking the loop)."""
-    try:
-        async with asyncio.timeout(ANSWER_SECONDS):
-            while not condition():  # noqa: ASYNC110 (the condition has no event to wait on)
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for: {message}") from None
 
 
 @contextlib.asynccontextmanager
