@@ -1,6 +1,7 @@
 """A trigger's parameters, merged over the job's defaults and validated against its schema, with
 the job's compiled validator kept per job version, so the trigger path reads the job (one
-batched query) only when it has not seen this version of it.
+batched query) only when it has not seen this version of it. A job with a concurrency limit
+gets its run's key rendered here too (taskmesh.flow_policy.trigger_keys), from the same version.
 
 Correctness never depends on the cache: every run request carries the version (the job's
 update_time) its parameters were checked at, and CREATE_RUNS creates nothing for a job changed
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from taskmesh import parameters
+from taskmesh import flow_policy, parameters
 from taskmesh.ids import new_id
 from taskmesh.records import Json, ParameterPolicy, RunRequest
 
@@ -40,6 +41,8 @@ class _Compiled:
     version: object  # the job's update_time
     defaults: Json | None
     validator: parameters.CompiledSchema | None
+    job_name: str
+    flow: Json | None  # the job's limits (None: it has none)
 
 
 class ParameterResolver:
@@ -73,13 +76,15 @@ class ParameterResolver:
         if given.parameters:
             parameters.bounded(merged or {}, given.field)
         parameters.validate(compiled.validator, merged or {}, given.field)
+        run_id = new_id()
         return RunRequest(
-            new_id(),
+            run_id,
             given.job_id,
             given.idempotency_key,
             parameters=merged or None,
             job_version=compiled.version,  # type: ignore[arg-type]
             priority=given.priority,
+            flow_keys=_trigger_keys(compiled, run_id, given.job_id, merged),
         )
 
     async def _load(self, job_ids: set[str]) -> None:
@@ -94,5 +99,18 @@ class ParameterResolver:
             if known is not None and known.version == policy.version:
                 continue  # compiled already
             validator = parameters.compile_schema(policy.schema) if policy.schema else None
-            self._jobs[job_id] = _Compiled(policy.version, policy.defaults or None, validator)
+            self._jobs[job_id] = _Compiled(
+                policy.version, policy.defaults or None, validator, policy.job_name, policy.flow
+            )
             self.compiled += 1
+
+
+def _trigger_keys(
+    compiled: _Compiled, run_id: str, job_id: str, merged: Json | None
+) -> flow_policy.FlowKeys | None:
+    if compiled.flow is None:
+        return None
+    context = flow_policy.RunContext(
+        run_id=run_id, attempt=1, job_id=job_id, job_name=compiled.job_name, params=merged
+    )
+    return flow_policy.trigger_keys(compiled.flow, context)

@@ -135,8 +135,26 @@ def pending_reason(has_concurrency: bool) -> str:
     return f"{code}: waiting for its first admission pass"
 
 
+# A SKIPPED run's message; PostgreSQL's format() takes it too (runs skipped at trigger).
+SKIPPED_FORMAT = "SKIPPED: key %s has %s of %s active (on_limit SKIP)"
+
+
 def skipped_message(key: str, active: int, limit: int) -> str:
-    return f"SKIPPED: key {key} has {active} of {limit} active (on_limit SKIP)"
+    return SKIPPED_FORMAT % (key, active, limit)
+
+
+def trigger_keys(flow: Mapping[str, Any] | None, context: RunContext) -> FlowKeys | None:
+    """The keys a trigger admits its run by at once (or skips it by, or queues it by with its
+    keys rendered): a concurrency limit with on_limit QUEUE or SKIP and no rate limit. None
+    leaves the run to the admission pass: rate limits and CANCEL_OLDEST, and a key that cannot
+    render (the pass ends the run, saying why)."""
+    if not flow or not flow.get("concurrency") or flow.get("rate_limit"):
+        return None
+    try:
+        keys = keys_for(flow, context)
+    except (flow_keys.KeyTemplateError, KeyError, ValueError):
+        return None
+    return keys if keys.on_limit in (OnLimit.QUEUE, OnLimit.SKIP) else None
 
 
 def cancelled_oldest_message(key: str, run_id: str) -> str:

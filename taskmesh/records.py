@@ -10,6 +10,7 @@ from taskmesh.states import Role, RunState, SkipReason, Trigger
 
 if TYPE_CHECKING:
     from taskmesh.audit import AuditContext
+    from taskmesh.flow_policy import FlowKeys
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -95,6 +96,9 @@ class ParameterPolicy:
     version: datetime
     defaults: Json | None
     schema: Json | None
+    job_name: str = ""
+    # The job's limits as the runs it creates snapshot them ({"concurrency": ..., "rate_limit": ...}).
+    flow: Json | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,9 @@ class RunRequest:
     # only while the job is still at it (None: no check).
     job_version: datetime | None = None
     priority: int | None = None  # None: the job's
+    # Its concurrency key, rendered at trigger (taskmesh.flow_policy.trigger_keys): the insert
+    # admits, queues or skips it at once. None: the admission pass renders and decides.
+    flow_keys: FlowKeys | None = None
     # The TriggerJob call asking for it (taskmesh.audit), whose audit row the insert writes.
     audit: AuditContext | None = field(default=None, compare=False)
 

@@ -24,6 +24,7 @@ from taskmesh.db.outbox import OutboxRepository
 from taskmesh.db.pg import Connection, Database, statement, transaction
 from taskmesh.db.runs import (
     ADMISSION_LOCK,
+    ADMISSION_LOCK_ID,
     ADMIT_RUNS,
     ANY_AWAITING,
     END_UNADMITTED,
@@ -42,8 +43,6 @@ from taskmesh.db.runs import (
 from taskmesh.flow_keys import KeyTemplateError
 from taskmesh.records import RunRecord
 
-# pg_advisory_xact_lock id of the admission pass ("tmadmit" in ASCII, in a bigint).
-ADMISSION_LOCK_ID = 0x746D61646D6974
 NOT_ADMITTED = "NOT_ADMITTED"
 # Keys rendered per pass at most (rendering is Python work, per run).
 RENDER_BATCH = 2000

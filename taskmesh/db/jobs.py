@@ -52,7 +52,7 @@ SELECT_EXISTING = Query("SELECT id::text AS id FROM jobs WHERE id = ANY(CAST(:id
 # What a trigger needs to merge and validate parameters, with the version it was read at.
 SELECT_PARAMETER_POLICIES = Query(
     """
-    SELECT id::text AS id, update_time, parameters, parameter_schema FROM jobs
+    SELECT id::text AS id, update_time, parameters, parameter_schema, name, concurrency, rate_limit FROM jobs
     WHERE id = ANY(CAST(:ids AS uuid[]))
     """
 )
@@ -146,10 +146,11 @@ class JobRepository:
             return {row.id for row in rows.all_rows()}
 
     async def parameter_policies(self, job_ids: set[str]) -> dict[str, ParameterPolicy]:
-        """The default parameters and schema of each of these jobs that exists, with its version."""
+        """The default parameters, schema, name and limits of each of these jobs that exists, with
+        its version."""
         async with statement(self._engine) as conn:
             rows = (await conn.execute(SELECT_PARAMETER_POLICIES, {"ids": sorted(job_ids)})).all_rows()
-        return {row.id: ParameterPolicy(row.update_time, row.parameters, row.parameter_schema) for row in rows}
+        return {row.id: _parameter_policy(row) for row in rows}
 
     async def get(self, job_id: str) -> JobRecord:
         async with statement(self._engine) as conn:
@@ -329,3 +330,11 @@ def _job(row: Any) -> JobRecord:
 
 def _json_or_none(value: Json | None) -> str | None:
     return None if value is None else json.dumps(value)
+
+
+def _parameter_policy(row: Any) -> ParameterPolicy:
+    flow = {"concurrency": row.concurrency, "rate_limit": row.rate_limit}  # as runs snapshot it
+    has_flow = row.concurrency is not None or row.rate_limit is not None
+    return ParameterPolicy(
+        row.update_time, row.parameters, row.parameter_schema, row.name, flow if has_flow else None
+    )

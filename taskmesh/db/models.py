@@ -170,6 +170,12 @@ class Run(Base):
                 f"concurrency_key IS NOT NULL AND NOT awaiting_admission AND {_states_in(ACTIVE_STATES)}"
             ),
         ),
+        # Admission at trigger (migration 0018).
+        Index(
+            "runs_concurrency_waiting",
+            "concurrency_key",
+            postgresql_where=text("concurrency_key IS NOT NULL AND awaiting_admission AND state = 'QUEUED'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)

@@ -14,6 +14,7 @@ taskmesh.states.ALLOWED_TRANSITIONS, on the real database.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from taskmesh.db.audit import AUDIT_COLUMNS, audit_cte, audited
 from taskmesh.db.outbox import route_of
 from taskmesh.db.paging import Keyset, page_query
 from taskmesh.db.pg import Connection, Database, Query, statement, transaction
+from taskmesh.flow_policy import SKIPPED_FORMAT
 from taskmesh.records import (
     AttemptRef,
     ClaimedAttempt,
@@ -67,11 +69,11 @@ RUN_COLUMNS = """
 
 # What a new run takes from its job (joined as `jobs`) for flow control: a job with a
 # concurrency or rate limit makes its runs wait for admission (see ADMIT_RUNS), without a work unit.
-FLOW_FROM_JOB = """
+FLOW_SNAPSHOT = """
     CASE WHEN jobs.concurrency IS NULL AND jobs.rate_limit IS NULL THEN NULL
-         ELSE jsonb_build_object('concurrency', jobs.concurrency, 'rate_limit', jobs.rate_limit) END,
-    (jobs.concurrency IS NOT NULL OR jobs.rate_limit IS NOT NULL)
-"""
+         ELSE jsonb_build_object('concurrency', jobs.concurrency, 'rate_limit', jobs.rate_limit) END"""
+AWAITS_ADMISSION = "(jobs.concurrency IS NOT NULL OR jobs.rate_limit IS NOT NULL)"
+FLOW_FROM_JOB = f"{FLOW_SNAPSHOT}, {AWAITS_ADMISSION}"
 
 
 def _queueing(*ctes: str) -> Query:
@@ -84,7 +86,8 @@ def _queueing(*ctes: str) -> Query:
         f"""
     WITH {", ".join(ctes)}, dispatched AS (
         INSERT INTO outbox (run_id, attempt, priority, route)
-        SELECT q.id, q.attempt, q.priority, {route_of("q")} FROM queued q WHERE NOT q.awaiting_admission
+        SELECT q.id, q.attempt, q.priority, {route_of("q")} FROM queued q
+        WHERE q.state = 'QUEUED' AND NOT q.awaiting_admission
     )
     SELECT {RUN_COLUMNS} FROM queued r JOIN jobs j ON j.id = r.job_id
     """
@@ -105,15 +108,46 @@ def _queueing(*ctes: str) -> Query:
 # its caller makes after validating again writes the call's only row, unless its key is already
 # used (the earlier run is then the answer, and the row is written now); and one for a
 # BatchTriggerJobs call (:batch_*).
+# Admission at trigger: a request whose concurrency key the caller rendered (:ckeys; see
+# TRIGGER_KEY_LOCKS, taken first in the same transaction) is admitted by the insert itself
+# (its work unit written at once) when nobody waits for its key and the key has room for it,
+# counting the requests ranked before it in the statement (priority, then order); otherwise it
+# waits with its keys (on_limit QUEUE: the pass admits it in turn) or ends CANCELLED (on_limit
+# SKIP; a SKIP key that has waiters leaves the decision to the pass). Unrendered requests
+# wait for the pass as before.
 CREATE_RUNS = _queueing(
     """request AS (
         SELECT t.run_id, t.job_id, t.idempotency_key, t.job_version, t.priority,
                NULLIF(CAST(:parameters AS jsonb) -> CAST(t.position - 1 AS int), CAST('null' AS jsonb)) AS parameters,
-               t.caller, t.request_id
+               t.caller, t.request_id, t.ckey, t.climit, t.on_limit, t.position
         FROM unnest(CAST(:run_ids AS uuid[]), CAST(:job_ids AS uuid[]), CAST(:keys AS text[]),
                     CAST(:job_versions AS timestamptz[]), CAST(:priorities AS int[]),
-                    CAST(:audit_callers AS int[]), CAST(:audit_request_ids AS text[])) WITH ORDINALITY
-            AS t(run_id, job_id, idempotency_key, job_version, priority, caller, request_id, position)
+                    CAST(:audit_callers AS int[]), CAST(:audit_request_ids AS text[]),
+                    CAST(:ckeys AS text[]), CAST(:climits AS int[]), CAST(:on_limits AS text[])) WITH ORDINALITY
+            AS t(run_id, job_id, idempotency_key, job_version, priority, caller, request_id, ckey, climit, on_limit,
+                 position)
+    )""",
+    """keyed AS (
+        SELECT r.run_id, r.ckey, r.climit, r.on_limit,
+               row_number() OVER (PARTITION BY r.ckey ORDER BY COALESCE(r.priority, jobs.priority) DESC, r.position)
+                   AS rank
+        FROM request r JOIN jobs ON jobs.id = r.job_id
+        WHERE r.ckey IS NOT NULL AND r.job_version IS NOT NULL
+    )""",
+    f"""key_state AS (
+        SELECT k.ckey,
+               (SELECT count(*) FROM runs a WHERE a.concurrency_key = k.ckey AND NOT a.awaiting_admission
+                AND a.state IN {ACTIVE}) AS active,
+               EXISTS (SELECT 1 FROM runs w WHERE w.concurrency_key = k.ckey AND w.awaiting_admission
+                       AND w.state = 'QUEUED') AS waited
+        FROM (SELECT DISTINCT ckey FROM keyed) k
+    )""",
+    """verdict AS (
+        SELECT k.run_id, k.ckey, k.climit, k.on_limit, s.active,
+               CASE WHEN NOT s.waited AND k.rank <= k.climit - s.active THEN 'ADMIT'
+                    WHEN k.on_limit = 'QUEUE' THEN 'WAIT'
+                    WHEN NOT s.waited THEN 'SKIP' END AS verdict
+        FROM keyed k JOIN key_state s ON s.ckey = k.ckey
     )""",
     """caller AS (
         SELECT * FROM unnest(CAST(:caller_actors AS text[]), CAST(:caller_roles AS text[]),
@@ -137,16 +171,39 @@ CREATE_RUNS = _queueing(
     f"""queued AS (
         INSERT INTO runs (id, job_id, state, attempt, trigger, executor, retry_policy, attempt_timeout_seconds,
                           idempotency_key, queue_time, parameters, pool, start_deadline_at, priority, flow,
-                          awaiting_admission)
-        SELECT request.run_id, jobs.id, 'QUEUED', 1, :trigger, jobs.executor, jobs.retry_policy,
+                          awaiting_admission, keys_rendered, concurrency_key, concurrency_limit, on_limit,
+                          admit_time, finish_time, error)
+        SELECT request.run_id, jobs.id, CASE WHEN v.verdict = 'SKIP' THEN 'CANCELLED' ELSE 'QUEUED' END, 1,
+               :trigger, jobs.executor, jobs.retry_policy,
                jobs.attempt_timeout_seconds, request.idempotency_key, clock_timestamp(), request.parameters,
-               jobs.pool, CASE WHEN jobs.start_deadline_seconds IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END,
-               COALESCE(request.priority, jobs.priority), {FLOW_FROM_JOB}
+               jobs.pool, CASE WHEN jobs.start_deadline_seconds IS NULL OR v.verdict = 'SKIP' THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END,
+               COALESCE(request.priority, jobs.priority), {FLOW_SNAPSHOT},
+               CASE WHEN v.verdict IS NULL THEN {AWAITS_ADMISSION} ELSE v.verdict = 'WAIT' END,
+               v.verdict IS NOT NULL, v.ckey, v.climit, v.on_limit,
+               CASE WHEN v.verdict = 'ADMIT' THEN clock_timestamp() END,
+               CASE WHEN v.verdict = 'SKIP' THEN clock_timestamp() END,
+               CASE WHEN v.verdict = 'SKIP' THEN jsonb_build_object(
+                   'kind', 'NOT_ADMITTED', 'retryable', false,
+                   'message', format(:skipped_format, v.ckey, GREATEST(v.active, v.climit), v.climit)) END
         FROM request JOIN jobs ON jobs.id = request.job_id
+        LEFT JOIN verdict v ON v.run_id = request.run_id
         WHERE request.job_version IS NULL OR jobs.update_time = request.job_version
         ON CONFLICT (job_id, idempotency_key) DO NOTHING
         RETURNING *
     )""",
+)
+
+# Taken before CREATE_RUNS admits at trigger, in its transaction (CREATE_RUNS then sees every
+# earlier decision committed): the admission pass's lock, shared (triggers exclude the pass,
+# not each other), and one lock per bucket of the requests' keys, in order (triggers of the
+# same key exclude each other; buckets bound the locks a batch holds). A trigger that stalls
+# with them is ended by PostgreSQL, as a prepared firing batch is (taskmesh.db.schedules).
+TRIGGER_KEY_LOCKS = Query(
+    """
+    SELECT set_config('idle_in_transaction_session_timeout', '2s', true),
+           pg_advisory_xact_lock_shared(:admission_lock),
+           (SELECT count(pg_advisory_xact_lock(:key_lock_class, b)) FROM unnest(CAST(:buckets AS int[])) AS b)
+    """
 )
 
 
@@ -359,6 +416,12 @@ CANCEL_RUNS = Query(
 # pass committed). A key's active runs are its admitted runs in an active state: the statements
 # that end a run free its slot, and nothing else has to.
 ADMISSION_LOCK = Query("SELECT pg_advisory_xact_lock(:lock_id)")
+# pg_advisory_xact_lock id of the admission pass ("tmadmit" in ASCII, in a bigint).
+ADMISSION_LOCK_ID = 0x746D61646D6974
+# Admission at trigger (TRIGGER_KEY_LOCKS): the class ("tmky") of the two-key advisory locks
+# on buckets of concurrency keys, and how many buckets.
+KEY_LOCK_CLASS = 0x746D6B79
+KEY_LOCK_BUCKETS = 64
 
 # Whether any run awaits admission (runs_awaiting_admission): a pass with nothing to do skips.
 ANY_AWAITING = Query("SELECT EXISTS (SELECT 1 FROM runs r WHERE r.awaiting_admission AND r.state = 'QUEUED')")
@@ -612,9 +675,17 @@ class RunRepository:
             "job_versions": [r.job_version for r in requests],
             "priorities": [r.priority for r in requests],
             "trigger": trigger.value,
+            **_trigger_key_params(requests),
             **(audits or _NO_AUDITS),
         }
-        async with statement(self._engine) as conn:
+        buckets = sorted({_key_bucket(r.flow_keys.concurrency_key) for r in requests if r.flow_keys})
+        if not buckets:
+            async with statement(self._engine) as conn:
+                rows = (await conn.execute(CREATE_RUNS, params)).all_rows()
+            return [run_from_row(row) for row in rows]
+        locks = {"admission_lock": ADMISSION_LOCK_ID, "key_lock_class": KEY_LOCK_CLASS, "buckets": buckets}
+        async with transaction(self._engine) as conn:
+            await conn.execute(TRIGGER_KEY_LOCKS, locks)
             rows = (await conn.execute(CREATE_RUNS, params)).all_rows()
         return [run_from_row(row) for row in rows]
 
@@ -836,6 +907,21 @@ _NO_AUDITS: dict[str, Any] = {
 }
 # A batch's audit row lists at most this many of its jobs.
 MAX_AUDITED_BATCH_JOBS = 100
+
+
+def _trigger_key_params(requests: Sequence[RunRequest]) -> dict[str, Any]:
+    """CREATE_RUNS' admission-at-trigger parameters: each request's rendered concurrency key."""
+    keys = [r.flow_keys for r in requests]
+    return {
+        "ckeys": [k.concurrency_key if k else None for k in keys],
+        "climits": [k.concurrency_limit if k else None for k in keys],
+        "on_limits": [k.on_limit.value if k and k.on_limit else None for k in keys],
+        "skipped_format": SKIPPED_FORMAT,
+    }
+
+
+def _key_bucket(key: str | None) -> int:
+    return zlib.crc32((key or "").encode()) % KEY_LOCK_BUCKETS
 
 
 def _trigger_audits(requests: Sequence[RunRequest], batch: AuditContext | None) -> dict[str, Any]:

@@ -40,10 +40,11 @@ def test_skip_ends_a_run_whose_key_is_full(api: httpx.Client) -> None:
         {"sleep": {"seconds": 2}},
         concurrency={"key": unique("skip"), "limit": 1, "onLimit": "SKIP"},
     )
-    first, second = trigger(api, job["id"]), trigger(api, job["id"])
-    skipped = wait_run_terminal(api, second["id"])
-    assert skipped["state"] == "CANCELLED"
+    first, skipped = trigger(api, job["id"]), trigger(api, job["id"])
+    assert first["state"] == "QUEUED"
+    assert skipped["state"] == "CANCELLED"  # the trigger's own answer: skipped at once
     assert skipped["error"]["kind"] == "NOT_ADMITTED" and skipped["error"]["message"].startswith("SKIPPED:")
+    assert api.get(f"/api/runs/{skipped['id']}").json()["state"] == "CANCELLED"
     assert wait_run_terminal(api, first["id"])["state"] == "SUCCEEDED"
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from api_server.parameters import ParameterResolver, TriggerInput
 from taskmesh.audit import AuditContext
 from taskmesh.db.admission import AdmissionRepository
 from taskmesh.db.jobs import JobRepository
@@ -347,3 +348,77 @@ async def test_an_admitted_run_held_in_the_outbox_says_how_many_runs_are_ahead(
     await outbox.published(taken)
     assert await admission.dispatch_reasons([urgent.id]) == {}  # out in RabbitMQ
     assert (await admission.dispatch_reasons([late.id]))[late.id].endswith("behind 1 runs of its route")
+
+
+async def _trigger(
+    engine: Database, job_id: str, count: int, resolver: ParameterResolver | None = None
+) -> list[RunRecord]:
+    """`count` runs in one statement, with their keys rendered at trigger as the api_server
+    renders them (admission at trigger)."""
+    resolver = resolver or ParameterResolver(JobRepository(engine))
+    requests = await resolver.requests([TriggerInput(job_id, None, None)] * count)
+    assert all(r.flow_keys is not None for r in requests)
+    runs = await RunRepository(engine).create(requests, Trigger.MANUAL)
+    assert all(run is not None for run in runs)
+    return [run for run in runs if run is not None]
+
+
+async def test_a_trigger_admits_at_once_what_its_key_has_room_for(engine: Database, clean: None) -> None:
+    job_id = await _job(engine, concurrency={"key": "t-{{ job.name }}", "limit": 2})
+    runs = await _trigger(engine, job_id, 3)
+    assert [r.awaiting_admission for r in runs] == [False, False, True]
+    assert await _outbox(engine, runs[:2]) == 2 and await _outbox(engine, runs[2:]) == 0
+    assert {r.concurrency_key for r in runs} == {f"t-{runs[0].job_name}"}
+    admission = AdmissionRepository(engine)
+    assert (await admission.admit()).admitted == []  # the key is full
+    assert (await admission.waiting_reasons([runs[2].id]))[runs[2].id].endswith("has 2 of 2 active")
+    await _finish(engine, runs[0])
+    assert [r.id for r in (await admission.admit()).admitted] == [runs[2].id]
+
+
+async def test_a_trigger_waits_behind_the_runs_that_wait_for_its_key(engine: Database, clean: None) -> None:
+    job_id = await _job(engine, concurrency={"key": "fifo", "limit": 1})
+    first, second = await _trigger(engine, job_id, 2)
+    await _finish(engine, first)  # the key has room, but `second` waits for the next pass
+    (third,) = await _trigger(engine, job_id, 1)
+    assert third.awaiting_admission
+    assert [r.id for r in (await AdmissionRepository(engine).admit()).admitted] == [second.id]
+
+
+async def test_skip_at_trigger_answers_with_the_run_ended(engine: Database, clean: None) -> None:
+    job_id = await _job(engine, concurrency={"key": "s-now", "limit": 1, "onLimit": "SKIP"})
+    admitted, skipped = await _trigger(engine, job_id, 2)
+    assert admitted.state == RunState.QUEUED and not admitted.awaiting_admission
+    assert skipped.state == RunState.CANCELLED and skipped.finish_time is not None
+    assert skipped.error == {
+        "kind": "NOT_ADMITTED",
+        "message": "SKIPPED: key s-now has 1 of 1 active (on_limit SKIP)",
+        "retryable": False,
+    }
+    assert await _outbox(engine, [skipped]) == 0
+    assert (await AdmissionRepository(engine).admit()).idle
+
+
+async def test_concurrent_triggers_of_a_key_never_admit_past_its_limit(
+    engine: Database, integration_isolation: Isolation, clean: None
+) -> None:
+    """Triggers through two engines (as two api_servers), all at once, a pass among them."""
+    job_id = await _job(engine, concurrency={"key": "race", "limit": 3})
+    other = Database(integration_isolation.database_url, pool_size=4)
+    try:
+        resolvers = [ParameterResolver(JobRepository(e)) for e in (engine, other)]
+        engines = [engine, other]
+        batches = await asyncio.gather(
+            *(_trigger(engines[i % 2], job_id, 2, resolvers[i % 2]) for i in range(16)),
+            AdmissionRepository(other).admit(),
+        )
+    finally:
+        await other.dispose()
+    runs = [run for batch in batches[:-1] for run in batch]  # type: ignore[union-attr]
+    assert sum(not r.awaiting_admission for r in runs) == 3
+    active = await _value(
+        engine,
+        "SELECT count(*) FROM runs WHERE concurrency_key = 'race' AND NOT awaiting_admission AND state = 'QUEUED'",
+    )
+    assert active == 3
+    assert (await AdmissionRepository(engine).admit()).admitted == []

@@ -265,6 +265,7 @@ async def test_the_migrated_schema_lists_the_states_the_code_derives(engine: Dat
         # flow control (migration 0010)
         "runs_awaiting_admission": {RunState.QUEUED},
         "runs_concurrency_active": ACTIVE_STATES,
+        "runs_concurrency_waiting": {RunState.QUEUED},  # admission at trigger (0018)
     }
 
 
