@@ -18,12 +18,17 @@ Invariants:
   objects and arrays as compact JSON (so `{{ params }}` in a body is JSON).
 
 H3 (flow control) renders concurrency and rate-limit keys with `render(source, context, field)`.
+
+A template that is only text and `{{ name.key.key }}` lookups (most keys and URLs) is rendered
+without Jinja when every lookup finds plain JSON data, with the same result at a fraction of
+the cost (a trigger renders its run's key); anything else, an error included, goes to Jinja.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -157,7 +162,15 @@ def render(source: str, context: Mapping[str, Any], field: str, max_bytes: int =
     """`source` rendered over `context`; plain text comes back as it is."""
     if not is_template(source):
         return source
-    template = _compiled(source, field)
+    compiled = _compiled(source, field)
+    if compiled.lookups is not None:
+        text = _looked_up(compiled.lookups, context)
+        if text is not None and len(text.encode()) <= max_bytes:
+            return text
+    return _render_jinja(compiled.template, context, field, max_bytes)
+
+
+def _render_jinja(template: Any, context: Mapping[str, Any], field: str, max_bytes: int) -> str:
     budget = _Budget(MAX_LOOP_ITERATIONS)
     parts: list[str] = []
     size = 0
@@ -178,7 +191,57 @@ def render(source: str, context: Mapping[str, Any], field: str, max_bytes: int =
     return "".join(parts)
 
 
-def _compiled(source: str, field: str) -> Any:
+# A template as text and lookup paths ("{{ run.id }}" is ("run", "id")).
+Lookups = tuple[str | tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    template: Any  # the Jinja template
+    lookups: Lookups | None  # the same template, when it is only text and lookups
+
+
+def _lookups(tree: nodes.Template) -> Lookups | None:
+    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
+        return None
+    parts: list[str | tuple[str, ...]] = []
+    for node in tree.body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            parts.append(node.data)
+            continue
+        path: list[str] = []
+        while isinstance(node, nodes.Getattr):
+            path.append(node.attr)
+            node = node.node
+        if not isinstance(node, nodes.Name) or node.name.startswith("_"):
+            return None
+        parts.append((node.name, *reversed(path)))
+    return tuple(parts)
+
+
+def _looked_up(lookups: Lookups, context: Mapping[str, Any]) -> str | None:
+    """The text of a lookups-only template, or None where Jinja must decide (a missing name, a
+    name that is a dict method as well as a key, a value that is not plain JSON data)."""
+    out: list[str] = []
+    for part in lookups:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        if part[0] not in context:
+            return None
+        value = context[part[0]]
+        for key in part[1:]:
+            if not isinstance(value, dict) or key not in value or hasattr(value, key):
+                return None
+            value = value[key]
+        shown = _finalize(value)
+        if not isinstance(shown, str | int | float):
+            return None
+        out.append(str(shown))
+    return "".join(out)
+
+
+def _compiled(source: str, field: str) -> _Compiled:
     try:
         return _compile(source)
     except TemplateSyntaxError as error:
@@ -188,7 +251,7 @@ def _compiled(source: str, field: str) -> Any:
 
 
 @lru_cache(maxsize=4096)
-def _compile(source: str) -> Any:
+def _compile(source: str) -> _Compiled:
     if len(source.encode()) > MAX_SOURCE_BYTES:
         raise TemplateSyntaxError(f"a template is at most {MAX_SOURCE_BYTES} bytes", 1)
     tree = _ENV.parse(source)
@@ -196,4 +259,4 @@ def _compile(source: str) -> Any:
         loop.iter = nodes.Call(
             nodes.Name(_BOUNDED, "load"), [nodes.Name(_BUDGET, "load"), loop.iter], [], None, None
         )
-    return _ENV.from_string(tree)
+    return _Compiled(_ENV.from_string(tree), _lookups(tree))

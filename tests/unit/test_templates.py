@@ -93,3 +93,39 @@ def test_the_result_is_bounded_by_the_fields_limit() -> None:
     assert render("{{ 'a' * 100 }}", max_bytes=100) == "a" * 100
     with pytest.raises(TemplateError, match="renders to more than 100 bytes"):
         render("{{ 'a' * 101 }}", max_bytes=100)
+
+
+LOOKUP_ONLY = [
+    "u-{{ run.id }}",
+    "c-{{ params.customer_id }}-{{ job.name }}",
+    "{{ params.ratio }}/{{ params.flag }}/{{ params.none }}/{{ params.tags }}",
+    "{{ params }}",
+    "{{ params.evil }}",
+    "{{ run.slot_time }}",
+    "x{{ params.items }}",  # a dict method before a key, as Jinja resolves it
+    "{{ params.missing }}",
+    "{{ nobody.there }}",
+    "{{ params.customer_id.deeper }}",
+    "{{ params.tags }}" * 3000,  # over max_bytes
+]
+
+
+@pytest.mark.parametrize("source", LOOKUP_ONLY, ids=range(len(LOOKUP_ONLY)))
+def test_a_lookups_only_template_renders_as_jinja_renders_it(source: str) -> None:
+    compiled = templates._compile(source)
+    assert compiled.lookups is not None  # it takes the path without Jinja where it can
+    try:
+        expected: str | TemplateError = templates._render_jinja(compiled.template, CONTEXT, "f", 1 << 14)
+    except TemplateError as error:
+        expected = error
+    try:
+        got: str | TemplateError = templates.render(source, CONTEXT, "f", 1 << 14)
+    except TemplateError as error:
+        got = error
+    assert str(got) == str(expected) and type(got) is type(expected)
+
+
+def test_templates_with_more_than_lookups_go_to_jinja() -> None:
+    for source in ("{{ params.customer_id + 1 }}", "{{ params['customer_id'] }}", "{% if true %}x{% endif %}"):
+        assert templates._compile(source).lookups is None
+    assert templates._compile("{{ params.customer_id }}").lookups == (("params", "customer_id"),)
