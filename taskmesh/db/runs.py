@@ -134,7 +134,7 @@ CREATE_RUNS = _queueing(
         FROM request r JOIN jobs ON jobs.id = r.job_id
         WHERE r.ckey IS NOT NULL AND r.job_version IS NOT NULL
     )""",
-    f"""key_state AS (
+    f"""key_state AS MATERIALIZED (
         SELECT k.ckey,
                (SELECT count(*) FROM runs a WHERE a.concurrency_key = k.ckey AND NOT a.awaiting_admission
                 AND a.state IN {ACTIVE}) AS active,
@@ -142,7 +142,7 @@ CREATE_RUNS = _queueing(
                        AND w.state = 'QUEUED') AS waited
         FROM (SELECT DISTINCT ckey FROM keyed) k
     )""",
-    """verdict AS (
+    """verdict AS MATERIALIZED (
         SELECT k.run_id, k.ckey, k.climit, k.on_limit, s.active,
                CASE WHEN NOT s.waited AND k.rank <= k.climit - s.active THEN 'ADMIT'
                     WHEN k.on_limit = 'QUEUE' THEN 'WAIT'
@@ -177,7 +177,8 @@ CREATE_RUNS = _queueing(
                :trigger, jobs.executor, jobs.retry_policy,
                jobs.attempt_timeout_seconds, request.idempotency_key, clock_timestamp(), request.parameters,
                jobs.pool, CASE WHEN jobs.start_deadline_seconds IS NULL OR v.verdict = 'SKIP' THEN NULL ELSE clock_timestamp() + make_interval(secs => jobs.start_deadline_seconds) END,
-               COALESCE(request.priority, jobs.priority), {FLOW_SNAPSHOT},
+               -- a run whose keys are rendered needs no snapshot to render them from
+               COALESCE(request.priority, jobs.priority), CASE WHEN v.verdict IS NULL THEN {FLOW_SNAPSHOT} END,
                CASE WHEN v.verdict IS NULL THEN {AWAITS_ADMISSION} ELSE v.verdict = 'WAIT' END,
                v.verdict IS NOT NULL, v.ckey, v.climit, v.on_limit,
                CASE WHEN v.verdict = 'ADMIT' THEN clock_timestamp() END,
@@ -195,14 +196,20 @@ CREATE_RUNS = _queueing(
 
 # Taken before CREATE_RUNS admits at trigger, in its transaction (CREATE_RUNS then sees every
 # earlier decision committed): the admission pass's lock, shared (triggers exclude the pass,
-# not each other), and one lock per bucket of the requests' keys, in order (triggers of the
-# same key exclude each other; buckets bound the locks a batch holds). A trigger that stalls
-# with them is ended by PostgreSQL, as a prepared firing batch is (taskmesh.db.schedules).
+# not each other), then locks on the requests' keys, each list in ascending order, so that
+# triggers of the same key exclude each other: a lock per key (:keys, a hash of each; triggers
+# of different keys do not wait for each other), with the key's bucket (one of
+# KEY_LOCK_BUCKETS) held shared; a call with more than MAX_KEY_LOCKS keys holds its buckets
+# exclusively instead (:buckets), which bounds the locks a transaction holds. A trigger that
+# stalls with them is ended by PostgreSQL, as a prepared firing batch is (taskmesh.db.schedules).
 TRIGGER_KEY_LOCKS = Query(
     """
-    SELECT set_config('idle_in_transaction_session_timeout', '2s', true),
-           pg_advisory_xact_lock_shared(:admission_lock),
-           (SELECT count(pg_advisory_xact_lock(:key_lock_class, b)) FROM unnest(CAST(:buckets AS int[])) AS b)
+    SELECT set_config('idle_in_transaction_session_timeout', '2s', true) AS timeout,
+           pg_advisory_xact_lock_shared(:admission_lock) AS admission,
+           (SELECT count(pg_advisory_xact_lock_shared(:bucket_class, b))
+            FROM unnest(CAST(:shared_buckets AS int[])) AS b) AS shared_buckets,
+           (SELECT count(pg_advisory_xact_lock(:bucket_class, b)) FROM unnest(CAST(:buckets AS int[])) AS b) AS buckets,
+           (SELECT count(pg_advisory_xact_lock(:key_class, k)) FROM unnest(CAST(:keys AS int[])) AS k) AS keys
     """
 )
 
@@ -418,10 +425,13 @@ CANCEL_RUNS = Query(
 ADMISSION_LOCK = Query("SELECT pg_advisory_xact_lock(:lock_id)")
 # pg_advisory_xact_lock id of the admission pass ("tmadmit" in ASCII, in a bigint).
 ADMISSION_LOCK_ID = 0x746D61646D6974
-# Admission at trigger (TRIGGER_KEY_LOCKS): the class ("tmky") of the two-key advisory locks
-# on buckets of concurrency keys, and how many buckets.
+# Admission at trigger (TRIGGER_KEY_LOCKS): the classes ("tmky", "tmkb") of the two-key
+# advisory locks on concurrency keys and on their buckets; how many buckets; the most keys a
+# trigger locks one by one.
 KEY_LOCK_CLASS = 0x746D6B79
+BUCKET_LOCK_CLASS = 0x746D6B62
 KEY_LOCK_BUCKETS = 64
+MAX_KEY_LOCKS = 128
 
 # Whether any run awaits admission (runs_awaiting_admission): a pass with nothing to do skips.
 ANY_AWAITING = Query("SELECT EXISTS (SELECT 1 FROM runs r WHERE r.awaiting_admission AND r.state = 'QUEUED')")
@@ -678,14 +688,13 @@ class RunRepository:
             **_trigger_key_params(requests),
             **(audits or _NO_AUDITS),
         }
-        buckets = sorted({_key_bucket(r.flow_keys.concurrency_key) for r in requests if r.flow_keys})
-        if not buckets:
+        keys = {r.flow_keys.concurrency_key or "" for r in requests if r.flow_keys}
+        if not keys:
             async with statement(self._engine) as conn:
                 rows = (await conn.execute(CREATE_RUNS, params)).all_rows()
             return [run_from_row(row) for row in rows]
-        locks = {"admission_lock": ADMISSION_LOCK_ID, "key_lock_class": KEY_LOCK_CLASS, "buckets": buckets}
         async with transaction(self._engine) as conn:
-            await conn.execute(TRIGGER_KEY_LOCKS, locks)
+            await conn.execute(TRIGGER_KEY_LOCKS, trigger_key_locks(keys))
             rows = (await conn.execute(CREATE_RUNS, params)).all_rows()
         return [run_from_row(row) for row in rows]
 
@@ -920,8 +929,19 @@ def _trigger_key_params(requests: Sequence[RunRequest]) -> dict[str, Any]:
     }
 
 
-def _key_bucket(key: str | None) -> int:
-    return zlib.crc32((key or "").encode()) % KEY_LOCK_BUCKETS
+def trigger_key_locks(keys: set[str]) -> dict[str, Any]:
+    """TRIGGER_KEY_LOCKS' parameters for a trigger of these concurrency keys."""
+    hashes = {zlib.crc32(key.encode()) for key in keys}
+    buckets = sorted({h % KEY_LOCK_BUCKETS for h in hashes})
+    one_by_one = len(hashes) <= MAX_KEY_LOCKS
+    return {
+        "admission_lock": ADMISSION_LOCK_ID,
+        "key_class": KEY_LOCK_CLASS,
+        "bucket_class": BUCKET_LOCK_CLASS,
+        "shared_buckets": buckets if one_by_one else [],
+        "buckets": [] if one_by_one else buckets,
+        "keys": sorted(h - (1 << 32) if h >= 1 << 31 else h for h in hashes) if one_by_one else [],  # as int4
+    }
 
 
 def _trigger_audits(requests: Sequence[RunRequest], batch: AuditContext | None) -> dict[str, Any]:

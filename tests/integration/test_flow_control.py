@@ -13,7 +13,7 @@ from taskmesh.db.admission import AdmissionRepository
 from taskmesh.db.jobs import JobRepository
 from taskmesh.db.outbox import OutboxRepository
 from taskmesh.db.pg import Database, Query
-from taskmesh.db.runs import RunRepository
+from taskmesh.db.runs import MAX_KEY_LOCKS, RunRepository, trigger_key_locks
 from taskmesh.ids import new_id
 from taskmesh.records import AttemptRef, ClaimRequest, FlowSettings, OutcomeReport, RunRecord, RunRequest
 from taskmesh.states import RunState, Trigger
@@ -422,3 +422,37 @@ async def test_concurrent_triggers_of_a_key_never_admit_past_its_limit(
     )
     assert active == 3
     assert (await AdmissionRepository(engine).admit()).admitted == []
+
+
+async def test_a_call_of_many_keys_and_triggers_of_one_of_them_exclude_each_other(
+    engine: Database, integration_isolation: Isolation, clean: None
+) -> None:
+    """A call with more keys than it locks one by one (its buckets instead), at once with calls
+    of one of its keys (that key's lock): the key still admits one run."""
+    job_id = await _job(engine, concurrency={"key": "m-{{ params.k }}", "limit": 1})
+    many = [TriggerInput(job_id, None, {"k": str(i)}) for i in range(MAX_KEY_LOCKS + 1)]
+    other = Database(integration_isolation.database_url, pool_size=4)
+    try:
+        resolvers = [ParameterResolver(JobRepository(e)) for e in (engine, other)]
+
+        async def call(resolver: ParameterResolver, e: Database, inputs: list[TriggerInput]) -> None:
+            await RunRepository(e).create(await resolver.requests(inputs), Trigger.MANUAL)
+
+        await asyncio.gather(
+            call(resolvers[0], engine, [*many, TriggerInput(job_id, None, {"k": "0"})]),
+            *(
+                call(resolvers[i % 2], (engine, other)[i % 2], [TriggerInput(job_id, None, {"k": "0"})])
+                for i in range(6)
+            ),
+        )
+    finally:
+        await other.dispose()
+    active = await _value(
+        engine,
+        "SELECT count(*) FROM runs WHERE concurrency_key = 'm-0' AND NOT awaiting_admission AND state = 'QUEUED'",
+    )
+    waiting = await _value(
+        engine, "SELECT count(*) FROM runs WHERE concurrency_key = 'm-0' AND awaiting_admission"
+    )
+    assert (active, waiting) == (1, 7)
+    assert trigger_key_locks({f"m-{i}" for i in range(MAX_KEY_LOCKS + 1)})["keys"] == []  # the buckets, then
