@@ -4,7 +4,8 @@ api_server.runs) and to the metrics endpoint (api_server.health_and_metrics).
 
 - GetJobStatus lookups in the Redis status cache by result, and the hit ratio since start;
 - runs cancelled here (queued or waiting to retry: they end at once) by terminal state, and a
-  log line per cancellation with job, run and attempt.
+  log line per cancellation with job, run and attempt;
+- runs a trigger created ended (on_limit SKIP: their key was full), counted and logged alike.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class CacheStats:
 
 
 class CancelObserver:
-    """Counts and logs the runs a cancel changed (api_server.runs.RunsObserver)."""
+    """Counts and logs the runs a cancel changed and those a trigger skipped (api_server.runs.RunsObserver)."""
 
     def cancelled(self, runs: Sequence[RunRecord]) -> None:
         for run in runs:
@@ -69,3 +70,11 @@ class CancelObserver:
                 log.info(
                     "cancel requested: the worker executing attempt %d is told to stop", run.attempt, extra=extra
                 )
+
+    def skipped(self, runs: Sequence[RunRecord]) -> None:
+        for run in runs:
+            RUNS_FINISHED.labels(run.state.value, "none").inc()
+            reason = (run.error or {}).get("message", "")
+            log.info(
+                "run skipped: %s", reason, extra={"job_id": run.job_id, "run_id": run.id, "attempt": run.attempt}
+            )

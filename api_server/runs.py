@@ -37,9 +37,12 @@ def _same_parameters(run: RunRecord, request: RunRequest, field: str = "idempote
 
 
 class RunsObserver(Protocol):
-    """Sees the runs a cancel changed (api_server.run_telemetry.CancelObserver: metrics, logs)."""
+    """Sees the runs a cancel changed and the runs a trigger created ended (on_limit SKIP)
+    (api_server.run_telemetry.CancelObserver: metrics, logs)."""
 
     def cancelled(self, runs: Sequence[RunRecord]) -> None: ...
+
+    def skipped(self, runs: Sequence[RunRecord]) -> None: ...
 
 
 class Runs:
@@ -108,7 +111,7 @@ class Runs:
                 [requests[i] for i in pending], Trigger.MANUAL, batch_audit=batch_audit
             )
             batch_audit = None  # the batch's one row: written by its first insert
-            self._cache_writer.enqueue([run for run in created if run is not None])
+            self._created(created)
             for index, run in zip(pending, created, strict=True):
                 results[index] = run
             pending = [i for i in pending if results[i] is None]
@@ -135,11 +138,19 @@ class Runs:
 
     async def _create_runs(self, requests: Sequence[RunRequest]) -> list[RunRecord | BaseException]:
         created = await self._runs.create(requests, Trigger.MANUAL)
-        self._cache_writer.enqueue([run for run in created if run is not None])
+        self._created(created)
         return [
             run or NotFound(f"job {request.job_id} not found")
             for run, request in zip(created, requests, strict=True)
         ]
+
+    def _created(self, created: Sequence[RunRecord | None]) -> None:
+        runs = [run for run in created if run is not None]
+        self._cache_writer.enqueue(runs)
+        skipped = [run for run in runs if run.state.is_terminal]  # on_limit SKIP, at trigger
+        if skipped:
+            for observer in self._observers:
+                observer.skipped(skipped)
 
     async def cancel(self, run_id: str, audit: AuditContext) -> RunRecord:
         """Cancel now if queued or waiting to retry; ask the worker to stop if running."""
