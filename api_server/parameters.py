@@ -73,8 +73,7 @@ class ParameterResolver:
         if compiled is None:
             return RunRequest(new_id(), given.job_id, given.idempotency_key, priority=given.priority)
         merged = parameters.merged(compiled.defaults, given.parameters) if given.parameters else compiled.defaults
-        if given.parameters:
-            parameters.bounded(merged or {}, given.field)
+        text = parameters.bounded(merged or {}, given.field) if given.parameters else None
         parameters.validate(compiled.validator, merged or {}, given.field)
         run_id = new_id()
         return RunRequest(
@@ -82,6 +81,7 @@ class ParameterResolver:
             given.job_id,
             given.idempotency_key,
             parameters=merged or None,
+            parameters_json=text if merged else None,
             job_version=compiled.version,  # type: ignore[arg-type]
             priority=given.priority,
             flow_keys=_trigger_keys(compiled, run_id, given.job_id, merged),

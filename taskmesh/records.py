@@ -203,6 +203,9 @@ class RunRequest:
     job_id: str
     idempotency_key: str | None = None
     parameters: Json | None = None  # merged and validated against the job's schema
+    # The same parameters as compact JSON, when the caller made that text already (None: the
+    # insert makes it).
+    parameters_json: str | None = field(default=None, compare=False)
     # The job's update_time the parameters were merged and validated at: the run is created
     # only while the job is still at it (None: no check).
     job_version: datetime | None = None

@@ -681,7 +681,7 @@ class RunRepository:
             "run_ids": [r.run_id for r in requests],
             "job_ids": [r.job_id for r in requests],
             "keys": [r.idempotency_key for r in requests],
-            "parameters": json.dumps([r.parameters for r in requests], separators=(",", ":")),
+            "parameters": _parameters_array(requests),
             "job_versions": [r.job_version for r in requests],
             "priorities": [r.priority for r in requests],
             "trigger": trigger.value,
@@ -916,6 +916,15 @@ _NO_AUDITS: dict[str, Any] = {
 }
 # A batch's audit row lists at most this many of its jobs.
 MAX_AUDITED_BATCH_JOBS = 100
+
+
+def _parameters_array(requests: Sequence[RunRequest]) -> str:
+    """CREATE_RUNS' :parameters, one JSON array, from the texts the callers made where they did."""
+    texts = [
+        r.parameters_json if r.parameters_json is not None else json.dumps(r.parameters, separators=(",", ":"))
+        for r in requests
+    ]
+    return "[" + ",".join(texts) + "]"
 
 
 def _trigger_key_params(requests: Sequence[RunRequest]) -> dict[str, Any]:
