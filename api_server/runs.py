@@ -107,11 +107,10 @@ class Runs:
         pending = list(range(len(requests)))
         batch_audit: AuditContext | None = audit
         for _ in range(STALE_RETRIES):
-            created = await self._runs.create(
-                [requests[i] for i in pending], Trigger.MANUAL, batch_audit=batch_audit
-            )
+            asked = [requests[i] for i in pending]
+            created = await self._runs.create(asked, Trigger.MANUAL, batch_audit=batch_audit)
             batch_audit = None  # the batch's one row: written by its first insert
-            self._created(created)
+            self._created(asked, created)
             for index, run in zip(pending, created, strict=True):
                 results[index] = run
             pending = [i for i in pending if results[i] is None]
@@ -138,16 +137,22 @@ class Runs:
 
     async def _create_runs(self, requests: Sequence[RunRequest]) -> list[RunRecord | BaseException]:
         created = await self._runs.create(requests, Trigger.MANUAL)
-        self._created(created)
+        self._created(requests, created)
         return [
             run or NotFound(f"job {request.job_id} not found")
             for run, request in zip(created, requests, strict=True)
         ]
 
-    def _created(self, created: Sequence[RunRecord | None]) -> None:
+    def _created(self, requests: Sequence[RunRequest], created: Sequence[RunRecord | None]) -> None:
         runs = [run for run in created if run is not None]
         self._cache_writer.enqueue(runs)
-        skipped = [run for run in runs if run.state.is_terminal]  # on_limit SKIP, at trigger
+        # New runs that are ended already: on_limit SKIP, at trigger (an idempotency key's
+        # earlier run, finished or not, is no new run)
+        skipped = [
+            run
+            for run, request in zip(created, requests, strict=True)
+            if run is not None and run.id == request.run_id and run.state.is_terminal
+        ]
         if skipped:
             for observer in self._observers:
                 observer.skipped(skipped)

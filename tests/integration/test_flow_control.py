@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from api_server.parameters import ParameterResolver, TriggerInput
+from api_server.runs import Runs
 from taskmesh.audit import AuditContext
 from taskmesh.db.admission import AdmissionRepository
 from taskmesh.db.jobs import JobRepository
+from taskmesh.db.logs import LogRepository
 from taskmesh.db.outbox import OutboxRepository
 from taskmesh.db.pg import Database, Query
 from taskmesh.db.runs import MAX_KEY_LOCKS, RunRepository, trigger_key_locks
@@ -456,3 +458,38 @@ async def test_a_call_of_many_keys_and_triggers_of_one_of_them_exclude_each_othe
     )
     assert (active, waiting) == (1, 7)
     assert trigger_key_locks({f"m-{i}" for i in range(MAX_KEY_LOCKS + 1)})["keys"] == []  # the buckets, then
+
+
+class _Observed:
+    """api_server.runs.RunsObserver, recording; and a cache writer that keeps nothing."""
+
+    def __init__(self) -> None:
+        self.skipped_ids: list[str] = []
+
+    def cancelled(self, runs: Any) -> None:
+        pass
+
+    def skipped(self, runs: list[RunRecord]) -> None:
+        self.skipped_ids += [run.id for run in runs]
+
+    def enqueue(self, runs: Any) -> None:
+        pass
+
+
+async def test_a_trigger_reports_the_runs_it_skipped_once(engine: Database, clean: None) -> None:
+    job_id = await _job(engine, concurrency={"key": "seen", "limit": 1, "onLimit": "SKIP"})
+    observed = _Observed()
+    runs = Runs(
+        JobRepository(engine),
+        RunRepository(engine),
+        LogRepository(engine),
+        observed,
+        observers=[observed],  # type: ignore[arg-type]
+    )
+    admitted = await runs.trigger(job_id, "a", SYSTEM)
+    skipped = await runs.trigger(job_id, "b", SYSTEM)
+    assert admitted.state == RunState.QUEUED and skipped.state == RunState.CANCELLED
+    again = await runs.trigger(job_id, "b", SYSTEM)  # the key's earlier run: not skipped again
+    [in_batch] = await runs.trigger_many([TriggerInput(job_id, "b", None)], SYSTEM)
+    assert again.id == in_batch.id == skipped.id
+    assert observed.skipped_ids == [skipped.id]
