@@ -49,6 +49,12 @@ export function between(from, to) {
   return a && b ? (b.getTime() - a.getTime()) / 1000 : null;
 }
 
+/** The run to show: `offered` unless `shown` is a later version of it (an action's answer can
+ * arrive after the watch already sent a later change). */
+export function newerRun(shown, offered) {
+  return shown && offered && Number(shown.version || 0) > Number(offered.version || 0) ? shown : offered;
+}
+
 export function runDuration(run) {
   return between(run.startTime, run.finishTime);
 }

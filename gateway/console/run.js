@@ -2,7 +2,7 @@
 // error), the live log tail through WatchRun (the gateway's streaming REST route), its output,
 // cancel and retry. Fields this page does not know (newer API versions) are listed as JSON.
 import * as api from "./api.js";
-import { shortId, ago, clock, duration, FINISHED, runDuration, time, triggerToStart, waitingCode } from "./format.js";
+import { shortId, ago, clock, duration, FINISHED, newerRun, runDuration, time, triggerToStart, waitingCode } from "./format.js";
 import { ErrorBox, html, Json, State, useEffect, useRef, useState } from "./ui.js";
 
 const MAX_LINES = 5000;
@@ -14,7 +14,8 @@ const ATTEMPT_KNOWN = new Set(["attempt", "workerId", "startTime", "finishTime",
 
 /** The run and its log lines, live: WatchRun sends the current state and earlier lines first. */
 function useWatch(id) {
-  const [run, setRun] = useState(null);
+  const [run, setShownRun] = useState(null);
+  const setRun = (offered) => setShownRun((shown) => newerRun(shown, offered));
   const [lines, setLines] = useState([]);
   const [error, setError] = useState(null);
   const [live, setLive] = useState(false);
@@ -22,7 +23,7 @@ function useWatch(id) {
     let stopped = false;
     let controller = null;
     let finished = false;
-    setRun(null);
+    setShownRun(null);
     setLines([]);
     const follow = async () => {
       while (!stopped && !finished) {

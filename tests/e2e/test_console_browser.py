@@ -9,7 +9,7 @@ import re
 import sys
 
 import httpx
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import APIResponse, Browser, Route, expect
 
 from tests.e2e.console_page import DESKTOP, PHONE, WIDEST_ELEMENT, browser, open_console, shoot, viewer
 from tests.e2e.helpers import create_job, trigger, unique, wait_run_terminal
@@ -75,8 +75,19 @@ def test_create_with_a_bad_cron_fix_trigger_watch_live_logs_cancel(
     expect(log).to_contain_text(f"console line {seen + 3}", timeout=30_000)
     shoot(page, "run-live-log")
 
+    # The cancel's answer (CANCELLING) is held back until the watch has shown the run CANCELLED,
+    # as a loaded machine can order them: the page keeps the newer state.
+    held: list[tuple[Route, APIResponse]] = []
+    page.route(re.compile(r"/api/runs/[^/]+:cancel$"), lambda route: held.append((route, route.fetch())))
     page.get_by_role("button", name="Cancel run").click()
     expect(page.locator("h1 .state")).to_have_text("CANCELLED", timeout=30_000)
+    assert len(held) == 1
+    route, answer = held[0]
+    assert answer.json()["state"] == "CANCELLING"
+    with page.expect_response(re.compile(r":cancel$")):
+        route.fulfill(response=answer)
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => setTimeout(done, 50)))")
+    expect(page.locator("h1 .state")).to_have_text("CANCELLED", timeout=5_000)
     expect(page.get_by_role("button", name="Retry")).to_be_visible()
     shoot(page, "run-cancelled")
 
