@@ -67,6 +67,9 @@ class NotificationScan:
     async def scan_once(self) -> bool:
         """One pass over every source; True when a batch was full (scan again at once)."""
         config = self._config
+        if not await self._repository.move_on_without_rules(config.settle):
+            await self._scan_stuck()  # moves its cursor on at its own pace
+            return False
         runs = await self._repository.scan_finished_runs(config.batch_size, config.settle, detect_run_events)
         slots = await self._repository.scan_skipped_slots(config.batch_size, config.settle, detect_slot_events)
         stuck = await self._scan_stuck()

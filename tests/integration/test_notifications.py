@@ -323,3 +323,24 @@ async def test_a_success_right_after_a_failure_is_a_recovery_and_a_long_wait_is_
     assert failed and again and fresh
     again_stuck = await repository.scan_waiting_runs(100, 0.0, detect_stuck)
     assert again_stuck.scanned and again_stuck.created == 0  # still waiting, the same event: no new one
+
+
+async def test_without_a_rule_the_cursors_move_on_and_a_rule_sees_what_comes_after_it(
+    engine: Database, job_id: str
+) -> None:
+    repository = NotificationRepository(engine)
+    channel = await _channel(repository, "http://127.0.0.1:9/hook")
+    before = await _finished_runs(engine, job_id, ["FAILED"])
+    scan = _scan(engine)
+    await _scan_until_past_now(scan, engine)  # no rule: the cheap pass moves the cursors
+    async with statement(engine) as conn:
+        positions = (
+            await conn.execute(Query("SELECT name, position_time FROM notification_cursors ORDER BY name"))
+        ).all_rows()
+    moved = {row.name: row.position_time for row in positions}
+    assert moved["skipped_slots"] == moved["runs"]  # both event cursors, in the same statement
+    await _rule(repository, channel, job_id, ["RUN_FAILED"])
+    after = await _finished_runs(engine, job_id, ["FAILED"])
+    await _scan_until_past_now(scan, engine)
+    assert await _deliveries(repository, channel) == [("RUN_FAILED", after[0])]
+    assert before[0] != after[0]
