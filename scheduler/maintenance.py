@@ -86,28 +86,30 @@ class Maintenance:
         while True:
             started = time.monotonic()
             try:
-                await self.promote_due_retries()
+                self._retry_recorded.clear()  # the look below sees the retries recorded so far
+                due = await self._runs.maintenance_due(self._grace)
                 if time.monotonic() - started > STALL_SECONDS:  # the database was out of reach
                     next_reap = max(next_reap, time.monotonic() + self._lease_seconds)
+                retry_wait = due.seconds_to_retry
+                if retry_wait is not None and retry_wait <= 0:
+                    await self.promote_due_retries()
+                    retry_wait = 0.0  # look again at once: the next retry may be due too
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + REAP_EVERY_SECONDS
-                    await self.reap()
-                    await self.fail_late_starts()
-                pause = min(await self._until_next_retry(), max(0.0, next_reap - time.monotonic()))
+                    if due.expired:
+                        await self.reap()
+                    if due.late:
+                        await self.fail_late_starts()
+                pause = min(
+                    REAP_EVERY_SECONDS if retry_wait is None else retry_wait,
+                    max(0.0, next_reap - time.monotonic()),
+                )
                 self._reconnect.connected()
             except Unavailable as error:
                 next_reap = time.monotonic() + self._lease_seconds
                 await self._reconnect.failed(error)
                 continue
-            self._retry_recorded.clear()
             await wait_event(self._retry_recorded, max(MIN_RETRY_WAIT_SECONDS, pause))
-
-    async def _until_next_retry(self) -> float:
-        due = await self._runs.next_retry_due()
-        if due is None:
-            return REAP_EVERY_SECONDS
-        wait: float = (due - datetime.now(UTC)).total_seconds()
-        return max(0.0, wait)
 
     async def promote_due_retries(self) -> None:
         while promoted := await self._runs.promote_retries():

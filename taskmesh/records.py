@@ -373,3 +373,18 @@ class WorkerRecord:
     profile: WorkerProfile
     busy_slots: int
     connect_time: datetime
+
+
+@dataclass(frozen=True)
+class MaintenanceDue:
+    """What the scheduler's maintenance loop has to do now (taskmesh.db.runs.MAINTENANCE_DUE)."""
+
+    next_retry: datetime | None  # the earliest retry_at of a run waiting to retry
+    expired: bool  # an attempt's lease ran out or it overran its timeout
+    late: bool  # a queued run's start deadline passed
+    now: datetime  # the database's clock, which retry_at is compared with
+
+    @property
+    def seconds_to_retry(self) -> float | None:
+        """How long until the earliest retry is due (0 or less: due now); None: no retry waits."""
+        return None if self.next_retry is None else (self.next_retry - self.now).total_seconds()

@@ -31,6 +31,7 @@ from taskmesh.records import (
     ClaimRequest,
     Condition,
     ExpiredAttempt,
+    MaintenanceDue,
     OutcomeReport,
     Page,
     RunRecord,
@@ -346,15 +347,17 @@ EXTEND_LEASES = Query(
 
 # Attempts whose worker vanished (lease expired) or overran their timeout (the server's
 # backstop to the worker's own timeout), locked for the reaper's transaction.
+_EXPIRED = f"""
+    r.state IN {LEASED}
+      AND (r.lease_expires_at < clock_timestamp()
+           OR r.start_time + make_interval(secs => COALESCE(r.attempt_timeout_seconds, :default_timeout)
+                                                   + :grace_seconds) < clock_timestamp())"""
 SELECT_EXPIRED = Query(
     f"""
     SELECT r.id::text AS run_id, r.attempt, r.state, r.worker_id, r.worker_session, r.retry_policy,
            r.lease_expires_at < clock_timestamp() AS lease_expired
     FROM runs r
-    WHERE r.state IN {LEASED}
-      AND (r.lease_expires_at < clock_timestamp()
-           OR r.start_time + make_interval(secs => COALESCE(r.attempt_timeout_seconds, :default_timeout)
-                                                   + :grace_seconds) < clock_timestamp())
+    WHERE {_EXPIRED}
     ORDER BY r.lease_expires_at
     LIMIT :limit
     FOR UPDATE OF r SKIP LOCKED
@@ -399,7 +402,18 @@ FAIL_NOT_STARTED = Query(
     """
 )
 
-NEXT_RETRY_DUE = Query("SELECT min(retry_at) FROM runs WHERE state = 'RETRY_WAIT'")
+# What the maintenance loop has to do, in one statement: the earliest retry, whether an attempt
+# expired (the reap takes a transaction, three round trips) and whether a start deadline passed.
+# Nearly every look, every second on every scheduler, finds nothing.
+MAINTENANCE_DUE = Query(
+    f"""
+    SELECT (SELECT min(retry_at) FROM runs WHERE state = 'RETRY_WAIT') AS next_retry,
+           EXISTS (SELECT 1 FROM runs r WHERE {_EXPIRED}) AS expired,
+           EXISTS (SELECT 1 FROM runs WHERE state = 'QUEUED' AND start_deadline_at IS NOT NULL
+                     AND start_deadline_at <= clock_timestamp()) AS late,
+           clock_timestamp() AS now
+    """
+)
 
 # QUEUED or RETRY_WAIT -> CANCELLED at once (a work unit still queued is dropped at claim);
 # RUNNING -> CANCELLING: the worker holding the attempt is told to stop it and reports CANCELLED.
@@ -817,9 +831,11 @@ class RunRepository:
             rows = (await conn.execute(FAIL_NOT_STARTED, {"limit": limit})).all_rows()
         return [run_from_row(row) for row in rows]
 
-    async def next_retry_due(self) -> Any:
+    async def maintenance_due(self, grace_seconds: float) -> MaintenanceDue:
+        params = {"grace_seconds": grace_seconds, "default_timeout": DEFAULT_ATTEMPT_TIMEOUT}
         async with statement(self._engine) as conn:
-            return (await conn.execute(NEXT_RETRY_DUE)).one_value()
+            row = (await conn.execute(MAINTENANCE_DUE, params)).one_row()
+        return MaintenanceDue(row.next_retry, bool(row.expired), bool(row.late), row.now)
 
     async def cancel(self, run_ids: Sequence[str], audit: AuditContext) -> list[RunRecord]:
         """Cancel the given runs that are still active; returns them as they now are (with an
